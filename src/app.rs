@@ -1,0 +1,101 @@
+//! The composition root: builds the services over one [`Database`] and registers the
+//! lifecycle hooks. An application server builds the same [`App`] and so fires the same
+//! hooks as `accountctl`.
+
+use std::sync::Arc;
+
+
+use crate::lifecycle::{UserLifecycleHook, UserLifecycleService};
+use crate::services::accounts::Accounts;
+use crate::services::audit::AuditLifecycleHook;
+use crate::services::auth::AuthService;
+use crate::services::authz::{AuthzCache, AuthzCacheLifecycleHook};
+use crate::services::bootstrap::Bootstrap;
+use crate::services::external_identity::ExternalIdentityLifecycleHook;
+use crate::services::folders::{FolderService, HomeFolderLifecycleHook};
+use crate::services::memberships::Memberships;
+use crate::services::sessions::{SessionRevocationLifecycleHook, SessionService};
+use crate::store::Database;
+
+/// Settings of the services.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long an admin-deleted user stays restorable in the trash (default 30 days).
+    pub trash_retention: chrono::Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { trash_retention: chrono::Duration::days(30) }
+    }
+}
+
+/// The library, wired: one database, one dispatcher, the services.
+#[derive(Clone)]
+pub struct App {
+    pub db: Database,
+    pub config: Config,
+    pub lifecycle: Arc<UserLifecycleService>,
+    pub authz: Arc<AuthzCache>,
+}
+
+impl App {
+    /// Wires the services with the shipped hooks.
+    pub fn new(db: Database, config: Config) -> Self {
+        Self::with_hooks(db, config, Vec::new())
+    }
+
+    /// Wires the services with the shipped hooks followed by `extra` (an application's own),
+    /// which therefore fire after every shipped hook.
+    pub fn with_hooks(db: Database, config: Config, extra: Vec<Arc<dyn UserLifecycleHook>>) -> Self {
+        let authz = Arc::new(AuthzCache::default());
+        // Registration order is firing order, and it is decided here only:
+        // 1. audit first, so even an event a later hook aborts is traced (the durable row
+        //    rolls back with it);
+        // 2. home folder: later hooks that seed resources *inside* the folder must come after
+        //    their producer;
+        // 3. authz cache: invalidate once the state changes are queued;
+        // 4. session revocation: revokes in the delete transaction before the row changes;
+        // 5. external identity;
+        // then the application's hooks.
+        let mut hooks: Vec<Arc<dyn UserLifecycleHook>> = vec![
+            Arc::new(AuditLifecycleHook::new(db.clone())),
+            Arc::new(HomeFolderLifecycleHook::new(FolderService::new(db.clone()))),
+            Arc::new(AuthzCacheLifecycleHook::new(authz.clone(), db.clone())),
+            Arc::new(SessionRevocationLifecycleHook),
+            Arc::new(ExternalIdentityLifecycleHook::new(db.clone())),
+        ];
+        hooks.extend(extra);
+        let lifecycle = Arc::new(UserLifecycleService::new(hooks));
+        Self { db, config, lifecycle, authz }
+    }
+
+    pub fn accounts(&self) -> Accounts {
+        Accounts::new(self.db.clone(), self.lifecycle.clone(), self.config.trash_retention)
+    }
+
+    pub fn sessions(&self) -> SessionService {
+        SessionService::new(self.db.clone(), self.lifecycle.clone())
+    }
+
+    pub fn auth(&self) -> AuthService {
+        AuthService::new(self.db.clone(), self.lifecycle.clone(), self.sessions())
+    }
+
+    pub fn bootstrap(&self) -> Bootstrap {
+        Bootstrap::new(self.db.clone(), self.accounts())
+    }
+
+    pub fn folders(&self) -> FolderService {
+        FolderService::new(self.db.clone())
+    }
+
+    pub fn memberships(&self) -> Memberships {
+        Memberships::new(self.db.clone())
+    }
+
+    /// Resolves a workspace by id or case-insensitive name. Errors: [`crate::Error::NotFound`].
+    pub async fn workspace_id(&self, key: &str) -> crate::Result<uuid::Uuid> {
+        self.db.begin_read().await?.workspace_id(key).await
+    }
+}

@@ -1,0 +1,282 @@
+//! `accountctl user …`.
+
+use accountctl::Error;
+use accountctl::domain::{DeletionMode, InstanceRole, parse_duration};
+use accountctl::services::accounts::{Accounts, NewUser};
+use accountctl::store::{UserFilter, UserRef};
+
+use super::Ctx;
+use super::prompt::{PasswordArgs, confirm};
+
+/// Columns of `user list` in table form (JSON carries every field).
+const LIST_COLUMNS: &[&str] = &["id", "username", "email", "role", "is_external", "active", "last_login_at"];
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCmd {
+    /// Create a user (internal by default). JSON: the user object plus `created` (and
+    /// `password` with --random-password).
+    Create(CreateArgs),
+    /// List users (the trash is hidden unless --trashed), ordered by username.
+    List(ListArgs),
+    /// Show a user with passports, identities, memberships, home folder and live sessions.
+    Show {
+        /// Username, email, phone (+…) or id.
+        user: String,
+    },
+    /// Delete a user: `admin` moves it to the trash (restorable), `gdpr` erases it.
+    Delete {
+        /// Username, email, phone (+…) or id.
+        user: String,
+        /// admin: to the trash, restorable until purge; gdpr: erase every personal row now.
+        #[arg(long, value_enum)]
+        mode: DeleteMode,
+        /// With --mode admin: how long the user stays restorable (e.g. 30d).
+        #[arg(long, value_name = "DURATION")]
+        retention: Option<String>,
+    },
+    /// Bring a user back out of the trash.
+    Restore { user: String },
+    /// Disable a user and revoke all of its sessions (logout reason account_disabled).
+    Disable { user: String },
+    /// Enable a disabled user.
+    Enable { user: String },
+    /// Set a user's password; revokes its sessions (logout reason password_changed).
+    SetPassword {
+        user: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Convert between external and internal. Making the user admin is a separate step.
+    Convert {
+        user: String,
+        /// The user signs in locally from now on; its home folder appears at next login.
+        #[arg(long, conflicts_with = "to_external", required_unless_present = "to_external")]
+        to_internal: bool,
+        /// The user signs in only through its identity provider (refused for admins and
+        /// users with storage in use; removes the password).
+        #[arg(long)]
+        to_external: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DeleteMode {
+    /// To the trash: inactive, hidden, restorable until purge.
+    Admin,
+    /// GDPR erasure: every personal row goes; a tombstone remains.
+    Gdpr,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// 2–64 letters, digits, '.', '_' or '-'; unique regardless of case.
+    username: String,
+    #[arg(long)]
+    email: Option<String>,
+    /// Phone number in E.164 form (+4915112345678).
+    #[arg(long)]
+    phone: Option<String>,
+    #[arg(long)]
+    given_name: Option<String>,
+    #[arg(long)]
+    family_name: Option<String>,
+    /// An external (federated) user: no password, never admin, no home folder.
+    #[arg(long, conflicts_with = "admin")]
+    external: bool,
+    /// Identity provider of the external user (with --subject).
+    #[arg(long, requires = "external", requires = "subject")]
+    provider: Option<String>,
+    /// Subject (user id at the provider) of the external user.
+    #[arg(long, requires = "provider")]
+    subject: Option<String>,
+    /// Make the user an instance admin.
+    #[arg(long)]
+    admin: bool,
+    /// Add a membership in this workspace (with --role).
+    #[arg(long, requires = "role")]
+    workspace: Option<String>,
+    /// The role of the membership in --workspace.
+    #[arg(long, requires = "workspace")]
+    role: Option<String>,
+    /// Succeed (exit 0, existing id) when an identical user exists; exit 4 when a
+    /// different one holds the username.
+    #[arg(long)]
+    if_not_exists: bool,
+    #[command(flatten)]
+    password: PasswordArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// External users only.
+    #[arg(long, conflicts_with = "internal")]
+    external: bool,
+    /// Internal users only.
+    #[arg(long)]
+    internal: bool,
+    /// Instance role: admin or user.
+    #[arg(long)]
+    role: Option<String>,
+    /// Members of this workspace only (name or id).
+    #[arg(long)]
+    workspace: Option<String>,
+    /// Case-insensitive prefix of the username or email.
+    #[arg(long)]
+    search: Option<String>,
+    /// List the trash instead.
+    #[arg(long)]
+    trashed: bool,
+    /// Page size (1–10000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    limit: i64,
+    /// Continue after this username (the last one of the previous page).
+    #[arg(long, value_name = "CURSOR")]
+    after: Option<String>,
+}
+
+pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
+    let accounts = ctx.app.accounts();
+    match cmd {
+        UserCmd::Create(args) => create(ctx, &accounts, args).await,
+        UserCmd::List(args) => list(ctx, &accounts, args).await,
+        UserCmd::Show { user } => {
+            let details = accounts.show(&UserRef::parse(&user)?).await?;
+            ctx.out.record(&details, "id");
+            Ok(())
+        }
+        UserCmd::Delete { user, mode, retention } => {
+            let user_ref = UserRef::parse(&user)?;
+            let (mode, question) = match mode {
+                DeleteMode::Admin => (DeletionMode::AdminDelete, format!("move user {user} to the trash")),
+                DeleteMode::Gdpr => (DeletionMode::GdprPurge, format!("erase user {user} and all personal data (cannot be undone)")),
+            };
+            let accounts = match retention {
+                Some(text) if mode == DeletionMode::AdminDelete => accounts.with_trash_retention(parse_duration(&text)?),
+                Some(_) => return Err(Error::Invalid("--retention applies to --mode admin only".into())),
+                None => accounts,
+            };
+            // Resolve first so a typo is "not found" (exit 3), not a confirmation prompt.
+            accounts.show(&user_ref).await?;
+            confirm(ctx.yes, &question)?;
+            let deleted = accounts.delete(&user_ref, mode).await?;
+            ctx.out.record(&deleted, "id");
+            Ok(())
+        }
+        UserCmd::Restore { user } => {
+            let restored = accounts.restore(&UserRef::parse(&user)?).await?;
+            ctx.out.record(&restored, "id");
+            Ok(())
+        }
+        UserCmd::Disable { user } => {
+            let user_ref = UserRef::parse(&user)?;
+            accounts.show(&user_ref).await?;
+            confirm(ctx.yes, &format!("disable user {user} and revoke its sessions"))?;
+            let changed = accounts.disable(&user_ref).await?;
+            ctx.out.record(&changed, "id");
+            Ok(())
+        }
+        UserCmd::Enable { user } => {
+            let changed = accounts.enable(&UserRef::parse(&user)?).await?;
+            ctx.out.record(&changed, "id");
+            Ok(())
+        }
+        UserCmd::SetPassword { user, password } => {
+            let user_ref = UserRef::parse(&user)?;
+            accounts.show(&user_ref).await?;
+            let chosen = password.resolve(true, true)?.ok_or_else(|| Error::Invalid("no password given".into()))?;
+            let shown = chosen.generated.then(|| chosen.secret.expose().to_owned());
+            let changed = accounts.set_password(&user_ref, chosen.secret).await?;
+            print_with_password(ctx, &changed, shown);
+            Ok(())
+        }
+        UserCmd::Convert { user, to_internal: _, to_external } => {
+            let changed = accounts.convert(&UserRef::parse(&user)?, to_external).await?;
+            if !changed.changed {
+                eprintln!("user {} is already {}: nothing changed", changed.user.username, if to_external { "external" } else { "internal" });
+            }
+            ctx.out.record(&changed, "id");
+            Ok(())
+        }
+    }
+}
+
+async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), Error> {
+    // External users have no password; an internal user without a password option gets a
+    // prompt on a terminal, and no password (set it later) in a script.
+    let chosen = if args.external {
+        if args.password.given() {
+            return Err(Error::Invalid("external users sign in through their identity provider and have no password".into()));
+        }
+        None
+    } else {
+        args.password.resolve(false, true)?
+    };
+    let shown = chosen.as_ref().filter(|c| c.generated).map(|c| c.secret.expose().to_owned());
+    if chosen.is_none() && !args.external {
+        tracing::warn!("no password set for {}: set one with `accountctl user set-password`", args.username);
+    }
+    let new = NewUser {
+        username: args.username,
+        email: args.email,
+        phone: args.phone,
+        given_name: args.given_name,
+        family_name: args.family_name,
+        external: args.external,
+        identity: args.provider.zip(args.subject),
+        admin: args.admin,
+        membership: args.workspace.zip(args.role),
+        password: chosen.map(|c| c.secret),
+    };
+    let created = accounts.create(new, args.if_not_exists).await?;
+    if !created.created {
+        eprintln!("user {} already exists with the same attributes: nothing changed", created.user.username);
+    }
+    print_with_password(ctx, &created, shown);
+    Ok(())
+}
+
+/// Prints a result that may carry a generated password, shown exactly once: a `password`
+/// field in JSON and tables, and a second line after the id with `-q`.
+fn print_with_password<T: serde::Serialize>(ctx: &Ctx, result: &T, password: Option<String>) {
+    #[derive(serde::Serialize)]
+    struct WithPassword<'a, T> {
+        #[serde(flatten)]
+        result: &'a T,
+        password: String,
+    }
+    match password {
+        Some(password) if ctx.out.quiet => {
+            ctx.out.record(result, "id");
+            ctx.out.record(&serde_json::json!({ "password": password }), "password");
+        }
+        Some(password) => ctx.out.record(&WithPassword { result, password }, "id"),
+        None => ctx.out.record(result, "id"),
+    }
+}
+
+async fn list(ctx: &Ctx, accounts: &Accounts, args: ListArgs) -> Result<(), Error> {
+    let workspace_id = match &args.workspace {
+        Some(w) => Some(ctx.app.workspace_id(w).await?),
+        None => None,
+    };
+    let filter = UserFilter {
+        external: if args.external { Some(true) } else if args.internal { Some(false) } else { None },
+        role: args.role.as_deref().map(str::parse::<InstanceRole>).transpose()?,
+        workspace_id,
+        search: args.search,
+        trashed: args.trashed,
+        limit: args.limit,
+        after: args.after,
+    };
+    let users = accounts.list(&filter).await?;
+    if users.len() as i64 == filter.limit
+        && let Some(last) = users.last()
+    {
+        tracing::info!("more users may follow: --after {}", last.username);
+        if !ctx.out.quiet && ctx.out.format == super::output::Format::Table {
+            eprintln!("(page full; next page: --after {})", last.username);
+        }
+    }
+    ctx.out.list(&users, LIST_COLUMNS, "id");
+    Ok(())
+}

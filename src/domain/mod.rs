@@ -1,0 +1,25 @@
+//! Plain domain types and the validation rules of the account model (DESIGN.md, "Logical
+//! model"). Nothing here knows about SQL or the CLI.
+
+mod duration;
+mod lifecycle;
+mod names;
+mod passport;
+mod user;
+
+pub use duration::parse_duration;
+pub use lifecycle::{DeletionMode, LogoutReason, Session};
+pub use names::{Capability, parse_capabilities, validate_role_name, validate_slug, validate_workspace_name};
+pub use passport::{Email, Passport, PassportKind, Phone};
+pub use user::{InstanceRole, Person, User, UserView, Username};
+
+/// A point in time, UTC, at microsecond precision (what PostgreSQL's `timestamptz` keeps).
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// The current time truncated to whole microseconds, so a value read back from either backend
+/// equals the value written.
+pub fn now() -> Timestamp {
+    let t = chrono::Utc::now();
+    let micros = t.timestamp_micros();
+    chrono::DateTime::from_timestamp_micros(micros).unwrap_or(t)
+}

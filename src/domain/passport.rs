@@ -1,0 +1,149 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Timestamp;
+use crate::error::Error;
+
+/// The kind of a login identifier (000 seed: "user passport (email/phone)").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassportKind {
+    Email,
+    Phone,
+}
+
+impl PassportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Phone => "phone",
+        }
+    }
+}
+
+impl FromStr for PassportKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "email" => Ok(Self::Email),
+            "phone" => Ok(Self::Phone),
+            other => Err(Error::Invalid(format!("unknown passport kind {other:?}"))),
+        }
+    }
+}
+
+/// A login identifier of a user, stored normalized and unique across all users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Passport {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub kind: PassportKind,
+    pub value: String,
+    pub verified_at: Option<Timestamp>,
+    pub is_primary: bool,
+    pub created_at: Timestamp,
+}
+
+/// A normalized email address: trimmed and lower-cased, one `@` with a non-empty local part
+/// and a dotted domain, no whitespace, at most 254 characters (RFC 5321 §4.5.3.1.3).
+/// Lower-casing the local part is a deliberate simplification: no mainstream provider treats
+/// it as case-sensitive, and it makes uniqueness case-insensitive.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// Errors: [`Error::Invalid`] for a malformed address.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let value = text.trim().to_lowercase();
+        let bad = || Error::Invalid(format!("invalid email address {text:?}"));
+        if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad());
+        }
+        let (local, domain) = value.split_once('@').ok_or_else(bad)?;
+        if local.is_empty()
+            || local.len() > 64
+            || domain.contains('@')
+            || !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || domain.contains("..")
+        {
+            return Err(bad());
+        }
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A phone number in E.164 form (`+` then 7 to 15 digits, ITU-T E.164). Spaces, dashes, dots
+/// and parentheses are accepted on input and dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Phone(String);
+
+impl Phone {
+    /// Errors: [`Error::Invalid`] when the number is not `+` and 7–15 digits.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let compact: String = text
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            .collect();
+        let digits = compact.strip_prefix('+').unwrap_or("");
+        let ok = (7..=15).contains(&digits.len())
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && !digits.starts_with('0');
+        if !ok {
+            return Err(Error::Invalid(format!(
+                "invalid phone number {text:?}: use E.164 form, e.g. +4915112345678"
+            )));
+        }
+        Ok(Self(compact))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_to_lower_case() {
+        assert_eq!(Email::parse(" Alice@Example.COM ").map(|e| e.0).ok(), Some("alice@example.com".into()));
+    }
+
+    #[test]
+    fn malformed_emails_are_rejected() {
+        for bad in ["", "alice", "alice@", "@example.com", "a@b", "a@@b.c", "a b@c.d", "a@.c", "a@c..d"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn phones_are_normalized_to_e164() {
+        assert_eq!(Phone::parse("+49 151 1234-5678").map(|p| p.0).ok(), Some("+4915112345678".into()));
+        assert!(Phone::parse("015112345678").is_err());
+        assert!(Phone::parse("+12").is_err());
+        assert!(Phone::parse("+49abc1234567").is_err());
+    }
+}

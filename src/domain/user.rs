@@ -1,0 +1,172 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Timestamp;
+use crate::error::Error;
+
+/// A validated username: 2–64 characters of ASCII letters, digits, `.`, `_` and `-`
+/// (DESIGN.md). No `@` (so a `<user>` argument with `@` is always an email) and no spaces.
+/// Uniqueness is case-insensitive; the stored spelling keeps the case it was created with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    /// Validates `text`. Errors: [`Error::Invalid`] naming the rule that failed.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let len = text.chars().count();
+        if !(2..=64).contains(&len) {
+            return Err(Error::Invalid(format!(
+                "invalid username {text:?}: must be 2 to 64 characters long"
+            )));
+        }
+        if let Some(bad) = text
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(Error::Invalid(format!(
+                "invalid username {text:?}: {bad:?} is not allowed (letters, digits, '.', '_' and '-' only)"
+            )));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The instance-wide role of a user (DESIGN.md): `admin` administers the whole instance;
+/// `user` is everyone else. Workspace roles are separate (memberships).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceRole {
+    Admin,
+    User,
+}
+
+impl InstanceRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+        }
+    }
+}
+
+impl FromStr for InstanceRole {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "admin" => Ok(Self::Admin),
+            "user" => Ok(Self::User),
+            other => Err(Error::Invalid(format!(
+                "unknown instance role {other:?} (expected admin or user)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for InstanceRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user account as hooks and services see it. The password hash is deliberately absent:
+/// it is read only by the login path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: Uuid,
+    pub person_id: Uuid,
+    pub username: String,
+    pub role: InstanceRole,
+    pub is_external: bool,
+    pub active: bool,
+    pub has_password: bool,
+    /// Storage quota in bytes; `None` means the instance default.
+    pub storage_quota_bytes: Option<i64>,
+    pub storage_used_bytes: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// `None` until the first successful login. `on_user_login` fires before it is stamped,
+    /// so hooks can detect a first login (001 seed).
+    pub last_login_at: Option<Timestamp>,
+    /// Set while the user is in the trash (admin delete).
+    pub deleted_at: Option<Timestamp>,
+    /// When a trashed user becomes due for purging.
+    pub purge_after: Option<Timestamp>,
+}
+
+impl User {
+    /// True when the user is in the trash (admin-deleted, restorable until `purge_after`).
+    pub fn is_trashed(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+}
+
+/// The human behind a user (000 seed). A person may exist without a user (an invited person
+/// who has not signed up yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Person {
+    pub id: Uuid,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    pub phone: Option<String>,
+    pub locale: Option<String>,
+}
+
+/// A user with the person behind it and its primary passports: the shape `user list` and
+/// `user show` print. JSON field names are stable (DESIGN.md, CLI surface).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserView {
+    pub id: Uuid,
+    pub username: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub role: InstanceRole,
+    pub is_external: bool,
+    pub active: bool,
+    pub has_password: bool,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    pub storage_used_bytes: i64,
+    pub created_at: Timestamp,
+    pub last_login_at: Option<Timestamp>,
+    pub deleted_at: Option<Timestamp>,
+    pub purge_after: Option<Timestamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_documented_alphabet() {
+        assert!(Username::parse("alice").is_ok());
+        assert!(Username::parse("a.b_c-9").is_ok());
+        assert!(Username::parse("a").is_err());
+        assert!(Username::parse(&"x".repeat(65)).is_err());
+        assert!(Username::parse("alice@example.com").is_err());
+        assert!(Username::parse("al ice").is_err());
+        assert!(Username::parse("jösé").is_err());
+    }
+
+    #[test]
+    fn instance_roles_round_trip() {
+        for role in [InstanceRole::Admin, InstanceRole::User] {
+            assert_eq!(role.as_str().parse::<InstanceRole>().ok(), Some(role));
+        }
+        assert!("root".parse::<InstanceRole>().is_err());
+    }
+}

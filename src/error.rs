@@ -1,0 +1,162 @@
+//! The library's one error type. Each variant corresponds to one exit code of the CLI
+//! (DESIGN.md, "Exit codes"); [`Error::exit_code`] is the single mapping.
+
+/// Everything that can go wrong in a library call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A malformed value: username, email, duration, capability… Exit code 2.
+    #[error("{0}")]
+    Invalid(String),
+    /// The named record does not exist. Exit code 3.
+    #[error("{what} not found: {key}")]
+    NotFound { what: &'static str, key: String },
+    /// The record already exists or the change collides with another record. Exit code 4.
+    #[error("{0}")]
+    Conflict(String),
+    /// Refused by an invariant (last admin, external admin, expired invite…). Exit code 4.
+    #[error("{0}")]
+    Refused(String),
+    /// Wrong password, unknown or inactive user on the login path. One message for all, so
+    /// the error tells an attacker nothing. Exit code 4.
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    /// A lifecycle hook returned an error from `on_user_deleted`; the transaction was rolled
+    /// back and nothing changed. Exit code 1.
+    #[error("hook {hook} failed, nothing was changed: {source}")]
+    Hook {
+        hook: &'static str,
+        #[source]
+        source: Box<Error>,
+    },
+    /// Some items of a batch failed (the others were committed). Exit code 5.
+    #[error("{failed} of {total} items failed")]
+    Partial { failed: u64, total: u64 },
+    /// The database cannot be reached or opened. Exit code 6.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The schema is older (or newer) than this build. Exit code 6.
+    #[error("{0}")]
+    Schema(String),
+    /// Any other database error. Exit code 1.
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    /// A bug or an environment failure. Exit code 1.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The CLI exit code for this error (DESIGN.md): 1 internal, 2 invalid, 3 not found,
+    /// 4 conflict/refused, 5 partial failure, 6 database unavailable or schema behind.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Invalid(_) => 2,
+            Self::NotFound { .. } => 3,
+            Self::Conflict(_) | Self::Refused(_) | Self::AuthenticationFailed => 4,
+            Self::Partial { .. } => 5,
+            Self::Unavailable(_) | Self::Schema(_) => 6,
+            Self::Hook { .. } | Self::Database(_) | Self::Internal(_) => 1,
+        }
+    }
+
+    pub(crate) fn not_found(what: &'static str, key: impl Into<String>) -> Self {
+        Self::NotFound { what, key: key.into() }
+    }
+}
+
+/// The human message for a violated constraint, by its name in the migrations. Constraint
+/// names are the same on both backends so one table serves both.
+fn constraint_message(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "users_username_ci_key" => "that username is already taken (usernames are unique regardless of case)",
+        "passports_value_key" => "that email address or phone number already belongs to a user",
+        "users_external_never_admin" => {
+            "an external user can never be admin: convert the user to internal first (user convert --to-internal), then assign admin"
+        }
+        "users_external_no_storage" => "an external user cannot use storage",
+        "external_identities_provider_subject_key" => "that (provider, subject) identity already belongs to a user",
+        "workspaces_name_ci_key" => "a workspace with that name already exists",
+        "workspaces_one_root" => "there is already a root workspace",
+        "roles_name_ci_key" => "a role with that name already exists in the workspace",
+        "workspace_types_slug_key" => "a workspace type with that slug already exists",
+        "erasure_requests_one_pending" => "an erasure request for that user is already pending",
+        "folders_one_home_per_user" => "the user already has a home folder",
+        _ => return None,
+    })
+}
+
+const CONSTRAINT_NAMES: &[&str] = &[
+    "users_username_ci_key",
+    "passports_value_key",
+    "users_external_never_admin",
+    "users_external_no_storage",
+    "external_identities_provider_subject_key",
+    "workspaces_name_ci_key",
+    "workspaces_one_root",
+    "roles_name_ci_key",
+    "workspace_types_slug_key",
+    "erasure_requests_one_pending",
+    "folders_one_home_per_user",
+];
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        use sqlx::error::ErrorKind;
+        match &err {
+            sqlx::Error::Io(e) => Self::Unavailable(e.to_string()),
+            sqlx::Error::Tls(e) => Self::Unavailable(format!("TLS: {e}")),
+            sqlx::Error::PoolTimedOut => Self::Unavailable("timed out waiting for a connection".into()),
+            sqlx::Error::PoolClosed => Self::Unavailable("connection pool closed".into()),
+            sqlx::Error::Database(db) => {
+                // PostgreSQL names the constraint; SQLite puts it in the message.
+                let message = db.message().to_owned();
+                let name = db
+                    .constraint()
+                    .map(str::to_owned)
+                    .or_else(|| CONSTRAINT_NAMES.iter().find(|n| message.contains(*n)).map(|n| (*n).to_owned()))
+                    .or_else(|| {
+                        // SQLite reports a plain UNIQUE column as "UNIQUE constraint failed: table.column".
+                        message.strip_prefix("UNIQUE constraint failed: ").map(|cols| match cols {
+                            "workspace_types.slug" => "workspace_types_slug_key".to_owned(),
+                            other => other.to_owned(),
+                        })
+                    });
+                let friendly = name.as_deref().and_then(constraint_message).map(str::to_owned);
+                let sqlite_trigger = db.code().as_deref() == Some("1811");
+                match db.kind() {
+                    ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation => {
+                        Self::Conflict(friendly.unwrap_or(message))
+                    }
+                    ErrorKind::CheckViolation | ErrorKind::NotNullViolation => {
+                        Self::Refused(friendly.unwrap_or(message))
+                    }
+                    _ if sqlite_trigger => Self::Refused(message),
+                    _ => match db.code().as_deref() {
+                        // 3D000 invalid_catalog_name, 28xxx auth failures, 57P03 cannot connect now
+                        Some("3D000" | "28000" | "28P01" | "57P03") => Self::Unavailable(message),
+                        _ => Self::Database(err),
+                    },
+                }
+            }
+            _ => Self::Database(err),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        match err {
+            sqlx::migrate::MigrateError::Execute(e) => Self::from(e),
+            other => Self::Schema(format!("migration failed: {other}")),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Self {
+        Self::Internal(format!("JSON: {err}"))
+    }
+}
+
+/// Shorthand used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

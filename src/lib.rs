@@ -1,0 +1,20 @@
+//! accountctl's shared library: the account model, the stores for PostgreSQL and SQLite, the
+//! user-lifecycle hook trait and dispatcher, and the services. The `accountctl` binary is a
+//! thin CLI over it; an application server links it and fires the same hooks.
+//!
+//! Layout (dependencies point inwards): [`domain`] (plain types and rules), [`store`] (the
+//! transaction handle and SQL for both backends), [`lifecycle`] (hook trait, dispatcher),
+//! [`services`] (operations, each beside the hook for the work it owns), [`app`] (wiring).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod app;
+pub mod domain;
+pub mod error;
+pub mod lifecycle;
+pub mod password;
+pub mod services;
+pub mod store;
+pub mod tokens;
+
+pub use app::{App, Config};
+pub use error::{Error, Result};

@@ -1,0 +1,90 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::task::TaskTracker;
+
+use super::{DeletionMode, LogoutReason, UserLifecycleHook, current_actor, with_actor};
+use crate::domain::User;
+use crate::error::Error;
+use crate::store::Tx;
+
+/// Fans lifecycle events out to the registered hooks with the per-event semantics of the
+/// contract (module docs). Cheap to share behind an `Arc`.
+pub struct UserLifecycleService {
+    hooks: Vec<Arc<dyn UserLifecycleHook>>,
+    spawned: TaskTracker,
+}
+
+impl std::fmt::Debug for UserLifecycleService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserLifecycleService").field("hooks", &self.hook_names()).finish()
+    }
+}
+
+impl UserLifecycleService {
+    /// A dispatcher firing `hooks` in the given order.
+    pub fn new(hooks: Vec<Arc<dyn UserLifecycleHook>>) -> Self {
+        Self { hooks, spawned: TaskTracker::new() }
+    }
+
+    /// The registered hooks' names, in firing order.
+    pub fn hook_names(&self) -> Vec<&'static str> {
+        self.hooks.iter().map(|h| h.name()).collect()
+    }
+
+    /// Fires `on_user_created` on every hook, awaiting each; errors are logged and ignored.
+    pub async fn dispatch_created(&self, user: &User) {
+        for hook in &self.hooks {
+            if let Err(err) = hook.on_user_created(user).await {
+                tracing::error!(hook = hook.name(), user_id = %user.id, error = %err, "on_user_created failed; will retry on next login");
+            }
+        }
+    }
+
+    /// Fires `on_user_login` on every hook, awaiting each; errors are logged and ignored.
+    /// Call it before stamping `last_login_at`.
+    pub async fn dispatch_login(&self, user: &User) {
+        for hook in &self.hooks {
+            if let Err(err) = hook.on_user_login(user).await {
+                tracing::error!(hook = hook.name(), user_id = %user.id, error = %err, "on_user_login failed; will retry on next login");
+            }
+        }
+    }
+
+    /// Spawns `on_user_logout` on every hook (in order, in one task) and returns at once.
+    /// Errors are logged. The task is tracked; see [`UserLifecycleService::drain`].
+    pub fn dispatch_logout(&self, user: &User, reason: LogoutReason) {
+        let hooks = self.hooks.clone();
+        let user = user.clone();
+        let actor = current_actor();
+        self.spawned.spawn(with_actor(actor, async move {
+            for hook in &hooks {
+                if let Err(err) = hook.on_user_logout(&user, reason).await {
+                    tracing::error!(hook = hook.name(), user_id = %user.id, %reason, error = %err, "on_user_logout failed");
+                }
+            }
+        }));
+    }
+
+    /// Fires `on_user_deleted` on every hook inside `tx`. The first `Err` stops the fan-out
+    /// and is returned as [`Error::Hook`]; the caller drops `tx`, rolling everything back.
+    pub async fn dispatch_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<(), Error> {
+        for hook in &self.hooks {
+            if let Err(err) = hook.on_user_deleted(user, mode, tx).await {
+                tracing::error!(hook = hook.name(), user_id = %user.id, %mode, error = %err, "on_user_deleted failed; rolling back");
+                return Err(Error::Hook { hook: hook.name(), source: Box::new(err) });
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits up to `within` for every spawned task (logout hooks) to finish. Returns how many
+    /// were still running when the time ran out (0 when all finished). A short-lived process
+    /// calls this before exiting so spawned work is not lost (DESIGN.md).
+    pub async fn drain(&self, within: Duration) -> usize {
+        self.spawned.close();
+        let finished = tokio::time::timeout(within, self.spawned.wait()).await.is_ok();
+        self.spawned.reopen();
+        if finished { 0 } else { self.spawned.len() }
+    }
+}

@@ -1,0 +1,77 @@
+//! User-lifecycle hooks: the observer contract through which every service reacts to a user
+//! being created, logging in, logging out and being deleted (001 seed, kept exactly; DESIGN.md).
+//!
+//! An application server links this library and registers the same hooks, so a user created
+//! or deleted by `accountctl` gets exactly what the server would have done.
+//!
+//! # The dispatcher's semantics
+//!
+//! | event | awaited? | on `Err` |
+//! |---|---|---|
+//! | created | yes | logged (`tracing::error!`, user id) and ignored |
+//! | login | yes, before `last_login_at` is stamped | logged and ignored |
+//! | logout | spawned | logged, never propagated |
+//! | deleted | yes, inside the delete transaction | the first `Err` aborts: everything rolls back |
+//!
+//! Hooks fire in registration order, which is built in one place: [`crate::app::App`].
+//!
+//! # Tips for implementors
+//!
+//! * **No default bodies.** Every hook declares all four methods; return `Ok(())` for events
+//!   you do not care about. This forces a conscious decision per event.
+//! * **First-ever login.** `on_user_login` fires *before* `last_login_at` is stamped, so
+//!   `user.last_login_at.is_none()` reliably means "first login since the account exists".
+//! * **External users short-circuit.** A hook that provisions per-user resources (home folder,
+//!   calendar, keys…) starts with `if user.is_external { return Ok(()) }`. External users are
+//!   grant-only recipients: no home folder, no storage. The database's
+//!   `CHECK (NOT is_external OR storage_used_bytes = 0)` catches a hook that forgets.
+//! * **External users are never admin.** The database enforces
+//!   `CHECK (NOT (is_external AND role = 'admin'))`. Making an external user admin takes two
+//!   deliberate steps: convert to internal, then assign the role.
+//! * **Idempotency is mandatory.** Any event may arrive again: login fires on every
+//!   authentication, logout once per logical revoke call (not per session). Check before you
+//!   create; tolerate redundant invalidations.
+//! * **Conversion needs no event.** When an external user becomes internal, the next login's
+//!   idempotent `on_user_login` sees `!is_external` and provisions what is missing.
+//! * **Failures on create/login are swallowed.** The user is still created or logged in; only
+//!   your effect is delayed until the next login retries it. Log enough to find the user.
+//! * **`on_user_deleted` runs inside the delete transaction**, with the user row still present.
+//!   Use the `tx` handle so your writes commit or roll back with the delete. Returning `Err`
+//!   aborts the whole delete (the admin's command fails, the user stays intact): a heavy
+//!   hammer, use it only when going on would lose data.
+//! * **Every [`DeletionMode`] is handled explicitly:** `AdminDelete` (to the trash, restorable),
+//!   `GdprPurge` (erase personal data), `Merged { into }` (data already moved to `into`).
+//! * **Logout work is spawned.** The dispatcher tracks what it spawned; a short-lived process
+//!   calls [`UserLifecycleService::drain`] before exiting so the work is not lost.
+
+mod actor;
+mod dispatcher;
+
+pub use actor::{current_actor, with_actor};
+pub use dispatcher::UserLifecycleService;
+
+pub use crate::domain::{DeletionMode, LogoutReason};
+use crate::domain::User;
+use crate::error::Error;
+use crate::store::Tx;
+
+/// A reaction to user state transitions. See the module documentation for the contract.
+#[async_trait::async_trait]
+pub trait UserLifecycleHook: Send + Sync {
+    /// A stable name for logs and error messages (e.g. `"home_folder"`).
+    fn name(&self) -> &'static str;
+
+    /// After the user row is committed. Awaited; an `Err` is logged and ignored.
+    async fn on_user_created(&self, user: &User) -> Result<(), Error>;
+
+    /// After credentials were verified, before `last_login_at` is stamped. Awaited; an `Err`
+    /// is logged and ignored.
+    async fn on_user_login(&self, user: &User) -> Result<(), Error>;
+
+    /// After sessions ended, once per logical revoke call. Spawned; an `Err` is logged.
+    async fn on_user_logout(&self, user: &User, reason: LogoutReason) -> Result<(), Error>;
+
+    /// Inside the delete transaction, before the user row changes. The first `Err` rolls the
+    /// whole delete back.
+    async fn on_user_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<(), Error>;
+}

@@ -1,0 +1,68 @@
+//! The audit trail: admin actions recorded by services, lifecycle events recorded by
+//! [`AuditLifecycleHook`]. Each event goes to the tracing target `audit` and to a durable
+//! `audit_events` row holding only pseudonymous ids and non-personal fields.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::domain::{DeletionMode, LogoutReason, User, now};
+use crate::error::Result;
+use crate::lifecycle::{UserLifecycleHook, current_actor};
+use crate::store::{Database, Tx};
+
+/// Records one audit event inside `tx`: a `tracing` event on target `audit` and a durable
+/// row, attributed to [`current_actor`]. `fields` must be non-personal (ids, counts, modes).
+pub async fn record(tx: &mut Tx, event: &str, subject: Option<Uuid>, fields: Value) -> Result<()> {
+    let actor = current_actor();
+    tracing::info!(target: "audit", event, actor = %actor, subject_user_id = ?subject, fields = %fields);
+    tx.insert_audit(now(), &actor, event, subject, &fields).await
+}
+
+/// [`record`] in a transaction of its own, for events that happen outside one.
+pub async fn record_standalone(db: &Database, event: &str, subject: Option<Uuid>, fields: Value) -> Result<()> {
+    let mut tx = db.begin().await?;
+    record(&mut tx, event, subject, fields).await?;
+    tx.commit().await
+}
+
+/// Audits all four lifecycle events (`user.created`, `user.login`, `user.logout`,
+/// `user.deleted`) with `is_external` as a field. Cross-cutting, so it lives with the audit
+/// trail rather than with a domain owner (001 seed).
+pub struct AuditLifecycleHook {
+    db: Database,
+}
+
+impl AuditLifecycleHook {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait::async_trait]
+impl UserLifecycleHook for AuditLifecycleHook {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    async fn on_user_created(&self, user: &User) -> Result<()> {
+        record_standalone(&self.db, "user.created", Some(user.id), json!({ "is_external": user.is_external, "role": user.role })).await
+    }
+
+    async fn on_user_login(&self, user: &User) -> Result<()> {
+        let fields = json!({ "is_external": user.is_external, "first_login": user.last_login_at.is_none() });
+        record_standalone(&self.db, "user.login", Some(user.id), fields).await
+    }
+
+    async fn on_user_logout(&self, user: &User, reason: LogoutReason) -> Result<()> {
+        record_standalone(&self.db, "user.logout", Some(user.id), json!({ "is_external": user.is_external, "reason": reason })).await
+    }
+
+    async fn on_user_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<()> {
+        let merged_into = match mode {
+            DeletionMode::Merged { into } => Some(into),
+            DeletionMode::AdminDelete | DeletionMode::GdprPurge => None,
+        };
+        let fields = json!({ "is_external": user.is_external, "mode": mode.as_str(), "merged_into": merged_into });
+        record(tx, "user.deleted", Some(user.id), fields).await
+    }
+}

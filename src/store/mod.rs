@@ -1,0 +1,423 @@
+//! The store interface: [`Database`] (a pool on one of the two backends) and [`Tx`], the
+//! backend-neutral handle to an open transaction that services and lifecycle hooks share, so
+//! a hook's writes commit or roll back with the operation that fired it (001 seed, PR 4).
+//!
+//! Every store operation is a method on [`Tx`], grouped by noun in the submodules
+//! (`users.rs`, `sessions.rs`, …). A method's body is written once and runs on either native
+//! driver through [`on_conn!`]: the macro expands the body once per backend, so each copy is
+//! type-checked against its own driver (no `Any` driver; DESIGN.md says why). SQL that is the
+//! same in both dialects is written once; where the dialects differ, the method picks the
+//! text by [`Tx::backend`].
+//!
+//! Values cross the boundary as: uuids through [`DbId`] (PostgreSQL `uuid`, SQLite
+//! hyphenated `TEXT`), timestamps as `chrono::DateTime<Utc>` (`timestamptz` / RFC 3339
+//! `TEXT`), booleans as `bool` (`boolean` / `INTEGER` 0–1).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
+use sqlx::{Postgres, Sqlite};
+
+use crate::error::{Error, Result};
+
+/// Runs `$body` with `$c` bound to the transaction's connection, once per backend: the body
+/// is written once and type-checked against each native driver.
+macro_rules! on_conn {
+    ($tx:expr, |$c:ident| $body:expr) => {
+        match &mut $tx.inner {
+            $crate::store::TxInner::Sqlite(t) => {
+                let $c: &mut sqlx::SqliteConnection = &mut *t;
+                $body
+            }
+            $crate::store::TxInner::Postgres(t) => {
+                let $c: &mut sqlx::PgConnection = &mut *t;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_conn;
+
+mod audit;
+pub mod authz;
+mod folders;
+mod identities;
+mod migrate;
+mod sessions;
+mod users;
+pub mod workspaces;
+
+pub use audit::AuditRow;
+pub use identities::ExternalIdentity;
+pub use migrate::SchemaStatus;
+pub use users::{NewUserRecord, UserFilter, UserRef};
+
+/// Which database engine a [`Database`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database URL whose `Debug` and `Display` never show the password (lldap's habit), so it
+/// can be logged and put in error messages.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The default when neither `--database-url` nor `DATABASE_URL` is given (DESIGN.md).
+    pub const DEFAULT: &'static str = "sqlite://accountctl.db";
+
+    /// Accepts `sqlite:` and `postgres:`/`postgresql:` URLs. Errors: [`Error::Invalid`].
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let scheme = text.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" | "postgres" | "postgresql" => Ok(Self(text.to_owned())),
+            _ => Err(Error::Invalid(format!(
+                "unsupported database URL {}: use sqlite://PATH or postgres://USER@HOST/DB",
+                Self(text.to_owned())
+            ))),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        if self.0.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres }
+    }
+
+    /// The URL itself, password included: pass it to a driver, never to a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            Ok(u) => u.to_string(),
+            Err(_) if self.0.contains('@') => "<unparseable database URL>".to_owned(),
+            Err(_) => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A connection pool on SQLite or PostgreSQL. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    url: DatabaseUrl,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database").field("url", &self.url).finish()
+    }
+}
+
+/// How long a SQLite writer waits for another writer's lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Database {
+    /// Opens a pool. SQLite files are created when missing, in WAL mode with foreign keys on
+    /// and a busy timeout (DESIGN.md). Does not migrate; see [`Database::migrate`] and
+    /// [`Database::ensure_schema_current`].
+    ///
+    /// Errors: [`Error::Invalid`] for a malformed URL, [`Error::Unavailable`] when the
+    /// database cannot be reached.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self> {
+        Self::connect_with(url, 8).await
+    }
+
+    /// [`Database::connect`] with a pool of at most `max_connections`.
+    pub async fn connect_with(url: &DatabaseUrl, max_connections: u32) -> Result<Self> {
+        let invalid = |e: sqlx::Error| Error::Invalid(format!("invalid database URL {url}: {e}"));
+        let unavailable = |e: sqlx::Error| match Error::from(e) {
+            Error::Database(inner) => Error::Unavailable(format!("{url}: {inner}")),
+            Error::Unavailable(m) => Error::Unavailable(format!("{url}: {m}")),
+            other => other,
+        };
+        let pool = match url.backend() {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url.expose())
+                    .map_err(invalid)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .foreign_keys(true)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options)
+                    .await
+                    .map_err(unavailable)?;
+                Pool::Sqlite(pool)
+            }
+            Backend::Postgres => {
+                let options = PgConnectOptions::from_str(url.expose()).map_err(invalid)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .map_err(unavailable)?;
+                Pool::Postgres(pool)
+            }
+        };
+        Ok(Self { pool, url: url.clone() })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// Begins a transaction for work that writes. On SQLite this is `BEGIN IMMEDIATE`: the
+    /// write lock is taken up front, so two writers queue on the busy timeout instead of one
+    /// failing when it upgrades a read lock (which WAL mode cannot wait for).
+    pub async fn begin(&self) -> Result<Tx> {
+        let inner = match &self.pool {
+            Pool::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
+        };
+        Ok(Tx { inner })
+    }
+
+    /// Begins a transaction for work that only reads (a deferred `BEGIN` on SQLite).
+    pub async fn begin_read(&self) -> Result<Tx> {
+        let inner = match &self.pool {
+            Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
+        };
+        Ok(Tx { inner })
+    }
+
+    /// The PostgreSQL pool, for what only PostgreSQL offers (a `LISTEN` connection).
+    pub(crate) fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(p) => Some(p),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+enum TxInner {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+/// An open transaction on either backend. Dropping it without [`Tx::commit`] rolls back.
+pub struct Tx {
+    inner: TxInner,
+}
+
+impl fmt::Debug for Tx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tx({:?})", self.backend())
+    }
+}
+
+impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self.inner {
+            TxInner::Sqlite(_) => Backend::Sqlite,
+            TxInner::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Commits. Errors: the database's, mapped by [`Error::from`].
+    pub async fn commit(self) -> Result<()> {
+        match self.inner {
+            TxInner::Sqlite(t) => t.commit().await?,
+            TxInner::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Rolls back explicitly (dropping does the same, without waiting).
+    pub async fn rollback(self) -> Result<()> {
+        match self.inner {
+            TxInner::Sqlite(t) => t.rollback().await?,
+            TxInner::Postgres(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+
+    /// Runs one statement that needs no result, for callers outside the store (tests,
+    /// benchmarks, an application's merge handler for its own tables). `$1…` placeholders
+    /// work on both backends; uuids bind through [`DbId`].
+    pub async fn execute_raw(&mut self, sql: &str) -> Result<u64> {
+        Ok(on_conn!(self, |c| sqlx::query(sql).execute(&mut *c).await?.rows_affected()))
+    }
+}
+
+
+/// A uuid as the store binds and reads it: native `uuid` on PostgreSQL, hyphenated `TEXT` on
+/// SQLite (readable in the `sqlite3` shell, unlike sqlx's default 16-byte BLOB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DbId(pub uuid::Uuid);
+
+impl sqlx::Type<Sqlite> for DbId {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <String as sqlx::Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, Sqlite> for DbId {
+    fn encode_by_ref(
+        &self,
+        buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<'q, Sqlite>>::encode(self.0.hyphenated().to_string(), buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Sqlite> for DbId {
+    fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<'r, Sqlite>>::decode(value)?;
+        Ok(Self(uuid::Uuid::parse_str(text)?))
+    }
+}
+
+impl sqlx::Type<Postgres> for DbId {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <uuid::Uuid as sqlx::Type<Postgres>>::type_info()
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for DbId {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <uuid::Uuid as sqlx::Encode<'_, Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for DbId {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(Self(<uuid::Uuid as sqlx::Decode<'r, Postgres>>::decode(value)?))
+    }
+}
+
+/// Decoding a domain type from a row of either backend. Implemented with [`from_row!`],
+/// which writes the body once for both row types.
+pub(crate) trait FromDbRow: Sized {
+    fn from_sqlite(row: &SqliteRow) -> Result<Self, sqlx::Error>;
+    fn from_pg(row: &PgRow) -> Result<Self, sqlx::Error>;
+}
+
+/// A row of either backend that can decode itself into a [`FromDbRow`] type.
+pub(crate) trait DbRow {
+    fn decode<T: FromDbRow>(&self) -> Result<T, sqlx::Error>;
+}
+
+impl DbRow for SqliteRow {
+    fn decode<T: FromDbRow>(&self) -> Result<T, sqlx::Error> {
+        T::from_sqlite(self)
+    }
+}
+
+impl DbRow for PgRow {
+    fn decode<T: FromDbRow>(&self) -> Result<T, sqlx::Error> {
+        T::from_pg(self)
+    }
+}
+
+/// Implements [`FromDbRow`] for `$ty` from one body; `$r` is the row, with `Row::try_get`
+/// in scope.
+macro_rules! from_row {
+    ($ty:ty, |$r:ident| $body:expr) => {
+        impl $crate::store::FromDbRow for $ty {
+            fn from_sqlite($r: &sqlx::sqlite::SqliteRow) -> Result<Self, sqlx::Error> {
+                use sqlx::Row as _;
+                Ok($body)
+            }
+            fn from_pg($r: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+                use sqlx::Row as _;
+                Ok($body)
+            }
+        }
+    };
+}
+pub(crate) use from_row;
+
+/// Reads a uuid column (helper for [`from_row!`] bodies).
+macro_rules! get_id {
+    ($r:ident, $col:literal) => {
+        $r.try_get::<$crate::store::DbId, _>($col)?.0
+    };
+}
+pub(crate) use get_id;
+
+/// Reads a nullable uuid column.
+macro_rules! get_opt_id {
+    ($r:ident, $col:literal) => {
+        $r.try_get::<Option<$crate::store::DbId>, _>($col)?.map(|d| d.0)
+    };
+}
+pub(crate) use get_opt_id;
+
+/// Parses a text column holding one of the domain's enums.
+pub(crate) fn parse_enum<T: FromStr<Err = Error>>(text: &str, column: &str) -> Result<T, sqlx::Error> {
+    text.parse::<T>().map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(std::io::Error::other(e.to_string())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_hide_their_password() {
+        let url = DatabaseUrl::parse("postgres://app:s3cret@db.example:5432/accounts").expect("valid");
+        let shown = format!("{url} {url:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("db.example"));
+        assert_eq!(url.backend(), Backend::Postgres);
+    }
+
+    #[test]
+    fn unknown_schemes_are_invalid() {
+        assert!(matches!(DatabaseUrl::parse("mysql://x/y"), Err(Error::Invalid(_))));
+        assert_eq!(DatabaseUrl::parse("sqlite://a.db").map(|u| u.backend()).ok(), Some(Backend::Sqlite));
+    }
+}

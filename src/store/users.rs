@@ -1,0 +1,545 @@
+//! Users, the persons behind them, and their passports.
+
+use uuid::Uuid;
+
+use super::{Backend, DbId, DbRow, Tx, from_row, get_id, parse_enum};
+use crate::domain::{Email, InstanceRole, Passport, PassportKind, Person, Phone, Timestamp, User, UserView};
+use crate::error::{Error, Result};
+
+/// How a `<user>` argument names a user (DESIGN.md: a username, an email or an id; a phone
+/// passport works too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    Id(Uuid),
+    Username(String),
+    Email(Email),
+    Phone(Phone),
+}
+
+impl UserRef {
+    /// A uuid is an id, text with `@` an email, text starting with `+` a phone number, and
+    /// anything else a username. Errors: [`Error::Invalid`] for a malformed email/phone.
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim();
+        if let Ok(id) = Uuid::parse_str(text) {
+            Ok(Self::Id(id))
+        } else if text.contains('@') {
+            Ok(Self::Email(Email::parse(text)?))
+        } else if text.starts_with('+') {
+            Ok(Self::Phone(Phone::parse(text)?))
+        } else {
+            Ok(Self::Username(text.to_owned()))
+        }
+    }
+}
+
+impl std::fmt::Display for UserRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "{id}"),
+            Self::Username(u) => f.write_str(u),
+            Self::Email(e) => write!(f, "{e}"),
+            Self::Phone(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// The columns of a new `users` row (the person row is inserted first).
+#[derive(Debug, Clone)]
+pub struct NewUserRecord {
+    pub id: Uuid,
+    pub person_id: Uuid,
+    pub username: String,
+    pub role: InstanceRole,
+    pub is_external: bool,
+    /// A PHC string, already hashed.
+    pub password_hash: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Filters and keyset pagination for [`Tx::list_users`].
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// `Some(true)` external users only, `Some(false)` internal only.
+    pub external: Option<bool>,
+    pub role: Option<InstanceRole>,
+    /// Members of this workspace only.
+    pub workspace_id: Option<Uuid>,
+    /// Case-insensitive prefix of the username or of the primary email.
+    pub search: Option<String>,
+    /// List the trash instead of live users.
+    pub trashed: bool,
+    /// Page size.
+    pub limit: i64,
+    /// Usernames after this one (lower-cased comparison): the cursor of the previous page.
+    pub after: Option<String>,
+}
+
+const USER_COLUMNS: &str = "u.id, u.person_id, u.username, u.role, u.is_external, u.active, \
+    (u.password_hash IS NOT NULL) AS has_password, u.storage_quota_bytes, u.storage_used_bytes, \
+    u.created_at, u.updated_at, u.last_login_at, u.deleted_at, u.purge_after";
+
+from_row!(User, |r| User {
+    id: get_id!(r, "id"),
+    person_id: get_id!(r, "person_id"),
+    username: r.try_get("username")?,
+    role: parse_enum(&r.try_get::<String, _>("role")?, "role")?,
+    is_external: r.try_get("is_external")?,
+    active: r.try_get("active")?,
+    has_password: r.try_get("has_password")?,
+    storage_quota_bytes: r.try_get("storage_quota_bytes")?,
+    storage_used_bytes: r.try_get("storage_used_bytes")?,
+    created_at: r.try_get("created_at")?,
+    updated_at: r.try_get("updated_at")?,
+    last_login_at: r.try_get("last_login_at")?,
+    deleted_at: r.try_get("deleted_at")?,
+    purge_after: r.try_get("purge_after")?,
+});
+
+const VIEW_SELECT: &str = "SELECT u.id, u.username, u.role, u.is_external, u.active, \
+    (u.password_hash IS NOT NULL) AS has_password, u.storage_used_bytes, u.created_at, \
+    u.last_login_at, u.deleted_at, u.purge_after, p.given_name, p.family_name, p.display_name, \
+    (SELECT e.value FROM passports e WHERE e.user_id = u.id AND e.kind = 'email' AND e.is_primary) AS email, \
+    (SELECT t.value FROM passports t WHERE t.user_id = u.id AND t.kind = 'phone' AND t.is_primary) AS phone \
+    FROM users u JOIN persons p ON p.id = u.person_id";
+
+from_row!(UserView, |r| UserView {
+    id: get_id!(r, "id"),
+    username: r.try_get("username")?,
+    email: r.try_get("email")?,
+    phone: r.try_get("phone")?,
+    role: parse_enum(&r.try_get::<String, _>("role")?, "role")?,
+    is_external: r.try_get("is_external")?,
+    active: r.try_get("active")?,
+    has_password: r.try_get("has_password")?,
+    given_name: r.try_get("given_name")?,
+    family_name: r.try_get("family_name")?,
+    display_name: r.try_get("display_name")?,
+    storage_used_bytes: r.try_get("storage_used_bytes")?,
+    created_at: r.try_get("created_at")?,
+    last_login_at: r.try_get("last_login_at")?,
+    deleted_at: r.try_get("deleted_at")?,
+    purge_after: r.try_get("purge_after")?,
+});
+
+from_row!(Person, |r| Person {
+    id: get_id!(r, "id"),
+    given_name: r.try_get("given_name")?,
+    family_name: r.try_get("family_name")?,
+    display_name: r.try_get("display_name")?,
+    phone: r.try_get("phone")?,
+    locale: r.try_get("locale")?,
+});
+
+from_row!(Passport, |r| Passport {
+    id: get_id!(r, "id"),
+    user_id: get_id!(r, "user_id"),
+    kind: parse_enum(&r.try_get::<String, _>("kind")?, "kind")?,
+    value: r.try_get("value")?,
+    verified_at: r.try_get("verified_at")?,
+    is_primary: r.try_get("is_primary")?,
+    created_at: r.try_get("created_at")?,
+});
+
+impl Tx {
+    /// Inserts a person (the human behind a user, or an invited person-to-be).
+    pub async fn insert_person(&mut self, person: &Person, at: Timestamp) -> Result<()> {
+        on_conn!(self, |c| sqlx::query(
+            "INSERT INTO persons (id, given_name, family_name, display_name, phone, locale, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
+        )
+        .bind(DbId(person.id))
+        .bind(&person.given_name)
+        .bind(&person.family_name)
+        .bind(&person.display_name)
+        .bind(&person.phone)
+        .bind(&person.locale)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// The person row, if any.
+    pub async fn person(&mut self, id: Uuid) -> Result<Option<Person>> {
+        let row = on_conn!(self, |c| sqlx::query("SELECT * FROM persons WHERE id = $1")
+            .bind(DbId(id))
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| r.decode::<Person>())
+            .transpose()?);
+        Ok(row)
+    }
+
+    /// Inserts a user row and returns it as read back.
+    /// Errors: [`Error::Conflict`] when the username is taken (case-insensitively),
+    /// [`Error::Refused`] when a database invariant forbids the row (external admin).
+    pub async fn insert_user(&mut self, new: &NewUserRecord) -> Result<User> {
+        on_conn!(self, |c| sqlx::query(
+            "INSERT INTO users (id, person_id, username, role, is_external, active, password_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)"
+        )
+        .bind(DbId(new.id))
+        .bind(DbId(new.person_id))
+        .bind(&new.username)
+        .bind(new.role.as_str())
+        .bind(new.is_external)
+        .bind(true)
+        .bind(&new.password_hash)
+        .bind(new.created_at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        self.user_by_id(new.id).await?.ok_or_else(|| Error::Internal("inserted user vanished".into()))
+    }
+
+    /// Adds a passport to a user. Errors: [`Error::Conflict`] when the value already belongs
+    /// to any user.
+    pub async fn insert_passport(
+        &mut self,
+        user_id: Uuid,
+        kind: PassportKind,
+        value: &str,
+        is_primary: bool,
+        at: Timestamp,
+    ) -> Result<Uuid> {
+        let id = Uuid::now_v7();
+        on_conn!(self, |c| sqlx::query(
+            "INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        .bind(DbId(id))
+        .bind(DbId(user_id))
+        .bind(kind.as_str())
+        .bind(value)
+        .bind(is_primary)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(id)
+    }
+
+    /// The passports of a user, primary first.
+    pub async fn passports_of(&mut self, user_id: Uuid) -> Result<Vec<Passport>> {
+        let rows = on_conn!(self, |c| sqlx::query(
+            "SELECT * FROM passports WHERE user_id = $1 ORDER BY is_primary DESC, kind, value"
+        )
+        .bind(DbId(user_id))
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|r| r.decode::<Passport>())
+        .collect::<Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+
+    /// The user with this id, trashed or not.
+    pub async fn user_by_id(&mut self, id: Uuid) -> Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
+        let user = on_conn!(self, |c| sqlx::query(&sql)
+            .bind(DbId(id))
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| r.decode::<User>())
+            .transpose()?);
+        Ok(user)
+    }
+
+    /// Resolves a `<user>` argument, trashed users included. On PostgreSQL the row is locked
+    /// (`FOR UPDATE`) when `lock` is set, so concurrent changes to the same user queue; on
+    /// SQLite the write transaction already excludes other writers.
+    pub async fn find_user(&mut self, user: &UserRef, lock: bool) -> Result<Option<User>> {
+        let (condition, key): (&str, String) = match user {
+            UserRef::Id(id) => ("u.id = $1", id.to_string()),
+            UserRef::Username(name) => ("lower(u.username) = lower($1)", name.clone()),
+            UserRef::Email(email) => (
+                "u.id = (SELECT user_id FROM passports WHERE kind = 'email' AND value = $1)",
+                email.as_str().to_owned(),
+            ),
+            UserRef::Phone(phone) => (
+                "u.id = (SELECT user_id FROM passports WHERE kind = 'phone' AND value = $1)",
+                phone.as_str().to_owned(),
+            ),
+        };
+        let lock_clause = if lock && self.backend() == Backend::Postgres { " FOR UPDATE OF u" } else { "" };
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {condition}{lock_clause}");
+        let found = match user {
+            UserRef::Id(id) => on_conn!(self, |c| sqlx::query(&sql)
+                .bind(DbId(*id))
+                .fetch_optional(&mut *c)
+                .await?
+                .map(|r| r.decode::<User>())
+                .transpose()?),
+            _ => on_conn!(self, |c| sqlx::query(&sql)
+                .bind(&key)
+                .fetch_optional(&mut *c)
+                .await?
+                .map(|r| r.decode::<User>())
+                .transpose()?),
+        };
+        Ok(found)
+    }
+
+    /// Like [`Tx::find_user`], but a missing user is [`Error::NotFound`] (exit code 3).
+    pub async fn require_user(&mut self, user: &UserRef, lock: bool) -> Result<User> {
+        self.find_user(user, lock).await?.ok_or_else(|| Error::not_found("user", user.to_string()))
+    }
+
+    /// The list/show shape of one user.
+    pub async fn user_view(&mut self, id: Uuid) -> Result<UserView> {
+        let sql = format!("{VIEW_SELECT} WHERE u.id = $1");
+        let view = on_conn!(self, |c| sqlx::query(&sql)
+            .bind(DbId(id))
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| r.decode::<UserView>())
+            .transpose()?);
+        view.ok_or_else(|| Error::not_found("user", id.to_string()))
+    }
+
+    /// One page of users ordered by lower-cased username (keyset pagination on the unique
+    /// index, so every page costs the same however deep).
+    pub async fn list_users(&mut self, filter: &UserFilter) -> Result<Vec<UserView>> {
+        let mut conditions: Vec<String> = vec![if filter.trashed {
+            "u.deleted_at IS NOT NULL".into()
+        } else {
+            "u.deleted_at IS NULL".into()
+        }];
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        // Bind order below must follow the order the placeholders are handed out here.
+        if filter.external.is_some() {
+            conditions.push(format!("u.is_external = {}", next()));
+        }
+        if filter.role.is_some() {
+            conditions.push(format!("u.role = {}", next()));
+        }
+        if filter.workspace_id.is_some() {
+            conditions.push(format!(
+                "EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = u.id AND m.workspace_id = {})",
+                next()
+            ));
+        }
+        if filter.search.is_some() {
+            let p = next();
+            conditions.push(format!(
+                "(lower(u.username) LIKE {p} OR EXISTS (SELECT 1 FROM passports s WHERE s.user_id = u.id AND s.kind = 'email' AND s.value LIKE {p}))"
+            ));
+        }
+        if filter.after.is_some() {
+            conditions.push(format!("lower(u.username) > lower({})", next()));
+        }
+        let limit = next();
+        let sql = format!(
+            "{VIEW_SELECT} WHERE {} ORDER BY lower(u.username) LIMIT {limit}",
+            conditions.join(" AND ")
+        );
+        let search = filter.search.as_ref().map(|s| {
+            let escaped: String = s.to_lowercase().chars().filter(|c| !matches!(c, '%' | '_' | '\\')).collect();
+            format!("{escaped}%")
+        });
+        let rows = on_conn!(self, |c| {
+            let mut q = sqlx::query(&sql);
+            if let Some(external) = filter.external {
+                q = q.bind(external);
+            }
+            if let Some(role) = filter.role {
+                q = q.bind(role.as_str());
+            }
+            if let Some(ws) = filter.workspace_id {
+                q = q.bind(DbId(ws));
+            }
+            if let Some(s) = &search {
+                q = q.bind(s.clone());
+            }
+            if let Some(after) = &filter.after {
+                q = q.bind(after.clone());
+            }
+            q.bind(filter.limit)
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(|r| r.decode::<UserView>())
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(rows)
+    }
+
+    /// The stored PHC string, if the user has a password.
+    pub async fn password_hash_of(&mut self, user_id: Uuid) -> Result<Option<String>> {
+        let hash: Option<Option<String>> = on_conn!(self, |c| sqlx::query_scalar(
+            "SELECT password_hash FROM users WHERE id = $1"
+        )
+        .bind(DbId(user_id))
+        .fetch_optional(&mut *c)
+        .await?);
+        Ok(hash.flatten())
+    }
+
+    /// Replaces the password hash (a PHC string, or `None` to remove the password).
+    pub async fn set_password_hash(&mut self, user_id: Uuid, phc: Option<&str>, at: Timestamp) -> Result<()> {
+        on_conn!(self, |c| sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(DbId(user_id))
+            .bind(phc)
+            .bind(at)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Sets `active`.
+    pub async fn set_user_active(&mut self, user_id: Uuid, active: bool, at: Timestamp) -> Result<()> {
+        on_conn!(self, |c| sqlx::query("UPDATE users SET active = $2, updated_at = $3 WHERE id = $1")
+            .bind(DbId(user_id))
+            .bind(active)
+            .bind(at)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Sets the instance role. Errors: [`Error::Refused`] when the database forbids it (an
+    /// external admin).
+    pub async fn set_user_role(&mut self, user_id: Uuid, role: InstanceRole, at: Timestamp) -> Result<()> {
+        on_conn!(self, |c| sqlx::query("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1")
+            .bind(DbId(user_id))
+            .bind(role.as_str())
+            .bind(at)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Sets `is_external`. Errors: [`Error::Refused`] when the database forbids it.
+    pub async fn set_user_external(&mut self, user_id: Uuid, external: bool, at: Timestamp) -> Result<()> {
+        on_conn!(self, |c| sqlx::query("UPDATE users SET is_external = $2, updated_at = $3 WHERE id = $1")
+            .bind(DbId(user_id))
+            .bind(external)
+            .bind(at)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Stamps `last_login_at` (after `on_user_login` has fired: 001 seed).
+    pub async fn stamp_last_login(&mut self, user_id: Uuid, at: Timestamp) -> Result<()> {
+        on_conn!(self, |c| sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1")
+            .bind(DbId(user_id))
+            .bind(at)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Moves a user to the trash: inactive, `deleted_at` and `purge_after` set. Username and
+    /// passports stay, so they remain reserved.
+    pub async fn trash_user(&mut self, user_id: Uuid, at: Timestamp, purge_after: Timestamp) -> Result<()> {
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE users SET active = $2, deleted_at = $3, purge_after = $4, updated_at = $3 WHERE id = $1"
+        )
+        .bind(DbId(user_id))
+        .bind(false)
+        .bind(at)
+        .bind(purge_after)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Takes a user out of the trash and makes it active again.
+    pub async fn restore_user(&mut self, user_id: Uuid, at: Timestamp) -> Result<()> {
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE users SET active = $2, deleted_at = NULL, purge_after = NULL, updated_at = $3 WHERE id = $1"
+        )
+        .bind(DbId(user_id))
+        .bind(true)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Erases every row of the user's personal data in set-based statements: outbox rows
+    /// and invites addressed to its passports (and the persons-to-be they created), then the
+    /// user row (passports, identities, memberships, sessions, folders and files follow by
+    /// `ON DELETE CASCADE`) and the person behind it. Pending erasure requests for the user
+    /// are marked completed. Audit rows hold only the pseudonymous id and stay.
+    pub async fn erase_personal_data(&mut self, user: &User) -> Result<()> {
+        let at = crate::domain::now();
+        on_conn!(self, |c| {
+            let id = DbId(user.id);
+            // Invites addressed to the person: by invitee, by acceptor, or by passport value.
+            let addressed = "SELECT i.id FROM invites i WHERE i.invitee_user_id = $1 OR i.accepted_by_user_id = $1 \
+                OR EXISTS (SELECT 1 FROM passports p WHERE p.user_id = $1 AND p.kind = i.passport_kind AND p.value = i.passport_value)";
+            sqlx::query(&format!(
+                "DELETE FROM notification_outbox WHERE user_id = $1 OR invite_id IN ({addressed}) \
+                 OR recipient IN (SELECT value FROM passports WHERE user_id = $1)"
+            ))
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+            let persons: Vec<DbId> = sqlx::query_scalar(&format!(
+                "SELECT person_id FROM invites WHERE person_id IS NOT NULL AND id IN ({addressed})"
+            ))
+            .bind(id)
+            .fetch_all(&mut *c)
+            .await?;
+            sqlx::query(&format!("DELETE FROM invites WHERE id IN ({addressed})")).bind(id).execute(&mut *c).await?;
+            sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *c).await?;
+            sqlx::query("DELETE FROM persons WHERE id = $1").bind(DbId(user.person_id)).execute(&mut *c).await?;
+            for person in persons {
+                sqlx::query(
+                    "DELETE FROM persons WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM users WHERE person_id = $1) \
+                     AND NOT EXISTS (SELECT 1 FROM invites WHERE person_id = $1)",
+                )
+                .bind(person)
+                .execute(&mut *c)
+                .await?;
+            }
+            sqlx::query("UPDATE erasure_requests SET status = 'completed', completed_at = $2 WHERE user_id = $1 AND status = 'pending'")
+                .bind(id)
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Records that a user id existed and how it ended (GDPR purge or merge).
+    pub async fn insert_tombstone(&mut self, user_id: Uuid, mode: &str, merged_into: Option<Uuid>, at: Timestamp) -> Result<()> {
+        on_conn!(self, |c| sqlx::query(
+            "INSERT INTO user_tombstones (user_id, deleted_at, mode, merged_into) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id) DO NOTHING"
+        )
+        .bind(DbId(user_id))
+        .bind(at)
+        .bind(mode)
+        .bind(merged_into.map(DbId))
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Active, untrashed admins. On PostgreSQL their rows are locked so two concurrent
+    /// demotions/deletions of the last two admins serialize instead of both succeeding.
+    pub async fn active_admin_ids(&mut self) -> Result<Vec<Uuid>> {
+        let sql = match self.backend() {
+            Backend::Postgres => "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+            Backend::Sqlite => "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id",
+        };
+        let ids: Vec<DbId> = on_conn!(self, |c| sqlx::query_scalar(sql).fetch_all(&mut *c).await?);
+        Ok(ids.into_iter().map(|d| d.0).collect())
+    }
+}
