@@ -212,9 +212,7 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
         args.password.resolve(false, true)?
     };
     let shown = chosen.as_ref().filter(|c| c.generated).map(|c| c.secret.expose().to_owned());
-    if chosen.is_none() && !args.external {
-        tracing::warn!("no password set for {}: set one with `accountctl user set-password`", args.username);
-    }
+    let without_password = chosen.is_none() && !args.external;
     let new = NewUser {
         username: args.username,
         email: args.email,
@@ -230,6 +228,8 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
     let created = accounts.create(new, args.if_not_exists).await?;
     if !created.created {
         eprintln!("user {} already exists with the same attributes: nothing changed", created.user.username);
+    } else if without_password {
+        eprintln!("user {} has no password: set one with `accountctl user set-password`", created.user.username);
     }
     print_with_password(ctx, &created, shown);
     Ok(())
