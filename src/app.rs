@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-
 use crate::lifecycle::{UserLifecycleHook, UserLifecycleService};
 use crate::services::accounts::Accounts;
 use crate::services::audit::AuditLifecycleHook;
@@ -26,7 +25,9 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { trash_retention: chrono::Duration::days(30) }
+        Self {
+            trash_retention: chrono::Duration::days(30),
+        }
     }
 }
 
@@ -67,7 +68,12 @@ impl App {
         ];
         hooks.extend(extra);
         let lifecycle = Arc::new(UserLifecycleService::new(hooks));
-        Self { db, config, lifecycle, authz }
+        Self {
+            db,
+            config,
+            lifecycle,
+            authz,
+        }
     }
 
     pub fn accounts(&self) -> Accounts {

@@ -113,13 +113,20 @@ impl From<sqlx::Error> for Error {
                 let name = db
                     .constraint()
                     .map(str::to_owned)
-                    .or_else(|| CONSTRAINT_NAMES.iter().find(|n| message.contains(*n)).map(|n| (*n).to_owned()))
+                    .or_else(|| {
+                        CONSTRAINT_NAMES
+                            .iter()
+                            .find(|n| message.contains(*n))
+                            .map(|n| (*n).to_owned())
+                    })
                     .or_else(|| {
                         // SQLite reports a plain UNIQUE column as "UNIQUE constraint failed: table.column".
-                        message.strip_prefix("UNIQUE constraint failed: ").map(|cols| match cols {
-                            "workspace_types.slug" => "workspace_types_slug_key".to_owned(),
-                            other => other.to_owned(),
-                        })
+                        message
+                            .strip_prefix("UNIQUE constraint failed: ")
+                            .map(|cols| match cols {
+                                "workspace_types.slug" => "workspace_types_slug_key".to_owned(),
+                                other => other.to_owned(),
+                            })
                     });
                 let friendly = name.as_deref().and_then(constraint_message).map(str::to_owned);
                 let sqlite_trigger = db.code().as_deref() == Some("1811");

@@ -50,7 +50,9 @@ impl Secret {
             )));
         }
         if self.0.len() > MAX_PASSWORD_BYTES {
-            return Err(Error::Invalid(format!("the password is too long: at most {MAX_PASSWORD_BYTES} bytes")));
+            return Err(Error::Invalid(format!(
+                "the password is too long: at most {MAX_PASSWORD_BYTES} bytes"
+            )));
         }
         Ok(())
     }
@@ -59,7 +61,9 @@ impl Secret {
     pub fn random() -> Self {
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
         let mut rng = rand::rngs::OsRng;
-        let text: String = (0..24).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+        let text: String = (0..24)
+            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+            .collect();
         Self::new(text)
     }
 }
@@ -88,7 +92,9 @@ pub fn hash_blocking(password: &Secret) -> Result<String> {
 /// parameters) in constant time. A malformed or unsupported hash verifies as `false`.
 pub fn verify_blocking(phc: &str, password: &Secret) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.expose().as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -104,11 +110,15 @@ pub fn dummy_verify_blocking(password: &Secret) {
 /// Whether a stored hash should be replaced by one with the current algorithm and
 /// parameters (it is not argon2id, or its parameters are weaker than the current ones).
 pub fn needs_rehash(phc: &str) -> bool {
-    let Ok(parsed) = PasswordHash::new(phc) else { return true };
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return true;
+    };
     if parsed.algorithm.as_str() != "argon2id" {
         return true;
     }
-    let Ok(params) = Params::try_from(&parsed) else { return true };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return true;
+    };
     let current = Params::DEFAULT;
     params.m_cost() < current.m_cost() || params.t_cost() < current.t_cost()
 }
@@ -150,7 +160,11 @@ mod tests {
 
     #[test]
     fn weaker_or_other_hashes_need_rehash() {
-        let weak = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 1, 1, None).expect("params"));
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(4096, 1, 1, None).expect("params"),
+        );
         let salt = SaltString::generate(&mut password_hash::rand_core::OsRng);
         let phc = weak.hash_password(b"password123", &salt).expect("hash").to_string();
         assert!(verify_blocking(&phc, &Secret::new("password123".into())));

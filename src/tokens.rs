@@ -17,7 +17,10 @@ pub fn new_token() -> (String, String) {
 
 /// The stored form of a token: lower-case hex SHA-256 of its text.
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.trim().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(token.trim().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

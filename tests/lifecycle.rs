@@ -26,7 +26,12 @@ fn new_user(name: &str) -> NewUser {
 }
 
 async fn create(app: &App, name: &str) -> uuid::Uuid {
-    app.accounts().create(new_user(name), false).await.expect("create user").user.id
+    app.accounts()
+        .create(new_user(name), false)
+        .await
+        .expect("create user")
+        .user
+        .id
 }
 
 fn by_name(name: &str) -> UserRef {
@@ -58,11 +63,23 @@ impl UserLifecycleHook for ProbeHook {
     }
     async fn on_user_created(&self, user: &User) -> accountctl::Result<()> {
         self.note(format!("created {}", user.username));
-        if self.fail_created { Err(Error::Internal("probe refuses created".into())) } else { Ok(()) }
+        if self.fail_created {
+            Err(Error::Internal("probe refuses created".into()))
+        } else {
+            Ok(())
+        }
     }
     async fn on_user_login(&self, user: &User) -> accountctl::Result<()> {
-        self.note(format!("login {} first={}", user.username, user.last_login_at.is_none()));
-        if self.fail_login { Err(Error::Internal("probe refuses login".into())) } else { Ok(()) }
+        self.note(format!(
+            "login {} first={}",
+            user.username,
+            user.last_login_at.is_none()
+        ));
+        if self.fail_login {
+            Err(Error::Internal("probe refuses login".into()))
+        } else {
+            Ok(())
+        }
     }
     async fn on_user_logout(&self, user: &User, reason: LogoutReason) -> accountctl::Result<()> {
         self.note(format!("logout {} {reason}", user.username));
@@ -70,7 +87,11 @@ impl UserLifecycleHook for ProbeHook {
     }
     async fn on_user_deleted(&self, user: &User, mode: DeletionMode, _tx: &mut Tx) -> accountctl::Result<()> {
         self.note(format!("deleted {} {mode}", user.username));
-        if self.fail_deleted { Err(Error::Internal("probe refuses delete".into())) } else { Ok(()) }
+        if self.fail_deleted {
+            Err(Error::Internal("probe refuses delete".into()))
+        } else {
+            Ok(())
+        }
     }
 }
 

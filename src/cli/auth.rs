@@ -32,7 +32,13 @@ pub async fn exec(ctx: &Ctx, cmd: AuthCmd) -> Result<(), Error> {
                 rehashed: bool,
             }
             ctx.out.record(
-                &Checked { id: outcome.user.id, username: outcome.user.username, authenticated: true, first_login: outcome.first_login, rehashed: outcome.rehashed },
+                &Checked {
+                    id: outcome.user.id,
+                    username: outcome.user.username,
+                    authenticated: true,
+                    first_login: outcome.first_login,
+                    rehashed: outcome.rehashed,
+                },
                 "id",
             );
             Ok(())

@@ -26,17 +26,30 @@ pub struct BootstrapArgs {
 pub async fn exec(ctx: &Ctx, args: BootstrapArgs) -> Result<(), Error> {
     let bootstrap = ctx.app.bootstrap();
     let (migrations_applied, root_workspace_created) = bootstrap.ensure_root().await?;
-    let mut report = BootstrapReport { migrations_applied, root_workspace_created, admin: "not_requested", admin_id: None };
+    let mut report = BootstrapReport {
+        migrations_applied,
+        root_workspace_created,
+        admin: "not_requested",
+        admin_id: None,
+    };
     let mut generated = None;
     if let (Some(username), Some(email)) = (&args.admin_username, &args.admin_email) {
         report.admin = "exists";
         // Ask for a password only when an admin will actually be created.
         if !bootstrap.has_admin().await? {
-            let chosen = args.password.resolve(true, true)?.ok_or_else(|| Error::Invalid("the first admin needs a password".into()))?;
+            let chosen = args
+                .password
+                .resolve(true, true)?
+                .ok_or_else(|| Error::Invalid("the first admin needs a password".into()))?;
             if chosen.generated {
                 generated = Some(chosen.secret.expose().to_owned());
             }
-            let admin = NewUser { username: username.clone(), email: Some(email.clone()), password: Some(chosen.secret), ..NewUser::default() };
+            let admin = NewUser {
+                username: username.clone(),
+                email: Some(email.clone()),
+                password: Some(chosen.secret),
+                ..NewUser::default()
+            };
             if let Some(id) = bootstrap.create_first_admin(admin).await? {
                 report.admin = "created";
                 report.admin_id = Some(id);
@@ -56,6 +69,12 @@ pub async fn exec(ctx: &Ctx, args: BootstrapArgs) -> Result<(), Error> {
         #[serde(skip_serializing_if = "Option::is_none")]
         password: Option<String>,
     }
-    ctx.out.record(&Out { report, password: generated }, "admin_id");
+    ctx.out.record(
+        &Out {
+            report,
+            password: generated,
+        },
+        "admin_id",
+    );
     Ok(())
 }

@@ -121,7 +121,10 @@ pub fn main() -> ExitCode {
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn run(cli: Cli) -> Result<(), Error> {
-    let out = Printer { format: cli.global.output, quiet: cli.global.quiet };
+    let out = Printer {
+        format: cli.global.output,
+        quiet: cli.global.quiet,
+    };
     match cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "accountctl", &mut std::io::stdout());
@@ -137,7 +140,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
     let url = DatabaseUrl::parse(cli.global.database_url.as_deref().unwrap_or(DatabaseUrl::DEFAULT))?;
     let db = Database::connect(&url).await?;
-    let ctx = Ctx { app: App::new(db.clone(), Config::default()), out, yes: cli.global.yes };
+    let ctx = Ctx {
+        app: App::new(db.clone(), Config::default()),
+        out,
+        yes: cli.global.yes,
+    };
     let result = match cli.command {
         Command::Migrate => migrate(&ctx).await,
         Command::Bootstrap(args) => bootstrap::exec(&ctx, args).await,

@@ -49,9 +49,15 @@ impl Printer {
     /// A list. The table shows `columns`; JSON is an array of whole objects; `-q` prints the
     /// `id_key` of each, one per line.
     pub fn list<T: Serialize>(&self, items: &[T], columns: &[&str], id_key: &str) {
-        let values: Vec<Value> = items.iter().map(|i| serde_json::to_value(i).unwrap_or(Value::Null)).collect();
+        let values: Vec<Value> = items
+            .iter()
+            .map(|i| serde_json::to_value(i).unwrap_or(Value::Null))
+            .collect();
         if self.quiet {
-            let ids: Vec<String> = values.iter().map(|v| plain(v.get(id_key).unwrap_or(&Value::Null))).collect();
+            let ids: Vec<String> = values
+                .iter()
+                .map(|v| plain(v.get(id_key).unwrap_or(&Value::Null)))
+                .collect();
             if !ids.is_empty() {
                 emit(&ids.join("\n"));
             }
@@ -63,7 +69,12 @@ impl Printer {
                 let mut table = new_table();
                 table.set_header(columns.to_vec());
                 for v in &values {
-                    table.add_row(columns.iter().map(|c| plain(v.get(*c).unwrap_or(&Value::Null))).collect::<Vec<_>>());
+                    table.add_row(
+                        columns
+                            .iter()
+                            .map(|c| plain(v.get(*c).unwrap_or(&Value::Null)))
+                            .collect::<Vec<_>>(),
+                    );
                 }
                 emit(&table.to_string());
             }
@@ -73,7 +84,9 @@ impl Printer {
 
 fn new_table() -> Table {
     let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
     table
 }
 

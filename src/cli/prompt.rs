@@ -42,9 +42,17 @@ impl PasswordArgs {
     /// Resolves the password. Without an option: a prompt (with confirmation when `new`) on a
     /// terminal; otherwise `Ok(None)` when `required` is false, else [`Error::Invalid`].
     pub fn resolve(&self, required: bool, new: bool) -> Result<Option<Chosen>, Error> {
-        let given = |s: String| Ok(Some(Chosen { secret: Secret::new(s), generated: false }));
+        let given = |s: String| {
+            Ok(Some(Chosen {
+                secret: Secret::new(s),
+                generated: false,
+            }))
+        };
         if self.random_password {
-            return Ok(Some(Chosen { secret: Secret::random(), generated: true }));
+            return Ok(Some(Chosen {
+                secret: Secret::random(),
+                generated: true,
+            }));
         }
         if self.password_stdin {
             let mut line = String::new();
@@ -107,5 +115,9 @@ pub fn confirm(yes: bool, question: &str) -> Result<(), Error> {
         .default(false)
         .interact_on(&Term::stderr())
         .map_err(|e| Error::Invalid(format!("no answer read: {e}")))?;
-    if ok { Ok(()) } else { Err(Error::Refused("aborted at the prompt; nothing was changed".into())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Refused("aborted at the prompt; nothing was changed".into()))
+    }
 }

@@ -38,7 +38,10 @@ pub async fn exec(ctx: &Ctx, cmd: RoleCmd) -> Result<(), Error> {
                 (true, r) => r,
                 (false, InstanceRole::Admin) => InstanceRole::User,
                 (false, InstanceRole::User) => {
-                    return Err(Error::Invalid("`user` is the base instance role and cannot be revoked; delete or disable the user instead".into()));
+                    return Err(Error::Invalid(
+                        "`user` is the base instance role and cannot be revoked; delete or disable the user instead"
+                            .into(),
+                    ));
                 }
             };
             if !assign {
@@ -46,7 +49,10 @@ pub async fn exec(ctx: &Ctx, cmd: RoleCmd) -> Result<(), Error> {
             }
             let changed = ctx.app.accounts().set_instance_role(&user, target).await?;
             if !changed.changed {
-                eprintln!("user {} already has instance role {target}: nothing changed", changed.user.username);
+                eprintln!(
+                    "user {} already has instance role {target}: nothing changed",
+                    changed.user.username
+                );
             }
             ctx.out.record(&changed, "id");
             Ok(())
@@ -55,7 +61,10 @@ pub async fn exec(ctx: &Ctx, cmd: RoleCmd) -> Result<(), Error> {
             let changed = if assign {
                 ctx.app.memberships().assign(&user, workspace, &args.role).await?
             } else {
-                super::prompt::confirm(ctx.yes, &format!("revoke role {} in {workspace} from {}", args.role, args.user))?;
+                super::prompt::confirm(
+                    ctx.yes,
+                    &format!("revoke role {} in {workspace} from {}", args.role, args.user),
+                )?;
                 ctx.app.memberships().revoke(&user, workspace, &args.role).await?
             };
             ctx.out.record(&changed, "user_id");

@@ -9,7 +9,15 @@ use super::Ctx;
 use super::prompt::{PasswordArgs, confirm};
 
 /// Columns of `user list` in table form (JSON carries every field).
-const LIST_COLUMNS: &[&str] = &["id", "username", "email", "role", "is_external", "active", "last_login_at"];
+const LIST_COLUMNS: &[&str] = &[
+    "id",
+    "username",
+    "email",
+    "role",
+    "is_external",
+    "active",
+    "last_login_at",
+];
 
 #[derive(Debug, clap::Subcommand)]
 pub enum UserCmd {
@@ -148,10 +156,15 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
             let user_ref = UserRef::parse(&user)?;
             let (mode, question) = match mode {
                 DeleteMode::Admin => (DeletionMode::AdminDelete, format!("move user {user} to the trash")),
-                DeleteMode::Gdpr => (DeletionMode::GdprPurge, format!("erase user {user} and all personal data (cannot be undone)")),
+                DeleteMode::Gdpr => (
+                    DeletionMode::GdprPurge,
+                    format!("erase user {user} and all personal data (cannot be undone)"),
+                ),
             };
             let accounts = match retention {
-                Some(text) if mode == DeletionMode::AdminDelete => accounts.with_trash_retention(parse_duration(&text)?),
+                Some(text) if mode == DeletionMode::AdminDelete => {
+                    accounts.with_trash_retention(parse_duration(&text)?)
+                }
                 Some(_) => return Err(Error::Invalid("--retention applies to --mode admin only".into())),
                 None => accounts,
             };
@@ -183,16 +196,26 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         UserCmd::SetPassword { user, password } => {
             let user_ref = UserRef::parse(&user)?;
             accounts.show(&user_ref).await?;
-            let chosen = password.resolve(true, true)?.ok_or_else(|| Error::Invalid("no password given".into()))?;
+            let chosen = password
+                .resolve(true, true)?
+                .ok_or_else(|| Error::Invalid("no password given".into()))?;
             let shown = chosen.generated.then(|| chosen.secret.expose().to_owned());
             let changed = accounts.set_password(&user_ref, chosen.secret).await?;
             print_with_password(ctx, &changed, shown);
             Ok(())
         }
-        UserCmd::Convert { user, to_internal: _, to_external } => {
+        UserCmd::Convert {
+            user,
+            to_internal: _,
+            to_external,
+        } => {
             let changed = accounts.convert(&UserRef::parse(&user)?, to_external).await?;
             if !changed.changed {
-                eprintln!("user {} is already {}: nothing changed", changed.user.username, if to_external { "external" } else { "internal" });
+                eprintln!(
+                    "user {} is already {}: nothing changed",
+                    changed.user.username,
+                    if to_external { "external" } else { "internal" }
+                );
             }
             ctx.out.record(&changed, "id");
             Ok(())
@@ -205,13 +228,18 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
     // prompt on a terminal, and no password (set it later) in a script.
     let chosen = if args.external {
         if args.password.given() {
-            return Err(Error::Invalid("external users sign in through their identity provider and have no password".into()));
+            return Err(Error::Invalid(
+                "external users sign in through their identity provider and have no password".into(),
+            ));
         }
         None
     } else {
         args.password.resolve(false, true)?
     };
-    let shown = chosen.as_ref().filter(|c| c.generated).map(|c| c.secret.expose().to_owned());
+    let shown = chosen
+        .as_ref()
+        .filter(|c| c.generated)
+        .map(|c| c.secret.expose().to_owned());
     let without_password = chosen.is_none() && !args.external;
     let new = NewUser {
         username: args.username,
@@ -227,9 +255,15 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
     };
     let created = accounts.create(new, args.if_not_exists).await?;
     if !created.created {
-        eprintln!("user {} already exists with the same attributes: nothing changed", created.user.username);
+        eprintln!(
+            "user {} already exists with the same attributes: nothing changed",
+            created.user.username
+        );
     } else if without_password {
-        eprintln!("user {} has no password: set one with `accountctl user set-password`", created.user.username);
+        eprintln!(
+            "user {} has no password: set one with `accountctl user set-password`",
+            created.user.username
+        );
     }
     print_with_password(ctx, &created, shown);
     Ok(())
@@ -260,7 +294,13 @@ async fn list(ctx: &Ctx, accounts: &Accounts, args: ListArgs) -> Result<(), Erro
         None => None,
     };
     let filter = UserFilter {
-        external: if args.external { Some(true) } else if args.internal { Some(false) } else { None },
+        external: if args.external {
+            Some(true)
+        } else if args.internal {
+            Some(false)
+        } else {
+            None
+        },
         role: args.role.as_deref().map(str::parse::<InstanceRole>).transpose()?,
         workspace_id,
         search: args.search,

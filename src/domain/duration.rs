@@ -7,7 +7,9 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, Error> {
     let std = humantime::parse_duration(text.trim())
         .map_err(|e| Error::Invalid(format!("invalid duration {text:?}: {e} (examples: 7d, 12h, 10m)")))?;
     if std.is_zero() {
-        return Err(Error::Invalid(format!("invalid duration {text:?}: must be longer than zero")));
+        return Err(Error::Invalid(format!(
+            "invalid duration {text:?}: must be longer than zero"
+        )));
     }
     chrono::Duration::from_std(std).map_err(|_| Error::Invalid(format!("invalid duration {text:?}: too long")))
 }

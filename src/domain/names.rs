@@ -24,9 +24,13 @@ impl Capability {
                 continue;
             }
             if seg.is_empty()
-                || !seg.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+                || !seg
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
             {
-                return Err(bad("segments are lower-case letters, digits, '_' or '-'; '*' only as the last segment"));
+                return Err(bad(
+                    "segments are lower-case letters, digits, '_' or '-'; '*' only as the last segment",
+                ));
             }
         }
         Ok(Self(text.to_owned()))
@@ -62,16 +66,32 @@ pub fn parse_capabilities(text: &str) -> Result<Vec<Capability>, Error> {
 /// with a letter or digit.
 pub fn validate_slug(text: &str) -> Result<(), Error> {
     let ok = (1..=64).contains(&text.len())
-        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
         && text.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if ok { Ok(()) } else { Err(Error::Invalid(format!("invalid slug {text:?}: lower-case letters, digits, '_' and '-', 1 to 64 characters"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid slug {text:?}: lower-case letters, digits, '_' and '-', 1 to 64 characters"
+        )))
+    }
 }
 
 /// A role name: letters, digits, `.`, `_`, `-`, 1–64 characters.
 pub fn validate_role_name(text: &str) -> Result<(), Error> {
     let ok = (1..=64).contains(&text.len())
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok { Ok(()) } else { Err(Error::Invalid(format!("invalid role name {text:?}: letters, digits, '.', '_' and '-', 1 to 64 characters"))) }
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid role name {text:?}: letters, digits, '.', '_' and '-', 1 to 64 characters"
+        )))
+    }
 }
 
 /// A workspace name: 1–200 characters, no control characters, not a uuid (so a `<W>`
@@ -81,7 +101,13 @@ pub fn validate_workspace_name(text: &str) -> Result<(), Error> {
         && !text.chars().any(char::is_control)
         && text.trim() == text
         && uuid::Uuid::parse_str(text).is_err();
-    if ok { Ok(()) } else { Err(Error::Invalid(format!("invalid workspace name {text:?}: 1 to 200 characters, no surrounding spaces, not a uuid"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid workspace name {text:?}: 1 to 200 characters, no surrounding spaces, not a uuid"
+        )))
+    }
 }
 
 #[cfg(test)]

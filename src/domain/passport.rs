@@ -101,9 +101,8 @@ impl Phone {
             .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
             .collect();
         let digits = compact.strip_prefix('+').unwrap_or("");
-        let ok = (7..=15).contains(&digits.len())
-            && digits.chars().all(|c| c.is_ascii_digit())
-            && !digits.starts_with('0');
+        let ok =
+            (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');
         if !ok {
             return Err(Error::Invalid(format!(
                 "invalid phone number {text:?}: use E.164 form, e.g. +4915112345678"
@@ -129,19 +128,35 @@ mod tests {
 
     #[test]
     fn emails_are_normalized_to_lower_case() {
-        assert_eq!(Email::parse(" Alice@Example.COM ").map(|e| e.0).ok(), Some("alice@example.com".into()));
+        assert_eq!(
+            Email::parse(" Alice@Example.COM ").map(|e| e.0).ok(),
+            Some("alice@example.com".into())
+        );
     }
 
     #[test]
     fn malformed_emails_are_rejected() {
-        for bad in ["", "alice", "alice@", "@example.com", "a@b", "a@@b.c", "a b@c.d", "a@.c", "a@c..d"] {
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "a@b",
+            "a@@b.c",
+            "a b@c.d",
+            "a@.c",
+            "a@c..d",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 
     #[test]
     fn phones_are_normalized_to_e164() {
-        assert_eq!(Phone::parse("+49 151 1234-5678").map(|p| p.0).ok(), Some("+4915112345678".into()));
+        assert_eq!(
+            Phone::parse("+49 151 1234-5678").map(|p| p.0).ok(),
+            Some("+4915112345678".into())
+        );
         assert!(Phone::parse("015112345678").is_err());
         assert!(Phone::parse("+12").is_err());
         assert!(Phone::parse("+49abc1234567").is_err());

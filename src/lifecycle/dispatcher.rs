@@ -17,14 +17,19 @@ pub struct UserLifecycleService {
 
 impl std::fmt::Debug for UserLifecycleService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserLifecycleService").field("hooks", &self.hook_names()).finish()
+        f.debug_struct("UserLifecycleService")
+            .field("hooks", &self.hook_names())
+            .finish()
     }
 }
 
 impl UserLifecycleService {
     /// A dispatcher firing `hooks` in the given order.
     pub fn new(hooks: Vec<Arc<dyn UserLifecycleHook>>) -> Self {
-        Self { hooks, spawned: TaskTracker::new() }
+        Self {
+            hooks,
+            spawned: TaskTracker::new(),
+        }
     }
 
     /// The registered hooks' names, in firing order.
@@ -72,7 +77,10 @@ impl UserLifecycleService {
         for hook in &self.hooks {
             if let Err(err) = hook.on_user_deleted(user, mode, tx).await {
                 tracing::error!(hook = hook.name(), user_id = %user.id, %mode, error = %err, "on_user_deleted failed; rolling back");
-                return Err(Error::Hook { hook: hook.name(), source: Box::new(err) });
+                return Err(Error::Hook {
+                    hook: hook.name(),
+                    source: Box::new(err),
+                });
             }
         }
         Ok(())

@@ -50,8 +50,8 @@ mod dispatcher;
 pub use actor::{current_actor, with_actor};
 pub use dispatcher::UserLifecycleService;
 
-pub use crate::domain::{DeletionMode, LogoutReason};
 use crate::domain::User;
+pub use crate::domain::{DeletionMode, LogoutReason};
 use crate::error::Error;
 use crate::store::Tx;
 

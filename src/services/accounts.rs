@@ -7,7 +7,10 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{DeletionMode, Email, InstanceRole, LogoutReason, PassportKind, Person, Phone, Timestamp, User, UserView, Username, now};
+use crate::domain::{
+    DeletionMode, Email, InstanceRole, LogoutReason, PassportKind, Person, Phone, Timestamp, User, UserView, Username,
+    now,
+};
 use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;
 use crate::password::{self, Secret};
@@ -94,12 +97,19 @@ struct Validated {
 
 impl Accounts {
     pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>, trash_retention: chrono::Duration) -> Self {
-        Self { db, lifecycle, trash_retention }
+        Self {
+            db,
+            lifecycle,
+            trash_retention,
+        }
     }
 
     /// The same service with another trash retention (`user delete --retention`).
     pub fn with_trash_retention(self, trash_retention: chrono::Duration) -> Self {
-        Self { trash_retention, ..self }
+        Self {
+            trash_retention,
+            ..self
+        }
     }
 
     /// Validates input and hashes the password (off the runtime), before any transaction.
@@ -114,10 +124,14 @@ impl Accounts {
                 ));
             }
             if new.password.is_some() {
-                return Err(Error::Invalid("external users sign in through their identity provider and have no password".into()));
+                return Err(Error::Invalid(
+                    "external users sign in through their identity provider and have no password".into(),
+                ));
             }
         } else if new.identity.is_some() {
-            return Err(Error::Invalid("--provider/--subject are for external users (--external)".into()));
+            return Err(Error::Invalid(
+                "--provider/--subject are for external users (--external)".into(),
+            ));
         }
         let password_hash = match &new.password {
             Some(pw) => {
@@ -126,7 +140,12 @@ impl Accounts {
             }
             None => None,
         };
-        Ok(Validated { username, email, phone, password_hash })
+        Ok(Validated {
+            username,
+            email,
+            phone,
+            password_hash,
+        })
     }
 
     /// Creates a user in one transaction, then fires `on_user_created` (after commit).
@@ -139,16 +158,17 @@ impl Accounts {
     pub async fn create(&self, new: NewUser, if_not_exists: bool) -> Result<Created> {
         let valid = Self::validate(&new).await?;
         let mut tx = self.db.begin().await?;
-        if if_not_exists
-            && let Some(existing) = tx.find_user(&UserRef::Username(new.username.clone()), false).await?
-        {
+        if if_not_exists && let Some(existing) = tx.find_user(&UserRef::Username(new.username.clone()), false).await? {
             let view = tx.user_view(existing.id).await?;
             let same = view.email.as_deref() == valid.email.as_ref().map(Email::as_str)
                 && view.is_external == new.external
                 && (view.role == InstanceRole::Admin) == new.admin
                 && view.deleted_at.is_none();
             if same {
-                return Ok(Created { user: view, created: false });
+                return Ok(Created {
+                    user: view,
+                    created: false,
+                });
             }
             return Err(Error::Conflict(format!(
                 "a different user named {} already exists (email, external flag, role or trash state differ)",
@@ -159,7 +179,10 @@ impl Accounts {
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
         self.lifecycle.dispatch_created(&user).await;
-        Ok(Created { user: view, created: true })
+        Ok(Created {
+            user: view,
+            created: true,
+        })
     }
 
     /// The transactional part of [`Accounts::create`], for callers that compose it with more
@@ -192,20 +215,27 @@ impl Accounts {
                 id: Uuid::now_v7(),
                 person_id: person.id,
                 username: valid.username.as_str().to_owned(),
-                role: if new.admin { InstanceRole::Admin } else { InstanceRole::User },
+                role: if new.admin {
+                    InstanceRole::Admin
+                } else {
+                    InstanceRole::User
+                },
                 is_external: new.external,
                 password_hash: valid.password_hash,
                 created_at: at,
             })
             .await?;
         if let Some(email) = &valid.email {
-            tx.insert_passport(user.id, PassportKind::Email, email.as_str(), true, at).await?;
+            tx.insert_passport(user.id, PassportKind::Email, email.as_str(), true, at)
+                .await?;
         }
         if let Some(phone) = &valid.phone {
-            tx.insert_passport(user.id, PassportKind::Phone, phone.as_str(), true, at).await?;
+            tx.insert_passport(user.id, PassportKind::Phone, phone.as_str(), true, at)
+                .await?;
         }
         if let Some((provider, subject)) = &new.identity {
-            tx.insert_external_identity(user.id, provider.trim(), subject.trim(), at).await?;
+            tx.insert_external_identity(user.id, provider.trim(), subject.trim(), at)
+                .await?;
         }
         if let Some((workspace, role)) = &new.membership {
             let workspace_id = tx.workspace_id(workspace).await?;
@@ -247,7 +277,14 @@ impl Accounts {
         let home_folder = tx.home_folder_name(user.id).await?;
         let at = now();
         let live_sessions = tx.sessions_of(user.id).await?.iter().filter(|s| s.is_live(at)).count();
-        Ok(UserDetails { user: view, passports, external_identities, memberships, home_folder, live_sessions })
+        Ok(UserDetails {
+            user: view,
+            passports,
+            external_identities,
+            memberships,
+            home_folder,
+            live_sessions,
+        })
     }
 
     /// Deletes a user in one transaction: the hooks fire with `mode` inside it (sessions
@@ -268,7 +305,10 @@ impl Accounts {
     /// The transactional part of [`Accounts::delete`] for an already locked user.
     pub async fn delete_in(&self, tx: &mut Tx, user: &User, mode: DeletionMode) -> Result<Deleted> {
         if mode == DeletionMode::AdminDelete && user.is_trashed() {
-            return Err(Error::Refused(format!("user {} is already in the trash", user.username)));
+            return Err(Error::Refused(format!(
+                "user {} is already in the trash",
+                user.username
+            )));
         }
         refuse_if_last_admin(tx, user, "delete").await?;
         self.lifecycle.dispatch_deleted(user, mode, tx).await?;
@@ -277,7 +317,12 @@ impl Accounts {
             DeletionMode::AdminDelete => {
                 let purge_after = at + self.trash_retention;
                 tx.trash_user(user.id, at, purge_after).await?;
-                Ok(Deleted { id: user.id, username: user.username.clone(), mode: mode.as_str(), purge_after: Some(purge_after) })
+                Ok(Deleted {
+                    id: user.id,
+                    username: user.username.clone(),
+                    mode: mode.as_str(),
+                    purge_after: Some(purge_after),
+                })
             }
             DeletionMode::GdprPurge | DeletionMode::Merged { .. } => {
                 tx.erase_personal_data(user).await?;
@@ -286,7 +331,12 @@ impl Accounts {
                     _ => None,
                 };
                 tx.insert_tombstone(user.id, mode.as_str(), merged_into, at).await?;
-                Ok(Deleted { id: user.id, username: user.username.clone(), mode: mode.as_str(), purge_after: None })
+                Ok(Deleted {
+                    id: user.id,
+                    username: user.username.clone(),
+                    mode: mode.as_str(),
+                    purge_after: None,
+                })
             }
         }
     }
@@ -303,7 +353,10 @@ impl Accounts {
         audit::record(&mut tx, "user.restored", Some(user.id), json!({})).await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
-        Ok(Changed { user: view, changed: true })
+        Ok(Changed {
+            user: view,
+            changed: true,
+        })
     }
 
     /// Disables a user and revokes every session ([`LogoutReason::AccountDisabled`], one
@@ -315,17 +368,32 @@ impl Accounts {
         refuse_if_trashed(&user)?;
         if !user.active {
             let view = tx.user_view(user.id).await?;
-            return Ok(Changed { user: view, changed: false });
+            return Ok(Changed {
+                user: view,
+                changed: false,
+            });
         }
         refuse_if_last_admin(&mut tx, &user, "disable").await?;
         let at = now();
         tx.set_user_active(user.id, false, at).await?;
-        let revoked = tx.revoke_sessions_of(user.id, LogoutReason::AccountDisabled, at).await?;
-        audit::record(&mut tx, "user.disabled", Some(user.id), json!({ "sessions_revoked": revoked })).await?;
+        let revoked = tx
+            .revoke_sessions_of(user.id, LogoutReason::AccountDisabled, at)
+            .await?;
+        audit::record(
+            &mut tx,
+            "user.disabled",
+            Some(user.id),
+            json!({ "sessions_revoked": revoked }),
+        )
+        .await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
-        self.lifecycle.dispatch_logout(&User { active: false, ..user }, LogoutReason::AccountDisabled);
-        Ok(Changed { user: view, changed: true })
+        self.lifecycle
+            .dispatch_logout(&User { active: false, ..user }, LogoutReason::AccountDisabled);
+        Ok(Changed {
+            user: view,
+            changed: true,
+        })
     }
 
     /// Re-enables a disabled user. Errors: [`Error::Refused`] for a trashed user (restore it).
@@ -360,12 +428,23 @@ impl Accounts {
         }
         let at = now();
         tx.set_password_hash(user.id, Some(&phc), at).await?;
-        let revoked = tx.revoke_sessions_of(user.id, LogoutReason::PasswordChanged, at).await?;
-        audit::record(&mut tx, "user.password_changed", Some(user.id), json!({ "sessions_revoked": revoked })).await?;
+        let revoked = tx
+            .revoke_sessions_of(user.id, LogoutReason::PasswordChanged, at)
+            .await?;
+        audit::record(
+            &mut tx,
+            "user.password_changed",
+            Some(user.id),
+            json!({ "sessions_revoked": revoked }),
+        )
+        .await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
         self.lifecycle.dispatch_logout(&user, LogoutReason::PasswordChanged);
-        Ok(Changed { user: view, changed: true })
+        Ok(Changed {
+            user: view,
+            changed: true,
+        })
     }
 
     /// Converts between external and internal in one transaction, audited. To internal is a
@@ -379,7 +458,10 @@ impl Accounts {
         refuse_if_trashed(&user)?;
         if user.is_external == to_external {
             let view = tx.user_view(user.id).await?;
-            return Ok(Changed { user: view, changed: false });
+            return Ok(Changed {
+                user: view,
+                changed: false,
+            });
         }
         let at = now();
         if to_external {
@@ -403,7 +485,10 @@ impl Accounts {
         audit::record(&mut tx, "user.converted", Some(user.id), json!({ "to": to })).await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
-        Ok(Changed { user: view, changed: true })
+        Ok(Changed {
+            user: view,
+            changed: true,
+        })
     }
 
     /// Sets the instance role (`admin | user`). Errors: [`Error::Refused`] when making an
@@ -415,7 +500,10 @@ impl Accounts {
         refuse_if_trashed(&user)?;
         if user.role == role {
             let view = tx.user_view(user.id).await?;
-            return Ok(Changed { user: view, changed: false });
+            return Ok(Changed {
+                user: view,
+                changed: false,
+            });
         }
         if role == InstanceRole::Admin && user.is_external {
             return Err(Error::Refused(format!(
@@ -427,16 +515,28 @@ impl Accounts {
             refuse_if_last_admin(&mut tx, &user, "demote").await?;
         }
         tx.set_user_role(user.id, role, now()).await?;
-        audit::record(&mut tx, "user.role_changed", Some(user.id), json!({ "from": user.role, "to": role })).await?;
+        audit::record(
+            &mut tx,
+            "user.role_changed",
+            Some(user.id),
+            json!({ "from": user.role, "to": role }),
+        )
+        .await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
-        Ok(Changed { user: view, changed: true })
+        Ok(Changed {
+            user: view,
+            changed: true,
+        })
     }
 }
 
 fn refuse_if_trashed(user: &User) -> Result<()> {
     if user.is_trashed() {
-        return Err(Error::Refused(format!("user {} is in the trash: restore it first (user restore)", user.username)));
+        return Err(Error::Refused(format!(
+            "user {} is in the trash: restore it first (user restore)",
+            user.username
+        )));
     }
     Ok(())
 }
@@ -457,7 +557,11 @@ async fn refuse_if_last_admin(tx: &mut Tx, user: &User, verb: &str) -> Result<()
 }
 
 fn clean(value: &Option<String>) -> Option<String> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 fn display_name(given: &Option<String>, family: &Option<String>) -> Option<String> {

@@ -45,7 +45,13 @@ impl UserLifecycleHook for AuditLifecycleHook {
     }
 
     async fn on_user_created(&self, user: &User) -> Result<()> {
-        record_standalone(&self.db, "user.created", Some(user.id), json!({ "is_external": user.is_external, "role": user.role })).await
+        record_standalone(
+            &self.db,
+            "user.created",
+            Some(user.id),
+            json!({ "is_external": user.is_external, "role": user.role }),
+        )
+        .await
     }
 
     async fn on_user_login(&self, user: &User) -> Result<()> {
@@ -54,7 +60,13 @@ impl UserLifecycleHook for AuditLifecycleHook {
     }
 
     async fn on_user_logout(&self, user: &User, reason: LogoutReason) -> Result<()> {
-        record_standalone(&self.db, "user.logout", Some(user.id), json!({ "is_external": user.is_external, "reason": reason })).await
+        record_standalone(
+            &self.db,
+            "user.logout",
+            Some(user.id),
+            json!({ "is_external": user.is_external, "reason": reason }),
+        )
+        .await
     }
 
     async fn on_user_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<()> {

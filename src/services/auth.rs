@@ -33,7 +33,11 @@ pub struct AuthService {
 
 impl AuthService {
     pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>, sessions: SessionService) -> Self {
-        Self { db, lifecycle, sessions }
+        Self {
+            db,
+            lifecycle,
+            sessions,
+        }
     }
 
     /// Verifies `password` for the user named by `identifier` (username, email or phone
@@ -84,6 +88,11 @@ impl AuthService {
             None
         };
         tx.commit().await?;
-        Ok(LoginOutcome { first_login: user.last_login_at.is_none(), user, session, rehashed: new_hash.is_some() })
+        Ok(LoginOutcome {
+            first_login: user.last_login_at.is_none(),
+            user,
+            session,
+            rehashed: new_hash.is_some(),
+        })
     }
 }

@@ -22,11 +22,14 @@ use crate::store::{Database, Tx};
 /// How long a cached capability set is trusted without an invalidation (001 seed: 30 s).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
+/// A user's effective capabilities, shared between the cache and its readers.
+pub type CapabilitySet = Arc<Vec<Capability>>;
+
 /// In-memory capability cache of one process.
 #[derive(Debug)]
 pub struct AuthzCache {
     ttl: Duration,
-    entries: RwLock<HashMap<Uuid, (Instant, Arc<Vec<Capability>>)>>,
+    entries: RwLock<HashMap<Uuid, (Instant, CapabilitySet)>>,
 }
 
 impl Default for AuthzCache {
@@ -37,11 +40,14 @@ impl Default for AuthzCache {
 
 impl AuthzCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: RwLock::new(HashMap::new()) }
+        Self {
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The user's capabilities, from the cache when fresh, else from the database.
-    pub async fn capabilities(&self, db: &Database, user_id: Uuid) -> Result<Arc<Vec<Capability>>> {
+    pub async fn capabilities(&self, db: &Database, user_id: Uuid) -> Result<CapabilitySet> {
         if let Some(hit) = self.cached(user_id) {
             return Ok(hit);
         }
@@ -65,7 +71,7 @@ impl AuthzCache {
     }
 
     /// A fresh cached entry, if any.
-    pub fn cached(&self, user_id: Uuid) -> Option<Arc<Vec<Capability>>> {
+    pub fn cached(&self, user_id: Uuid) -> Option<CapabilitySet> {
         let entries = self.entries.read().ok()?;
         let (at, caps) = entries.get(&user_id)?;
         (at.elapsed() < self.ttl).then(|| caps.clone())
@@ -131,7 +137,11 @@ pub struct Invalidation {
 
 enum Source {
     Postgres(Box<PgListener>),
-    Sqlite { db: Database, last_id: i64, pending: VecDeque<Invalidation> },
+    Sqlite {
+        db: Database,
+        last_id: i64,
+        pending: VecDeque<Invalidation>,
+    },
 }
 
 /// Receives invalidations published by any process (the CLI included). On PostgreSQL it
@@ -154,10 +164,17 @@ impl InvalidationListener {
             None => {
                 let mut tx = db.begin_read().await?;
                 let last_id = tx.last_invalidation_id().await?;
-                Source::Sqlite { db: db.clone(), last_id, pending: VecDeque::new() }
+                Source::Sqlite {
+                    db: db.clone(),
+                    last_id,
+                    pending: VecDeque::new(),
+                }
             }
         };
-        Ok(Self { source, poll: Duration::from_millis(250) })
+        Ok(Self {
+            source,
+            poll: Duration::from_millis(250),
+        })
     }
 
     /// Waits for the next invalidation.

@@ -82,6 +82,11 @@ impl Bootstrap {
                 None => ("exists", None),
             },
         };
-        Ok(BootstrapReport { migrations_applied, root_workspace_created, admin, admin_id })
+        Ok(BootstrapReport {
+            migrations_applied,
+            root_workspace_created,
+            admin,
+            admin_id,
+        })
     }
 }

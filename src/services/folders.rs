@@ -30,7 +30,9 @@ impl FolderService {
             return Ok(false);
         }
         let mut tx = self.db.begin().await?;
-        let created = tx.ensure_home_folder(user.id, &home_folder_name(&user.username), now()).await?;
+        let created = tx
+            .ensure_home_folder(user.id, &home_folder_name(&user.username), now())
+            .await?;
         tx.commit().await?;
         if created {
             tracing::info!(user_id = %user.id, "home folder created");

@@ -38,18 +38,33 @@ impl Memberships {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         if user.is_trashed() {
-            return Err(Error::Refused(format!("user {} is in the trash: restore it first", user.username)));
+            return Err(Error::Refused(format!(
+                "user {} is in the trash: restore it first",
+                user.username
+            )));
         }
         let workspace_id = tx.workspace_id(workspace).await?;
         let role_id = tx.role_id(workspace_id, role).await?;
         let at = now();
         let changed = tx.insert_membership(user.id, workspace_id, role_id, at).await?;
         if changed {
-            audit::record(&mut tx, "membership.assigned", Some(user.id), json!({ "workspace_id": workspace_id, "role_id": role_id })).await?;
+            audit::record(
+                &mut tx,
+                "membership.assigned",
+                Some(user.id),
+                json!({ "workspace_id": workspace_id, "role_id": role_id }),
+            )
+            .await?;
             tx.publish_authz_invalidation(user.id, "membership_changed", at).await?;
         }
         tx.commit().await?;
-        Ok(MembershipChange { user_id: user.id, username: user.username, workspace_id, role: role.to_owned(), changed })
+        Ok(MembershipChange {
+            user_id: user.id,
+            username: user.username,
+            workspace_id,
+            role: role.to_owned(),
+            changed,
+        })
     }
 
     /// Takes the role `role` in `workspace` from `user`. Errors: [`Error::NotFound`];
@@ -62,14 +77,31 @@ impl Memberships {
         let at = now();
         let changed = tx.delete_membership(user.id, workspace_id, role_id).await?;
         if changed {
-            let is_root = tx.root_workspace().await?.is_some_and(|r| r.workspace_id == workspace_id);
+            let is_root = tx
+                .root_workspace()
+                .await?
+                .is_some_and(|r| r.workspace_id == workspace_id);
             if is_root && tx.member_count(workspace_id).await? == 0 {
-                return Err(Error::Refused("the root workspace must keep at least one member".into()));
+                return Err(Error::Refused(
+                    "the root workspace must keep at least one member".into(),
+                ));
             }
-            audit::record(&mut tx, "membership.revoked", Some(user.id), json!({ "workspace_id": workspace_id, "role_id": role_id })).await?;
+            audit::record(
+                &mut tx,
+                "membership.revoked",
+                Some(user.id),
+                json!({ "workspace_id": workspace_id, "role_id": role_id }),
+            )
+            .await?;
             tx.publish_authz_invalidation(user.id, "membership_changed", at).await?;
         }
         tx.commit().await?;
-        Ok(MembershipChange { user_id: user.id, username: user.username, workspace_id, role: role.to_owned(), changed })
+        Ok(MembershipChange {
+            user_id: user.id,
+            username: user.username,
+            workspace_id,
+            role: role.to_owned(),
+            changed,
+        })
     }
 }

@@ -72,16 +72,30 @@ impl SessionService {
     /// [`Error::Conflict`] when it was already revoked.
     pub async fn revoke(&self, session_id: Uuid) -> Result<RevokeResult> {
         let mut tx = self.db.begin().await?;
-        let session = tx.session(session_id).await?.ok_or_else(|| Error::not_found("session", session_id.to_string()))?;
+        let session = tx
+            .session(session_id)
+            .await?
+            .ok_or_else(|| Error::not_found("session", session_id.to_string()))?;
         let user = tx.require_user(&UserRef::Id(session.user_id), true).await?;
         let reason = LogoutReason::AdminRevoked;
         if !tx.revoke_session(session_id, reason, now()).await? {
             return Err(Error::Conflict(format!("session {session_id} is already revoked")));
         }
-        audit::record(&mut tx, "session.revoked", Some(user.id), json!({ "session_id": session_id, "reason": reason })).await?;
+        audit::record(
+            &mut tx,
+            "session.revoked",
+            Some(user.id),
+            json!({ "session_id": session_id, "reason": reason }),
+        )
+        .await?;
         tx.commit().await?;
         self.lifecycle.dispatch_logout(&user, reason);
-        Ok(RevokeResult { user_id: user.id, username: user.username, revoked: 1, reason })
+        Ok(RevokeResult {
+            user_id: user.id,
+            username: user.username,
+            revoked: 1,
+            reason,
+        })
     }
 
     /// Revokes every live session of a user with `reason`, in one statement.
@@ -89,10 +103,21 @@ impl SessionService {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         let revoked = tx.revoke_sessions_of(user.id, reason, now()).await?;
-        audit::record(&mut tx, "session.revoked_all", Some(user.id), json!({ "count": revoked, "reason": reason })).await?;
+        audit::record(
+            &mut tx,
+            "session.revoked_all",
+            Some(user.id),
+            json!({ "count": revoked, "reason": reason }),
+        )
+        .await?;
         tx.commit().await?;
         self.lifecycle.dispatch_logout(&user, reason);
-        Ok(RevokeResult { user_id: user.id, username: user.username, revoked, reason })
+        Ok(RevokeResult {
+            user_id: user.id,
+            username: user.username,
+            revoked,
+            reason,
+        })
     }
 
     /// Ends every expired, unrevoked session ([`LogoutReason::SessionExpired`]) and fires one
@@ -108,13 +133,22 @@ impl SessionService {
         }
         let sessions_expired = per_user.iter().map(|(_, n)| n).sum();
         if sessions_expired > 0 {
-            audit::record(&mut tx, "session.pruned", None, json!({ "count": sessions_expired, "users": users.len() })).await?;
+            audit::record(
+                &mut tx,
+                "session.pruned",
+                None,
+                json!({ "count": sessions_expired, "users": users.len() }),
+            )
+            .await?;
         }
         tx.commit().await?;
         for user in &users {
             self.lifecycle.dispatch_logout(user, LogoutReason::SessionExpired);
         }
-        Ok(PruneResult { sessions_expired, users: users.len() })
+        Ok(PruneResult {
+            sessions_expired,
+            users: users.len(),
+        })
     }
 }
 
@@ -143,7 +177,15 @@ impl UserLifecycleHook for SessionRevocationLifecycleHook {
     async fn on_user_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<()> {
         // Same treatment for every mode: a trashed, purged or merged-away user keeps no
         // live session.
-        let count = tx.revoke_sessions_of(user.id, LogoutReason::AdminRevoked, now()).await?;
-        audit::record(tx, "user.sessions_revoked_on_delete", Some(user.id), json!({ "count": count, "mode": mode.as_str() })).await
+        let count = tx
+            .revoke_sessions_of(user.id, LogoutReason::AdminRevoked, now())
+            .await?;
+        audit::record(
+            tx,
+            "user.sessions_revoked_on_delete",
+            Some(user.id),
+            json!({ "count": count, "mode": mode.as_str() }),
+        )
+        .await
     }
 }

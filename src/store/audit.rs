@@ -26,8 +26,7 @@ from_row!(AuditRow, |r| AuditRow {
     actor: r.try_get("actor")?,
     event: r.try_get("event")?,
     subject_user_id: get_opt_id!(r, "subject_user_id"),
-    fields: serde_json::from_str(&r.try_get::<String, _>("fields")?)
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    fields: serde_json::from_str(&r.try_get::<String, _>("fields")?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
 });
 
 impl Tx {

@@ -27,19 +27,23 @@ impl Tx {
 
     /// The name of the user's home folder, if it has one.
     pub async fn home_folder_name(&mut self, user_id: Uuid) -> Result<Option<String>> {
-        let name = on_conn!(self, |c| sqlx::query_scalar("SELECT name FROM folders WHERE user_id = $1 AND is_home")
-            .bind(DbId(user_id))
-            .fetch_optional(&mut *c)
-            .await?);
+        let name = on_conn!(self, |c| sqlx::query_scalar(
+            "SELECT name FROM folders WHERE user_id = $1 AND is_home"
+        )
+        .bind(DbId(user_id))
+        .fetch_optional(&mut *c)
+        .await?);
         Ok(name)
     }
 
     /// How many folders (home and others) the user owns.
     pub async fn folder_count(&mut self, user_id: Uuid) -> Result<i64> {
-        let n = on_conn!(self, |c| sqlx::query_scalar("SELECT COUNT(*) FROM folders WHERE user_id = $1")
-            .bind(DbId(user_id))
-            .fetch_one(&mut *c)
-            .await?);
+        let n = on_conn!(self, |c| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM folders WHERE user_id = $1"
+        )
+        .bind(DbId(user_id))
+        .fetch_one(&mut *c)
+        .await?);
         Ok(n)
     }
 }

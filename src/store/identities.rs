@@ -30,7 +30,13 @@ from_row!(ExternalIdentity, |r| ExternalIdentity {
 impl Tx {
     /// Records an identity. Errors: [`crate::Error::Conflict`] when (provider, subject)
     /// already belongs to a user.
-    pub async fn insert_external_identity(&mut self, user_id: Uuid, provider: &str, subject: &str, at: Timestamp) -> Result<Uuid> {
+    pub async fn insert_external_identity(
+        &mut self,
+        user_id: Uuid,
+        provider: &str,
+        subject: &str,
+        at: Timestamp,
+    ) -> Result<Uuid> {
         let id = Uuid::now_v7();
         on_conn!(self, |c| sqlx::query(
             "INSERT INTO external_identities (id, user_id, provider, subject, created_at) VALUES ($1, $2, $3, $4, $5)"
@@ -75,12 +81,14 @@ impl Tx {
     /// Stamps `last_verified_at` on every identity of the user (a successful sign-in proves
     /// them current; the GDPR sweeper can find stale ones).
     pub async fn touch_external_identities(&mut self, user_id: Uuid, at: Timestamp) -> Result<u64> {
-        let n = on_conn!(self, |c| sqlx::query("UPDATE external_identities SET last_verified_at = $2 WHERE user_id = $1")
-            .bind(DbId(user_id))
-            .bind(at)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        let n = on_conn!(self, |c| sqlx::query(
+            "UPDATE external_identities SET last_verified_at = $2 WHERE user_id = $1"
+        )
+        .bind(DbId(user_id))
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(n)
     }
 }

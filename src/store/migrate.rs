@@ -49,7 +49,11 @@ impl Database {
             return Ok(SchemaStatus::Ahead(ahead));
         }
         let behind: Vec<i64> = known.into_iter().filter(|v| !applied.contains(v)).collect();
-        Ok(if behind.is_empty() { SchemaStatus::Current } else { SchemaStatus::Behind(behind) })
+        Ok(if behind.is_empty() {
+            SchemaStatus::Current
+        } else {
+            SchemaStatus::Behind(behind)
+        })
     }
 
     /// Refuses to go on against a schema that is not exactly this build's.

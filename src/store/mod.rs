@@ -85,7 +85,11 @@ impl DatabaseUrl {
     }
 
     pub fn backend(&self) -> Backend {
-        if self.0.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres }
+        if self.0.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
     }
 
     /// The URL itself, password included: pass it to a driver, never to a log.
@@ -283,10 +287,12 @@ impl Tx {
     /// benchmarks, an application's merge handler for its own tables). `$1…` placeholders
     /// work on both backends; uuids bind through [`DbId`].
     pub async fn execute_raw(&mut self, sql: &str) -> Result<u64> {
-        Ok(on_conn!(self, |c| sqlx::query(sql).execute(&mut *c).await?.rows_affected()))
+        Ok(on_conn!(self, |c| sqlx::query(sql)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()))
     }
 }
-
 
 /// A uuid as the store binds and reads it: native `uuid` on PostgreSQL, hyphenated `TEXT` on
 /// SQLite (readable in the `sqlite3` shell, unlike sqlx's default 16-byte BLOB).
@@ -418,6 +424,9 @@ mod tests {
     #[test]
     fn unknown_schemes_are_invalid() {
         assert!(matches!(DatabaseUrl::parse("mysql://x/y"), Err(Error::Invalid(_))));
-        assert_eq!(DatabaseUrl::parse("sqlite://a.db").map(|u| u.backend()).ok(), Some(Backend::Sqlite));
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://a.db").map(|u| u.backend()).ok(),
+            Some(Backend::Sqlite)
+        );
     }
 }

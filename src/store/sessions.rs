@@ -20,13 +20,13 @@ from_row!(Session, |r| Session {
     },
 });
 
-const SESSION_COLUMNS: &str =
-    "id, user_id, family_id, created_at, expires_at, last_seen_at, revoked_at, revoke_reason";
+const SESSION_COLUMNS: &str = "id, user_id, family_id, created_at, expires_at, last_seen_at, revoked_at, revoke_reason";
 
 impl Tx {
     /// Inserts a session whose token hashes to `token_hash`.
     pub async fn insert_session(&mut self, session: &Session, token_hash: &str) -> Result<()> {
-        on_conn!(self, |c| sqlx::query(
+        on_conn!(self, |c| {
+            sqlx::query(
             "INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
         )
         .bind(DbId(session.id))
@@ -37,7 +37,8 @@ impl Tx {
         .bind(session.expires_at)
         .execute(&mut *c)
         .await?
-        .rows_affected());
+        .rows_affected()
+        });
         Ok(())
     }
 

@@ -176,7 +176,8 @@ impl Tx {
     /// Errors: [`Error::Conflict`] when the username is taken (case-insensitively),
     /// [`Error::Refused`] when a database invariant forbids the row (external admin).
     pub async fn insert_user(&mut self, new: &NewUserRecord) -> Result<User> {
-        on_conn!(self, |c| sqlx::query(
+        on_conn!(self, |c| {
+            sqlx::query(
             "INSERT INTO users (id, person_id, username, role, is_external, active, password_hash, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)"
         )
@@ -190,8 +191,11 @@ impl Tx {
         .bind(new.created_at)
         .execute(&mut *c)
         .await?
-        .rows_affected());
-        self.user_by_id(new.id).await?.ok_or_else(|| Error::Internal("inserted user vanished".into()))
+        .rows_affected()
+        });
+        self.user_by_id(new.id)
+            .await?
+            .ok_or_else(|| Error::Internal("inserted user vanished".into()))
     }
 
     /// Adds a passport to a user. Errors: [`Error::Conflict`] when the value already belongs
@@ -262,7 +266,11 @@ impl Tx {
                 phone.as_str().to_owned(),
             ),
         };
-        let lock_clause = if lock && self.backend() == Backend::Postgres { " FOR UPDATE OF u" } else { "" };
+        let lock_clause = if lock && self.backend() == Backend::Postgres {
+            " FOR UPDATE OF u"
+        } else {
+            ""
+        };
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {condition}{lock_clause}");
         let found = match user {
             UserRef::Id(id) => on_conn!(self, |c| sqlx::query(&sql)
@@ -283,7 +291,9 @@ impl Tx {
 
     /// Like [`Tx::find_user`], but a missing user is [`Error::NotFound`] (exit code 3).
     pub async fn require_user(&mut self, user: &UserRef, lock: bool) -> Result<User> {
-        self.find_user(user, lock).await?.ok_or_else(|| Error::not_found("user", user.to_string()))
+        self.find_user(user, lock)
+            .await?
+            .ok_or_else(|| Error::not_found("user", user.to_string()))
     }
 
     /// The list/show shape of one user.
@@ -339,7 +349,11 @@ impl Tx {
             conditions.join(" AND ")
         );
         let search = filter.search.as_ref().map(|s| {
-            let escaped: String = s.to_lowercase().chars().filter(|c| !matches!(c, '%' | '_' | '\\')).collect();
+            let escaped: String = s
+                .to_lowercase()
+                .chars()
+                .filter(|c| !matches!(c, '%' | '_' | '\\'))
+                .collect();
             format!("{escaped}%")
         });
         let rows = on_conn!(self, |c| {
@@ -382,61 +396,71 @@ impl Tx {
 
     /// Replaces the password hash (a PHC string, or `None` to remove the password).
     pub async fn set_password_hash(&mut self, user_id: Uuid, phc: Option<&str>, at: Timestamp) -> Result<()> {
-        on_conn!(self, |c| sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-            .bind(DbId(user_id))
-            .bind(phc)
-            .bind(at)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1"
+        )
+        .bind(DbId(user_id))
+        .bind(phc)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
     /// Sets `active`.
     pub async fn set_user_active(&mut self, user_id: Uuid, active: bool, at: Timestamp) -> Result<()> {
-        on_conn!(self, |c| sqlx::query("UPDATE users SET active = $2, updated_at = $3 WHERE id = $1")
-            .bind(DbId(user_id))
-            .bind(active)
-            .bind(at)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE users SET active = $2, updated_at = $3 WHERE id = $1"
+        )
+        .bind(DbId(user_id))
+        .bind(active)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
     /// Sets the instance role. Errors: [`Error::Refused`] when the database forbids it (an
     /// external admin).
     pub async fn set_user_role(&mut self, user_id: Uuid, role: InstanceRole, at: Timestamp) -> Result<()> {
-        on_conn!(self, |c| sqlx::query("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1")
-            .bind(DbId(user_id))
-            .bind(role.as_str())
-            .bind(at)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1"
+        )
+        .bind(DbId(user_id))
+        .bind(role.as_str())
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
     /// Sets `is_external`. Errors: [`Error::Refused`] when the database forbids it.
     pub async fn set_user_external(&mut self, user_id: Uuid, external: bool, at: Timestamp) -> Result<()> {
-        on_conn!(self, |c| sqlx::query("UPDATE users SET is_external = $2, updated_at = $3 WHERE id = $1")
-            .bind(DbId(user_id))
-            .bind(external)
-            .bind(at)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE users SET is_external = $2, updated_at = $3 WHERE id = $1"
+        )
+        .bind(DbId(user_id))
+        .bind(external)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
     /// Stamps `last_login_at` (after `on_user_login` has fired: 001 seed).
     pub async fn stamp_last_login(&mut self, user_id: Uuid, at: Timestamp) -> Result<()> {
-        on_conn!(self, |c| sqlx::query("UPDATE users SET last_login_at = $2 WHERE id = $1")
-            .bind(DbId(user_id))
-            .bind(at)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE users SET last_login_at = $2 WHERE id = $1"
+        )
+        .bind(DbId(user_id))
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -495,9 +519,18 @@ impl Tx {
             .bind(id)
             .fetch_all(&mut *c)
             .await?;
-            sqlx::query(&format!("DELETE FROM invites WHERE id IN ({addressed})")).bind(id).execute(&mut *c).await?;
-            sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *c).await?;
-            sqlx::query("DELETE FROM persons WHERE id = $1").bind(DbId(user.person_id)).execute(&mut *c).await?;
+            sqlx::query(&format!("DELETE FROM invites WHERE id IN ({addressed})"))
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query("DELETE FROM persons WHERE id = $1")
+                .bind(DbId(user.person_id))
+                .execute(&mut *c)
+                .await?;
             for person in persons {
                 sqlx::query(
                     "DELETE FROM persons WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM users WHERE person_id = $1) \
@@ -517,7 +550,13 @@ impl Tx {
     }
 
     /// Records that a user id existed and how it ended (GDPR purge or merge).
-    pub async fn insert_tombstone(&mut self, user_id: Uuid, mode: &str, merged_into: Option<Uuid>, at: Timestamp) -> Result<()> {
+    pub async fn insert_tombstone(
+        &mut self,
+        user_id: Uuid,
+        mode: &str,
+        merged_into: Option<Uuid>,
+        at: Timestamp,
+    ) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "INSERT INTO user_tombstones (user_id, deleted_at, mode, merged_into) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (user_id) DO NOTHING"
@@ -536,8 +575,12 @@ impl Tx {
     /// demotions/deletions of the last two admins serialize instead of both succeeding.
     pub async fn active_admin_ids(&mut self) -> Result<Vec<Uuid>> {
         let sql = match self.backend() {
-            Backend::Postgres => "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id FOR UPDATE",
-            Backend::Sqlite => "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id",
+            Backend::Postgres => {
+                "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id FOR UPDATE"
+            }
+            Backend::Sqlite => {
+                "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id"
+            }
         };
         let ids: Vec<DbId> = on_conn!(self, |c| sqlx::query_scalar(sql).fetch_all(&mut *c).await?);
         Ok(ids.into_iter().map(|d| d.0).collect())

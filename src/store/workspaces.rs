@@ -29,7 +29,10 @@ impl Tx {
         )
         .fetch_optional(&mut *c)
         .await?);
-        Ok(row.map(|(w, r)| RootWorkspace { workspace_id: w.0, root_role_id: r.0 }))
+        Ok(row.map(|(w, r)| RootWorkspace {
+            workspace_id: w.0,
+            root_role_id: r.0,
+        }))
     }
 
     /// Creates the root workspace type, the root workspace and its `root` role (`root.*`)
@@ -80,12 +83,24 @@ impl Tx {
             .execute(&mut *c)
             .await?;
         });
-        Ok((RootWorkspace { workspace_id, root_role_id }, true))
+        Ok((
+            RootWorkspace {
+                workspace_id,
+                root_role_id,
+            },
+            true,
+        ))
     }
 
     /// Adds a membership unless the user already holds that role there; returns whether it
     /// was added. Errors: [`Error::Conflict`] when the role is not in the workspace.
-    pub async fn insert_membership(&mut self, user_id: Uuid, workspace_id: Uuid, role_id: Uuid, at: Timestamp) -> Result<bool> {
+    pub async fn insert_membership(
+        &mut self,
+        user_id: Uuid,
+        workspace_id: Uuid,
+        role_id: Uuid,
+        at: Timestamp,
+    ) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "INSERT INTO memberships (user_id, workspace_id, role_id, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (user_id, workspace_id, role_id) DO NOTHING"
@@ -119,10 +134,12 @@ impl Tx {
                 .bind(DbId(id))
                 .fetch_optional(&mut *c)
                 .await?),
-            Err(_) => on_conn!(self, |c| sqlx::query_scalar("SELECT id FROM workspaces WHERE lower(name) = lower($1)")
-                .bind(key)
-                .fetch_optional(&mut *c)
-                .await?),
+            Err(_) => on_conn!(self, |c| sqlx::query_scalar(
+                "SELECT id FROM workspaces WHERE lower(name) = lower($1)"
+            )
+            .bind(key)
+            .fetch_optional(&mut *c)
+            .await?),
         };
         found.map(|d| d.0).ok_or_else(|| Error::not_found("workspace", key))
     }

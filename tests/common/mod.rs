@@ -50,13 +50,19 @@ impl Ctx {
         match self.backend {
             Backend::Sqlite => {
                 let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
-                let n = sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let n = sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
                 pool.close().await;
                 n
             }
             Backend::Postgres => {
                 let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
-                let n = sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let n = sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
                 pool.close().await;
                 n
             }
@@ -75,9 +81,15 @@ impl Ctx {
                 let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
                 let tables: Vec<String> = sqlx::query_scalar(tables_sql).fetch_all(&pool).await.expect("tables");
                 for t in tables {
-                    let cols: Vec<String> = sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{t}')")).fetch_all(&pool).await.expect("cols");
+                    let cols: Vec<String> = sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{t}')"))
+                        .fetch_all(&pool)
+                        .await
+                        .expect("cols");
                     let expr = cols.iter().map(|c| format!("COALESCE(CASE WHEN typeof(\"{c}\") = 'blob' THEN hex(\"{c}\") ELSE CAST(\"{c}\" AS TEXT) END, '')")).collect::<Vec<_>>().join(" || '|' || ");
-                    let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT {expr} FROM \"{t}\"")).fetch_all(&pool).await.expect("rows");
+                    let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT {expr} FROM \"{t}\""))
+                        .fetch_all(&pool)
+                        .await
+                        .expect("rows");
                     for r in rows {
                         out.push_str(&format!("{t}: {r}\n"));
                     }
@@ -88,7 +100,10 @@ impl Ctx {
                 let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
                 let tables: Vec<String> = sqlx::query_scalar(tables_sql).fetch_all(&pool).await.expect("tables");
                 for t in tables {
-                    let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM \"{t}\" t")).fetch_all(&pool).await.expect("rows");
+                    let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM \"{t}\" t"))
+                        .fetch_all(&pool)
+                        .await
+                        .expect("rows");
                     for r in rows {
                         out.push_str(&format!("{t}: {r}\n"));
                     }
@@ -126,7 +141,10 @@ struct Capture;
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.get_or_init(Default::default).lock().expect("log buffer").extend_from_slice(buf);
+        LOGS.get_or_init(Default::default)
+            .lock()
+            .expect("log buffer")
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -172,9 +190,16 @@ where
             (url.to_string(), Some((admin_url, name)))
         }
     };
-    let db = Database::connect_with(&DatabaseUrl::parse(&url).expect("url"), 5).await.expect("connect test database");
+    let db = Database::connect_with(&DatabaseUrl::parse(&url).expect("url"), 5)
+        .await
+        .expect("connect test database");
     db.migrate().await.expect("migrate");
-    let ctx = Ctx { backend, url, db: db.clone(), dir };
+    let ctx = Ctx {
+        backend,
+        url,
+        db: db.clone(),
+        dir,
+    };
     let outcome = tokio::spawn(test(ctx)).await;
     db.close().await;
     if let Some((admin_url, name)) = pg_name {
@@ -192,7 +217,9 @@ where
 async fn admin_exec(admin_url: &str, sql: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("admin connection");
-    sqlx::Executor::execute(&mut conn, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    sqlx::Executor::execute(&mut conn, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let _ = conn.close().await;
 }
 
