@@ -21,12 +21,17 @@ use crate::store::Database;
 pub struct Config {
     /// How long an admin-deleted user stays restorable in the trash (default 30 days).
     pub trash_retention: chrono::Duration,
+    /// The accept-link template put in invite notifications for the application's mailer,
+    /// e.g. `https://app.example.com/invites/accept?token={token}`. The mailer substitutes
+    /// the token; the database never holds it.
+    pub invite_link_template: String,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             trash_retention: chrono::Duration::days(30),
+            invite_link_template: "https://app.example.com/invites/accept?token={token}".to_owned(),
         }
     }
 }
@@ -94,6 +99,19 @@ impl App {
 
     pub fn folders(&self) -> FolderService {
         FolderService::new(self.db.clone())
+    }
+
+    pub fn workspaces(&self) -> crate::services::workspaces::Workspaces {
+        crate::services::workspaces::Workspaces::new(self.db.clone())
+    }
+
+    pub fn invites(&self) -> crate::services::invites::Invites {
+        crate::services::invites::Invites::new(
+            self.db.clone(),
+            self.lifecycle.clone(),
+            self.accounts(),
+            self.config.invite_link_template.clone(),
+        )
     }
 
     pub fn memberships(&self) -> Memberships {

@@ -10,11 +10,13 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod auth;
 mod bootstrap;
+mod invite;
 mod output;
 mod prompt;
 mod role;
 mod session;
 mod user;
+mod workspace;
 
 use output::{Format, Printer};
 
@@ -76,9 +78,19 @@ enum Command {
     /// Users: create, list, show, delete, restore, disable, enable, set-password, convert.
     #[command(subcommand)]
     User(user::UserCmd),
-    /// Instance roles (admin | user) and workspace roles.
+    /// Workspaces: create, list, show, delete.
+    #[command(subcommand)]
+    Workspace(workspace::WorkspaceCmd),
+    /// Workspace types: create, list.
+    #[command(subcommand)]
+    WorkspaceType(workspace::WorkspaceTypeCmd),
+    /// Roles of workspaces, and role assignment (instance role admin | user, or workspace roles).
     #[command(subcommand)]
     Role(role::RoleCmd),
+    /// Invites into workspaces: create, list, show, revoke, resend, accept, prune.
+    /// accountctl never sends mail or SMS: notifications are queued for the application.
+    #[command(subcommand)]
+    Invite(invite::InviteCmd),
     /// Login sessions: list, revoke, prune.
     #[command(subcommand)]
     Session(session::SessionCmd),
@@ -152,7 +164,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             db.ensure_schema_current().await?;
             match command {
                 Command::User(cmd) => user::exec(&ctx, cmd).await,
+                Command::Workspace(cmd) => workspace::exec(&ctx, cmd).await,
+                Command::WorkspaceType(cmd) => workspace::exec_type(&ctx, cmd).await,
                 Command::Role(cmd) => role::exec(&ctx, cmd).await,
+                Command::Invite(cmd) => invite::exec(&ctx, cmd).await,
                 Command::Session(cmd) => session::exec(&ctx, cmd).await,
                 Command::Auth(cmd) => auth::exec(&ctx, cmd).await,
                 Command::Migrate | Command::Bootstrap(_) | Command::Completions { .. } | Command::Man => Ok(()),

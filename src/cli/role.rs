@@ -1,13 +1,37 @@
 //! `accountctl role …`.
 
 use accountctl::Error;
-use accountctl::domain::InstanceRole;
+use accountctl::domain::{InstanceRole, parse_capabilities};
 use accountctl::store::UserRef;
 
 use super::Ctx;
+use super::prompt::confirm;
+
+const LIST_COLUMNS: &[&str] = &["id", "workspace", "name", "capabilities", "is_system", "members"];
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RoleCmd {
+    /// Create a role in a workspace. Capabilities are dotted keys; a trailing `*` is a prefix
+    /// wildcard (`root.*`).
+    Create {
+        name: String,
+        #[arg(long)]
+        workspace: String,
+        /// Comma-separated, e.g. docs.read,docs.write,billing.*
+        #[arg(long)]
+        capabilities: String,
+    },
+    /// List roles, of one workspace or of all.
+    List {
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Delete a role with its memberships (never the root role).
+    Delete {
+        name: String,
+        #[arg(long)]
+        workspace: String,
+    },
     /// Give a user a role. Without --workspace, ROLE is the instance role (admin | user).
     Assign(AssignArgs),
     /// Take a role from a user. Without --workspace, revoking `admin` demotes to `user`.
@@ -26,10 +50,29 @@ pub struct AssignArgs {
 }
 
 pub async fn exec(ctx: &Ctx, cmd: RoleCmd) -> Result<(), Error> {
-    let (args, assign) = match cmd {
-        RoleCmd::Assign(a) => (a, true),
-        RoleCmd::Revoke(a) => (a, false),
-    };
+    let workspaces = ctx.app.workspaces();
+    match cmd {
+        RoleCmd::Create { name, workspace, capabilities } => {
+            let role = workspaces.create_role(&workspace, &name, &parse_capabilities(&capabilities)?).await?;
+            ctx.out.record(&role, "id");
+            Ok(())
+        }
+        RoleCmd::List { workspace } => {
+            ctx.out.list(&workspaces.roles(workspace.as_deref()).await?, LIST_COLUMNS, "id");
+            Ok(())
+        }
+        RoleCmd::Delete { name, workspace } => {
+            let role = workspaces.role(&workspace, &name).await?;
+            confirm(ctx.yes, &format!("delete role {name} of {workspace} and its {} membership(s)", role.members))?;
+            ctx.out.record(&workspaces.delete_role(&workspace, &name).await?, "id");
+            Ok(())
+        }
+        RoleCmd::Assign(args) => assign(ctx, args, true).await,
+        RoleCmd::Revoke(args) => assign(ctx, args, false).await,
+    }
+}
+
+async fn assign(ctx: &Ctx, args: AssignArgs, assign: bool) -> Result<(), Error> {
     let user = UserRef::parse(&args.user)?;
     match &args.workspace {
         None => {
@@ -39,36 +82,31 @@ pub async fn exec(ctx: &Ctx, cmd: RoleCmd) -> Result<(), Error> {
                 (false, InstanceRole::Admin) => InstanceRole::User,
                 (false, InstanceRole::User) => {
                     return Err(Error::Invalid(
-                        "`user` is the base instance role and cannot be revoked; delete or disable the user instead"
-                            .into(),
+                        "`user` is the base instance role and cannot be revoked; delete or disable the user instead".into(),
                     ));
                 }
             };
             if !assign {
-                super::prompt::confirm(ctx.yes, &format!("revoke admin from {}", args.user))?;
+                confirm(ctx.yes, &format!("revoke admin from {}", args.user))?;
             }
             let changed = ctx.app.accounts().set_instance_role(&user, target).await?;
             if !changed.changed {
-                eprintln!(
-                    "user {} already has instance role {target}: nothing changed",
-                    changed.user.username
-                );
+                eprintln!("user {} already has instance role {target}: nothing changed", changed.user.username);
             }
             ctx.out.record(&changed, "id");
-            Ok(())
         }
         Some(workspace) => {
             let changed = if assign {
                 ctx.app.memberships().assign(&user, workspace, &args.role).await?
             } else {
-                super::prompt::confirm(
-                    ctx.yes,
-                    &format!("revoke role {} in {workspace} from {}", args.role, args.user),
-                )?;
+                confirm(ctx.yes, &format!("revoke role {} in {workspace} from {}", args.role, args.user))?;
                 ctx.app.memberships().revoke(&user, workspace, &args.role).await?
             };
+            if !changed.changed {
+                eprintln!("nothing changed");
+            }
             ctx.out.record(&changed, "user_id");
-            Ok(())
         }
     }
+    Ok(())
 }

@@ -252,6 +252,7 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
         admin: args.admin,
         membership: args.workspace.zip(args.role),
         password: chosen.map(|c| c.secret),
+        person_id: None,
     };
     let created = accounts.create(new, args.if_not_exists).await?;
     if !created.created {

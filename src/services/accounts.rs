@@ -33,6 +33,8 @@ pub struct NewUser {
     /// A workspace membership to add: (workspace name or id, role name).
     pub membership: Option<(String, String)>,
     pub password: Option<Secret>,
+    /// Adopt this existing person (an invited person-to-be) instead of creating one.
+    pub person_id: Option<Uuid>,
 }
 
 /// The result of [`Accounts::create`].
@@ -202,14 +204,16 @@ impl Accounts {
     async fn create_in(&self, tx: &mut Tx, new: &NewUser, valid: Validated) -> Result<User> {
         let at = now();
         let person = Person {
-            id: Uuid::now_v7(),
+            id: new.person_id.unwrap_or_else(Uuid::now_v7),
             given_name: clean(&new.given_name),
             family_name: clean(&new.family_name),
             display_name: display_name(&new.given_name, &new.family_name),
             phone: None,
             locale: None,
         };
-        tx.insert_person(&person, at).await?;
+        if new.person_id.is_none() {
+            tx.insert_person(&person, at).await?;
+        }
         let user = tx
             .insert_user(&NewUserRecord {
                 id: Uuid::now_v7(),

@@ -9,5 +9,7 @@ pub mod authz;
 pub mod bootstrap;
 pub mod external_identity;
 pub mod folders;
+pub mod invites;
 pub mod memberships;
 pub mod sessions;
+pub mod workspaces;

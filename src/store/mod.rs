@@ -45,6 +45,7 @@ mod audit;
 pub mod authz;
 mod folders;
 mod identities;
+pub mod invites;
 mod migrate;
 mod sessions;
 mod users;

@@ -183,3 +183,260 @@ impl Tx {
         Ok(n)
     }
 }
+
+/// A workspace type (000 seed): what public sign-up creates workspaces of.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkspaceType {
+    pub id: Uuid,
+    pub slug: String,
+    pub title: String,
+    pub capabilities: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+/// A workspace with its type and parent, as `workspace list` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Workspace {
+    pub id: Uuid,
+    pub name: String,
+    pub type_slug: String,
+    pub parent: Option<String>,
+    pub is_root: bool,
+    pub members: i64,
+    pub created_at: Timestamp,
+}
+
+/// A role of a workspace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Role {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub workspace: String,
+    pub name: String,
+    pub capabilities: Vec<String>,
+    pub is_system: bool,
+    pub members: i64,
+}
+
+/// A member of a workspace with one of its roles.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: String,
+    pub since: Timestamp,
+}
+
+fn caps_from_json(text: &str) -> Result<Vec<String>, sqlx::Error> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+super::from_row!(WorkspaceType, |r| WorkspaceType {
+    id: super::get_id!(r, "id"),
+    slug: r.try_get("slug")?,
+    title: r.try_get("title")?,
+    capabilities: caps_from_json(&r.try_get::<String, _>("capabilities")?)?,
+    created_at: r.try_get("created_at")?,
+});
+
+super::from_row!(Workspace, |r| Workspace {
+    id: super::get_id!(r, "id"),
+    name: r.try_get("name")?,
+    type_slug: r.try_get("type_slug")?,
+    parent: r.try_get("parent")?,
+    is_root: r.try_get("is_root")?,
+    members: r.try_get("members")?,
+    created_at: r.try_get("created_at")?,
+});
+
+super::from_row!(Role, |r| Role {
+    id: super::get_id!(r, "id"),
+    workspace_id: super::get_id!(r, "workspace_id"),
+    workspace: r.try_get("workspace")?,
+    name: r.try_get("name")?,
+    capabilities: caps_from_json(&r.try_get::<String, _>("capabilities")?)?,
+    is_system: r.try_get("is_system")?,
+    members: r.try_get("members")?,
+});
+
+super::from_row!(Member, |r| Member {
+    user_id: super::get_id!(r, "user_id"),
+    username: r.try_get("username")?,
+    role: r.try_get("role")?,
+    since: r.try_get("created_at")?,
+});
+
+const WORKSPACE_SELECT: &str = "SELECT w.id, w.name, t.slug AS type_slug, p.name AS parent, w.is_root, w.created_at, \
+    (SELECT COUNT(DISTINCT m.user_id) FROM memberships m WHERE m.workspace_id = w.id) AS members \
+    FROM workspaces w JOIN workspace_types t ON t.id = w.type_id LEFT JOIN workspaces p ON p.id = w.parent_id";
+
+const ROLE_SELECT: &str = "SELECT r.id, r.workspace_id, w.name AS workspace, r.name, r.capabilities, r.is_system, \
+    (SELECT COUNT(*) FROM memberships m WHERE m.role_id = r.id) AS members \
+    FROM roles r JOIN workspaces w ON w.id = r.workspace_id";
+
+impl Tx {
+    /// Inserts a workspace type. Errors: [`Error::Conflict`] for a taken slug.
+    pub async fn insert_workspace_type(&mut self, slug: &str, title: &str, capabilities: &[String], at: Timestamp) -> Result<WorkspaceType> {
+        let id = Uuid::now_v7();
+        let caps = serde_json::to_string(capabilities)?;
+        on_conn!(self, |c| sqlx::query(
+            "INSERT INTO workspace_types (id, slug, title, capabilities, created_at) VALUES ($1, $2, $3, $4, $5)"
+        )
+        .bind(DbId(id))
+        .bind(slug)
+        .bind(title)
+        .bind(&caps)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(WorkspaceType { id, slug: slug.to_owned(), title: title.to_owned(), capabilities: capabilities.to_vec(), created_at: at })
+    }
+
+    /// Every workspace type, by slug.
+    pub async fn workspace_types(&mut self) -> Result<Vec<WorkspaceType>> {
+        let rows = on_conn!(self, |c| sqlx::query("SELECT * FROM workspace_types ORDER BY slug")
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|r| super::DbRow::decode::<WorkspaceType>(r))
+            .collect::<Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+
+    /// One workspace type by slug. Errors: [`Error::NotFound`].
+    pub async fn workspace_type(&mut self, slug: &str) -> Result<WorkspaceType> {
+        let row = on_conn!(self, |c| sqlx::query("SELECT * FROM workspace_types WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| super::DbRow::decode::<WorkspaceType>(&r))
+            .transpose()?);
+        row.ok_or_else(|| Error::not_found("workspace type", slug))
+    }
+
+    /// Inserts a workspace. Errors: [`Error::Conflict`] for a taken name.
+    pub async fn insert_workspace(&mut self, name: &str, type_id: Uuid, parent_id: Option<Uuid>, at: Timestamp) -> Result<Uuid> {
+        let id = Uuid::now_v7();
+        on_conn!(self, |c| sqlx::query(
+            "INSERT INTO workspaces (id, name, type_id, parent_id, is_root, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        .bind(DbId(id))
+        .bind(name)
+        .bind(DbId(type_id))
+        .bind(parent_id.map(DbId))
+        .bind(false)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(id)
+    }
+
+    /// Every workspace, by name.
+    pub async fn workspaces(&mut self) -> Result<Vec<Workspace>> {
+        let sql = format!("{WORKSPACE_SELECT} ORDER BY w.is_root DESC, lower(w.name)");
+        let rows = on_conn!(self, |c| sqlx::query(&sql)
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|r| super::DbRow::decode::<Workspace>(r))
+            .collect::<Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+
+    /// One workspace by id. Errors: [`Error::NotFound`].
+    pub async fn workspace(&mut self, id: Uuid) -> Result<Workspace> {
+        let sql = format!("{WORKSPACE_SELECT} WHERE w.id = $1");
+        let row = on_conn!(self, |c| sqlx::query(&sql)
+            .bind(DbId(id))
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| super::DbRow::decode::<Workspace>(&r))
+            .transpose()?);
+        row.ok_or_else(|| Error::not_found("workspace", id.to_string()))
+    }
+
+    /// The members of a workspace with their roles, by username.
+    pub async fn workspace_members(&mut self, workspace_id: Uuid) -> Result<Vec<Member>> {
+        let rows = on_conn!(self, |c| sqlx::query(
+            "SELECT m.user_id, u.username, r.name AS role, m.created_at FROM memberships m \
+             JOIN users u ON u.id = m.user_id JOIN roles r ON r.id = m.role_id \
+             WHERE m.workspace_id = $1 ORDER BY lower(u.username), lower(r.name)"
+        )
+        .bind(DbId(workspace_id))
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|r| super::DbRow::decode::<Member>(r))
+        .collect::<Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+
+    /// Deletes a workspace (its roles, memberships and invites follow by cascade).
+    /// Errors: [`Error::Refused`] for the root workspace; [`Error::Conflict`] while child
+    /// workspaces exist.
+    pub async fn delete_workspace(&mut self, id: Uuid) -> Result<()> {
+        on_conn!(self, |c| sqlx::query("DELETE FROM workspaces WHERE id = $1")
+            .bind(DbId(id))
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Inserts a role. Errors: [`Error::Conflict`] for a taken name in the workspace.
+    pub async fn insert_role(&mut self, workspace_id: Uuid, name: &str, capabilities: &[String], at: Timestamp) -> Result<Uuid> {
+        let id = Uuid::now_v7();
+        let caps = serde_json::to_string(capabilities)?;
+        on_conn!(self, |c| sqlx::query(
+            "INSERT INTO roles (id, workspace_id, name, capabilities, is_system, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        .bind(DbId(id))
+        .bind(DbId(workspace_id))
+        .bind(name)
+        .bind(&caps)
+        .bind(false)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(id)
+    }
+
+    /// Roles, of one workspace or of all, by workspace then name.
+    pub async fn roles(&mut self, workspace_id: Option<Uuid>) -> Result<Vec<Role>> {
+        let sql = format!("{ROLE_SELECT} WHERE ($1 IS NULL OR r.workspace_id = $1) ORDER BY lower(w.name), lower(r.name)");
+        let rows = on_conn!(self, |c| sqlx::query(&sql)
+            .bind(workspace_id.map(DbId))
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|r| super::DbRow::decode::<Role>(r))
+            .collect::<Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+
+    /// One role by id. Errors: [`Error::NotFound`].
+    pub async fn role(&mut self, id: Uuid) -> Result<Role> {
+        let sql = format!("{ROLE_SELECT} WHERE r.id = $1");
+        let row = on_conn!(self, |c| sqlx::query(&sql)
+            .bind(DbId(id))
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| super::DbRow::decode::<Role>(&r))
+            .transpose()?);
+        row.ok_or_else(|| Error::not_found("role", id.to_string()))
+    }
+
+    /// Deletes a role (its memberships and invites follow by cascade). Errors:
+    /// [`Error::Refused`] for the root role.
+    pub async fn delete_role(&mut self, id: Uuid) -> Result<()> {
+        on_conn!(self, |c| sqlx::query("DELETE FROM roles WHERE id = $1")
+            .bind(DbId(id))
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+}

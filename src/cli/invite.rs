@@ -1,0 +1,130 @@
+//! `accountctl invite …`. accountctl never sends mail or SMS itself.
+
+use accountctl::Error;
+use accountctl::domain::parse_duration;
+use accountctl::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
+use accountctl::store::UserRef;
+use uuid::Uuid;
+
+use super::Ctx;
+use super::prompt::{PasswordArgs, confirm};
+
+const LIST_COLUMNS: &[&str] = &["id", "workspace", "role", "passport", "status", "expires_at", "created_by"];
+
+#[derive(Debug, clap::Subcommand)]
+pub enum InviteCmd {
+    /// Invite an email or phone into a workspace with a role. Prints the token once (JSON
+    /// field `token`); only its hash is stored. accountctl never sends mail or SMS: the
+    /// notification is queued in notification_outbox for the application's mailer.
+    Create {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long, required_unless_present = "phone", conflicts_with = "phone")]
+        email: Option<String>,
+        /// E.164 form, e.g. +4915112345678.
+        #[arg(long)]
+        phone: Option<String>,
+        /// The invitee must accept with exactly this email/phone.
+        #[arg(long)]
+        force_passport: bool,
+        /// How long the invite is valid.
+        #[arg(long, default_value = "7d", value_name = "DURATION")]
+        expires_in: String,
+        #[arg(long)]
+        given_name: Option<String>,
+        #[arg(long)]
+        family_name: Option<String>,
+    },
+    /// List invites, newest first.
+    List {
+        #[arg(long)]
+        workspace: Option<String>,
+        /// pending, accepted, revoked or expired.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one invite.
+    Show { id: Uuid },
+    /// Revoke a pending invite.
+    Revoke { id: Uuid },
+    /// Rotate a pending invite's token, extend its expiry and queue a new notification.
+    Resend {
+        id: Uuid,
+        #[arg(long, default_value = "7d", value_name = "DURATION")]
+        expires_in: String,
+    },
+    /// Accept an invite with its token, as an existing user or as a new one.
+    Accept {
+        /// The token from `invite create` (or read it from stdin with `-`).
+        token: String,
+        /// Accept as this existing user.
+        #[arg(long, required_unless_present = "new_username", conflicts_with = "new_username")]
+        user: Option<String>,
+        /// Accept as a new user with this username (created like `user create`).
+        #[arg(long)]
+        new_username: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Mark expired pending invites as expired.
+    Prune,
+}
+
+pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
+    let invites = ctx.app.invites();
+    match cmd {
+        InviteCmd::Create { workspace, role, email, phone, force_passport, expires_in, given_name, family_name } => {
+            let req = InviteRequest {
+                workspace,
+                role,
+                email,
+                phone,
+                force_passport,
+                expires_in: parse_duration(&expires_in)?,
+                given_name,
+                family_name,
+            };
+            ctx.out.record(&invites.create(&req).await?, "id");
+        }
+        InviteCmd::List { workspace, status } => {
+            ctx.out.list(&invites.list(workspace.as_deref(), status.as_deref()).await?, LIST_COLUMNS, "id");
+        }
+        InviteCmd::Show { id } => ctx.out.record(&invites.show(id).await?, "id"),
+        InviteCmd::Revoke { id } => {
+            invites.show(id).await?;
+            confirm(ctx.yes, &format!("revoke invite {id}"))?;
+            ctx.out.record(&invites.revoke(id).await?, "id");
+        }
+        InviteCmd::Resend { id, expires_in } => {
+            let expires_in = if expires_in.is_empty() { DEFAULT_INVITE_TTL } else { parse_duration(&expires_in)? };
+            ctx.out.record(&invites.resend(id, expires_in).await?, "id");
+        }
+        InviteCmd::Accept { token, user, new_username, password } => {
+            let token = if token == "-" {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| Error::Invalid(format!("cannot read the token from stdin: {e}")))?;
+                line.trim().to_owned()
+            } else {
+                token
+            };
+            let acceptor = match (user, new_username) {
+                (Some(user), _) => Acceptor::User(UserRef::parse(&user)?),
+                (None, Some(username)) => {
+                    let password = password.resolve(false, true)?.map(|c| c.secret);
+                    Acceptor::NewUser { username, password }
+                }
+                (None, None) => return Err(Error::Invalid("give --user or --new-username".into())),
+            };
+            ctx.out.record(&invites.accept(&token, acceptor).await?, "user_id");
+        }
+        InviteCmd::Prune => {
+            let expired = invites.prune().await?;
+            ctx.out.record(&serde_json::json!({ "expired": expired }), "expired");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! Invites into workspaces (000 seed), safe by construction: the token is 256 random bits,
+//! shown once and stored only as a SHA-256 hash; acceptance is one transaction and single-use.
+//!
+//! accountctl never sends mail or SMS: each invite queues a row in `notification_outbox`
+//! (kind, recipient, workspace, role, link template) for the application's mailer.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::domain::{Email, PassportKind, Person, Phone, Timestamp, now};
+use crate::error::{Error, Result};
+use crate::lifecycle::{UserLifecycleService, current_actor};
+use crate::password::Secret;
+use crate::services::accounts::{Accounts, NewUser};
+use crate::services::audit;
+use crate::store::invites::{Invite, NewInvite};
+use crate::store::{Database, Tx, UserRef};
+use crate::tokens;
+
+/// Default invite lifetime (DESIGN.md: 7 days).
+pub const DEFAULT_INVITE_TTL: chrono::Duration = chrono::Duration::days(7);
+
+/// What `invite create` needs.
+#[derive(Debug, Clone)]
+pub struct InviteRequest {
+    pub workspace: String,
+    pub role: String,
+    /// Exactly one of `email`, `phone`.
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// The invitee must accept with exactly this passport.
+    pub force_passport: bool,
+    pub expires_in: chrono::Duration,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+}
+
+/// A created or resent invite with its token, shown once.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedInvite {
+    #[serde(flatten)]
+    pub invite: Invite,
+    /// The bearer token: give it to the invitee. It is not stored and cannot be shown again.
+    pub token: String,
+}
+
+/// How the invitee accepts.
+#[derive(Debug, Clone)]
+pub enum Acceptor {
+    /// An existing user.
+    User(UserRef),
+    /// A new user created through the same path as `user create`.
+    NewUser { username: String, password: Option<Secret> },
+}
+
+/// The result of an acceptance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    pub invite_id: Uuid,
+    pub user_id: Uuid,
+    pub username: String,
+    pub workspace_id: Uuid,
+    pub role: String,
+    /// `false` when the user already held that role there (no duplicate membership).
+    pub membership_created: bool,
+    pub user_created: bool,
+}
+
+/// Invite operations.
+#[derive(Clone)]
+pub struct Invites {
+    db: Database,
+    lifecycle: Arc<UserLifecycleService>,
+    accounts: Accounts,
+    link_template: String,
+}
+
+fn normalize(email: &Option<String>, phone: &Option<String>) -> Result<(PassportKind, String)> {
+    match (email, phone) {
+        (Some(e), None) => Ok((PassportKind::Email, Email::parse(e)?.as_str().to_owned())),
+        (None, Some(p)) => Ok((PassportKind::Phone, Phone::parse(p)?.as_str().to_owned())),
+        _ => Err(Error::Invalid("give exactly one of --email or --phone".into())),
+    }
+}
+
+impl Invites {
+    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>, accounts: Accounts, link_template: String) -> Self {
+        Self { db, lifecycle, accounts, link_template }
+    }
+
+    /// Creates an invite and queues its notification. If the passport already belongs to a
+    /// user, the invite targets that user. Errors: [`Error::Invalid`], [`Error::NotFound`].
+    pub async fn create(&self, req: &InviteRequest) -> Result<IssuedInvite> {
+        let (kind, passport) = normalize(&req.email, &req.phone)?;
+        let mut tx = self.db.begin().await?;
+        let workspace_id = tx.workspace_id(&req.workspace).await?;
+        let role_id = tx.role_id(workspace_id, &req.role).await?;
+        let at = now();
+        let invitee_user_id = tx.user_id_by_passport(kind, &passport).await?;
+        let person_id = match (&invitee_user_id, &req.given_name, &req.family_name) {
+            (None, g, f) if g.is_some() || f.is_some() => {
+                let person = Person { id: Uuid::now_v7(), given_name: g.clone(), family_name: f.clone(), ..Person::default() };
+                tx.insert_person(&person, at).await?;
+                Some(person.id)
+            }
+            _ => None,
+        };
+        let (token, token_hash) = tokens::new_token();
+        let new = NewInvite {
+            workspace_id,
+            role_id,
+            passport_kind: kind,
+            passport,
+            force_passport: req.force_passport,
+            invitee_user_id,
+            person_id,
+            token_hash,
+            expires_at: at + req.expires_in,
+            created_by: current_actor(),
+        };
+        let id = tx.insert_invite(&new, at).await?;
+        let invite = tx.invite(id).await?;
+        self.queue_notification(&mut tx, &invite, at).await?;
+        audit::record(&mut tx, "invite.created", invitee_user_id, json!({ "invite_id": id, "workspace_id": workspace_id, "role_id": role_id, "existing_user": invitee_user_id.is_some() })).await?;
+        tx.commit().await?;
+        Ok(IssuedInvite { invite, token })
+    }
+
+    async fn queue_notification(&self, tx: &mut Tx, invite: &Invite, at: Timestamp) -> Result<()> {
+        let kind = match invite.passport_kind {
+            PassportKind::Email => "invite_email",
+            PassportKind::Phone => "invite_sms",
+        };
+        // The token is deliberately not in the payload: the database never holds it.
+        let payload = json!({
+            "invite_id": invite.id,
+            "workspace": invite.workspace,
+            "role": invite.role,
+            "existing_user": invite.invitee_user_id.is_some(),
+            "expires_at": invite.expires_at,
+            "link_template": self.link_template,
+        });
+        tx.insert_outbox(kind, &invite.passport, Some(invite.id), invite.invitee_user_id, &payload, at).await?;
+        Ok(())
+    }
+
+    /// Invites, newest first.
+    pub async fn list(&self, workspace: Option<&str>, status: Option<&str>) -> Result<Vec<Invite>> {
+        if let Some(s) = status
+            && !matches!(s, "pending" | "accepted" | "revoked" | "expired")
+        {
+            return Err(Error::Invalid(format!("unknown status {s:?} (pending, accepted, revoked, expired)")));
+        }
+        let mut tx = self.db.begin_read().await?;
+        let workspace_id = match workspace {
+            Some(w) => Some(tx.workspace_id(w).await?),
+            None => None,
+        };
+        tx.invites(workspace_id, status).await
+    }
+
+    /// One invite. Errors: [`Error::NotFound`].
+    pub async fn show(&self, id: Uuid) -> Result<Invite> {
+        self.db.begin_read().await?.invite(id).await
+    }
+
+    /// Revokes a pending invite. Errors: [`Error::NotFound`]; [`Error::Refused`] when it is
+    /// no longer pending.
+    pub async fn revoke(&self, id: Uuid) -> Result<Invite> {
+        let mut tx = self.db.begin().await?;
+        let invite = tx.invite(id).await?;
+        if !tx.close_invite(id, "revoked").await? {
+            return Err(Error::Refused(format!("invite {id} is {}, not pending", invite.status)));
+        }
+        audit::record(&mut tx, "invite.revoked", invite.invitee_user_id, json!({ "invite_id": id })).await?;
+        let invite = tx.invite(id).await?;
+        tx.commit().await?;
+        Ok(invite)
+    }
+
+    /// Rotates a pending invite's token, extends its expiry by `expires_in` from now, and
+    /// queues a new notification. The old token stops working.
+    pub async fn resend(&self, id: Uuid, expires_in: chrono::Duration) -> Result<IssuedInvite> {
+        let mut tx = self.db.begin().await?;
+        let invite = tx.invite(id).await?;
+        let (token, token_hash) = tokens::new_token();
+        let at = now();
+        if !tx.rotate_invite_token(id, &token_hash, at + expires_in).await? {
+            return Err(Error::Refused(format!("invite {id} is {}, not pending", invite.status)));
+        }
+        let invite = tx.invite(id).await?;
+        self.queue_notification(&mut tx, &invite, at).await?;
+        audit::record(&mut tx, "invite.resent", invite.invitee_user_id, json!({ "invite_id": id })).await?;
+        tx.commit().await?;
+        Ok(IssuedInvite { invite, token })
+    }
+
+    /// Marks expired pending invites `expired`; returns how many.
+    pub async fn prune(&self) -> Result<u64> {
+        let mut tx = self.db.begin().await?;
+        let n = tx.expire_invites(now()).await?;
+        if n > 0 {
+            audit::record(&mut tx, "invite.pruned", None, json!({ "count": n })).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Accepts an invite in one transaction: single use; expired, revoked and used tokens are
+    /// refused; a forced passport must be the accepting user's; an invite addressed to an
+    /// existing user can only be accepted by that user. A new user is created through the same
+    /// path as `user create` (`on_user_created` fires after commit) with the invite's passport,
+    /// marked verified. The membership is added unless the user already holds it.
+    ///
+    /// Errors: [`Error::Refused`] (exit 4) for every refusal above and an unknown token.
+    pub async fn accept(&self, token: &str, acceptor: Acceptor) -> Result<Accepted> {
+        let hash = tokens::hash_token(token);
+        let mut tx = self.db.begin().await?;
+        let invite = tx
+            .invite_by_token_hash_locked(&hash)
+            .await?
+            .ok_or_else(|| Error::Refused("unknown invite token (it may have been rotated by a resend)".into()))?;
+        let at = now();
+        if invite.status != "pending" {
+            return Err(Error::Refused(format!("this invite is {} and cannot be accepted", invite.status)));
+        }
+        if invite.expires_at <= at {
+            return Err(Error::Refused(format!("this invite expired at {}", invite.expires_at)));
+        }
+        let (user, created) = match acceptor {
+            Acceptor::User(user_ref) => {
+                let user = tx.require_user(&user_ref, true).await?;
+                if !user.active || user.is_trashed() {
+                    return Err(Error::Refused(format!("user {} is disabled or in the trash", user.username)));
+                }
+                if let Some(invitee) = invite.invitee_user_id
+                    && invitee != user.id
+                {
+                    return Err(Error::Refused("this invite is addressed to another user".into()));
+                }
+                if invite.force_passport {
+                    let owns = tx.passports_of(user.id).await?.iter().any(|p| p.kind == invite.passport_kind && p.value == invite.passport);
+                    if !owns {
+                        return Err(Error::Refused(format!(
+                            "this invite requires the {} {}, which user {} does not have",
+                            invite.passport_kind.as_str(),
+                            invite.passport,
+                            user.username
+                        )));
+                    }
+                }
+                (user, false)
+            }
+            Acceptor::NewUser { username, password } => {
+                if invite.invitee_user_id.is_some() {
+                    return Err(Error::Refused("this invite is addressed to an existing user: accept it with --user".into()));
+                }
+                let person = match invite.person_id {
+                    Some(id) => tx.person(id).await?,
+                    None => None,
+                };
+                let (email, phone) = match invite.passport_kind {
+                    PassportKind::Email => (Some(invite.passport.clone()), None),
+                    PassportKind::Phone => (None, Some(invite.passport.clone())),
+                };
+                let new = NewUser {
+                    username,
+                    email,
+                    phone,
+                    given_name: person.as_ref().and_then(|p| p.given_name.clone()),
+                    family_name: person.as_ref().and_then(|p| p.family_name.clone()),
+                    person_id: invite.person_id,
+                    password,
+                    ..NewUser::default()
+                };
+                let user = self.accounts.create_in_tx(&mut tx, &new).await?;
+                (user, true)
+            }
+        };
+        tx.mark_passport_verified(invite.passport_kind, &invite.passport, at).await?;
+        let membership_created = tx.insert_membership(user.id, invite.workspace_id, invite.role_id, at).await?;
+        if !tx.accept_invite(invite.id, user.id, at).await? {
+            return Err(Error::Refused("this invite was accepted concurrently".into()));
+        }
+        if membership_created {
+            tx.publish_authz_invalidation(user.id, "membership_changed", at).await?;
+        }
+        audit::record(&mut tx, "invite.accepted", Some(user.id), json!({ "invite_id": invite.id, "workspace_id": invite.workspace_id, "role_id": invite.role_id, "membership_created": membership_created, "user_created": created })).await?;
+        tx.commit().await?;
+        if created {
+            self.lifecycle.dispatch_created(&user).await;
+        }
+        Ok(Accepted {
+            invite_id: invite.id,
+            user_id: user.id,
+            username: user.username,
+            workspace_id: invite.workspace_id,
+            role: invite.role,
+            membership_created,
+            user_created: created,
+        })
+    }
+}

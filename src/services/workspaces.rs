@@ -1,0 +1,182 @@
+//! Workspace types, workspaces and their roles (000 seed). The root workspace and its `root`
+//! role are created by bootstrap and can never be deleted (the database refuses too).
+
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::domain::{Capability, now, validate_role_name, validate_slug, validate_workspace_name};
+use crate::error::{Error, Result};
+use crate::services::audit;
+use crate::store::Database;
+use crate::store::workspaces::{Member, Role, Workspace, WorkspaceType};
+
+/// `workspace show`: the workspace with its roles and members.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkspaceDetails {
+    #[serde(flatten)]
+    pub workspace: Workspace,
+    /// `{"name", "capabilities", "members"}` objects.
+    pub roles: Vec<serde_json::Value>,
+    /// `{"username", "role", "user_id", "since"}` objects.
+    pub member_list: Vec<serde_json::Value>,
+}
+
+/// What deleting a workspace took with it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkspaceDeleted {
+    pub id: Uuid,
+    pub name: String,
+    pub roles_deleted: usize,
+    pub memberships_deleted: usize,
+}
+
+/// Workspace and role administration.
+#[derive(Clone)]
+pub struct Workspaces {
+    db: Database,
+}
+
+fn capability_strings(caps: &[Capability]) -> Vec<String> {
+    caps.iter().map(|c| c.as_str().to_owned()).collect()
+}
+
+impl Workspaces {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Creates a workspace type. Errors: [`Error::Invalid`] for a bad slug or title;
+    /// [`Error::Conflict`] for a taken slug.
+    pub async fn create_type(&self, slug: &str, title: &str, capabilities: &[Capability]) -> Result<WorkspaceType> {
+        validate_slug(slug)?;
+        let title = title.trim();
+        if title.is_empty() || title.chars().count() > 200 {
+            return Err(Error::Invalid("the title must be 1 to 200 characters".into()));
+        }
+        let mut tx = self.db.begin().await?;
+        let created = tx.insert_workspace_type(slug, title, &capability_strings(capabilities), now()).await?;
+        audit::record(&mut tx, "workspace_type.created", None, json!({ "workspace_type_id": created.id, "slug": slug })).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Every workspace type.
+    pub async fn types(&self) -> Result<Vec<WorkspaceType>> {
+        self.db.begin_read().await?.workspace_types().await
+    }
+
+    /// Creates a workspace of type `type_slug` under `parent` (default: none). Errors:
+    /// [`Error::NotFound`] for an unknown type or parent; [`Error::Conflict`] for a taken name.
+    pub async fn create(&self, name: &str, type_slug: &str, parent: Option<&str>) -> Result<Workspace> {
+        validate_workspace_name(name)?;
+        let mut tx = self.db.begin().await?;
+        let kind = tx.workspace_type(type_slug).await?;
+        let parent_id = match parent {
+            Some(p) => Some(tx.workspace_id(p).await?),
+            None => None,
+        };
+        let id = tx.insert_workspace(name, kind.id, parent_id, now()).await?;
+        audit::record(&mut tx, "workspace.created", None, json!({ "workspace_id": id, "type": type_slug })).await?;
+        let created = tx.workspace(id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Every workspace, the root first.
+    pub async fn list(&self) -> Result<Vec<Workspace>> {
+        self.db.begin_read().await?.workspaces().await
+    }
+
+    /// A workspace with its roles and members. Errors: [`Error::NotFound`].
+    pub async fn show(&self, workspace: &str) -> Result<WorkspaceDetails> {
+        let mut tx = self.db.begin_read().await?;
+        let id = tx.workspace_id(workspace).await?;
+        let workspace = tx.workspace(id).await?;
+        let roles = tx
+            .roles(Some(id))
+            .await?
+            .into_iter()
+            .map(|r: Role| json!({ "name": r.name, "capabilities": r.capabilities.join(","), "members": r.members }))
+            .collect();
+        let member_list = tx
+            .workspace_members(id)
+            .await?
+            .into_iter()
+            .map(|m: Member| json!({ "username": m.username, "role": m.role, "user_id": m.user_id, "since": m.since }))
+            .collect();
+        Ok(WorkspaceDetails { workspace, roles, member_list })
+    }
+
+    /// Deletes a workspace with its roles, memberships and invites. Errors:
+    /// [`Error::Refused`] for the root workspace or one with child workspaces.
+    pub async fn delete(&self, workspace: &str) -> Result<WorkspaceDeleted> {
+        let mut tx = self.db.begin().await?;
+        let id = tx.workspace_id(workspace).await?;
+        let details = tx.workspace(id).await?;
+        if details.is_root {
+            return Err(Error::Refused("the root workspace can never be deleted".into()));
+        }
+        let children: Vec<String> = tx.workspaces().await?.into_iter().filter(|w| w.parent.as_deref() == Some(details.name.as_str())).map(|w| w.name).collect();
+        if !children.is_empty() {
+            return Err(Error::Refused(format!("workspace {} has child workspaces ({}): delete them first", details.name, children.join(", "))));
+        }
+        let roles = tx.roles(Some(id)).await?;
+        let memberships = tx.workspace_members(id).await?.len();
+        tx.delete_workspace(id).await?;
+        audit::record(&mut tx, "workspace.deleted", None, json!({ "workspace_id": id, "memberships_deleted": memberships })).await?;
+        tx.commit().await?;
+        Ok(WorkspaceDeleted { id, name: details.name, roles_deleted: roles.len(), memberships_deleted: memberships })
+    }
+
+    /// Creates a role in a workspace. Errors: [`Error::Invalid`] for a bad name;
+    /// [`Error::NotFound`] for an unknown workspace; [`Error::Conflict`] for a taken name.
+    pub async fn create_role(&self, workspace: &str, name: &str, capabilities: &[Capability]) -> Result<Role> {
+        validate_role_name(name)?;
+        let mut tx = self.db.begin().await?;
+        let workspace_id = tx.workspace_id(workspace).await?;
+        let id = tx.insert_role(workspace_id, name, &capability_strings(capabilities), now()).await?;
+        audit::record(&mut tx, "role.created", None, json!({ "role_id": id, "workspace_id": workspace_id })).await?;
+        let role = tx.role(id).await?;
+        tx.commit().await?;
+        Ok(role)
+    }
+
+    /// Roles of one workspace, or of all.
+    pub async fn roles(&self, workspace: Option<&str>) -> Result<Vec<Role>> {
+        let mut tx = self.db.begin_read().await?;
+        let id = match workspace {
+            Some(w) => Some(tx.workspace_id(w).await?),
+            None => None,
+        };
+        tx.roles(id).await
+    }
+
+    /// The role as it stands (for confirmation prompts that say what goes).
+    pub async fn role(&self, workspace: &str, name: &str) -> Result<Role> {
+        let mut tx = self.db.begin_read().await?;
+        let workspace_id = tx.workspace_id(workspace).await?;
+        let id = tx.role_id(workspace_id, name).await?;
+        tx.role(id).await
+    }
+
+    /// Deletes a role with its memberships and invites. Errors: [`Error::Refused`] for the
+    /// root role, or when it would leave the root workspace without members.
+    pub async fn delete_role(&self, workspace: &str, name: &str) -> Result<Role> {
+        let mut tx = self.db.begin().await?;
+        let workspace_id = tx.workspace_id(workspace).await?;
+        let id = tx.role_id(workspace_id, name).await?;
+        let role = tx.role(id).await?;
+        if role.is_system {
+            return Err(Error::Refused("the root role can never be deleted".into()));
+        }
+        tx.delete_role(id).await?;
+        let is_root = tx.root_workspace().await?.is_some_and(|r| r.workspace_id == workspace_id);
+        if is_root && tx.member_count(workspace_id).await? == 0 {
+            return Err(Error::Refused("the root workspace must keep at least one member".into()));
+        }
+        audit::record(&mut tx, "role.deleted", None, json!({ "role_id": id, "workspace_id": workspace_id, "memberships_deleted": role.members })).await?;
+        tx.commit().await?;
+        Ok(role)
+    }
+}

@@ -1,0 +1,237 @@
+//! Invites into workspaces and the notification outbox (000 seed). Tokens are stored only as
+//! SHA-256 hashes.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Backend, DbId, DbRow, Tx, from_row, get_id, get_opt_id, parse_enum};
+use crate::domain::{PassportKind, Timestamp};
+use crate::error::{Error, Result};
+
+/// An invite as `invite list/show` prints it (no token: it is not stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invite {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub workspace: String,
+    pub role_id: Uuid,
+    pub role: String,
+    pub passport_kind: PassportKind,
+    pub passport: String,
+    pub force_passport: bool,
+    /// The existing user the invite targets, when its passport already belonged to one.
+    pub invitee_user_id: Option<Uuid>,
+    /// The person-to-be (names given at invite time), for invites to non-users.
+    pub person_id: Option<Uuid>,
+    /// `pending`, `accepted`, `revoked` or `expired`.
+    pub status: String,
+    pub expires_at: Timestamp,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub accepted_at: Option<Timestamp>,
+    pub accepted_by_user_id: Option<Uuid>,
+}
+
+from_row!(Invite, |r| Invite {
+    id: get_id!(r, "id"),
+    workspace_id: get_id!(r, "workspace_id"),
+    workspace: r.try_get("workspace")?,
+    role_id: get_id!(r, "role_id"),
+    role: r.try_get("role")?,
+    passport_kind: parse_enum(&r.try_get::<String, _>("passport_kind")?, "passport_kind")?,
+    passport: r.try_get("passport_value")?,
+    force_passport: r.try_get("force_passport")?,
+    invitee_user_id: get_opt_id!(r, "invitee_user_id"),
+    person_id: get_opt_id!(r, "person_id"),
+    status: r.try_get("status")?,
+    expires_at: r.try_get("expires_at")?,
+    created_by: r.try_get("created_by")?,
+    created_at: r.try_get("created_at")?,
+    accepted_at: r.try_get("accepted_at")?,
+    accepted_by_user_id: get_opt_id!(r, "accepted_by_user_id"),
+});
+
+const INVITE_SELECT: &str = "SELECT i.*, w.name AS workspace, r.name AS role FROM invites i \
+    JOIN workspaces w ON w.id = i.workspace_id JOIN roles r ON r.id = i.role_id";
+
+/// The columns of a new invite.
+#[derive(Debug, Clone)]
+pub struct NewInvite {
+    pub workspace_id: Uuid,
+    pub role_id: Uuid,
+    pub passport_kind: PassportKind,
+    pub passport: String,
+    pub force_passport: bool,
+    pub invitee_user_id: Option<Uuid>,
+    pub person_id: Option<Uuid>,
+    pub token_hash: String,
+    pub expires_at: Timestamp,
+    pub created_by: String,
+}
+
+impl Tx {
+    /// Inserts an invite; returns its id.
+    pub async fn insert_invite(&mut self, new: &NewInvite, at: Timestamp) -> Result<Uuid> {
+        let id = Uuid::now_v7();
+        on_conn!(self, |c| sqlx::query(
+            "INSERT INTO invites (id, workspace_id, role_id, passport_kind, passport_value, force_passport, \
+             invitee_user_id, person_id, token_hash, status, expires_at, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12)"
+        )
+        .bind(DbId(id))
+        .bind(DbId(new.workspace_id))
+        .bind(DbId(new.role_id))
+        .bind(new.passport_kind.as_str())
+        .bind(&new.passport)
+        .bind(new.force_passport)
+        .bind(new.invitee_user_id.map(DbId))
+        .bind(new.person_id.map(DbId))
+        .bind(&new.token_hash)
+        .bind(new.expires_at)
+        .bind(&new.created_by)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(id)
+    }
+
+    /// One invite by id. Errors: [`Error::NotFound`].
+    pub async fn invite(&mut self, id: Uuid) -> Result<Invite> {
+        let sql = format!("{INVITE_SELECT} WHERE i.id = $1");
+        let row = on_conn!(self, |c| sqlx::query(&sql)
+            .bind(DbId(id))
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| r.decode::<Invite>())
+            .transpose()?);
+        row.ok_or_else(|| Error::not_found("invite", id.to_string()))
+    }
+
+    /// The invite whose token hashes to `token_hash`, locked on PostgreSQL (`FOR UPDATE`) so
+    /// two concurrent accepts of one token serialize; SQLite's write lock does the same.
+    pub async fn invite_by_token_hash_locked(&mut self, token_hash: &str) -> Result<Option<Invite>> {
+        let id: Option<DbId> = match self.backend() {
+            Backend::Postgres => on_conn!(self, |c| sqlx::query_scalar("SELECT id FROM invites WHERE token_hash = $1 FOR UPDATE")
+                .bind(token_hash)
+                .fetch_optional(&mut *c)
+                .await?),
+            Backend::Sqlite => on_conn!(self, |c| sqlx::query_scalar("SELECT id FROM invites WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&mut *c)
+                .await?),
+        };
+        match id {
+            Some(id) => Ok(Some(self.invite(id.0).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Invites, newest first, optionally of one workspace and/or status.
+    pub async fn invites(&mut self, workspace_id: Option<Uuid>, status: Option<&str>) -> Result<Vec<Invite>> {
+        let sql = format!(
+            "{INVITE_SELECT} WHERE ($1 IS NULL OR i.workspace_id = $1) AND ($2 IS NULL OR i.status = $2) ORDER BY i.created_at DESC, i.id"
+        );
+        let rows = on_conn!(self, |c| sqlx::query(&sql)
+            .bind(workspace_id.map(DbId))
+            .bind(status)
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|r| r.decode::<Invite>())
+            .collect::<Result<Vec<_>, _>>()?);
+        Ok(rows)
+    }
+
+    /// Sets a pending invite's status (`revoked` or `expired`); returns whether it was pending.
+    pub async fn close_invite(&mut self, id: Uuid, status: &str) -> Result<bool> {
+        let n = on_conn!(self, |c| sqlx::query("UPDATE invites SET status = $2 WHERE id = $1 AND status = 'pending'")
+            .bind(DbId(id))
+            .bind(status)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Marks a pending invite accepted by `user_id`; returns whether it was pending.
+    pub async fn accept_invite(&mut self, id: Uuid, user_id: Uuid, at: Timestamp) -> Result<bool> {
+        let n = on_conn!(self, |c| sqlx::query(
+            "UPDATE invites SET status = 'accepted', accepted_at = $3, accepted_by_user_id = $2, person_id = NULL \
+             WHERE id = $1 AND status = 'pending'"
+        )
+        .bind(DbId(id))
+        .bind(DbId(user_id))
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Replaces a pending invite's token and expiry (`invite resend`).
+    pub async fn rotate_invite_token(&mut self, id: Uuid, token_hash: &str, expires_at: Timestamp) -> Result<bool> {
+        let n = on_conn!(self, |c| sqlx::query(
+            "UPDATE invites SET token_hash = $2, expires_at = $3 WHERE id = $1 AND status = 'pending'"
+        )
+        .bind(DbId(id))
+        .bind(token_hash)
+        .bind(expires_at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Marks every pending invite past its expiry as `expired`; returns how many.
+    pub async fn expire_invites(&mut self, at: Timestamp) -> Result<u64> {
+        let n = on_conn!(self, |c| sqlx::query("UPDATE invites SET status = 'expired' WHERE status = 'pending' AND expires_at <= $1")
+            .bind(at)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(n)
+    }
+
+    /// Queues a notification for the application's mailer.
+    pub async fn insert_outbox(&mut self, kind: &str, recipient: &str, invite_id: Option<Uuid>, user_id: Option<Uuid>, payload: &serde_json::Value, at: Timestamp) -> Result<Uuid> {
+        let id = Uuid::now_v7();
+        let payload = payload.to_string();
+        on_conn!(self, |c| sqlx::query(
+            "INSERT INTO notification_outbox (id, kind, recipient, invite_id, user_id, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )
+        .bind(DbId(id))
+        .bind(kind)
+        .bind(recipient)
+        .bind(invite_id.map(DbId))
+        .bind(user_id.map(DbId))
+        .bind(&payload)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(id)
+    }
+
+    /// The user owning a passport, if any.
+    pub async fn user_id_by_passport(&mut self, kind: PassportKind, value: &str) -> Result<Option<Uuid>> {
+        let id: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar("SELECT user_id FROM passports WHERE kind = $1 AND value = $2")
+            .bind(kind.as_str())
+            .bind(value)
+            .fetch_optional(&mut *c)
+            .await?);
+        Ok(id.map(|d| d.0))
+    }
+
+    /// Stamps `verified_at` on a passport (accepting an invite proves control of it).
+    pub async fn mark_passport_verified(&mut self, kind: PassportKind, value: &str, at: Timestamp) -> Result<()> {
+        on_conn!(self, |c| sqlx::query("UPDATE passports SET verified_at = $3 WHERE kind = $1 AND value = $2 AND verified_at IS NULL")
+            .bind(kind.as_str())
+            .bind(value)
+            .bind(at)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+}
