@@ -9,7 +9,15 @@ use uuid::Uuid;
 use super::Ctx;
 use super::prompt::{PasswordArgs, confirm};
 
-const LIST_COLUMNS: &[&str] = &["id", "workspace", "role", "passport", "status", "expires_at", "created_by"];
+const LIST_COLUMNS: &[&str] = &[
+    "id",
+    "workspace",
+    "role",
+    "passport",
+    "status",
+    "expires_at",
+    "created_by",
+];
 
 #[derive(Debug, clap::Subcommand)]
 pub enum InviteCmd {
@@ -75,7 +83,16 @@ pub enum InviteCmd {
 pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
     let invites = ctx.app.invites();
     match cmd {
-        InviteCmd::Create { workspace, role, email, phone, force_passport, expires_in, given_name, family_name } => {
+        InviteCmd::Create {
+            workspace,
+            role,
+            email,
+            phone,
+            force_passport,
+            expires_in,
+            given_name,
+            family_name,
+        } => {
             let req = InviteRequest {
                 workspace,
                 role,
@@ -89,7 +106,11 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
             ctx.out.record(&invites.create(&req).await?, "id");
         }
         InviteCmd::List { workspace, status } => {
-            ctx.out.list(&invites.list(workspace.as_deref(), status.as_deref()).await?, LIST_COLUMNS, "id");
+            ctx.out.list(
+                &invites.list(workspace.as_deref(), status.as_deref()).await?,
+                LIST_COLUMNS,
+                "id",
+            );
         }
         InviteCmd::Show { id } => ctx.out.record(&invites.show(id).await?, "id"),
         InviteCmd::Revoke { id } => {
@@ -98,10 +119,19 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
             ctx.out.record(&invites.revoke(id).await?, "id");
         }
         InviteCmd::Resend { id, expires_in } => {
-            let expires_in = if expires_in.is_empty() { DEFAULT_INVITE_TTL } else { parse_duration(&expires_in)? };
+            let expires_in = if expires_in.is_empty() {
+                DEFAULT_INVITE_TTL
+            } else {
+                parse_duration(&expires_in)?
+            };
             ctx.out.record(&invites.resend(id, expires_in).await?, "id");
         }
-        InviteCmd::Accept { token, user, new_username, password } => {
+        InviteCmd::Accept {
+            token,
+            user,
+            new_username,
+            password,
+        } => {
             let token = if token == "-" {
                 let mut line = String::new();
                 std::io::stdin()

@@ -52,18 +52,31 @@ pub struct AssignArgs {
 pub async fn exec(ctx: &Ctx, cmd: RoleCmd) -> Result<(), Error> {
     let workspaces = ctx.app.workspaces();
     match cmd {
-        RoleCmd::Create { name, workspace, capabilities } => {
-            let role = workspaces.create_role(&workspace, &name, &parse_capabilities(&capabilities)?).await?;
+        RoleCmd::Create {
+            name,
+            workspace,
+            capabilities,
+        } => {
+            let role = workspaces
+                .create_role(&workspace, &name, &parse_capabilities(&capabilities)?)
+                .await?;
             ctx.out.record(&role, "id");
             Ok(())
         }
         RoleCmd::List { workspace } => {
-            ctx.out.list(&workspaces.roles(workspace.as_deref()).await?, LIST_COLUMNS, "id");
+            ctx.out
+                .list(&workspaces.roles(workspace.as_deref()).await?, LIST_COLUMNS, "id");
             Ok(())
         }
         RoleCmd::Delete { name, workspace } => {
             let role = workspaces.role(&workspace, &name).await?;
-            confirm(ctx.yes, &format!("delete role {name} of {workspace} and its {} membership(s)", role.members))?;
+            confirm(
+                ctx.yes,
+                &format!(
+                    "delete role {name} of {workspace} and its {} membership(s)",
+                    role.members
+                ),
+            )?;
             ctx.out.record(&workspaces.delete_role(&workspace, &name).await?, "id");
             Ok(())
         }
@@ -82,7 +95,8 @@ async fn assign(ctx: &Ctx, args: AssignArgs, assign: bool) -> Result<(), Error> 
                 (false, InstanceRole::Admin) => InstanceRole::User,
                 (false, InstanceRole::User) => {
                     return Err(Error::Invalid(
-                        "`user` is the base instance role and cannot be revoked; delete or disable the user instead".into(),
+                        "`user` is the base instance role and cannot be revoked; delete or disable the user instead"
+                            .into(),
                     ));
                 }
             };
@@ -91,7 +105,10 @@ async fn assign(ctx: &Ctx, args: AssignArgs, assign: bool) -> Result<(), Error> 
             }
             let changed = ctx.app.accounts().set_instance_role(&user, target).await?;
             if !changed.changed {
-                eprintln!("user {} already has instance role {target}: nothing changed", changed.user.username);
+                eprintln!(
+                    "user {} already has instance role {target}: nothing changed",
+                    changed.user.username
+                );
             }
             ctx.out.record(&changed, "id");
         }
@@ -99,7 +116,10 @@ async fn assign(ctx: &Ctx, args: AssignArgs, assign: bool) -> Result<(), Error> 
             let changed = if assign {
                 ctx.app.memberships().assign(&user, workspace, &args.role).await?
             } else {
-                confirm(ctx.yes, &format!("revoke role {} in {workspace} from {}", args.role, args.user))?;
+                confirm(
+                    ctx.yes,
+                    &format!("revoke role {} in {workspace} from {}", args.role, args.user),
+                )?;
                 ctx.app.memberships().revoke(&user, workspace, &args.role).await?
             };
             if !changed.changed {

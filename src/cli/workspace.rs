@@ -58,9 +58,17 @@ pub async fn exec(ctx: &Ctx, cmd: WorkspaceCmd) -> Result<(), Error> {
             let details = workspaces.show(&workspace).await?;
             let members = details.member_list.len();
             let question = if members > 0 {
-                format!("delete workspace {} with its {} role(s) and {members} membership(s)", details.workspace.name, details.roles.len())
+                format!(
+                    "delete workspace {} with its {} role(s) and {members} membership(s)",
+                    details.workspace.name,
+                    details.roles.len()
+                )
             } else {
-                format!("delete workspace {} with its {} role(s)", details.workspace.name, details.roles.len())
+                format!(
+                    "delete workspace {} with its {} role(s)",
+                    details.workspace.name,
+                    details.roles.len()
+                )
             };
             confirm(ctx.yes, &question)?;
             ctx.out.record(&workspaces.delete(&workspace).await?, "id");
@@ -72,8 +80,14 @@ pub async fn exec(ctx: &Ctx, cmd: WorkspaceCmd) -> Result<(), Error> {
 pub async fn exec_type(ctx: &Ctx, cmd: WorkspaceTypeCmd) -> Result<(), Error> {
     let workspaces = ctx.app.workspaces();
     match cmd {
-        WorkspaceTypeCmd::Create { slug, title, capabilities } => {
-            let created = workspaces.create_type(&slug, &title, &parse_capabilities(&capabilities)?).await?;
+        WorkspaceTypeCmd::Create {
+            slug,
+            title,
+            capabilities,
+        } => {
+            let created = workspaces
+                .create_type(&slug, &title, &parse_capabilities(&capabilities)?)
+                .await?;
             ctx.out.record(&created, "id");
         }
         WorkspaceTypeCmd::List => ctx.out.list(&workspaces.types().await?, TYPE_COLUMNS, "id"),

@@ -88,7 +88,12 @@ fn normalize(email: &Option<String>, phone: &Option<String>) -> Result<(Passport
 
 impl Invites {
     pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>, accounts: Accounts, link_template: String) -> Self {
-        Self { db, lifecycle, accounts, link_template }
+        Self {
+            db,
+            lifecycle,
+            accounts,
+            link_template,
+        }
     }
 
     /// Creates an invite and queues its notification. If the passport already belongs to a
@@ -102,7 +107,12 @@ impl Invites {
         let invitee_user_id = tx.user_id_by_passport(kind, &passport).await?;
         let person_id = match (&invitee_user_id, &req.given_name, &req.family_name) {
             (None, g, f) if g.is_some() || f.is_some() => {
-                let person = Person { id: Uuid::now_v7(), given_name: g.clone(), family_name: f.clone(), ..Person::default() };
+                let person = Person {
+                    id: Uuid::now_v7(),
+                    given_name: g.clone(),
+                    family_name: f.clone(),
+                    ..Person::default()
+                };
                 tx.insert_person(&person, at).await?;
                 Some(person.id)
             }
@@ -143,7 +153,15 @@ impl Invites {
             "expires_at": invite.expires_at,
             "link_template": self.link_template,
         });
-        tx.insert_outbox(kind, &invite.passport, Some(invite.id), invite.invitee_user_id, &payload, at).await?;
+        tx.insert_outbox(
+            kind,
+            &invite.passport,
+            Some(invite.id),
+            invite.invitee_user_id,
+            &payload,
+            at,
+        )
+        .await?;
         Ok(())
     }
 
@@ -152,7 +170,9 @@ impl Invites {
         if let Some(s) = status
             && !matches!(s, "pending" | "accepted" | "revoked" | "expired")
         {
-            return Err(Error::Invalid(format!("unknown status {s:?} (pending, accepted, revoked, expired)")));
+            return Err(Error::Invalid(format!(
+                "unknown status {s:?} (pending, accepted, revoked, expired)"
+            )));
         }
         let mut tx = self.db.begin_read().await?;
         let workspace_id = match workspace {
@@ -175,7 +195,13 @@ impl Invites {
         if !tx.close_invite(id, "revoked").await? {
             return Err(Error::Refused(format!("invite {id} is {}, not pending", invite.status)));
         }
-        audit::record(&mut tx, "invite.revoked", invite.invitee_user_id, json!({ "invite_id": id })).await?;
+        audit::record(
+            &mut tx,
+            "invite.revoked",
+            invite.invitee_user_id,
+            json!({ "invite_id": id }),
+        )
+        .await?;
         let invite = tx.invite(id).await?;
         tx.commit().await?;
         Ok(invite)
@@ -193,7 +219,13 @@ impl Invites {
         }
         let invite = tx.invite(id).await?;
         self.queue_notification(&mut tx, &invite, at).await?;
-        audit::record(&mut tx, "invite.resent", invite.invitee_user_id, json!({ "invite_id": id })).await?;
+        audit::record(
+            &mut tx,
+            "invite.resent",
+            invite.invitee_user_id,
+            json!({ "invite_id": id }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(IssuedInvite { invite, token })
     }
@@ -225,7 +257,10 @@ impl Invites {
             .ok_or_else(|| Error::Refused("unknown invite token (it may have been rotated by a resend)".into()))?;
         let at = now();
         if invite.status != "pending" {
-            return Err(Error::Refused(format!("this invite is {} and cannot be accepted", invite.status)));
+            return Err(Error::Refused(format!(
+                "this invite is {} and cannot be accepted",
+                invite.status
+            )));
         }
         if invite.expires_at <= at {
             return Err(Error::Refused(format!("this invite expired at {}", invite.expires_at)));
@@ -234,7 +269,10 @@ impl Invites {
             Acceptor::User(user_ref) => {
                 let user = tx.require_user(&user_ref, true).await?;
                 if !user.active || user.is_trashed() {
-                    return Err(Error::Refused(format!("user {} is disabled or in the trash", user.username)));
+                    return Err(Error::Refused(format!(
+                        "user {} is disabled or in the trash",
+                        user.username
+                    )));
                 }
                 if let Some(invitee) = invite.invitee_user_id
                     && invitee != user.id
@@ -242,7 +280,11 @@ impl Invites {
                     return Err(Error::Refused("this invite is addressed to another user".into()));
                 }
                 if invite.force_passport {
-                    let owns = tx.passports_of(user.id).await?.iter().any(|p| p.kind == invite.passport_kind && p.value == invite.passport);
+                    let owns = tx
+                        .passports_of(user.id)
+                        .await?
+                        .iter()
+                        .any(|p| p.kind == invite.passport_kind && p.value == invite.passport);
                     if !owns {
                         return Err(Error::Refused(format!(
                             "this invite requires the {} {}, which user {} does not have",
@@ -256,7 +298,9 @@ impl Invites {
             }
             Acceptor::NewUser { username, password } => {
                 if invite.invitee_user_id.is_some() {
-                    return Err(Error::Refused("this invite is addressed to an existing user: accept it with --user".into()));
+                    return Err(Error::Refused(
+                        "this invite is addressed to an existing user: accept it with --user".into(),
+                    ));
                 }
                 let person = match invite.person_id {
                     Some(id) => tx.person(id).await?,
@@ -280,8 +324,11 @@ impl Invites {
                 (user, true)
             }
         };
-        tx.mark_passport_verified(invite.passport_kind, &invite.passport, at).await?;
-        let membership_created = tx.insert_membership(user.id, invite.workspace_id, invite.role_id, at).await?;
+        tx.mark_passport_verified(invite.passport_kind, &invite.passport, at)
+            .await?;
+        let membership_created = tx
+            .insert_membership(user.id, invite.workspace_id, invite.role_id, at)
+            .await?;
         if !tx.accept_invite(invite.id, user.id, at).await? {
             return Err(Error::Refused("this invite was accepted concurrently".into()));
         }

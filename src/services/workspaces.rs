@@ -55,8 +55,16 @@ impl Workspaces {
             return Err(Error::Invalid("the title must be 1 to 200 characters".into()));
         }
         let mut tx = self.db.begin().await?;
-        let created = tx.insert_workspace_type(slug, title, &capability_strings(capabilities), now()).await?;
-        audit::record(&mut tx, "workspace_type.created", None, json!({ "workspace_type_id": created.id, "slug": slug })).await?;
+        let created = tx
+            .insert_workspace_type(slug, title, &capability_strings(capabilities), now())
+            .await?;
+        audit::record(
+            &mut tx,
+            "workspace_type.created",
+            None,
+            json!({ "workspace_type_id": created.id, "slug": slug }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -77,7 +85,13 @@ impl Workspaces {
             None => None,
         };
         let id = tx.insert_workspace(name, kind.id, parent_id, now()).await?;
-        audit::record(&mut tx, "workspace.created", None, json!({ "workspace_id": id, "type": type_slug })).await?;
+        audit::record(
+            &mut tx,
+            "workspace.created",
+            None,
+            json!({ "workspace_id": id, "type": type_slug }),
+        )
+        .await?;
         let created = tx.workspace(id).await?;
         tx.commit().await?;
         Ok(created)
@@ -105,7 +119,11 @@ impl Workspaces {
             .into_iter()
             .map(|m: Member| json!({ "username": m.username, "role": m.role, "user_id": m.user_id, "since": m.since }))
             .collect();
-        Ok(WorkspaceDetails { workspace, roles, member_list })
+        Ok(WorkspaceDetails {
+            workspace,
+            roles,
+            member_list,
+        })
     }
 
     /// Deletes a workspace with its roles, memberships and invites. Errors:
@@ -117,16 +135,37 @@ impl Workspaces {
         if details.is_root {
             return Err(Error::Refused("the root workspace can never be deleted".into()));
         }
-        let children: Vec<String> = tx.workspaces().await?.into_iter().filter(|w| w.parent.as_deref() == Some(details.name.as_str())).map(|w| w.name).collect();
+        let children: Vec<String> = tx
+            .workspaces()
+            .await?
+            .into_iter()
+            .filter(|w| w.parent.as_deref() == Some(details.name.as_str()))
+            .map(|w| w.name)
+            .collect();
         if !children.is_empty() {
-            return Err(Error::Refused(format!("workspace {} has child workspaces ({}): delete them first", details.name, children.join(", "))));
+            return Err(Error::Refused(format!(
+                "workspace {} has child workspaces ({}): delete them first",
+                details.name,
+                children.join(", ")
+            )));
         }
         let roles = tx.roles(Some(id)).await?;
         let memberships = tx.workspace_members(id).await?.len();
         tx.delete_workspace(id).await?;
-        audit::record(&mut tx, "workspace.deleted", None, json!({ "workspace_id": id, "memberships_deleted": memberships })).await?;
+        audit::record(
+            &mut tx,
+            "workspace.deleted",
+            None,
+            json!({ "workspace_id": id, "memberships_deleted": memberships }),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(WorkspaceDeleted { id, name: details.name, roles_deleted: roles.len(), memberships_deleted: memberships })
+        Ok(WorkspaceDeleted {
+            id,
+            name: details.name,
+            roles_deleted: roles.len(),
+            memberships_deleted: memberships,
+        })
     }
 
     /// Creates a role in a workspace. Errors: [`Error::Invalid`] for a bad name;
@@ -135,8 +174,16 @@ impl Workspaces {
         validate_role_name(name)?;
         let mut tx = self.db.begin().await?;
         let workspace_id = tx.workspace_id(workspace).await?;
-        let id = tx.insert_role(workspace_id, name, &capability_strings(capabilities), now()).await?;
-        audit::record(&mut tx, "role.created", None, json!({ "role_id": id, "workspace_id": workspace_id })).await?;
+        let id = tx
+            .insert_role(workspace_id, name, &capability_strings(capabilities), now())
+            .await?;
+        audit::record(
+            &mut tx,
+            "role.created",
+            None,
+            json!({ "role_id": id, "workspace_id": workspace_id }),
+        )
+        .await?;
         let role = tx.role(id).await?;
         tx.commit().await?;
         Ok(role)
@@ -171,11 +218,22 @@ impl Workspaces {
             return Err(Error::Refused("the root role can never be deleted".into()));
         }
         tx.delete_role(id).await?;
-        let is_root = tx.root_workspace().await?.is_some_and(|r| r.workspace_id == workspace_id);
+        let is_root = tx
+            .root_workspace()
+            .await?
+            .is_some_and(|r| r.workspace_id == workspace_id);
         if is_root && tx.member_count(workspace_id).await? == 0 {
-            return Err(Error::Refused("the root workspace must keep at least one member".into()));
+            return Err(Error::Refused(
+                "the root workspace must keep at least one member".into(),
+            ));
         }
-        audit::record(&mut tx, "role.deleted", None, json!({ "role_id": id, "workspace_id": workspace_id, "memberships_deleted": role.members })).await?;
+        audit::record(
+            &mut tx,
+            "role.deleted",
+            None,
+            json!({ "role_id": id, "workspace_id": workspace_id, "memberships_deleted": role.members }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(role)
     }

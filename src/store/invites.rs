@@ -112,14 +112,18 @@ impl Tx {
     /// two concurrent accepts of one token serialize; SQLite's write lock does the same.
     pub async fn invite_by_token_hash_locked(&mut self, token_hash: &str) -> Result<Option<Invite>> {
         let id: Option<DbId> = match self.backend() {
-            Backend::Postgres => on_conn!(self, |c| sqlx::query_scalar("SELECT id FROM invites WHERE token_hash = $1 FOR UPDATE")
-                .bind(token_hash)
-                .fetch_optional(&mut *c)
-                .await?),
-            Backend::Sqlite => on_conn!(self, |c| sqlx::query_scalar("SELECT id FROM invites WHERE token_hash = $1")
-                .bind(token_hash)
-                .fetch_optional(&mut *c)
-                .await?),
+            Backend::Postgres => on_conn!(self, |c| sqlx::query_scalar(
+                "SELECT id FROM invites WHERE token_hash = $1 FOR UPDATE"
+            )
+            .bind(token_hash)
+            .fetch_optional(&mut *c)
+            .await?),
+            Backend::Sqlite => on_conn!(self, |c| sqlx::query_scalar(
+                "SELECT id FROM invites WHERE token_hash = $1"
+            )
+            .bind(token_hash)
+            .fetch_optional(&mut *c)
+            .await?),
         };
         match id {
             Some(id) => Ok(Some(self.invite(id.0).await?)),
@@ -145,12 +149,14 @@ impl Tx {
 
     /// Sets a pending invite's status (`revoked` or `expired`); returns whether it was pending.
     pub async fn close_invite(&mut self, id: Uuid, status: &str) -> Result<bool> {
-        let n = on_conn!(self, |c| sqlx::query("UPDATE invites SET status = $2 WHERE id = $1 AND status = 'pending'")
-            .bind(DbId(id))
-            .bind(status)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        let n = on_conn!(self, |c| sqlx::query(
+            "UPDATE invites SET status = $2 WHERE id = $1 AND status = 'pending'"
+        )
+        .bind(DbId(id))
+        .bind(status)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(n == 1)
     }
 
@@ -185,19 +191,30 @@ impl Tx {
 
     /// Marks every pending invite past its expiry as `expired`; returns how many.
     pub async fn expire_invites(&mut self, at: Timestamp) -> Result<u64> {
-        let n = on_conn!(self, |c| sqlx::query("UPDATE invites SET status = 'expired' WHERE status = 'pending' AND expires_at <= $1")
-            .bind(at)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        let n = on_conn!(self, |c| sqlx::query(
+            "UPDATE invites SET status = 'expired' WHERE status = 'pending' AND expires_at <= $1"
+        )
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(n)
     }
 
     /// Queues a notification for the application's mailer.
-    pub async fn insert_outbox(&mut self, kind: &str, recipient: &str, invite_id: Option<Uuid>, user_id: Option<Uuid>, payload: &serde_json::Value, at: Timestamp) -> Result<Uuid> {
+    pub async fn insert_outbox(
+        &mut self,
+        kind: &str,
+        recipient: &str,
+        invite_id: Option<Uuid>,
+        user_id: Option<Uuid>,
+        payload: &serde_json::Value,
+        at: Timestamp,
+    ) -> Result<Uuid> {
         let id = Uuid::now_v7();
         let payload = payload.to_string();
-        on_conn!(self, |c| sqlx::query(
+        on_conn!(self, |c| {
+            sqlx::query(
             "INSERT INTO notification_outbox (id, kind, recipient, invite_id, user_id, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )
         .bind(DbId(id))
@@ -209,29 +226,34 @@ impl Tx {
         .bind(at)
         .execute(&mut *c)
         .await?
-        .rows_affected());
+        .rows_affected()
+        });
         Ok(id)
     }
 
     /// The user owning a passport, if any.
     pub async fn user_id_by_passport(&mut self, kind: PassportKind, value: &str) -> Result<Option<Uuid>> {
-        let id: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar("SELECT user_id FROM passports WHERE kind = $1 AND value = $2")
-            .bind(kind.as_str())
-            .bind(value)
-            .fetch_optional(&mut *c)
-            .await?);
+        let id: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(
+            "SELECT user_id FROM passports WHERE kind = $1 AND value = $2"
+        )
+        .bind(kind.as_str())
+        .bind(value)
+        .fetch_optional(&mut *c)
+        .await?);
         Ok(id.map(|d| d.0))
     }
 
     /// Stamps `verified_at` on a passport (accepting an invite proves control of it).
     pub async fn mark_passport_verified(&mut self, kind: PassportKind, value: &str, at: Timestamp) -> Result<()> {
-        on_conn!(self, |c| sqlx::query("UPDATE passports SET verified_at = $3 WHERE kind = $1 AND value = $2 AND verified_at IS NULL")
-            .bind(kind.as_str())
-            .bind(value)
-            .bind(at)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE passports SET verified_at = $3 WHERE kind = $1 AND value = $2 AND verified_at IS NULL"
+        )
+        .bind(kind.as_str())
+        .bind(value)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(())
     }
 }

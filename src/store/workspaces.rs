@@ -276,7 +276,13 @@ const ROLE_SELECT: &str = "SELECT r.id, r.workspace_id, w.name AS workspace, r.n
 
 impl Tx {
     /// Inserts a workspace type. Errors: [`Error::Conflict`] for a taken slug.
-    pub async fn insert_workspace_type(&mut self, slug: &str, title: &str, capabilities: &[String], at: Timestamp) -> Result<WorkspaceType> {
+    pub async fn insert_workspace_type(
+        &mut self,
+        slug: &str,
+        title: &str,
+        capabilities: &[String],
+        at: Timestamp,
+    ) -> Result<WorkspaceType> {
         let id = Uuid::now_v7();
         let caps = serde_json::to_string(capabilities)?;
         on_conn!(self, |c| sqlx::query(
@@ -290,7 +296,13 @@ impl Tx {
         .execute(&mut *c)
         .await?
         .rows_affected());
-        Ok(WorkspaceType { id, slug: slug.to_owned(), title: title.to_owned(), capabilities: capabilities.to_vec(), created_at: at })
+        Ok(WorkspaceType {
+            id,
+            slug: slug.to_owned(),
+            title: title.to_owned(),
+            capabilities: capabilities.to_vec(),
+            created_at: at,
+        })
     }
 
     /// Every workspace type, by slug.
@@ -316,7 +328,13 @@ impl Tx {
     }
 
     /// Inserts a workspace. Errors: [`Error::Conflict`] for a taken name.
-    pub async fn insert_workspace(&mut self, name: &str, type_id: Uuid, parent_id: Option<Uuid>, at: Timestamp) -> Result<Uuid> {
+    pub async fn insert_workspace(
+        &mut self,
+        name: &str,
+        type_id: Uuid,
+        parent_id: Option<Uuid>,
+        at: Timestamp,
+    ) -> Result<Uuid> {
         let id = Uuid::now_v7();
         on_conn!(self, |c| sqlx::query(
             "INSERT INTO workspaces (id, name, type_id, parent_id, is_root, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
@@ -386,10 +404,17 @@ impl Tx {
     }
 
     /// Inserts a role. Errors: [`Error::Conflict`] for a taken name in the workspace.
-    pub async fn insert_role(&mut self, workspace_id: Uuid, name: &str, capabilities: &[String], at: Timestamp) -> Result<Uuid> {
+    pub async fn insert_role(
+        &mut self,
+        workspace_id: Uuid,
+        name: &str,
+        capabilities: &[String],
+        at: Timestamp,
+    ) -> Result<Uuid> {
         let id = Uuid::now_v7();
         let caps = serde_json::to_string(capabilities)?;
-        on_conn!(self, |c| sqlx::query(
+        on_conn!(self, |c| {
+            sqlx::query(
             "INSERT INTO roles (id, workspace_id, name, capabilities, is_system, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
         )
         .bind(DbId(id))
@@ -400,13 +425,15 @@ impl Tx {
         .bind(at)
         .execute(&mut *c)
         .await?
-        .rows_affected());
+        .rows_affected()
+        });
         Ok(id)
     }
 
     /// Roles, of one workspace or of all, by workspace then name.
     pub async fn roles(&mut self, workspace_id: Option<Uuid>) -> Result<Vec<Role>> {
-        let sql = format!("{ROLE_SELECT} WHERE ($1 IS NULL OR r.workspace_id = $1) ORDER BY lower(w.name), lower(r.name)");
+        let sql =
+            format!("{ROLE_SELECT} WHERE ($1 IS NULL OR r.workspace_id = $1) ORDER BY lower(w.name), lower(r.name)");
         let rows = on_conn!(self, |c| sqlx::query(&sql)
             .bind(workspace_id.map(DbId))
             .fetch_all(&mut *c)
