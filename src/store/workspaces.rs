@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{DbId, Tx};
+use super::{DbId, DbRow, Tx};
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
 
@@ -311,7 +311,7 @@ impl Tx {
             .fetch_all(&mut *c)
             .await?
             .iter()
-            .map(|r| super::DbRow::decode::<WorkspaceType>(r))
+            .map(|r| r.decode::<WorkspaceType>())
             .collect::<Result<Vec<_>, _>>()?);
         Ok(rows)
     }
@@ -322,7 +322,7 @@ impl Tx {
             .bind(slug)
             .fetch_optional(&mut *c)
             .await?
-            .map(|r| super::DbRow::decode::<WorkspaceType>(&r))
+            .map(|r| r.decode::<WorkspaceType>())
             .transpose()?);
         row.ok_or_else(|| Error::not_found("workspace type", slug))
     }
@@ -358,7 +358,7 @@ impl Tx {
             .fetch_all(&mut *c)
             .await?
             .iter()
-            .map(|r| super::DbRow::decode::<Workspace>(r))
+            .map(|r| r.decode::<Workspace>())
             .collect::<Result<Vec<_>, _>>()?);
         Ok(rows)
     }
@@ -370,7 +370,7 @@ impl Tx {
             .bind(DbId(id))
             .fetch_optional(&mut *c)
             .await?
-            .map(|r| super::DbRow::decode::<Workspace>(&r))
+            .map(|r| r.decode::<Workspace>())
             .transpose()?);
         row.ok_or_else(|| Error::not_found("workspace", id.to_string()))
     }
@@ -386,7 +386,7 @@ impl Tx {
         .fetch_all(&mut *c)
         .await?
         .iter()
-        .map(|r| super::DbRow::decode::<Member>(r))
+        .map(|r| r.decode::<Member>())
         .collect::<Result<Vec<_>, _>>()?);
         Ok(rows)
     }
@@ -439,7 +439,7 @@ impl Tx {
             .fetch_all(&mut *c)
             .await?
             .iter()
-            .map(|r| super::DbRow::decode::<Role>(r))
+            .map(|r| r.decode::<Role>())
             .collect::<Result<Vec<_>, _>>()?);
         Ok(rows)
     }
@@ -451,7 +451,7 @@ impl Tx {
             .bind(DbId(id))
             .fetch_optional(&mut *c)
             .await?
-            .map(|r| super::DbRow::decode::<Role>(&r))
+            .map(|r| r.decode::<Role>())
             .transpose()?);
         row.ok_or_else(|| Error::not_found("role", id.to_string()))
     }
