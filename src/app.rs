@@ -114,6 +114,16 @@ impl App {
         )
     }
 
+    pub fn erasure(&self) -> crate::services::erasure::Erasure {
+        crate::services::erasure::Erasure::new(
+            self.db.clone(),
+            self.lifecycle.clone(),
+            self.accounts(),
+            self.sessions(),
+            self.invites(),
+        )
+    }
+
     pub fn memberships(&self) -> Memberships {
         Memberships::new(self.db.clone())
     }

@@ -10,6 +10,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod auth;
 mod bootstrap;
+mod gdpr;
 mod invite;
 mod output;
 mod prompt;
@@ -91,6 +92,9 @@ enum Command {
     /// accountctl never sends mail or SMS: notifications are queued for the application.
     #[command(subcommand)]
     Invite(invite::InviteCmd),
+    /// The right to erasure: requests, the sweeper for cron, status for monitoring.
+    #[command(subcommand)]
+    Gdpr(gdpr::GdprCmd),
     /// Login sessions: list, revoke, prune.
     #[command(subcommand)]
     Session(session::SessionCmd),
@@ -169,6 +173,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 Command::Role(cmd) => role::exec(&ctx, cmd).await,
                 Command::Invite(cmd) => invite::exec(&ctx, cmd).await,
                 Command::Session(cmd) => session::exec(&ctx, cmd).await,
+                Command::Gdpr(cmd) => gdpr::exec(&ctx, cmd).await,
                 Command::Auth(cmd) => auth::exec(&ctx, cmd).await,
                 Command::Migrate | Command::Bootstrap(_) | Command::Completions { .. } | Command::Man => Ok(()),
             }

@@ -38,8 +38,8 @@ pub enum UserCmd {
         /// admin: to the trash, restorable until purge; gdpr: erase every personal row now.
         #[arg(long, value_enum)]
         mode: DeleteMode,
-        /// With --mode admin: how long the user stays restorable (e.g. 30d).
-        #[arg(long, value_name = "DURATION")]
+        /// With --mode admin: how long the user stays restorable (default 30d).
+        #[arg(long, value_name = "DURATION", env = "ACCOUNTCTL_TRASH_RETENTION")]
         retention: Option<String>,
     },
     /// Bring a user back out of the trash.
@@ -165,8 +165,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
                 Some(text) if mode == DeletionMode::AdminDelete => {
                     accounts.with_trash_retention(parse_duration(&text)?)
                 }
-                Some(_) => return Err(Error::Invalid("--retention applies to --mode admin only".into())),
-                None => accounts,
+                _ => accounts,
             };
             // Resolve first so a typo is "not found" (exit 3), not a confirmation prompt.
             accounts.show(&user_ref).await?;

@@ -546,7 +546,7 @@ fn refuse_if_trashed(user: &User) -> Result<()> {
 }
 
 /// Refuses to remove the last active admin (DESIGN.md: the instance always keeps one).
-async fn refuse_if_last_admin(tx: &mut Tx, user: &User, verb: &str) -> Result<()> {
+pub(crate) async fn refuse_if_last_admin(tx: &mut Tx, user: &User, verb: &str) -> Result<()> {
     if user.role != InstanceRole::Admin || !user.active || user.is_trashed() {
         return Ok(());
     }

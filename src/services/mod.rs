@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod bootstrap;
+pub mod erasure;
 pub mod external_identity;
 pub mod folders;
 pub mod invites;

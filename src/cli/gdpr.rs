@@ -1,0 +1,166 @@
+//! `accountctl gdpr …`: erasure requests and the sweeper for cron.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use accountctl::Error;
+use accountctl::domain::parse_duration;
+use accountctl::services::erasure::{DEFAULT_ERASURE_DELAY, SweepOptions};
+use accountctl::store::UserRef;
+
+use super::Ctx;
+use super::prompt::confirm;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum GdprCmd {
+    /// Record a right-to-erasure request and disable the account at once (sessions revoked).
+    /// The sweeper purges the user when the request is due.
+    Request {
+        user: String,
+        /// Delay before the purge (GDPR Art. 12(3): within one month).
+        #[arg(long, default_value = "30d", value_name = "DURATION")]
+        due_in: String,
+    },
+    /// The sweeper, for cron: purge due erasure requests and trash past retention (one
+    /// transaction per user), mark expired invites, end expired sessions. Safe to run twice
+    /// at once; SIGTERM/SIGINT finish the current user and stop. Exit 5 when a user failed.
+    /// Does not ask: it only carries out what is already due.
+    Purge {
+        /// List what is due and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Purge at most this many users.
+        #[arg(long, default_value_t = 10_000)]
+        limit: i64,
+        /// Start no new user after this long, e.g. 10m.
+        #[arg(long, value_name = "DURATION")]
+        max_duration: Option<String>,
+    },
+    /// Pending requests, the trash, and the sweeper's last runs. Exits 4 when no successful
+    /// run finished within --max-age (for monitoring).
+    Status {
+        #[arg(long, default_value = "2d", value_name = "DURATION")]
+        max_age: String,
+    },
+}
+
+pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
+    let erasure = ctx.app.erasure();
+    match cmd {
+        GdprCmd::Request { user, due_in } => {
+            let due_in = if due_in.is_empty() {
+                DEFAULT_ERASURE_DELAY
+            } else {
+                parse_duration(&due_in)?
+            };
+            let user_ref = UserRef::parse(&user)?;
+            ctx.app.accounts().show(&user_ref).await?;
+            confirm(ctx.yes, &format!("disable {user} now and erase it when due"))?;
+            ctx.out.record(&erasure.request(&user_ref, due_in).await?, "id");
+        }
+        GdprCmd::Status { max_age } => {
+            let status = erasure.status(parse_duration(&max_age)?).await?;
+            let stale = status.stale;
+            ctx.out.record(&status, "stale");
+            if stale {
+                return Err(Error::Refused(format!(
+                    "the sweeper is stale: no successful `gdpr purge` in the last {max_age}"
+                )));
+            }
+        }
+        GdprCmd::Purge {
+            dry_run,
+            limit,
+            max_duration,
+        } => {
+            let stop = Arc::new(AtomicBool::new(false));
+            spawn_stop_on_signal(stop.clone());
+            let options = SweepOptions {
+                dry_run,
+                limit: limit.max(1),
+                max_duration: max_duration
+                    .as_deref()
+                    .map(parse_duration)
+                    .transpose()?
+                    .and_then(|d| d.to_std().ok()),
+                stop,
+            };
+            let bar = progress_bar();
+            let report = erasure
+                .purge(&options, |event, total| {
+                    if let Some(bar) = &bar {
+                        bar.set_length(total as u64);
+                        bar.inc(1);
+                    }
+                    // One line per user for cron mail.
+                    let line = match &event.error {
+                        Some(e) => format!("{} {} ({:?}): {e}", event.outcome, event.user_id, event.reason),
+                        None => format!("{} {} ({:?})", event.outcome, event.user_id, event.reason),
+                    };
+                    match &bar {
+                        Some(bar) => bar.println(line),
+                        None => eprintln!("{line}"),
+                    }
+                })
+                .await?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            eprintln!(
+                "sweeper run {}: {} purged, {} skipped, {} failed, {} invites expired, {} sessions ended{}",
+                report.run_id,
+                report.purged,
+                report.skipped,
+                report.failed,
+                report.invites_expired,
+                report.sessions_expired,
+                report
+                    .stopped
+                    .map(|s| format!(", stopped early ({s})"))
+                    .unwrap_or_default()
+            );
+            let (failed, total) = (report.failed, report.users.len() as u64);
+            ctx.out.record(&report, "run_id");
+            if failed > 0 {
+                return Err(Error::Partial { failed, total });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr when it is a terminal; none when piped (cron).
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} users, {elapsed} {msg}") {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// Sets `stop` on SIGTERM or SIGINT: the sweeper finishes the current user and ends cleanly.
+fn spawn_stop_on_signal(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::warn!("stop requested: finishing the current user");
+        stop.store(true, Ordering::SeqCst);
+    });
+}

@@ -1,0 +1,521 @@
+//! The deletion lifecycle and the GDPR sweeper (issue 6), on SQLite and PostgreSQL.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use accountctl::domain::{DeletionMode, LogoutReason, User, parse_capabilities};
+use accountctl::lifecycle::UserLifecycleHook;
+use accountctl::password::Secret;
+use accountctl::services::accounts::NewUser;
+use accountctl::services::erasure::SweepOptions;
+use accountctl::services::invites::{DEFAULT_INVITE_TTL, InviteRequest};
+use accountctl::store::{Tx, UserRef};
+use accountctl::{App, Config, Error};
+
+/// Every column of every table, classified. `personal`: identifies or describes a person and
+/// must be gone after a GDPR purge (the purge test checks the values); `pseudonymous`: a bare
+/// user id that may outlive the user (audit, tombstones, requests); `reference`: an id or
+/// foreign key with no meaning of its own; `operational`: non-personal state.
+/// A table or column that is not here fails `every_column_is_classified`.
+const REGISTRY: &[(&str, &[(&str, &str)])] = &[
+    (
+        "persons",
+        &[
+            ("id", "reference"),
+            ("given_name", "personal"),
+            ("family_name", "personal"),
+            ("display_name", "personal"),
+            ("phone", "personal"),
+            ("locale", "personal"),
+            ("created_at", "operational"),
+            ("updated_at", "operational"),
+        ],
+    ),
+    (
+        "users",
+        &[
+            ("id", "reference"),
+            ("person_id", "reference"),
+            ("username", "personal"),
+            ("role", "operational"),
+            ("is_external", "operational"),
+            ("active", "operational"),
+            ("password_hash", "personal"),
+            ("storage_quota_bytes", "operational"),
+            ("storage_used_bytes", "operational"),
+            ("created_at", "operational"),
+            ("updated_at", "operational"),
+            ("last_login_at", "personal"),
+            ("deleted_at", "operational"),
+            ("purge_after", "operational"),
+        ],
+    ),
+    (
+        "passports",
+        &[
+            ("id", "reference"),
+            ("user_id", "reference"),
+            ("kind", "operational"),
+            ("value", "personal"),
+            ("verified_at", "operational"),
+            ("is_primary", "operational"),
+            ("created_at", "operational"),
+        ],
+    ),
+    (
+        "external_identities",
+        &[
+            ("id", "reference"),
+            ("user_id", "reference"),
+            ("provider", "operational"),
+            ("subject", "personal"),
+            ("created_at", "operational"),
+            ("last_verified_at", "operational"),
+        ],
+    ),
+    (
+        "workspace_types",
+        &[
+            ("id", "reference"),
+            ("slug", "operational"),
+            ("title", "operational"),
+            ("capabilities", "operational"),
+            ("created_at", "operational"),
+        ],
+    ),
+    (
+        "workspaces",
+        &[
+            ("id", "reference"),
+            ("name", "operational"),
+            ("type_id", "reference"),
+            ("parent_id", "reference"),
+            ("is_root", "operational"),
+            ("created_at", "operational"),
+        ],
+    ),
+    (
+        "roles",
+        &[
+            ("id", "reference"),
+            ("workspace_id", "reference"),
+            ("name", "operational"),
+            ("capabilities", "operational"),
+            ("is_system", "operational"),
+            ("created_at", "operational"),
+        ],
+    ),
+    (
+        "memberships",
+        &[
+            ("user_id", "reference"),
+            ("workspace_id", "reference"),
+            ("role_id", "reference"),
+            ("created_at", "operational"),
+        ],
+    ),
+    (
+        "invites",
+        &[
+            ("id", "reference"),
+            ("workspace_id", "reference"),
+            ("role_id", "reference"),
+            ("passport_kind", "operational"),
+            ("passport_value", "personal"),
+            ("force_passport", "operational"),
+            ("invitee_user_id", "reference"),
+            ("person_id", "reference"),
+            ("token_hash", "operational"),
+            ("status", "operational"),
+            ("expires_at", "operational"),
+            ("created_by", "operational"),
+            ("created_at", "operational"),
+            ("accepted_at", "operational"),
+            ("accepted_by_user_id", "reference"),
+        ],
+    ),
+    (
+        "notification_outbox",
+        &[
+            ("id", "reference"),
+            ("kind", "operational"),
+            ("recipient", "personal"),
+            ("invite_id", "reference"),
+            ("user_id", "reference"),
+            ("payload", "operational"),
+            ("created_at", "operational"),
+            ("delivered_at", "operational"),
+        ],
+    ),
+    (
+        "sessions",
+        &[
+            ("id", "reference"),
+            ("user_id", "reference"),
+            ("family_id", "reference"),
+            ("token_hash", "operational"),
+            ("created_at", "operational"),
+            ("expires_at", "operational"),
+            ("last_seen_at", "personal"),
+            ("ip_address", "personal"),
+            ("user_agent", "personal"),
+            ("revoked_at", "operational"),
+            ("revoke_reason", "operational"),
+        ],
+    ),
+    (
+        "folders",
+        &[
+            ("id", "reference"),
+            ("user_id", "reference"),
+            ("parent_id", "reference"),
+            ("name", "personal"),
+            ("is_home", "operational"),
+            ("created_at", "operational"),
+        ],
+    ),
+    (
+        "files",
+        &[
+            ("id", "reference"),
+            ("folder_id", "reference"),
+            ("user_id", "reference"),
+            ("name", "personal"),
+            ("size_bytes", "operational"),
+            ("created_at", "operational"),
+        ],
+    ),
+    (
+        "audit_events",
+        &[
+            ("id", "reference"),
+            ("occurred_at", "operational"),
+            ("actor", "operational"),
+            ("event", "operational"),
+            ("subject_user_id", "pseudonymous"),
+            ("fields", "operational"),
+        ],
+    ),
+    (
+        "user_tombstones",
+        &[
+            ("user_id", "pseudonymous"),
+            ("deleted_at", "operational"),
+            ("mode", "operational"),
+            ("merged_into", "pseudonymous"),
+        ],
+    ),
+    (
+        "erasure_requests",
+        &[
+            ("id", "reference"),
+            ("user_id", "pseudonymous"),
+            ("requested_at", "operational"),
+            ("due_at", "operational"),
+            ("requested_by", "operational"),
+            ("status", "operational"),
+            ("completed_at", "operational"),
+            ("last_error", "operational"),
+        ],
+    ),
+    (
+        "sweeper_runs",
+        &[
+            ("id", "reference"),
+            ("started_at", "operational"),
+            ("finished_at", "operational"),
+            ("status", "operational"),
+            ("dry_run", "operational"),
+            ("purged", "operational"),
+            ("failed", "operational"),
+            ("summary", "operational"),
+        ],
+    ),
+    (
+        "cache_invalidations",
+        &[
+            ("id", "reference"),
+            ("user_id", "pseudonymous"),
+            ("reason", "operational"),
+            ("created_at", "operational"),
+        ],
+    ),
+    (
+        "_sqlx_migrations",
+        &[
+            ("version", "operational"),
+            ("description", "operational"),
+            ("installed_on", "operational"),
+            ("success", "operational"),
+            ("checksum", "operational"),
+            ("execution_time", "operational"),
+        ],
+    ),
+];
+
+async fn live_columns(ctx: &common::Ctx) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    match ctx.backend {
+        common::Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&ctx.url).await.expect("sqlite");
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("schema");
+            for (t, c) in rows {
+                out.entry(t).or_default().push(c);
+            }
+            pool.close().await;
+        }
+        common::Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&ctx.url).await.expect("postgres");
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = 'public'",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("schema");
+            for (t, c) in rows {
+                out.entry(t).or_default().push(c);
+            }
+            pool.close().await;
+        }
+    }
+    out
+}
+
+async fn make_user(app: &App, name: &str) -> uuid::Uuid {
+    app.accounts()
+        .create(
+            NewUser {
+                username: name.into(),
+                email: Some(format!("{name}@example.com")),
+                password: Some(Secret::new("password 123".into())),
+                ..NewUser::default()
+            },
+            false,
+        )
+        .await
+        .expect("create")
+        .user
+        .id
+}
+
+/// Fails the delete of one named user.
+struct FailFor(&'static str);
+
+#[async_trait::async_trait]
+impl UserLifecycleHook for FailFor {
+    fn name(&self) -> &'static str {
+        "fail_for"
+    }
+    async fn on_user_created(&self, _: &User) -> accountctl::Result<()> {
+        Ok(())
+    }
+    async fn on_user_login(&self, _: &User) -> accountctl::Result<()> {
+        Ok(())
+    }
+    async fn on_user_logout(&self, _: &User, _: LogoutReason) -> accountctl::Result<()> {
+        Ok(())
+    }
+    async fn on_user_deleted(&self, user: &User, _: DeletionMode, _: &mut Tx) -> accountctl::Result<()> {
+        if user.username == self.0 {
+            Err(Error::Internal("storage backend unreachable".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+const PAST: &str = "2000-01-01T00:00:00+00:00";
+
+on_both_backends! {
+    async fn every_column_is_classified(ctx) {
+        let live = live_columns(&ctx).await;
+        let mut missing = Vec::new();
+        for (table, columns) in &live {
+            let known = REGISTRY.iter().find(|(t, _)| t == table).map(|(_, c)| *c);
+            for column in columns {
+                if !known.is_some_and(|k| k.iter().any(|(c, _)| c == column)) {
+                    missing.push(format!("{table}.{column}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "unclassified columns (add them to REGISTRY and to the purge): {missing:?}");
+        assert!(live.len() >= 17, "the schema was read: {:?}", live.keys());
+    }
+
+    async fn a_purged_user_leaves_no_trace_but_the_tombstone_and_pseudonymous_audit(ctx) {
+        let app = ctx.app();
+        app.bootstrap().run(None).await.expect("bootstrap");
+        app.workspaces().create_type("team", "Team", &parse_capabilities("docs.*").expect("caps")).await.expect("type");
+        app.workspaces().create("Zeta", "team", None).await.expect("ws");
+        app.workspaces().create_role("Zeta", "member", &[]).await.expect("role");
+        let created = app
+            .accounts()
+            .create(
+                NewUser {
+                    username: "qzxuser".into(),
+                    email: Some("qzx.mail@qzxdomain.test".into()),
+                    phone: Some("+4915199887766".into()),
+                    given_name: Some("Qzxgiven".into()),
+                    family_name: Some("Qzxfamily".into()),
+                    membership: Some(("Zeta".into(), "member".into())),
+                    password: Some(Secret::new("qzx password".into())),
+                    ..NewUser::default()
+                },
+                false,
+            )
+            .await
+            .expect("create");
+        let id = created.user.id;
+        let mut tx = ctx.db.begin().await.expect("tx");
+        tx.insert_external_identity(id, "qzxprovider", "qzx-subject-42", accountctl::domain::now()).await.expect("identity");
+        tx.commit().await.expect("commit");
+        app.auth().login("qzxuser", &Secret::new("qzx password".into()), true).await.expect("login");
+        ctx.exec("UPDATE sessions SET ip_address = '203.0.113.77', user_agent = 'QzxBrowser/1.0'").await.expect("ip");
+        ctx.exec(&format!("INSERT INTO files (id, folder_id, user_id, name, size_bytes, created_at) SELECT '00000000-0000-4000-8000-0000000000f1', id, user_id, 'qzx-diary.txt', 0, created_at FROM folders WHERE user_id = '{id}'")).await.expect("file");
+        let invite = InviteRequest { workspace: "Zeta".into(), role: "member".into(), email: Some("qzx.mail@qzxdomain.test".into()), phone: None, force_passport: false, expires_in: DEFAULT_INVITE_TTL, given_name: None, family_name: None };
+        app.invites().create(&invite).await.expect("invite to the user");
+        app.accounts().disable(&UserRef::Id(id)).await.expect("audit history");
+        app.lifecycle.drain(std::time::Duration::from_secs(5)).await;
+        let before = ctx.dump().await;
+        assert!(before.contains("qzx"), "the distinctive values were stored");
+        app.accounts().delete(&UserRef::Id(id), DeletionMode::GdprPurge).await.expect("purge");
+        let dump = ctx.dump().await;
+        for needle in ["qzx", "Qzx", "4915199887766", "203.0.113.77", "My Folder"] {
+            assert!(!dump.contains(needle), "{needle} survived the purge:\n{}", dump.lines().filter(|l| l.contains(needle)).collect::<Vec<_>>().join("\n"));
+        }
+        assert!(dump.contains(&id.to_string()), "tombstone and audit keep the pseudonymous id");
+        assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM user_tombstones WHERE user_id = '{id}'")).await, 1);
+        assert!(ctx.count(&format!("SELECT COUNT(*) FROM audit_events WHERE subject_user_id = '{id}'")).await >= 3);
+    }
+
+    async fn an_erasure_request_disables_at_once_and_the_sweeper_purges_when_due(ctx) {
+        let app = ctx.app();
+        let id = make_user(&app, "erin").await;
+        let trashed = make_user(&app, "trudy").await;
+        let fresh = make_user(&app, "fresh").await;
+        app.auth().login("erin", &Secret::new("password 123".into()), true).await.expect("login");
+        app.erasure().request(&UserRef::Id(id), chrono::Duration::days(30)).await.expect("request");
+        let err = app.erasure().request(&UserRef::Id(id), chrono::Duration::days(30)).await.expect_err("one pending request");
+        assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+        assert!(matches!(app.auth().login("erin", &Secret::new("password 123".into()), false).await, Err(Error::AuthenticationFailed)));
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL").await, 0);
+        app.accounts().delete(&UserRef::Id(trashed), DeletionMode::AdminDelete).await.expect("trash");
+        app.accounts().delete(&UserRef::Id(fresh), DeletionMode::AdminDelete).await.expect("trash");
+        let status = app.erasure().status(chrono::Duration::days(2)).await.expect("status");
+        assert!(status.stale, "never run");
+        assert_eq!((status.pending_requests.len(), status.trashed_users, status.trash_due), (1, 2, 0));
+        // Nothing is due yet.
+        let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
+        assert_eq!(report.purged, 0);
+        // Make the request and one trashed user due.
+        ctx.exec(&format!("UPDATE erasure_requests SET due_at = '{PAST}'")).await.expect("due");
+        ctx.exec(&format!("UPDATE users SET purge_after = '{PAST}' WHERE id = '{trashed}'")).await.expect("due");
+        let dry = app.erasure().purge(&SweepOptions { dry_run: true, ..SweepOptions::default() }, |_, _| {}).await.expect("dry");
+        assert_eq!(dry.users.iter().filter(|e| e.outcome == "would_purge").count(), 2);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM user_tombstones").await, 0, "a dry run changes nothing");
+        let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
+        assert_eq!((report.purged, report.failed, report.status), (2, 0, "ok"));
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM user_tombstones").await, 2);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM erasure_requests WHERE status = 'completed'").await, 1);
+        assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM users WHERE id = '{fresh}'")).await, 1, "trash not yet due stays");
+        assert!(!app.erasure().status(chrono::Duration::days(2)).await.expect("status").stale);
+        // A trashed user is restored intact before it is due.
+        app.accounts().restore(&UserRef::Id(fresh)).await.expect("restore");
+        app.auth().login("fresh", &Secret::new("password 123".into()), false).await.expect("restored login");
+    }
+
+    async fn a_failing_user_is_recorded_and_does_not_stop_the_run(ctx) {
+        let app = App::with_hooks(ctx.db.clone(), Config::default(), vec![Arc::new(FailFor("bad"))]);
+        for name in ["aa", "bad", "cc"] {
+            make_user(&app, name).await;
+            app.erasure().request(&UserRef::Username(name.into()), chrono::Duration::days(1)).await.expect("request");
+        }
+        ctx.exec(&format!("UPDATE erasure_requests SET due_at = '{PAST}'")).await.expect("due");
+        let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
+        assert_eq!((report.purged, report.failed, report.status), (2, 1, "partial"));
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM erasure_requests WHERE status = 'pending' AND last_error LIKE '%storage backend unreachable%'").await, 1);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username = 'bad'").await, 1, "the failed user is intact");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM sweeper_runs WHERE status = 'partial' AND failed = 1").await, 1);
+    }
+
+    async fn two_sweepers_at_once_purge_each_due_user_exactly_once(ctx) {
+        let app = ctx.app();
+        for i in 0..40 {
+            make_user(&app, &format!("due{i:02}")).await;
+        }
+        ctx.exec(&format!("UPDATE users SET active = FALSE, deleted_at = '{PAST}', purge_after = '{PAST}'")).await.expect("trash all");
+        let (a, b) = (app.erasure(), app.erasure());
+        let one = tokio::spawn(async move { a.purge(&SweepOptions::default(), |_, _| {}).await });
+        let two = tokio::spawn(async move { b.purge(&SweepOptions::default(), |_, _| {}).await });
+        let (r1, r2) = (one.await.expect("task").expect("sweeper 1"), two.await.expect("task").expect("sweeper 2"));
+        assert_eq!(r1.failed + r2.failed, 0, "{:?} {:?}", r1.users.iter().filter(|e| e.error.is_some()).collect::<Vec<_>>(), r2.users);
+        assert_eq!(r1.purged + r2.purged, 40);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, 0);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM user_tombstones").await, 40);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM audit_events WHERE event = 'user.deleted'").await, 40, "each user deleted once");
+    }
+
+    async fn sigterm_mid_purge_leaves_every_user_intact_or_fully_purged(ctx) {
+        let app = ctx.app();
+        app.bootstrap().run(None).await.expect("bootstrap");
+        // 1,000 trashed, due users with a passport, a session and a folder each, made in bulk.
+        let mut tx = ctx.db.begin().await.expect("tx");
+        for i in 0..1000 {
+            let (p, u) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+            tx.execute_raw(&format!("INSERT INTO persons (id, given_name, created_at, updated_at) VALUES ('{p}', 'G{i}', '{PAST}', '{PAST}')")).await.expect("person");
+            tx.execute_raw(&format!("INSERT INTO users (id, person_id, username, active, created_at, updated_at, deleted_at, purge_after) VALUES ('{u}', '{p}', 'bulk{i}', FALSE, '{PAST}', '{PAST}', '{PAST}', '{PAST}')")).await.expect("user");
+            tx.execute_raw(&format!("INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) VALUES ('{}', '{u}', 'email', 'bulk{i}@example.com', TRUE, '{PAST}')", uuid::Uuid::now_v7())).await.expect("passport");
+            tx.execute_raw(&format!("INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) VALUES ('{}', '{u}', '{u}', 'h{i}', '{PAST}', '{PAST}')", uuid::Uuid::now_v7())).await.expect("session");
+            tx.execute_raw(&format!("INSERT INTO folders (id, user_id, name, is_home, created_at) VALUES ('{}', '{u}', 'My Folder - bulk{i}', TRUE, '{PAST}')", uuid::Uuid::now_v7())).await.expect("folder");
+        }
+        tx.commit().await.expect("commit");
+        let bin = assert_cmd::cargo::cargo_bin("accountctl");
+        let mut child = std::process::Command::new(bin)
+            .args(["gdpr", "purge", "-o", "json"])
+            .env("DATABASE_URL", &ctx.url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while ctx.count("SELECT COUNT(*) FROM user_tombstones").await < 20 {
+            assert!(std::time::Instant::now() < deadline, "the sweeper made no progress");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        assert!(killed.success());
+        let output = tokio::task::spawn_blocking(move || { let status = child.wait().expect("wait"); let mut out = String::new(); std::io::Read::read_to_string(child.stdout.as_mut().expect("stdout"), &mut out).expect("read"); (status, out) }).await.expect("join");
+        assert!(output.0.success(), "a clean stop exits 0: {:?}", output.0);
+        let report: serde_json::Value = serde_json::from_str(&output.1).expect("JSON summary");
+        assert_eq!(report["status"], "interrupted");
+        assert_eq!(report["stopped"], "signal");
+        let remaining = ctx.count("SELECT COUNT(*) FROM users WHERE username LIKE 'bulk%'").await;
+        let purged = ctx.count("SELECT COUNT(*) FROM user_tombstones").await;
+        assert!(remaining > 0, "the signal arrived mid-run (remaining {remaining})");
+        assert_eq!(remaining + purged, 1000);
+        assert_eq!(report["purged"].as_i64(), Some(purged));
+        // Every remaining user is whole; nothing of a purged one is left.
+        for table in ["passports", "sessions", "folders"] {
+            assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM {table}")).await, remaining, "{table}");
+        }
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM persons WHERE given_name LIKE 'G%'").await, remaining);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM sweeper_runs WHERE status = 'interrupted'").await, 1);
+    }
+
+    async fn gdpr_status_reports_a_stale_sweeper_with_its_exit_code(ctx) {
+        ctx.cli().args(["gdpr", "status"]).assert().code(4);
+        ctx.cli().args(["gdpr", "purge", "-o", "json"]).assert().success();
+        ctx.cli().args(["gdpr", "status"]).assert().success();
+        ctx.exec(&format!("UPDATE sweeper_runs SET started_at = '{PAST}', finished_at = '{PAST}'")).await.expect("age");
+        ctx.cli().args(["gdpr", "status", "-o", "json"]).assert().code(4);
+        ctx.cli().args(["gdpr", "status", "--max-age", "100000d"]).assert().success();
+    }
+}
