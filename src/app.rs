@@ -43,6 +43,8 @@ pub struct App {
     pub config: Config,
     pub lifecycle: Arc<UserLifecycleService>,
     pub authz: Arc<AuthzCache>,
+    /// Merge handlers the application added; they run after the shipped ones.
+    pub merge_handlers: Vec<Arc<dyn crate::services::merge::MergeHandler>>,
 }
 
 impl App {
@@ -78,7 +80,22 @@ impl App {
             config,
             lifecycle,
             authz,
+            merge_handlers: Vec::new(),
         }
+    }
+
+    /// Adds an application merge handler, run after the shipped ones (core data, passports,
+    /// external identities) in the order added.
+    pub fn with_merge_handler(mut self, handler: Arc<dyn crate::services::merge::MergeHandler>) -> Self {
+        self.merge_handlers.push(handler);
+        self
+    }
+
+    /// Account merge with the shipped handlers followed by the application's.
+    pub fn merger(&self) -> crate::services::merge::Merger {
+        let mut handlers = crate::services::merge::default_handlers();
+        handlers.extend(self.merge_handlers.iter().cloned());
+        crate::services::merge::Merger::new(self.db.clone(), self.lifecycle.clone(), self.accounts(), handlers)
     }
 
     pub fn accounts(&self) -> Accounts {

@@ -54,6 +54,10 @@ pub enum UserCmd {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// Merge account B into account A in one transaction: passports, external identities,
+    /// memberships, folder contents, person fields and invites move to A; B's sessions are
+    /// revoked; B is deleted (a tombstone remains). Prints the plan first.
+    Merge(MergeArgs),
     /// Convert between external and internal. Making the user admin is a separate step.
     Convert {
         user: String,
@@ -65,6 +69,23 @@ pub enum UserCmd {
         #[arg(long)]
         to_external: bool,
     },
+}
+
+/// Options of `user merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The account that stays (A).
+    #[arg(long, value_name = "USER")]
+    keep: String,
+    /// The account merged into A and then deleted (B).
+    #[arg(long, value_name = "USER")]
+    remove: String,
+    /// Allow A to become admin because B is (never implied).
+    #[arg(long)]
+    grant_admin: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -174,6 +195,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
             ctx.out.record(&deleted, "id");
             Ok(())
         }
+        UserCmd::Merge(args) => merge(ctx, args).await,
         UserCmd::Restore { user } => {
             let restored = accounts.restore(&UserRef::parse(&user)?).await?;
             ctx.out.record(&restored, "id");
@@ -318,5 +340,42 @@ async fn list(ctx: &Ctx, accounts: &Accounts, args: ListArgs) -> Result<(), Erro
         }
     }
     ctx.out.list(&users, LIST_COLUMNS, "id");
+    Ok(())
+}
+
+async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
+    use accountctl::services::merge::MergeOptions;
+    let merger = ctx.app.merger();
+    let (keep, remove) = (UserRef::parse(&args.keep)?, UserRef::parse(&args.remove)?);
+    let options = MergeOptions {
+        grant_admin: args.grant_admin,
+        dry_run: true,
+    };
+    let planned = merger.merge(&keep, &remove, options).await?;
+    if args.dry_run {
+        ctx.out.record(&planned, "merged");
+        return Ok(());
+    }
+    if !ctx.out.quiet {
+        for item in &planned.plan.items {
+            eprintln!("  {:<20} {:>8}  {}", item.kind, item.count, item.collisions.join("; "));
+        }
+        eprintln!("  {:<20} {:>8}  revoked", "sessions", planned.plan.sessions_revoked);
+    }
+    confirm(
+        ctx.yes,
+        &format!("merge {} into {} and delete {}", args.remove, args.keep, args.remove),
+    )?;
+    let merged = merger
+        .merge(
+            &keep,
+            &remove,
+            MergeOptions {
+                dry_run: false,
+                ..options
+            },
+        )
+        .await?;
+    ctx.out.record(&merged, "merged");
     Ok(())
 }

@@ -12,5 +12,6 @@ pub mod external_identity;
 pub mod folders;
 pub mod invites;
 pub mod memberships;
+pub mod merge;
 pub mod sessions;
 pub mod workspaces;

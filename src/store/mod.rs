@@ -47,6 +47,7 @@ pub mod erasure;
 mod folders;
 mod identities;
 pub mod invites;
+mod merge;
 mod migrate;
 mod sessions;
 mod users;
