@@ -141,6 +141,10 @@ impl App {
         )
     }
 
+    pub fn importer(&self) -> crate::services::import::Importer {
+        crate::services::import::Importer::new(self.db.clone(), self.lifecycle.clone())
+    }
+
     pub fn memberships(&self) -> Memberships {
         Memberships::new(self.db.clone())
     }

@@ -8,6 +8,7 @@
 //! functions through `tokio::task::spawn_blocking` (see [`hash_async`], [`verify_async`]).
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::OnceLock;
 
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -88,14 +89,44 @@ pub fn hash_blocking(password: &Secret) -> Result<String> {
         .map_err(|e| Error::Internal(format!("hashing failed: {e}")))
 }
 
-/// Verifies `password` against a stored PHC string (argon2id, argon2i or argon2d, any
-/// parameters) in constant time. A malformed or unsupported hash verifies as `false`.
+/// Verifies `password` against a stored hash in constant time: a PHC string (argon2id,
+/// argon2i or argon2d, any parameters) or a bcrypt hash (`$2a$`, `$2b$`, `$2y$`, as imported
+/// from other systems). A malformed or unsupported hash verifies as `false`.
 pub fn verify_blocking(phc: &str, password: &Secret) -> bool {
+    if is_bcrypt(phc) {
+        return bcrypt::verify(password.expose(), phc).unwrap_or(false);
+    }
     match PasswordHash::new(phc) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.expose().as_bytes(), &parsed)
             .is_ok(),
         Err(_) => false,
+    }
+}
+
+fn is_bcrypt(hash: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
+}
+
+/// Checks that an imported hash is one the login path can verify: an argon2 PHC string
+/// (`$argon2id$…`, `$argon2i$…`) or bcrypt (`$2b$…`). Errors: [`Error::Invalid`] naming the
+/// accepted forms. (Stored as is; the first login upgrades it to the current argon2id.)
+pub fn validate_imported_hash(hash: &str) -> Result<()> {
+    if is_bcrypt(hash) {
+        return bcrypt::HashParts::from_str(hash)
+            .map(drop)
+            .map_err(|e| Error::Invalid(format!("malformed bcrypt hash: {e}")));
+    }
+    let parsed = PasswordHash::new(hash).map_err(|e| {
+        Error::Invalid(format!(
+            "password_hash is not a PHC string (argon2id, argon2i) or bcrypt ($2b$): {e}"
+        ))
+    })?;
+    match parsed.algorithm.as_str() {
+        "argon2id" | "argon2i" | "argon2d" => Ok(()),
+        other => Err(Error::Invalid(format!(
+            "unsupported password_hash algorithm {other:?} (argon2id, argon2i, bcrypt)"
+        ))),
     }
 }
 
@@ -170,6 +201,19 @@ mod tests {
         assert!(verify_blocking(&phc, &Secret::new("password123".into())));
         assert!(needs_rehash(&phc));
         assert!(needs_rehash("not a phc string"));
+    }
+
+    #[test]
+    fn bcrypt_hashes_verify_validate_and_need_rehash() {
+        let hash = bcrypt::hash("legacy password", 4).expect("bcrypt");
+        assert!(hash.starts_with("$2b$04$"));
+        assert!(verify_blocking(&hash, &Secret::new("legacy password".into())));
+        assert!(!verify_blocking(&hash, &Secret::new("other".into())));
+        assert!(needs_rehash(&hash));
+        assert!(validate_imported_hash(&hash).is_ok());
+        assert!(validate_imported_hash("$2b$04$short").is_err());
+        assert!(validate_imported_hash("$pbkdf2-sha256$i=1000$abc$def").is_err());
+        assert!(validate_imported_hash("plaintext").is_err());
     }
 
     #[test]

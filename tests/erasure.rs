@@ -352,9 +352,9 @@ on_both_backends! {
     async fn a_purged_user_leaves_no_trace_but_the_tombstone_and_pseudonymous_audit(ctx) {
         let app = ctx.app();
         app.bootstrap().run(None).await.expect("bootstrap");
-        app.workspaces().create_type("team", "Team", &parse_capabilities("docs.*").expect("caps")).await.expect("type");
-        app.workspaces().create("Zeta", "team", None).await.expect("ws");
-        app.workspaces().create_role("Zeta", "member", &[]).await.expect("role");
+        app.workspaces().create_type("team", "Team", &parse_capabilities("docs.*").expect("caps"), false).await.expect("type");
+        app.workspaces().create("Zeta", "team", None, false).await.expect("ws");
+        app.workspaces().create_role("Zeta", "member", &[], false).await.expect("role");
         let created = app
             .accounts()
             .create(

@@ -24,13 +24,13 @@ async fn setup(app: &App) {
         .await
         .expect("bootstrap");
     let ws = app.workspaces();
-    ws.create_type("team", "Team", &parse_capabilities("docs.*").expect("caps"))
+    ws.create_type("team", "Team", &parse_capabilities("docs.*").expect("caps"), false)
         .await
         .expect("type");
     for name in ["Red", "Blue"] {
-        ws.create(name, "team", None).await.expect("ws");
-        ws.create_role(name, "member", &[]).await.expect("role");
-        ws.create_role(name, "owner", &[]).await.expect("role");
+        ws.create(name, "team", None, false).await.expect("ws");
+        ws.create_role(name, "member", &[], false).await.expect("role");
+        ws.create_role(name, "owner", &[], false).await.expect("role");
     }
 }
 

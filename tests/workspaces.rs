@@ -20,11 +20,16 @@ async fn setup(app: &App) {
         .await
         .expect("bootstrap");
     let ws = app.workspaces();
-    ws.create_type("team", "Team", &parse_capabilities("docs.read,docs.*").expect("caps"))
-        .await
-        .expect("type");
-    ws.create("Acme", "team", None).await.expect("workspace");
-    ws.create_role("Acme", "editor", &parse_capabilities("docs.*").expect("caps"))
+    ws.create_type(
+        "team",
+        "Team",
+        &parse_capabilities("docs.read,docs.*").expect("caps"),
+        false,
+    )
+    .await
+    .expect("type");
+    ws.create("Acme", "team", None, false).await.expect("workspace");
+    ws.create_role("Acme", "editor", &parse_capabilities("docs.*").expect("caps"), false)
         .await
         .expect("role");
 }
@@ -174,9 +179,9 @@ on_both_backends! {
         assert!(matches!(app.workspaces().delete_role("root", "root").await, Err(Error::Refused(_))));
         assert!(matches!(app.workspaces().delete("root").await, Err(Error::Refused(_))));
         // Duplicate names conflict; unknown ones are not found.
-        assert!(matches!(app.workspaces().create("acme", "team", None).await, Err(Error::Conflict(_))));
-        assert!(matches!(app.workspaces().create("Other", "nope", None).await, Err(Error::NotFound { .. })));
-        assert!(matches!(app.workspaces().create_role("Acme", "EDITOR", &[]).await, Err(Error::Conflict(_))));
+        assert!(matches!(app.workspaces().create("acme", "team", None, false).await, Err(Error::Conflict(_))));
+        assert!(matches!(app.workspaces().create("Other", "nope", None, false).await, Err(Error::NotFound { .. })));
+        assert!(matches!(app.workspaces().create_role("Acme", "EDITOR", &[], false).await, Err(Error::Conflict(_))));
         // Deleting a workspace takes its roles, memberships and invites with it.
         create_user(&app, "carl").await;
         app.memberships().assign(&UserRef::Username("carl".into()), "Acme", "editor").await.expect("assign");

@@ -20,6 +20,9 @@ pub enum RoleCmd {
         /// Comma-separated, e.g. docs.read,docs.write,billing.*
         #[arg(long)]
         capabilities: String,
+        /// Exit 0 with the existing role when an identical one exists (4 if different).
+        #[arg(long)]
+        if_not_exists: bool,
     },
     /// List roles, of one workspace or of all.
     List {
@@ -56,9 +59,10 @@ pub async fn exec(ctx: &Ctx, cmd: RoleCmd) -> Result<(), Error> {
             name,
             workspace,
             capabilities,
+            if_not_exists,
         } => {
             let role = workspaces
-                .create_role(&workspace, &name, &parse_capabilities(&capabilities)?)
+                .create_role(&workspace, &name, &parse_capabilities(&capabilities)?, if_not_exists)
                 .await?;
             ctx.out.record(&role, "id");
             Ok(())

@@ -58,6 +58,10 @@ pub enum UserCmd {
     /// memberships, folder contents, person fields and invites move to A; B's sessions are
     /// revoked; B is deleted (a tombstone remains). Prints the plan first.
     Merge(MergeArgs),
+    /// Import users from CSV or JSON Lines in batches. `-o json` prints one JSON object per
+    /// row (JSON Lines: {line, username, status, id, error}); a table lists failed rows. Exit
+    /// 5 when some rows failed.
+    Import(ImportArgs),
     /// Convert between external and internal. Making the user admin is a separate step.
     Convert {
         user: String,
@@ -69,6 +73,43 @@ pub enum UserCmd {
         #[arg(long)]
         to_external: bool,
     },
+}
+
+/// Options of `user import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The file to read, or `-` for stdin. Columns/keys: username, email, phone, given_name,
+    /// family_name, external, provider, subject, role, memberships (Workspace:role;…),
+    /// password (plaintext, hashed here) or password_hash (argon2 PHC or bcrypt $2b$).
+    file: String,
+    /// Input format; default from the file extension (.jsonl/.ndjson: jsonl, else csv).
+    #[arg(long, value_enum)]
+    format: Option<ImportFormat>,
+    /// When the username exists: fail (row error), skip (re-runs are no-ops), update.
+    #[arg(long, value_enum, default_value = "fail")]
+    on_conflict: ConflictPolicy,
+    /// Validate everything against the database; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// All rows or none: one transaction, rolled back if any row fails.
+    #[arg(long)]
+    atomic: bool,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    batch_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ImportFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ConflictPolicy {
+    Fail,
+    Skip,
+    Update,
 }
 
 /// Options of `user merge`.
@@ -196,6 +237,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
             Ok(())
         }
         UserCmd::Merge(args) => merge(ctx, args).await,
+        UserCmd::Import(args) => import(ctx, args).await,
         UserCmd::Restore { user } => {
             let restored = accounts.restore(&UserRef::parse(&user)?).await?;
             ctx.out.record(&restored, "id");
@@ -377,5 +419,92 @@ async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
         )
         .await?;
     ctx.out.record(&merged, "merged");
+    Ok(())
+}
+
+async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
+    use accountctl::services::import::{self, Format, ImportOptions, OnConflict};
+    use std::io::{BufReader, IsTerminal, Write};
+
+    let format = match args.format {
+        Some(ImportFormat::Csv) => Format::Csv,
+        Some(ImportFormat::Jsonl) => Format::Jsonl,
+        None if args.file.ends_with(".jsonl") || args.file.ends_with(".ndjson") => Format::Jsonl,
+        None => Format::Csv,
+    };
+    let rows = if args.file == "-" {
+        import::parse(std::io::stdin().lock(), format)?
+    } else {
+        let file =
+            std::fs::File::open(&args.file).map_err(|e| Error::Invalid(format!("cannot open {}: {e}", args.file)))?;
+        import::parse(BufReader::new(file), format)?
+    };
+    let options = ImportOptions {
+        on_conflict: match args.on_conflict {
+            ConflictPolicy::Fail => OnConflict::Fail,
+            ConflictPolicy::Skip => OnConflict::Skip,
+            ConflictPolicy::Update => OnConflict::Update,
+        },
+        dry_run: args.dry_run,
+        atomic: args.atomic,
+        batch_size: args.batch_size as usize,
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(rows.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows, {per_sec}, eta {eta}") {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let mut failures = Vec::new();
+    let summary = ctx
+        .app
+        .importer()
+        .import(rows, &options, |results| {
+            if let Some(bar) = &bar {
+                bar.inc(results.len() as u64);
+            }
+            let mut out = std::io::stdout().lock();
+            for r in results {
+                if ctx.out.quiet {
+                    if let Some(id) = r.id.filter(|_| r.status != "error" && r.status != "rolled_back") {
+                        let _ = writeln!(out, "{id}");
+                    }
+                } else if ctx.out.format == super::output::Format::Json {
+                    let _ = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
+                } else if r.status == "error" {
+                    failures.push(r.clone());
+                }
+            }
+        })
+        .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if !ctx.out.quiet && ctx.out.format == super::output::Format::Table {
+        if !failures.is_empty() {
+            ctx.out.list(&failures, &["line", "username", "error"], "line");
+        }
+        ctx.out.record(&summary, "created");
+    }
+    eprintln!(
+        "{} rows: {} created, {} updated, {} skipped, {} failed{}",
+        summary.rows,
+        summary.created,
+        summary.updated,
+        summary.skipped,
+        summary.failed,
+        if summary.dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
+    );
+    if summary.failed > 0 {
+        return Err(Error::Partial {
+            failed: summary.failed as u64,
+            total: summary.rows as u64,
+        });
+    }
     Ok(())
 }

@@ -20,6 +20,9 @@ pub enum WorkspaceCmd {
         /// Parent workspace (name or id).
         #[arg(long)]
         parent: Option<String>,
+        /// Exit 0 with the existing workspace when an identical one exists (4 if different).
+        #[arg(long)]
+        if_not_exists: bool,
     },
     /// List workspaces, the root first.
     List,
@@ -40,6 +43,9 @@ pub enum WorkspaceTypeCmd {
         /// Comma-separated capability template, e.g. docs.read,docs.*
         #[arg(long, default_value = "")]
         capabilities: String,
+        /// Exit 0 with the existing type when an identical one exists (4 if different).
+        #[arg(long)]
+        if_not_exists: bool,
     },
     /// List workspace types.
     List,
@@ -48,8 +54,15 @@ pub enum WorkspaceTypeCmd {
 pub async fn exec(ctx: &Ctx, cmd: WorkspaceCmd) -> Result<(), Error> {
     let workspaces = ctx.app.workspaces();
     match cmd {
-        WorkspaceCmd::Create { name, kind, parent } => {
-            let created = workspaces.create(&name, &kind, parent.as_deref()).await?;
+        WorkspaceCmd::Create {
+            name,
+            kind,
+            parent,
+            if_not_exists,
+        } => {
+            let created = workspaces
+                .create(&name, &kind, parent.as_deref(), if_not_exists)
+                .await?;
             ctx.out.record(&created, "id");
         }
         WorkspaceCmd::List => ctx.out.list(&workspaces.list().await?, LIST_COLUMNS, "id"),
@@ -84,9 +97,10 @@ pub async fn exec_type(ctx: &Ctx, cmd: WorkspaceTypeCmd) -> Result<(), Error> {
             slug,
             title,
             capabilities,
+            if_not_exists,
         } => {
             let created = workspaces
-                .create_type(&slug, &title, &parse_capabilities(&capabilities)?)
+                .create_type(&slug, &title, &parse_capabilities(&capabilities)?, if_not_exists)
                 .await?;
             ctx.out.record(&created, "id");
         }

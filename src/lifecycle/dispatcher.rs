@@ -46,6 +46,19 @@ impl UserLifecycleService {
         }
     }
 
+    /// Fires `on_users_created` on every hook for a batch of committed users (bulk import),
+    /// awaiting each; errors are logged and ignored, as for [`Self::dispatch_created`].
+    pub async fn dispatch_created_batch(&self, users: &[User]) {
+        if users.is_empty() {
+            return;
+        }
+        for hook in &self.hooks {
+            if let Err(err) = hook.on_users_created(users).await {
+                tracing::error!(hook = hook.name(), users = users.len(), error = %err, "on_users_created failed; will retry on next login");
+            }
+        }
+    }
+
     /// Fires `on_user_login` on every hook, awaiting each; errors are logged and ignored.
     /// Call it before stamping `last_login_at`.
     pub async fn dispatch_login(&self, user: &User) {

@@ -74,4 +74,22 @@ pub trait UserLifecycleHook: Send + Sync {
     /// Inside the delete transaction, before the user row changes. The first `Err` rolls the
     /// whole delete back.
     async fn on_user_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<(), Error>;
+
+    /// `on_user_created` for a batch of committed users (bulk import). Awaited; an `Err` is
+    /// logged and ignored, like `on_user_created`.
+    ///
+    /// The one default body of the trait (the 001 seed's rule for events added later: a
+    /// default so existing hooks need not change): it calls [`Self::on_user_created`] for each
+    /// user in order and returns the first error after trying them all. Hooks with set-based
+    /// work override it with one statement per batch.
+    async fn on_users_created(&self, users: &[User]) -> Result<(), Error> {
+        let mut first_err = None;
+        for user in users {
+            if let Err(err) = self.on_user_created(user).await {
+                tracing::error!(hook = self.name(), user_id = %user.id, error = %err, "on_user_created failed; will retry on next login");
+                first_err.get_or_insert(err);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
 }

@@ -69,6 +69,21 @@ impl UserLifecycleHook for AuditLifecycleHook {
         .await
     }
 
+    async fn on_users_created(&self, users: &[User]) -> Result<()> {
+        // One multi-row insert per batch instead of one transaction per user.
+        let actor = current_actor();
+        let rows: Vec<(Uuid, Value)> = users
+            .iter()
+            .map(|u| (u.id, json!({ "is_external": u.is_external, "role": u.role })))
+            .collect();
+        for (id, fields) in &rows {
+            tracing::info!(target: "audit", event = "user.created", actor = %actor, subject_user_id = %id, fields = %fields);
+        }
+        let mut tx = self.db.begin().await?;
+        tx.insert_audit_batch(now(), &actor, "user.created", &rows).await?;
+        tx.commit().await
+    }
+
     async fn on_user_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<()> {
         let merged_into = match mode {
             DeletionMode::Merged { into } => Some(into),

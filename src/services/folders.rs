@@ -15,7 +15,7 @@ pub fn home_folder_name(username: &str) -> String {
 /// Owner of home-folder policy.
 #[derive(Clone)]
 pub struct FolderService {
-    db: Database,
+    pub(crate) db: Database,
 }
 
 impl FolderService {
@@ -70,6 +70,18 @@ impl UserLifecycleHook for HomeFolderLifecycleHook {
             return Ok(());
         }
         self.folders.ensure_home_folder(user).await.map(drop)
+    }
+
+    async fn on_users_created(&self, users: &[User]) -> Result<()> {
+        // External users short-circuit here too; the rest get their folders in one statement.
+        let internal: Vec<(uuid::Uuid, String)> = users
+            .iter()
+            .filter(|u| !u.is_external)
+            .map(|u| (u.id, home_folder_name(&u.username)))
+            .collect();
+        let mut tx = self.folders.db.begin().await?;
+        tx.ensure_home_folders_batch(&internal, now()).await?;
+        tx.commit().await
     }
 
     async fn on_user_logout(&self, _user: &User, _reason: LogoutReason) -> Result<()> {

@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod erasure;
 pub mod external_identity;
 pub mod folders;
+pub mod import;
 pub mod invites;
 pub mod memberships;
 pub mod merge;

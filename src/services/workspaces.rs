@@ -48,13 +48,30 @@ impl Workspaces {
 
     /// Creates a workspace type. Errors: [`Error::Invalid`] for a bad slug or title;
     /// [`Error::Conflict`] for a taken slug.
-    pub async fn create_type(&self, slug: &str, title: &str, capabilities: &[Capability]) -> Result<WorkspaceType> {
+    ///
+    /// With `if_not_exists`, an identical type (same title and capabilities) is returned as
+    /// is; a different one with the slug is a conflict.
+    pub async fn create_type(
+        &self,
+        slug: &str,
+        title: &str,
+        capabilities: &[Capability],
+        if_not_exists: bool,
+    ) -> Result<WorkspaceType> {
         validate_slug(slug)?;
         let title = title.trim();
         if title.is_empty() || title.chars().count() > 200 {
             return Err(Error::Invalid("the title must be 1 to 200 characters".into()));
         }
         let mut tx = self.db.begin().await?;
+        if if_not_exists && let Ok(existing) = tx.workspace_type(slug).await {
+            if existing.title == title && existing.capabilities == capability_strings(capabilities) {
+                return Ok(existing);
+            }
+            return Err(Error::Conflict(format!(
+                "a different workspace type {slug} exists (title or capabilities differ)"
+            )));
+        }
         let created = tx
             .insert_workspace_type(slug, title, &capability_strings(capabilities), now())
             .await?;
@@ -76,7 +93,16 @@ impl Workspaces {
 
     /// Creates a workspace of type `type_slug` under `parent` (default: none). Errors:
     /// [`Error::NotFound`] for an unknown type or parent; [`Error::Conflict`] for a taken name.
-    pub async fn create(&self, name: &str, type_slug: &str, parent: Option<&str>) -> Result<Workspace> {
+    ///
+    /// With `if_not_exists`, an identical workspace (same type and parent) is returned as is;
+    /// a different one with the name is a conflict.
+    pub async fn create(
+        &self,
+        name: &str,
+        type_slug: &str,
+        parent: Option<&str>,
+        if_not_exists: bool,
+    ) -> Result<Workspace> {
         validate_workspace_name(name)?;
         let mut tx = self.db.begin().await?;
         let kind = tx.workspace_type(type_slug).await?;
@@ -84,6 +110,19 @@ impl Workspaces {
             Some(p) => Some(tx.workspace_id(p).await?),
             None => None,
         };
+        if if_not_exists && let Ok(id) = tx.workspace_id(name).await {
+            let existing = tx.workspace(id).await?;
+            let parent_name = match parent_id {
+                Some(p) => Some(tx.workspace(p).await?.name),
+                None => None,
+            };
+            if existing.type_slug == type_slug && existing.parent == parent_name {
+                return Ok(existing);
+            }
+            return Err(Error::Conflict(format!(
+                "a different workspace {name} exists (type or parent differ)"
+            )));
+        }
         let id = tx.insert_workspace(name, kind.id, parent_id, now()).await?;
         audit::record(
             &mut tx,
@@ -170,10 +209,28 @@ impl Workspaces {
 
     /// Creates a role in a workspace. Errors: [`Error::Invalid`] for a bad name;
     /// [`Error::NotFound`] for an unknown workspace; [`Error::Conflict`] for a taken name.
-    pub async fn create_role(&self, workspace: &str, name: &str, capabilities: &[Capability]) -> Result<Role> {
+    ///
+    /// With `if_not_exists`, an identical role (same capabilities) is returned as is; a
+    /// different one with the name is a conflict.
+    pub async fn create_role(
+        &self,
+        workspace: &str,
+        name: &str,
+        capabilities: &[Capability],
+        if_not_exists: bool,
+    ) -> Result<Role> {
         validate_role_name(name)?;
         let mut tx = self.db.begin().await?;
         let workspace_id = tx.workspace_id(workspace).await?;
+        if if_not_exists && let Ok(id) = tx.role_id(workspace_id, name).await {
+            let existing = tx.role(id).await?;
+            if existing.capabilities == capability_strings(capabilities) {
+                return Ok(existing);
+            }
+            return Err(Error::Conflict(format!(
+                "a different role {name} exists in {workspace} (capabilities differ)"
+            )));
+        }
         let id = tx
             .insert_role(workspace_id, name, &capability_strings(capabilities), now())
             .await?;

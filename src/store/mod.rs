@@ -43,6 +43,7 @@ pub(crate) use on_conn;
 
 mod audit;
 pub mod authz;
+pub mod batch;
 pub mod erasure;
 mod folders;
 mod identities;

@@ -75,7 +75,7 @@ pub struct UserFilter {
     pub after: Option<String>,
 }
 
-const USER_COLUMNS: &str = "u.id, u.person_id, u.username, u.role, u.is_external, u.active, \
+pub(crate) const USER_COLUMNS: &str = "u.id, u.person_id, u.username, u.role, u.is_external, u.active, \
     (u.password_hash IS NOT NULL) AS has_password, u.storage_quota_bytes, u.storage_used_bytes, \
     u.created_at, u.updated_at, u.last_login_at, u.deleted_at, u.purge_after";
 

@@ -1,0 +1,275 @@
+//! Batch statements for bulk import: one multi-row statement per table per batch.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::{DbId, DbRow, Tx};
+use crate::domain::{Person, Timestamp, User};
+use crate::error::Result;
+
+/// One user of an import batch, fully resolved (ids assigned, password hashed).
+#[derive(Debug, Clone)]
+pub struct BatchUser {
+    pub person: Person,
+    pub user: super::NewUserRecord,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub identity: Option<(String, String)>,
+    /// (workspace id, role id) pairs.
+    pub memberships: Vec<(Uuid, Uuid)>,
+}
+
+impl Tx {
+    /// Inserts a batch of users with their persons, passports, identities and memberships:
+    /// five multi-row statements, whatever the batch size.
+    pub async fn insert_users_batch(&mut self, batch: &[BatchUser]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let passports: Vec<(Uuid, &'static str, &str, Timestamp)> = batch
+            .iter()
+            .flat_map(|b| {
+                let at = b.user.created_at;
+                b.email
+                    .as_deref()
+                    .map(|e| (b.user.id, "email", e, at))
+                    .into_iter()
+                    .chain(b.phone.as_deref().map(|p| (b.user.id, "phone", p, at)))
+            })
+            .collect();
+        let identities: Vec<(Uuid, &str, &str, Timestamp)> = batch
+            .iter()
+            .filter_map(|b| {
+                b.identity
+                    .as_ref()
+                    .map(|(p, s)| (b.user.id, p.as_str(), s.as_str(), b.user.created_at))
+            })
+            .collect();
+        let memberships: Vec<(Uuid, Uuid, Uuid, Timestamp)> = batch
+            .iter()
+            .flat_map(|b| {
+                b.memberships
+                    .iter()
+                    .map(move |(w, r)| (b.user.id, *w, *r, b.user.created_at))
+            })
+            .collect();
+        on_conn!(self, |c| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO persons (id, given_name, family_name, display_name, phone, locale, created_at, updated_at) ",
+            );
+            q.push_values(batch, |mut row, b| {
+                row.push_bind(DbId(b.person.id))
+                    .push_bind(b.person.given_name.clone())
+                    .push_bind(b.person.family_name.clone())
+                    .push_bind(b.person.display_name.clone())
+                    .push_bind(b.person.phone.clone())
+                    .push_bind(b.person.locale.clone())
+                    .push_bind(b.user.created_at)
+                    .push_bind(b.user.created_at);
+            });
+            q.build().execute(&mut *c).await?;
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO users (id, person_id, username, role, is_external, active, password_hash, created_at, updated_at) ",
+            );
+            q.push_values(batch, |mut row, b| {
+                row.push_bind(DbId(b.user.id))
+                    .push_bind(DbId(b.user.person_id))
+                    .push_bind(b.user.username.clone())
+                    .push_bind(b.user.role.as_str())
+                    .push_bind(b.user.is_external)
+                    .push_bind(true)
+                    .push_bind(b.user.password_hash.clone())
+                    .push_bind(b.user.created_at)
+                    .push_bind(b.user.created_at);
+            });
+            q.build().execute(&mut *c).await?;
+            if !passports.is_empty() {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) ",
+                );
+                q.push_values(&passports, |mut row, (user, kind, value, at)| {
+                    row.push_bind(DbId(Uuid::now_v7()))
+                        .push_bind(DbId(*user))
+                        .push_bind(*kind)
+                        .push_bind(value.to_string())
+                        .push_bind(true)
+                        .push_bind(*at);
+                });
+                q.build().execute(&mut *c).await?;
+            }
+            if !identities.is_empty() {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO external_identities (id, user_id, provider, subject, created_at) ",
+                );
+                q.push_values(&identities, |mut row, (user, provider, subject, at)| {
+                    row.push_bind(DbId(Uuid::now_v7()))
+                        .push_bind(DbId(*user))
+                        .push_bind(provider.to_string())
+                        .push_bind(subject.to_string())
+                        .push_bind(*at);
+                });
+                q.build().execute(&mut *c).await?;
+            }
+            if !memberships.is_empty() {
+                let mut q =
+                    sqlx::QueryBuilder::new("INSERT INTO memberships (user_id, workspace_id, role_id, created_at) ");
+                q.push_values(&memberships, |mut row, (user, ws, role, at)| {
+                    row.push_bind(DbId(*user))
+                        .push_bind(DbId(*ws))
+                        .push_bind(DbId(*role))
+                        .push_bind(*at);
+                });
+                q.push(" ON CONFLICT (user_id, workspace_id, role_id) DO NOTHING");
+                q.build().execute(&mut *c).await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Which of these lower-cased usernames exist: lower(username) → user id.
+    pub async fn existing_usernames(&mut self, lowered: &[String]) -> Result<HashMap<String, Uuid>> {
+        if lowered.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(String, DbId)> = on_conn!(self, |c| {
+            let mut q = sqlx::QueryBuilder::new("SELECT lower(username), id FROM users WHERE lower(username) IN (");
+            let mut list = q.separated(", ");
+            for name in lowered {
+                list.push_bind(name.clone());
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(&mut *c).await?
+        });
+        Ok(rows.into_iter().map(|(n, id)| (n, id.0)).collect())
+    }
+
+    /// Which of these passport values (emails and phones) exist: value → owner id.
+    pub async fn existing_passports(&mut self, values: &[String]) -> Result<HashMap<String, Uuid>> {
+        if values.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(String, DbId)> = on_conn!(self, |c| {
+            let mut q = sqlx::QueryBuilder::new("SELECT value, user_id FROM passports WHERE value IN (");
+            let mut list = q.separated(", ");
+            for value in values {
+                list.push_bind(value.clone());
+            }
+            q.push(")");
+            q.build_query_as().fetch_all(&mut *c).await?
+        });
+        Ok(rows.into_iter().map(|(v, id)| (v, id.0)).collect())
+    }
+
+    /// Users by id (any order).
+    pub async fn users_by_ids(&mut self, ids: &[Uuid]) -> Result<Vec<User>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = on_conn!(self, |c| {
+            let mut q = sqlx::QueryBuilder::new(format!(
+                "SELECT {} FROM users u WHERE u.id IN (",
+                super::users::USER_COLUMNS
+            ));
+            let mut list = q.separated(", ");
+            for id in ids {
+                list.push_bind(DbId(*id));
+            }
+            q.push(")");
+            q.build()
+                .fetch_all(&mut *c)
+                .await?
+                .iter()
+                .map(|r| r.decode::<User>())
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(rows)
+    }
+
+    /// Appends many audit events in one statement (same actor and event name).
+    pub async fn insert_audit_batch(
+        &mut self,
+        at: Timestamp,
+        actor: &str,
+        event: &str,
+        rows: &[(Uuid, serde_json::Value)],
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        on_conn!(self, |c| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_events (occurred_at, actor, event, subject_user_id, fields) ",
+            );
+            q.push_values(rows, |mut row, (user, fields)| {
+                row.push_bind(at)
+                    .push_bind(actor.to_owned())
+                    .push_bind(event.to_owned())
+                    .push_bind(DbId(*user))
+                    .push_bind(fields.to_string());
+            });
+            q.build().execute(&mut *c).await?;
+        });
+        Ok(())
+    }
+
+    /// Creates the missing home folders of many users in one statement; returns how many.
+    pub async fn ensure_home_folders_batch(&mut self, users: &[(Uuid, String)], at: Timestamp) -> Result<u64> {
+        if users.is_empty() {
+            return Ok(0);
+        }
+        let n = on_conn!(self, |c| {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO folders (id, user_id, name, is_home, created_at) ");
+            q.push_values(users, |mut row, (user, name)| {
+                row.push_bind(DbId(Uuid::now_v7()))
+                    .push_bind(DbId(*user))
+                    .push_bind(name.clone())
+                    .push_bind(true)
+                    .push_bind(at);
+            });
+            q.push(" ON CONFLICT (user_id) WHERE is_home DO NOTHING");
+            q.build().execute(&mut *c).await?.rows_affected()
+        });
+        Ok(n)
+    }
+}
+
+impl Tx {
+    /// `--on-conflict update`: sets the names given, the instance role, the password hash
+    /// when given, and adds the memberships (existing ones stay).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_imported_user(
+        &mut self,
+        user_id: Uuid,
+        given_name: Option<&str>,
+        family_name: Option<&str>,
+        role: crate::domain::InstanceRole,
+        password_hash: Option<&str>,
+        memberships: &[(Uuid, Uuid)],
+        at: Timestamp,
+    ) -> Result<()> {
+        on_conn!(self, |c| {
+            sqlx::query(
+                "UPDATE persons SET given_name = COALESCE($2, given_name), family_name = COALESCE($3, family_name), updated_at = $4 \
+                 WHERE id = (SELECT person_id FROM users WHERE id = $1)",
+            )
+            .bind(DbId(user_id))
+            .bind(given_name)
+            .bind(family_name)
+            .bind(at)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query("UPDATE users SET role = $2, password_hash = COALESCE($3, password_hash), updated_at = $4 WHERE id = $1")
+                .bind(DbId(user_id))
+                .bind(role.as_str())
+                .bind(password_hash)
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+        });
+        for (ws, role_id) in memberships {
+            self.insert_membership(user_id, *ws, *role_id, at).await?;
+        }
+        Ok(())
+    }
+}

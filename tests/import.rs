@@ -1,0 +1,201 @@
+//! Bulk import and scripted provisioning (issue 7), on SQLite and PostgreSQL.
+
+mod common;
+
+use std::fmt::Write as _;
+
+use accountctl::password::Secret;
+use accountctl::services::import::{self, Format, ImportOptions, OnConflict};
+use argon2::password_hash::{PasswordHasher, SaltString};
+use predicates::prelude::*;
+
+fn bootstrap(ctx: &common::Ctx) {
+    ctx.cli()
+        .args([
+            "bootstrap",
+            "--admin-username",
+            "admin",
+            "--admin-email",
+            "admin@example.com",
+            "--password-stdin",
+        ])
+        .write_stdin("admin password\n")
+        .assert()
+        .success();
+    ctx.cli()
+        .args(["workspace-type", "create", "team", "--title", "Team"])
+        .assert()
+        .success();
+    ctx.cli()
+        .args(["workspace", "create", "Acme", "--type", "team"])
+        .assert()
+        .success();
+    ctx.cli()
+        .args([
+            "role",
+            "create",
+            "member",
+            "--workspace",
+            "Acme",
+            "--capabilities",
+            "docs.read",
+        ])
+        .assert()
+        .success();
+}
+
+/// `n` good rows with a membership each, plus bad rows at known lines.
+fn csv_with_bad_rows(n: usize) -> (String, Vec<usize>) {
+    let mut text = String::from("username,email,given_name,memberships\n");
+    let mut bad = Vec::new();
+    for i in 0..n {
+        let line = i + 2;
+        match i {
+            7 => {
+                writeln!(text, "bad@name,x{i}@example.com,,").ok();
+                bad.push(line);
+            }
+            500 => {
+                writeln!(text, "user{i},not-an-email,,").ok();
+                bad.push(line);
+            }
+            4321 => {
+                writeln!(text, "user{i},u{i}@example.com,,Nowhere:member").ok();
+                bad.push(line);
+            }
+            _ => {
+                writeln!(text, "user{i},u{i}@example.com,Given{i},Acme:member").ok();
+            }
+        }
+    }
+    (text, bad)
+}
+
+on_both_backends! {
+    async fn a_ten_thousand_row_csv_reports_bad_rows_by_line_and_a_rerun_creates_nothing(ctx) {
+        bootstrap(&ctx);
+        let (csv, bad) = csv_with_bad_rows(10_000);
+        let path = ctx.dir.path().join("users.csv");
+        std::fs::write(&path, csv).expect("write");
+        let out = ctx.cli().args(["user", "import"]).arg(&path).args(["-o", "json"]).assert().code(5).get_output().stdout.clone();
+        let results: Vec<serde_json::Value> = String::from_utf8_lossy(&out).lines().map(|l| serde_json::from_str(l).expect("JSONL")).collect();
+        assert_eq!(results.len(), 10_000);
+        let failed: Vec<u64> = results.iter().filter(|r| r["status"] == "error").map(|r| r["line"].as_u64().expect("line")).collect();
+        assert_eq!(failed, bad.iter().map(|l| *l as u64).collect::<Vec<_>>());
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, 1 + 10_000 - 3);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM memberships m JOIN roles r ON r.id = m.role_id WHERE r.name = 'member'").await, 10_000 - 3);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM folders WHERE is_home").await, 1 + 10_000 - 3, "on_user_created fired for every imported user");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM audit_events WHERE event = 'user.created'").await, 1 + 10_000 - 3);
+        let again = ctx.cli().args(["user", "import"]).arg(&path).args(["--on-conflict", "skip", "-o", "json"]).assert().code(5).get_output().stdout.clone();
+        let statuses: Vec<String> = String::from_utf8_lossy(&again).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSONL")["status"].as_str().unwrap_or_default().to_owned()).collect();
+        assert_eq!(statuses.iter().filter(|s| *s == "created").count(), 0, "a re-run creates nothing");
+        assert_eq!(statuses.iter().filter(|s| *s == "skipped").count(), 10_000 - 3);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, 1 + 10_000 - 3);
+    }
+
+    async fn a_killed_import_reruns_to_completion_without_duplicates(ctx) {
+        bootstrap(&ctx);
+        let mut csv = String::from("username,email\n");
+        for i in 0..20_000 {
+            writeln!(csv, "k{i},k{i}@example.com").ok();
+        }
+        let path = ctx.dir.path().join("big.csv");
+        std::fs::write(&path, csv).expect("write");
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("accountctl"))
+            .args(["user", "import", path.to_str().expect("path"), "--batch-size", "200", "-q"])
+            .env("DATABASE_URL", &ctx.url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        while ctx.count("SELECT COUNT(*) FROM users").await < 600 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        let partial = ctx.count("SELECT COUNT(*) FROM users").await - 1;
+        assert!(partial < 20_000, "killed mid-way ({partial})");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM passports").await, partial + 1, "batches are whole: no user without its passport");
+        ctx.cli().args(["user", "import"]).arg(&path).args(["--on-conflict", "skip", "-q"]).assert().success();
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, 20_001);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM passports").await, 20_001);
+    }
+
+    async fn imported_bcrypt_argon2_and_plaintext_passwords_log_in(ctx) {
+        let app = ctx.app();
+        let bcrypt_hash = bcrypt::hash("bcrypt password", 4).expect("bcrypt");
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let argon2i = argon2::Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, argon2::Params::new(8192, 2, 1, None).expect("params"))
+            .hash_password(b"argon2i password", &salt)
+            .expect("hash")
+            .to_string();
+        let argon2id = accountctl::password::hash_blocking(&Secret::new("argon2id password".into())).expect("hash");
+        let jsonl = [
+            serde_json::json!({ "username": "bee", "email": "bee@example.com", "password_hash": bcrypt_hash }),
+            serde_json::json!({ "username": "ivy", "password_hash": argon2i }),
+            serde_json::json!({ "username": "ida", "password_hash": argon2id }),
+            serde_json::json!({ "username": "pat", "password": "plain password" }),
+            serde_json::json!({ "username": "sha", "password_hash": "$pbkdf2-sha256$i=1000$c2FsdA$aGFzaA" }),
+            serde_json::json!({ "username": "ext", "external": true, "provider": "oidc", "subject": "s1" }),
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+        let rows = import::parse(jsonl.as_bytes(), Format::Jsonl).expect("parse");
+        let mut results = Vec::new();
+        let summary = app.importer().import(rows, &ImportOptions::default(), |r| results.extend(r.to_vec())).await.expect("import");
+        assert_eq!((summary.created, summary.failed), (5, 1), "{results:?}");
+        assert!(results.iter().any(|r| r.username == "sha" && r.status == "error"));
+        for (who, pw) in [("bee@example.com", "bcrypt password"), ("ivy", "argon2i password"), ("ida", "argon2id password"), ("pat", "plain password")] {
+            let outcome = app.auth().login(who, &Secret::new(pw.into()), false).await.unwrap_or_else(|e| panic!("{who}: {e}"));
+            assert_eq!(outcome.rehashed, who != "ida" && who != "pat", "{who}: weaker hashes are upgraded at login");
+        }
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE password_hash LIKE '$argon2id$v=19$m=19456,t=2,p=1$%'").await, 4);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM folders WHERE user_id = (SELECT id FROM users WHERE username = 'ext')").await, 0);
+    }
+
+    async fn dry_run_atomic_and_update_behave_as_documented(ctx) {
+        bootstrap(&ctx);
+        let app = ctx.app();
+        let before = ctx.count("SELECT COUNT(*) FROM users").await;
+        let text = "username,email,given_name,role\nnew1,n1@example.com,One,\nnew2,not-an-email,,\n";
+        let opts = |dry_run, atomic, on_conflict| ImportOptions { dry_run, atomic, on_conflict, ..ImportOptions::default() };
+        let s = app.importer().import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &opts(true, false, OnConflict::Fail), |_| {}).await.expect("dry");
+        assert_eq!((s.created, s.failed), (0, 1));
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, before, "dry run writes nothing");
+        let mut statuses = Vec::new();
+        let s = app.importer().import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &opts(false, true, OnConflict::Fail), |r| statuses.extend(r.iter().map(|x| x.status))).await.expect("atomic");
+        assert_eq!(s.failed, 1);
+        assert_eq!(statuses, vec!["rolled_back", "error"]);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, before, "atomic: all or nothing");
+        let good = "username,email,given_name,role\nnew1,n1@example.com,One,\n";
+        app.importer().import(import::parse(good.as_bytes(), Format::Csv).expect("csv"), &opts(false, true, OnConflict::Fail), |_| {}).await.expect("atomic ok");
+        let update = "username,email,given_name,role\nnew1,n1@example.com,Uno,admin\n";
+        let s = app.importer().import(import::parse(update.as_bytes(), Format::Csv).expect("csv"), &opts(false, false, OnConflict::Update), |_| {}).await.expect("update");
+        assert_eq!(s.updated, 1);
+        let shown = app.accounts().show(&accountctl::store::UserRef::Username("new1".into())).await.expect("show");
+        assert_eq!(shown.user.given_name.as_deref(), Some("Uno"));
+        assert_eq!(shown.user.role, accountctl::domain::InstanceRole::Admin);
+    }
+
+    async fn a_provisioning_script_is_idempotent_and_parses_json(ctx) {
+        bootstrap(&ctx);
+        let id1 = ctx.cli().args(["user", "create", "svc", "--email", "svc@example.com", "--if-not-exists", "-q"]).assert().success().get_output().stdout.clone();
+        let id2 = ctx.cli().args(["user", "create", "svc", "--email", "svc@example.com", "--if-not-exists", "-q"]).assert().success().stderr(predicate::str::contains("nothing changed")).get_output().stdout.clone();
+        assert_eq!(id1, id2, "the existing id is printed");
+        ctx.cli().args(["user", "create", "svc", "--email", "other@example.com", "--if-not-exists"]).assert().code(4);
+        ctx.cli().args(["workspace-type", "create", "team", "--title", "Team", "--if-not-exists"]).assert().success();
+        ctx.cli().args(["workspace-type", "create", "team", "--title", "Other title", "--if-not-exists"]).assert().code(4);
+        ctx.cli().args(["workspace", "create", "Acme", "--type", "team", "--if-not-exists"]).assert().success();
+        ctx.cli().args(["role", "create", "member", "--workspace", "Acme", "--capabilities", "docs.read", "--if-not-exists"]).assert().success();
+        ctx.cli().args(["role", "create", "member", "--workspace", "Acme", "--capabilities", "docs.write", "--if-not-exists"]).assert().code(4);
+        let out = ctx.cli().args(["user", "list", "-o", "json", "--search", "sv"]).assert().success().get_output().stdout.clone();
+        let users: serde_json::Value = serde_json::from_slice(&out).expect("pure JSON on stdout");
+        assert_eq!(users.as_array().map(Vec::len), Some(1));
+        let page1 = ctx.cli().args(["user", "list", "-q", "--limit", "1"]).assert().success().get_output().stdout.clone();
+        let page2 = ctx.cli().args(["user", "list", "-q", "--limit", "1", "--after", "admin"]).assert().success().get_output().stdout.clone();
+        assert_ne!(page1, page2);
+        assert_eq!(String::from_utf8_lossy(&page2).trim(), String::from_utf8_lossy(&id1).trim(), "keyset page after admin is svc");
+    }
+}
