@@ -187,7 +187,7 @@ impl Database {
                 let options = PgConnectOptions::from_str(url.expose()).map_err(invalid)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(Duration::from_secs(5))
                     .connect_with(options)
                     .await
                     .map_err(unavailable)?;

@@ -311,6 +311,12 @@ impl Tx {
     /// One page of users ordered by lower-cased username (keyset pagination on the unique
     /// index, so every page costs the same however deep).
     pub async fn list_users(&mut self, filter: &UserFilter) -> Result<Vec<UserView>> {
+        // Bytewise order on both backends (the indexes of migration 2), so that prefix search
+        // is an index range: [prefix, prefix + U+10FFFF).
+        let (key, email) = match self.backend() {
+            Backend::Postgres => ("lower(u.username) COLLATE \"C\"", "s.value COLLATE \"C\""),
+            Backend::Sqlite => ("lower(u.username)", "s.value"),
+        };
         let mut conditions: Vec<String> = vec![if filter.trashed {
             "u.deleted_at IS NOT NULL".into()
         } else {
@@ -335,26 +341,23 @@ impl Tx {
             ));
         }
         if filter.search.is_some() {
-            let p = next();
+            let (lo, hi) = (next(), next());
             conditions.push(format!(
-                "(lower(u.username) LIKE {p} OR EXISTS (SELECT 1 FROM passports s WHERE s.user_id = u.id AND s.kind = 'email' AND s.value LIKE {p}))"
+                "(({key} >= {lo} AND {key} < {hi}) OR u.id IN (SELECT s.user_id FROM passports s WHERE s.kind = 'email' AND {email} >= {lo} AND {email} < {hi}))"
             ));
         }
         if filter.after.is_some() {
-            conditions.push(format!("lower(u.username) > lower({})", next()));
+            conditions.push(format!("{key} > lower({})", next()));
         }
         let limit = next();
         let sql = format!(
-            "{VIEW_SELECT} WHERE {} ORDER BY lower(u.username) LIMIT {limit}",
+            "{VIEW_SELECT} WHERE {} ORDER BY {key} LIMIT {limit}",
             conditions.join(" AND ")
         );
         let search = filter.search.as_ref().map(|s| {
-            let escaped: String = s
-                .to_lowercase()
-                .chars()
-                .filter(|c| !matches!(c, '%' | '_' | '\\'))
-                .collect();
-            format!("{escaped}%")
+            let lo = s.trim().to_lowercase();
+            let hi = format!("{lo}\u{10FFFF}");
+            (lo, hi)
         });
         let rows = on_conn!(self, |c| {
             let mut q = sqlx::query(&sql);
@@ -367,8 +370,8 @@ impl Tx {
             if let Some(ws) = filter.workspace_id {
                 q = q.bind(DbId(ws));
             }
-            if let Some(s) = &search {
-                q = q.bind(s.clone());
+            if let Some((lo, hi)) = &search {
+                q = q.bind(lo.clone()).bind(hi.clone());
             }
             if let Some(after) = &filter.after {
                 q = q.bind(after.clone());
