@@ -1,0 +1,474 @@
+//! `cargo bench`: accountctl's speed targets, each measured next to a baseline run on the
+//! same database in the same run, on SQLite and on PostgreSQL (ACCOUNTCTL_TEST_PG_URL, default
+//! postgres://postgres@127.0.0.1:5432/postgres; skipped when unreachable).
+//!
+//! | scenario | ours | baseline | target |
+//! |---|---|---|---|
+//! | merge (issue 5) | `user merge` of a B owning 100k sessions, 100k files, 100k audit rows | bare `UPDATE … SET user_id` of the same kinds of rows | ≤ 2× |
+//! | purge (issue 6) | sweeper purging 10k due users (sessions, folder, membership, audit) | bare cascade `DELETE` of 10k such users, one transaction each | ≤ 5× |
+//! | import (7a) | `user import` of 100k users with `password_hash` and a membership | bare multi-row `INSERT`s of the same rows | ≤ 3× |
+//! | hashing (7b) | import of 2,000 plaintext-password users | cores ÷ one argon2id hash time | ≥ 85 % |
+//! | list (7c) | `user list --search` first page on 1M users (library call) | the same indexed SELECT run directly | ms |
+//! | show (7d) | `accountctl user show` process start to exit | `sqlite3` / `psql` running the same query | — |
+//!
+//! `ACCOUNTCTL_BENCH_SCALE` (default 1) scales the row counts down for a quick run;
+//! `ACCOUNTCTL_BENCH_ONLY=merge,purge,import,hashing,list,show` picks scenarios.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use accountctl::password::{self, Secret};
+use accountctl::services::accounts::NewUser;
+use accountctl::services::erasure::SweepOptions;
+use accountctl::services::import::{self, Format, ImportOptions};
+use accountctl::store::{Backend, Database, DatabaseUrl, UserFilter, UserRef};
+use accountctl::{App, Config};
+
+const T: &str = "2026-01-01T00:00:00+00:00";
+const PAST: &str = "2000-01-01T00:00:00+00:00";
+const FUTURE: &str = "2099-01-01T00:00:00+00:00";
+
+struct Row {
+    backend: &'static str,
+    scenario: &'static str,
+    ours: String,
+    baseline: String,
+    ratio: String,
+    target: &'static str,
+}
+
+struct Fresh {
+    db: Database,
+    url: String,
+    backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl Fresh {
+    async fn drop_db(self) {
+        self.db.close().await;
+        if let Some((admin, name)) = self.pg {
+            pg_admin(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        }
+    }
+
+    fn app(&self) -> App {
+        App::new(self.db.clone(), Config::default())
+    }
+
+    /// A uuid literal `00000000-0000-4000-8TTT-{i:012}` for row `i` of table tag `tag`.
+    fn id(&self, tag: u16, i: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("('00000000-0000-4000-8{tag:03x}-' || printf('%012d', {i}))"),
+            Backend::Postgres => format!("CAST('00000000-0000-4000-8{tag:03x}-' || lpad(CAST({i} AS text), 12, '0') AS uuid)"),
+        }
+    }
+
+    fn lit(&self, id: uuid::Uuid) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("'{id}'"),
+            Backend::Postgres => format!("CAST('{id}' AS uuid)"),
+        }
+    }
+
+    async fn exec(&self, sql: &str) -> u64 {
+        let mut tx = self.db.begin().await.expect("tx");
+        let n = tx.execute_raw(sql).await.unwrap_or_else(|e| panic!("{e}: {sql}"));
+        tx.commit().await.expect("commit");
+        n
+    }
+}
+
+fn series(n: usize) -> String {
+    format!("WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n})")
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("ACCOUNTCTL_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn pg_admin(admin: &str, sql: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin).await.expect("admin connection");
+    sqlx::Executor::execute(&mut conn, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn fresh(backend: Backend) -> Option<Fresh> {
+    let (url, dir, pg) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            (format!("sqlite://{}", dir.path().join("bench.db").display()), Some(dir), None)
+        }
+        Backend::Postgres => {
+            let admin = pg_admin_url();
+            if <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.is_err() {
+                return None;
+            }
+            let name = format!("accountctl_bench_{}", uuid::Uuid::new_v4().simple());
+            pg_admin(&admin, &format!("CREATE DATABASE {name}")).await;
+            let mut url = url::Url::parse(&admin).expect("url");
+            url.set_path(&format!("/{name}"));
+            (url.to_string(), None, Some((admin, name)))
+        }
+    };
+    let db = Database::connect_with(&DatabaseUrl::parse(&url).expect("url"), 4).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    let fresh = Fresh { db, url, backend, _dir: dir, pg };
+    fresh.app().bootstrap().run(None).await.expect("bootstrap");
+    Some(fresh)
+}
+
+fn secs(d: Duration) -> String {
+    if d.as_secs_f64() >= 1.0 { format!("{:.2} s", d.as_secs_f64()) } else { format!("{:.2} ms", d.as_secs_f64() * 1000.0) }
+}
+
+fn scale(n: usize) -> usize {
+    let s: f64 = std::env::var("ACCOUNTCTL_BENCH_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    ((n as f64 * s) as usize).max(10)
+}
+
+fn wanted(name: &str) -> bool {
+    std::env::var("ACCOUNTCTL_BENCH_ONLY").map_or(true, |only| only.split(',').any(|o| o.trim() == name))
+}
+
+async fn new_user(app: &App, name: &str) -> uuid::Uuid {
+    app.accounts()
+        .create(NewUser { username: name.into(), email: Some(format!("{name}@example.com")), ..NewUser::default() }, false)
+        .await
+        .expect("user")
+        .user
+        .id
+}
+
+/// B with `n` sessions, files in its home folder and audit rows.
+async fn merge_fixture(f: &Fresh, a_name: &str, b_name: &str, tags: (u16, u16), n: usize) -> (uuid::Uuid, uuid::Uuid) {
+    let app = f.app();
+    let a = new_user(&app, a_name).await;
+    let b = new_user(&app, b_name).await;
+    let home = f.db.begin().await.expect("tx").home_folder_id(b).await.expect("home").expect("home folder");
+    let (bl, hl) = (f.lit(b), f.lit(home));
+    let s = series(n);
+    f.exec(&format!("INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) {s} SELECT {}, {bl}, {bl}, '{b_name}' || i, '{T}', '{FUTURE}' FROM s", f.id(tags.0, "i"))).await;
+    f.exec(&format!("INSERT INTO files (id, folder_id, user_id, name, size_bytes, created_at) {s} SELECT {}, {hl}, {bl}, 'f' || i, 1, '{T}' FROM s", f.id(tags.1, "i"))).await;
+    f.exec(&format!("INSERT INTO audit_events (occurred_at, actor, event, subject_user_id, fields) {s} SELECT '{T}', 'bench', 'bench.event', {bl}, '{{}}' FROM s")).await;
+    (a, b)
+}
+
+async fn bench_merge(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
+    let n = scale(100_000);
+    let (a, b) = merge_fixture(f, "keep1", "gone1", (0x20, 0x21), n).await;
+    let (a2, b2) = merge_fixture(f, "keep2", "gone2", (0x30, 0x31), n).await;
+    let (al, bl) = (f.lit(a2), f.lit(b2));
+    let started = Instant::now();
+    let mut tx = f.db.begin().await.expect("tx");
+    for sql in [
+        format!("UPDATE sessions SET user_id = {al} WHERE user_id = {bl}"),
+        format!("UPDATE files SET user_id = {al} WHERE user_id = {bl}"),
+        format!("UPDATE audit_events SET subject_user_id = {al} WHERE subject_user_id = {bl}"),
+    ] {
+        tx.execute_raw(&sql).await.expect("baseline");
+    }
+    tx.commit().await.expect("commit");
+    let baseline = started.elapsed();
+    let started = Instant::now();
+    let outcome = f.app().merger().merge(&UserRef::Id(a), &UserRef::Id(b), Default::default()).await.expect("merge");
+    let ours = started.elapsed();
+    assert!(outcome.merged);
+    rows.push(Row {
+        backend: label,
+        scenario: "merge: B with 100k sessions+files+audit",
+        ours: secs(ours),
+        baseline: secs(baseline),
+        ratio: format!("{:.2}x", ours.as_secs_f64() / baseline.as_secs_f64()),
+        target: "<= 2x",
+    });
+}
+
+/// `n` trashed, due users (tag base `t`) with a passport, two sessions, a home folder, a
+/// membership and two audit rows each.
+async fn purge_fixture(f: &Fresh, t: u16, prefix: &str, n: usize) {
+    let root = f.db.begin().await.expect("tx").root_workspace().await.expect("root").expect("root ws");
+    let (ws, role) = (f.lit(root.workspace_id), f.lit(root.root_role_id));
+    let s = series(n);
+    let (person, user) = (f.id(t, "i"), f.id(t + 1, "i"));
+    for sql in [
+        format!("INSERT INTO persons (id, given_name, created_at, updated_at) {s} SELECT {person}, 'G' || i, '{T}', '{T}' FROM s"),
+        format!("INSERT INTO users (id, person_id, username, active, created_at, updated_at, deleted_at, purge_after) {s} SELECT {user}, {person}, '{prefix}' || i, FALSE, '{T}', '{T}', '{PAST}', '{PAST}' FROM s"),
+        format!("INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) {s} SELECT {}, {user}, 'email', '{prefix}' || i || '@example.com', TRUE, '{T}' FROM s", f.id(t + 2, "i")),
+        format!("INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) {s} SELECT {}, {user}, {user}, '{prefix}a' || i, '{T}', '{FUTURE}' FROM s", f.id(t + 3, "i")),
+        format!("INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) {s} SELECT {}, {user}, {user}, '{prefix}b' || i, '{T}', '{FUTURE}' FROM s", f.id(t + 4, "i")),
+        format!("INSERT INTO folders (id, user_id, name, is_home, created_at) {s} SELECT {}, {user}, 'My Folder - {prefix}' || i, TRUE, '{T}' FROM s", f.id(t + 5, "i")),
+        format!("INSERT INTO memberships (user_id, workspace_id, role_id, created_at) {s} SELECT {user}, {ws}, {role}, '{T}' FROM s"),
+        format!("INSERT INTO audit_events (occurred_at, actor, event, subject_user_id, fields) {s} SELECT '{T}', 'bench', 'user.created', {user}, '{{}}' FROM s"),
+        format!("INSERT INTO audit_events (occurred_at, actor, event, subject_user_id, fields) {s} SELECT '{T}', 'bench', 'user.login', {user}, '{{}}' FROM s"),
+    ] {
+        f.exec(&sql).await;
+    }
+}
+
+async fn bench_purge(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
+    let n = scale(10_000);
+    purge_fixture(f, 0x100, "base", n).await;
+    let started = Instant::now();
+    for i in 1..=n {
+        let id = format!("00000000-0000-4000-8101-{i:012}");
+        let mut tx = f.db.begin().await.expect("tx");
+        tx.execute_raw(&format!("DELETE FROM users WHERE id = {}", lit_text(f, &id))).await.expect("delete");
+        tx.commit().await.expect("commit");
+    }
+    let baseline = started.elapsed();
+    purge_fixture(f, 0x200, "purge", n).await;
+    let started = Instant::now();
+    let report = f.app().erasure().purge(&SweepOptions { limit: n as i64 + 10, ..SweepOptions::default() }, |_, _| {}).await.expect("sweep");
+    let ours = started.elapsed();
+    assert_eq!(report.purged as usize, n, "{:?}", report.users.iter().find(|u| u.error.is_some()));
+    rows.push(Row {
+        backend: label,
+        scenario: "purge: 10k users, one tx each (users/s)",
+        ours: format!("{:.0}/s ({})", n as f64 / ours.as_secs_f64(), secs(ours)),
+        baseline: format!("{:.0}/s ({})", n as f64 / baseline.as_secs_f64(), secs(baseline)),
+        ratio: format!("{:.2}x", ours.as_secs_f64() / baseline.as_secs_f64()),
+        target: "<= 5x",
+    });
+}
+
+fn lit_text(f: &Fresh, id: &str) -> String {
+    match f.backend {
+        Backend::Sqlite => format!("'{id}'"),
+        Backend::Postgres => format!("CAST('{id}' AS uuid)"),
+    }
+}
+
+async fn bench_import(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
+    let n = scale(100_000);
+    let app = f.app();
+    app.workspaces().create_type("team", "Team", &[], false).await.expect("type");
+    app.workspaces().create("bench", "team", None, false).await.expect("ws");
+    let role = app.workspaces().create_role("bench", "member", &[], false).await.expect("role");
+    let phc = password::hash_blocking(&Secret::new("bench password".into())).expect("hash");
+    // Baseline: bare multi-row INSERTs of the same rows, 1,000 per transaction.
+    let (ws, rl) = (f.lit(role.workspace_id), f.lit(role.id));
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let mut persons = String::new();
+        let mut users = String::new();
+        let mut passports = String::new();
+        let mut members = String::new();
+        for i in chunk {
+            let sep = if persons.is_empty() { "" } else { "," };
+            let p = lit_text(f, &format!("00000000-0000-4000-8301-{i:012}"));
+            let u = lit_text(f, &format!("00000000-0000-4000-8302-{i:012}"));
+            let e = lit_text(f, &format!("00000000-0000-4000-8303-{i:012}"));
+            let _ = write!(persons, "{sep}({p}, '{T}', '{T}')");
+            let _ = write!(users, "{sep}({u}, {p}, 'base{i}', 'user', FALSE, TRUE, '{phc}', '{T}', '{T}')");
+            let _ = write!(passports, "{sep}({e}, {u}, 'email', 'base{i}@example.com', TRUE, '{T}')");
+            let _ = write!(members, "{sep}({u}, {ws}, {rl}, '{T}')");
+        }
+        let mut tx = f.db.begin().await.expect("tx");
+        tx.execute_raw(&format!("INSERT INTO persons (id, created_at, updated_at) VALUES {persons}")).await.expect("persons");
+        tx.execute_raw(&format!("INSERT INTO users (id, person_id, username, role, is_external, active, password_hash, created_at, updated_at) VALUES {users}")).await.expect("users");
+        tx.execute_raw(&format!("INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) VALUES {passports}")).await.expect("passports");
+        tx.execute_raw(&format!("INSERT INTO memberships (user_id, workspace_id, role_id, created_at) VALUES {members}")).await.expect("memberships");
+        tx.commit().await.expect("commit");
+    }
+    let baseline = started.elapsed();
+    let mut csv = String::from("username,email,memberships,password_hash\n");
+    for i in 0..n {
+        let _ = writeln!(csv, "imp{i},imp{i}@example.com,bench:member,\"{phc}\"");
+    }
+    let started = Instant::now();
+    let parsed = import::parse(csv.as_bytes(), Format::Csv).expect("parse");
+    let summary = app.importer().import(parsed, &ImportOptions::default(), |_| {}).await.expect("import");
+    let ours = started.elapsed();
+    assert_eq!(summary.created, n);
+    rows.push(Row {
+        backend: label,
+        scenario: "import: 100k users, password_hash + membership",
+        ours: format!("{} ({:.0} rows/s)", secs(ours), n as f64 / ours.as_secs_f64()),
+        baseline: format!("{} ({:.0} rows/s)", secs(baseline), n as f64 / baseline.as_secs_f64()),
+        ratio: format!("{:.2}x", ours.as_secs_f64() / baseline.as_secs_f64()),
+        target: "<= 3x",
+    });
+}
+
+async fn bench_hashing(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
+    let n = scale(2_000);
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let probe = Secret::new("one hash time".into());
+    let started = Instant::now();
+    for _ in 0..10 {
+        password::hash_blocking(&probe).expect("hash");
+    }
+    let one = started.elapsed() / 10;
+    let ideal = cores as f64 / one.as_secs_f64();
+    let mut csv = String::from("username,password\n");
+    for i in 0..n {
+        let _ = writeln!(csv, "plain{i},password number {i}");
+    }
+    let started = Instant::now();
+    let parsed = import::parse(csv.as_bytes(), Format::Csv).expect("parse");
+    let summary = f.app().importer().import(parsed, &ImportOptions::default(), |_| {}).await.expect("import");
+    let took = started.elapsed();
+    assert_eq!(summary.created, n);
+    let rate = n as f64 / took.as_secs_f64();
+    rows.push(Row {
+        backend: label,
+        scenario: "hashing: 2,000 plaintext passwords",
+        ours: format!("{rate:.1} hashes/s ({})", secs(took)),
+        baseline: format!("{ideal:.1}/s = {cores} cores / {}", secs(one)),
+        ratio: format!("{:.0}%", 100.0 * rate / ideal),
+        target: ">= 85%",
+    });
+}
+
+/// Median of `runs` timings.
+async fn median<F, Fut>(runs: usize, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        f().await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[runs / 2]
+}
+
+async fn big_directory(f: &Fresh, n: usize) {
+    let s = series(n);
+    let (person, user) = (f.id(0x400, "i"), f.id(0x401, "i"));
+    for sql in [
+        format!("INSERT INTO persons (id, created_at, updated_at) {s} SELECT {person}, '{T}', '{T}' FROM s"),
+        format!("INSERT INTO users (id, person_id, username, created_at, updated_at) {s} SELECT {user}, {person}, 'u' || i, '{T}', '{T}' FROM s"),
+        format!("INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) {s} SELECT {}, {user}, 'email', 'mail' || i || '@example.com', TRUE, '{T}' FROM s", f.id(0x402, "i")),
+    ] {
+        f.exec(&sql).await;
+    }
+    if f.backend == Backend::Postgres {
+        f.exec("ANALYZE").await;
+    }
+}
+
+async fn bench_list(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
+    let n = scale(1_000_000);
+    big_directory(f, n).await;
+    let accounts = f.app().accounts();
+    let filter = UserFilter { search: Some("u12345".into()), limit: 100, ..UserFilter::default() };
+    assert!(!accounts.list(&filter).await.expect("list").is_empty());
+    let ours = median(21, || async {
+        accounts.list(&filter).await.expect("list");
+    })
+    .await;
+    // The library's query for this page, with the values inlined.
+    let (key, email) = if f.backend == Backend::Postgres {
+        ("lower(u.username) COLLATE \"C\"", "s.value COLLATE \"C\"")
+    } else {
+        ("lower(u.username)", "s.value")
+    };
+    let sql = format!(
+        "SELECT u.id, u.username, u.role, u.is_external, u.active, (u.password_hash IS NOT NULL) AS has_password, \
+         u.storage_used_bytes, u.created_at, u.last_login_at, u.deleted_at, u.purge_after, p.given_name, p.family_name, \
+         p.display_name, \
+         (SELECT e.value FROM passports e WHERE e.user_id = u.id AND e.kind = 'email' AND e.is_primary) AS email, \
+         (SELECT t.value FROM passports t WHERE t.user_id = u.id AND t.kind = 'phone' AND t.is_primary) AS phone \
+         FROM users u JOIN persons p ON p.id = u.person_id WHERE u.deleted_at IS NULL AND \
+         (({key} >= 'u12345' AND {key} < 'u12345\u{10FFFF}') OR u.id IN (SELECT s.user_id FROM passports s \
+         WHERE s.kind = 'email' AND {email} >= 'u12345' AND {email} < 'u12345\u{10FFFF}')) ORDER BY {key} LIMIT 100"
+    );
+    let baseline = median(21, || async {
+        let mut tx = f.db.begin_read().await.expect("tx");
+        tx.execute_raw(&sql).await.expect("select");
+    })
+    .await;
+    rows.push(Row {
+        backend: label,
+        scenario: "list --search, first page, 1M users",
+        ours: secs(ours),
+        baseline: secs(baseline),
+        ratio: format!("{:.2}x", ours.as_secs_f64() / baseline.as_secs_f64()),
+        target: "milliseconds",
+    });
+}
+
+async fn bench_show(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
+    new_user(&f.app(), "showme").await;
+    let bin = env!("CARGO_BIN_EXE_accountctl");
+    let run = |cmd: &mut std::process::Command| {
+        let started = Instant::now();
+        let status = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+        status.ok().filter(|s| s.success()).map(|_| started.elapsed())
+    };
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    let query = "SELECT u.id, u.username, p.value FROM users u LEFT JOIN passports p ON p.user_id = u.id WHERE lower(u.username) = 'showme'";
+    for _ in 0..11 {
+        if let Some(t) = run(std::process::Command::new(bin).args(["user", "show", "showme", "-o", "json"]).env("DATABASE_URL", &f.url)) {
+            ours.push(t);
+        }
+        let direct = match f.backend {
+            Backend::Sqlite => {
+                let path = f.url.trim_start_matches("sqlite://").to_owned();
+                run(std::process::Command::new("sqlite3").arg(path).arg(query))
+            }
+            Backend::Postgres => run(std::process::Command::new("psql").arg(&f.url).args(["-Atc", query])),
+        };
+        if let Some(t) = direct {
+            theirs.push(t);
+        }
+    }
+    ours.sort();
+    theirs.sort();
+    let (Some(o), baseline) = (ours.get(ours.len() / 2).copied(), theirs.get(theirs.len() / 2).copied()) else {
+        return;
+    };
+    rows.push(Row {
+        backend: label,
+        scenario: "`user show` process start to exit",
+        ours: secs(o),
+        baseline: baseline.map_or_else(|| "(sqlite3/psql not installed)".into(), |b| format!("{} ({})", secs(b), if f.backend == Backend::Sqlite { "sqlite3" } else { "psql" })),
+        ratio: baseline.map_or_else(|| "-".into(), |b| format!("{:.2}x", o.as_secs_f64() / b.as_secs_f64())),
+        target: "-",
+    });
+}
+
+async fn run() {
+    let mut rows = Vec::new();
+    for (backend, label) in [(Backend::Sqlite, "sqlite"), (Backend::Postgres, "postgres")] {
+        macro_rules! scenario {
+            ($name:literal, $f:ident) => {
+                if wanted($name) {
+                    match fresh(backend).await {
+                        Some(db) => {
+                            eprintln!("{label}: {} ...", $name);
+                            $f(&db, &mut rows, label).await;
+                            db.drop_db().await;
+                        }
+                        None => eprintln!("{label}: unreachable, skipping {}", $name),
+                    }
+                }
+            };
+        }
+        scenario!("merge", bench_merge);
+        scenario!("purge", bench_purge);
+        scenario!("import", bench_import);
+        scenario!("hashing", bench_hashing);
+        scenario!("list", bench_list);
+        scenario!("show", bench_show);
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
+    table.set_header(vec!["backend", "scenario", "accountctl", "baseline (same run)", "ratio", "target"]);
+    for r in rows {
+        table.add_row(vec![r.backend, r.scenario, &r.ours, &r.baseline, &r.ratio, r.target]);
+    }
+    println!("{table}");
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(run());
+}
