@@ -156,11 +156,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
     let url = DatabaseUrl::parse(cli.global.database_url.as_deref().unwrap_or(DatabaseUrl::DEFAULT))?;
     let db = Database::connect(&url).await?;
-    let ctx = Ctx {
-        app: App::new(db.clone(), Config::default()),
-        out,
-        yes: cli.global.yes,
-    };
+    let mut config = Config::default();
+    if let Ok(template) = std::env::var("ACCOUNTCTL_INVITE_LINK") {
+        config.invite_link_template = template;
+    }
+    let ctx = Ctx { app: App::new(db.clone(), config), out, yes: cli.global.yes };
     let result = match cli.command {
         Command::Migrate => migrate(&ctx).await,
         Command::Bootstrap(args) => bootstrap::exec(&ctx, args).await,

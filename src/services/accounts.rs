@@ -279,8 +279,7 @@ impl Accounts {
             .map(|(w, r)| json!({ "workspace": w, "role": r }))
             .collect();
         let home_folder = tx.home_folder_name(user.id).await?;
-        let at = now();
-        let live_sessions = tx.sessions_of(user.id).await?.iter().filter(|s| s.is_live(at)).count();
+        let live_sessions = tx.live_session_count(user.id, now()).await? as usize;
         Ok(UserDetails {
             user: view,
             passports,

@@ -552,13 +552,29 @@ impl Importer {
                 Err(e) => return Err(e),
             }
         }
-        let ids: Vec<Uuid> = batch.iter().map(|b| b.user.id).collect();
-        let users = if options.dry_run {
-            Vec::new()
-        } else {
-            tx.users_by_ids(&ids).await?
-        };
+        // The users as the database now holds them, built from what was just inserted rather
+        // than read back (the hooks get exactly these values).
+        let users = if options.dry_run { Vec::new() } else { batch.iter().map(created_user).collect() };
         Ok((results, users))
+    }
+}
+
+fn created_user(b: &BatchUser) -> User {
+    User {
+        id: b.user.id,
+        person_id: b.user.person_id,
+        username: b.user.username.clone(),
+        role: b.user.role,
+        is_external: b.user.is_external,
+        active: true,
+        has_password: b.user.password_hash.is_some(),
+        storage_quota_bytes: None,
+        storage_used_bytes: 0,
+        created_at: b.user.created_at,
+        updated_at: b.user.created_at,
+        last_login_at: None,
+        deleted_at: None,
+        purge_after: None,
     }
 }
 

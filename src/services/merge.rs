@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::domain::{DeletionMode, InstanceRole, LogoutReason, Timestamp, User, now};
 use crate::error::{Error, Result};
@@ -213,7 +212,7 @@ impl Merger {
             items.extend(handler.plan(ctx, tx).await?);
         }
         let (a, b) = (&ctx.keep, &ctx.remove);
-        let sessions_revoked = live_sessions(tx, b.id, ctx.at).await?;
+        let sessions_revoked = tx.live_session_count(b.id, ctx.at).await?;
         let audit_references = tx
             .count_for(
                 "SELECT COUNT(*) FROM audit_events WHERE subject_user_id = $1",
@@ -230,10 +229,6 @@ impl Merger {
             audit_references,
         })
     }
-}
-
-async fn live_sessions(tx: &mut Tx, user_id: Uuid, at: Timestamp) -> Result<i64> {
-    Ok(tx.sessions_of(user_id).await?.iter().filter(|s| s.is_live(at)).count() as i64)
 }
 
 /// Core data (002 seed's `mergeCoreServerpodData`): memberships (union), home-folder

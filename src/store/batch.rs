@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::{DbId, DbRow, Tx};
-use crate::domain::{Person, Timestamp, User};
+use super::{DbId, Tx};
+use crate::domain::{Person, Timestamp};
 use crate::error::Result;
 
 /// One user of an import batch, fully resolved (ids assigned, password hashed).
@@ -159,31 +159,6 @@ impl Tx {
             q.build_query_as().fetch_all(&mut *c).await?
         });
         Ok(rows.into_iter().map(|(v, id)| (v, id.0)).collect())
-    }
-
-    /// Users by id (any order).
-    pub async fn users_by_ids(&mut self, ids: &[Uuid]) -> Result<Vec<User>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = on_conn!(self, |c| {
-            let mut q = sqlx::QueryBuilder::new(format!(
-                "SELECT {} FROM users u WHERE u.id IN (",
-                super::users::USER_COLUMNS
-            ));
-            let mut list = q.separated(", ");
-            for id in ids {
-                list.push_bind(DbId(*id));
-            }
-            q.push(")");
-            q.build()
-                .fetch_all(&mut *c)
-                .await?
-                .iter()
-                .map(|r| r.decode::<User>())
-                .collect::<Result<Vec<_>, _>>()?
-        });
-        Ok(rows)
     }
 
     /// Appends many audit events in one statement (same actor and event name).

@@ -67,6 +67,18 @@ impl Tx {
         Ok(row)
     }
 
+    /// How many sessions of the user are live (unrevoked, unexpired) at `at`.
+    pub async fn live_session_count(&mut self, user_id: Uuid, at: Timestamp) -> Result<i64> {
+        let n = on_conn!(self, |c| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2"
+        )
+        .bind(DbId(user_id))
+        .bind(at)
+        .fetch_one(&mut *c)
+        .await?);
+        Ok(n)
+    }
+
     /// Revokes one session if it is not revoked yet; returns whether it was.
     pub async fn revoke_session(&mut self, id: Uuid, reason: LogoutReason, at: Timestamp) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(

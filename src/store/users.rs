@@ -75,7 +75,7 @@ pub struct UserFilter {
     pub after: Option<String>,
 }
 
-pub(crate) const USER_COLUMNS: &str = "u.id, u.person_id, u.username, u.role, u.is_external, u.active, \
+const USER_COLUMNS: &str = "u.id, u.person_id, u.username, u.role, u.is_external, u.active, \
     (u.password_hash IS NOT NULL) AS has_password, u.storage_quota_bytes, u.storage_used_bytes, \
     u.created_at, u.updated_at, u.last_login_at, u.deleted_at, u.purge_after";
 
@@ -340,20 +340,28 @@ impl Tx {
                 next()
             ));
         }
-        if filter.search.is_some() {
-            let (lo, hi) = (next(), next());
-            conditions.push(format!(
-                "(({key} >= {lo} AND {key} < {hi}) OR u.id IN (SELECT s.user_id FROM passports s WHERE s.kind = 'email' AND {email} >= {lo} AND {email} < {hi}))"
-            ));
-        }
+        let search_bounds = filter.search.is_some().then(|| (next(), next()));
         if filter.after.is_some() {
             conditions.push(format!("{key} > lower({})", next()));
         }
         let limit = next();
-        let sql = format!(
-            "{VIEW_SELECT} WHERE {} ORDER BY {key} LIMIT {limit}",
-            conditions.join(" AND ")
-        );
+        let base = conditions.join(" AND ");
+        let sql = match &search_bounds {
+            None => format!("{VIEW_SELECT} WHERE {base} ORDER BY {key} LIMIT {limit}"),
+            // Two index range scans, each ordered and limited, then merged: an OR of the two
+            // ranges would make the planner walk the whole username index in order.
+            Some((lo, hi)) => {
+                let outer_key = key.replace("u.username", "z.username");
+                format!(
+                    "SELECT * FROM (\
+                       SELECT * FROM ({VIEW_SELECT} WHERE {base} AND {key} >= {lo} AND {key} < {hi} ORDER BY {key} LIMIT {limit}) x \
+                       UNION \
+                       SELECT * FROM ({VIEW_SELECT} WHERE {base} AND u.id IN (SELECT s.user_id FROM passports s \
+                         WHERE s.kind = 'email' AND {email} >= {lo} AND {email} < {hi}) ORDER BY {key} LIMIT {limit}) y\
+                     ) z ORDER BY {outer_key} LIMIT {limit}"
+                )
+            }
+        };
         let search = filter.search.as_ref().map(|s| {
             let lo = s.trim().to_lowercase();
             let hi = format!("{lo}\u{10FFFF}");
