@@ -61,7 +61,9 @@ impl Fresh {
     fn id(&self, tag: u16, i: &str) -> String {
         match self.backend {
             Backend::Sqlite => format!("('00000000-0000-4000-8{tag:03x}-' || printf('%012d', {i}))"),
-            Backend::Postgres => format!("CAST('00000000-0000-4000-8{tag:03x}-' || lpad(CAST({i} AS text), 12, '0') AS uuid)"),
+            Backend::Postgres => {
+                format!("CAST('00000000-0000-4000-8{tag:03x}-' || lpad(CAST({i} AS text), 12, '0') AS uuid)")
+            }
         }
     }
 
@@ -91,14 +93,20 @@ fn pg_admin_url() -> String {
 async fn pg_admin(admin: &str, sql: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(admin).await.expect("admin connection");
-    sqlx::Executor::execute(&mut conn, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    sqlx::Executor::execute(&mut conn, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 async fn fresh(backend: Backend) -> Option<Fresh> {
     let (url, dir, pg) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
-            (format!("sqlite://{}", dir.path().join("bench.db").display()), Some(dir), None)
+            (
+                format!("sqlite://{}", dir.path().join("bench.db").display()),
+                Some(dir),
+                None,
+            )
         }
         Backend::Postgres => {
             let admin = pg_admin_url();
@@ -112,19 +120,34 @@ async fn fresh(backend: Backend) -> Option<Fresh> {
             (url.to_string(), None, Some((admin, name)))
         }
     };
-    let db = Database::connect_with(&DatabaseUrl::parse(&url).expect("url"), 4).await.expect("connect");
+    let db = Database::connect_with(&DatabaseUrl::parse(&url).expect("url"), 4)
+        .await
+        .expect("connect");
     db.migrate().await.expect("migrate");
-    let fresh = Fresh { db, url, backend, _dir: dir, pg };
+    let fresh = Fresh {
+        db,
+        url,
+        backend,
+        _dir: dir,
+        pg,
+    };
     fresh.app().bootstrap().run(None).await.expect("bootstrap");
     Some(fresh)
 }
 
 fn secs(d: Duration) -> String {
-    if d.as_secs_f64() >= 1.0 { format!("{:.2} s", d.as_secs_f64()) } else { format!("{:.2} ms", d.as_secs_f64() * 1000.0) }
+    if d.as_secs_f64() >= 1.0 {
+        format!("{:.2} s", d.as_secs_f64())
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+    }
 }
 
 fn scale(n: usize) -> usize {
-    let s: f64 = std::env::var("ACCOUNTCTL_BENCH_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    let s: f64 = std::env::var("ACCOUNTCTL_BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
     ((n as f64 * s) as usize).max(10)
 }
 
@@ -134,7 +157,14 @@ fn wanted(name: &str) -> bool {
 
 async fn new_user(app: &App, name: &str) -> uuid::Uuid {
     app.accounts()
-        .create(NewUser { username: name.into(), email: Some(format!("{name}@example.com")), ..NewUser::default() }, false)
+        .create(
+            NewUser {
+                username: name.into(),
+                email: Some(format!("{name}@example.com")),
+                ..NewUser::default()
+            },
+            false,
+        )
         .await
         .expect("user")
         .user
@@ -146,7 +176,14 @@ async fn merge_fixture(f: &Fresh, a_name: &str, b_name: &str, tags: (u16, u16), 
     let app = f.app();
     let a = new_user(&app, a_name).await;
     let b = new_user(&app, b_name).await;
-    let home = f.db.begin().await.expect("tx").home_folder_id(b).await.expect("home").expect("home folder");
+    let home =
+        f.db.begin()
+            .await
+            .expect("tx")
+            .home_folder_id(b)
+            .await
+            .expect("home")
+            .expect("home folder");
     let (bl, hl) = (f.lit(b), f.lit(home));
     let s = series(n);
     f.exec(&format!("INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) {s} SELECT {}, {bl}, {bl}, '{b_name}' || i, '{T}', '{FUTURE}' FROM s", f.id(tags.0, "i"))).await;
@@ -172,7 +209,12 @@ async fn bench_merge(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     tx.commit().await.expect("commit");
     let baseline = started.elapsed();
     let started = Instant::now();
-    let outcome = f.app().merger().merge(&UserRef::Id(a), &UserRef::Id(b), Default::default()).await.expect("merge");
+    let outcome = f
+        .app()
+        .merger()
+        .merge(&UserRef::Id(a), &UserRef::Id(b), Default::default())
+        .await
+        .expect("merge");
     let ours = started.elapsed();
     assert!(outcome.merged);
     rows.push(Row {
@@ -188,20 +230,49 @@ async fn bench_merge(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
 /// `n` trashed, due users (tag base `t`) with a passport, two sessions, a home folder, a
 /// membership and two audit rows each.
 async fn purge_fixture(f: &Fresh, t: u16, prefix: &str, n: usize) {
-    let root = f.db.begin().await.expect("tx").root_workspace().await.expect("root").expect("root ws");
+    let root =
+        f.db.begin()
+            .await
+            .expect("tx")
+            .root_workspace()
+            .await
+            .expect("root")
+            .expect("root ws");
     let (ws, role) = (f.lit(root.workspace_id), f.lit(root.root_role_id));
     let s = series(n);
     let (person, user) = (f.id(t, "i"), f.id(t + 1, "i"));
     for sql in [
-        format!("INSERT INTO persons (id, given_name, created_at, updated_at) {s} SELECT {person}, 'G' || i, '{T}', '{T}' FROM s"),
-        format!("INSERT INTO users (id, person_id, username, active, created_at, updated_at, deleted_at, purge_after) {s} SELECT {user}, {person}, '{prefix}' || i, FALSE, '{T}', '{T}', '{PAST}', '{PAST}' FROM s"),
-        format!("INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) {s} SELECT {}, {user}, 'email', '{prefix}' || i || '@example.com', TRUE, '{T}' FROM s", f.id(t + 2, "i")),
-        format!("INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) {s} SELECT {}, {user}, {user}, '{prefix}a' || i, '{T}', '{FUTURE}' FROM s", f.id(t + 3, "i")),
-        format!("INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) {s} SELECT {}, {user}, {user}, '{prefix}b' || i, '{T}', '{FUTURE}' FROM s", f.id(t + 4, "i")),
-        format!("INSERT INTO folders (id, user_id, name, is_home, created_at) {s} SELECT {}, {user}, 'My Folder - {prefix}' || i, TRUE, '{T}' FROM s", f.id(t + 5, "i")),
-        format!("INSERT INTO memberships (user_id, workspace_id, role_id, created_at) {s} SELECT {user}, {ws}, {role}, '{T}' FROM s"),
-        format!("INSERT INTO audit_events (occurred_at, actor, event, subject_user_id, fields) {s} SELECT '{T}', 'bench', 'user.created', {user}, '{{}}' FROM s"),
-        format!("INSERT INTO audit_events (occurred_at, actor, event, subject_user_id, fields) {s} SELECT '{T}', 'bench', 'user.login', {user}, '{{}}' FROM s"),
+        format!(
+            "INSERT INTO persons (id, given_name, created_at, updated_at) {s} SELECT {person}, 'G' || i, '{T}', '{T}' FROM s"
+        ),
+        format!(
+            "INSERT INTO users (id, person_id, username, active, created_at, updated_at, deleted_at, purge_after) {s} SELECT {user}, {person}, '{prefix}' || i, FALSE, '{T}', '{T}', '{PAST}', '{PAST}' FROM s"
+        ),
+        format!(
+            "INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) {s} SELECT {}, {user}, 'email', '{prefix}' || i || '@example.com', TRUE, '{T}' FROM s",
+            f.id(t + 2, "i")
+        ),
+        format!(
+            "INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) {s} SELECT {}, {user}, {user}, '{prefix}a' || i, '{T}', '{FUTURE}' FROM s",
+            f.id(t + 3, "i")
+        ),
+        format!(
+            "INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) {s} SELECT {}, {user}, {user}, '{prefix}b' || i, '{T}', '{FUTURE}' FROM s",
+            f.id(t + 4, "i")
+        ),
+        format!(
+            "INSERT INTO folders (id, user_id, name, is_home, created_at) {s} SELECT {}, {user}, 'My Folder - {prefix}' || i, TRUE, '{T}' FROM s",
+            f.id(t + 5, "i")
+        ),
+        format!(
+            "INSERT INTO memberships (user_id, workspace_id, role_id, created_at) {s} SELECT {user}, {ws}, {role}, '{T}' FROM s"
+        ),
+        format!(
+            "INSERT INTO audit_events (occurred_at, actor, event, subject_user_id, fields) {s} SELECT '{T}', 'bench', 'user.created', {user}, '{{}}' FROM s"
+        ),
+        format!(
+            "INSERT INTO audit_events (occurred_at, actor, event, subject_user_id, fields) {s} SELECT '{T}', 'bench', 'user.login', {user}, '{{}}' FROM s"
+        ),
     ] {
         f.exec(&sql).await;
     }
@@ -214,15 +285,33 @@ async fn bench_purge(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     for i in 1..=n {
         let id = format!("00000000-0000-4000-8101-{i:012}");
         let mut tx = f.db.begin().await.expect("tx");
-        tx.execute_raw(&format!("DELETE FROM users WHERE id = {}", lit_text(f, &id))).await.expect("delete");
+        tx.execute_raw(&format!("DELETE FROM users WHERE id = {}", lit_text(f, &id)))
+            .await
+            .expect("delete");
         tx.commit().await.expect("commit");
     }
     let baseline = started.elapsed();
     purge_fixture(f, 0x200, "purge", n).await;
     let started = Instant::now();
-    let report = f.app().erasure().purge(&SweepOptions { limit: n as i64 + 10, ..SweepOptions::default() }, |_, _| {}).await.expect("sweep");
+    let report = f
+        .app()
+        .erasure()
+        .purge(
+            &SweepOptions {
+                limit: n as i64 + 10,
+                ..SweepOptions::default()
+            },
+            |_, _| {},
+        )
+        .await
+        .expect("sweep");
     let ours = started.elapsed();
-    assert_eq!(report.purged as usize, n, "{:?}", report.users.iter().find(|u| u.error.is_some()));
+    assert_eq!(
+        report.purged as usize,
+        n,
+        "{:?}",
+        report.users.iter().find(|u| u.error.is_some())
+    );
     rows.push(Row {
         backend: label,
         scenario: "purge: 10k users, one tx each (users/s)",
@@ -243,9 +332,16 @@ fn lit_text(f: &Fresh, id: &str) -> String {
 async fn bench_import(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     let n = scale(100_000);
     let app = f.app();
-    app.workspaces().create_type("team", "Team", &[], false).await.expect("type");
+    app.workspaces()
+        .create_type("team", "Team", &[], false)
+        .await
+        .expect("type");
     app.workspaces().create("bench", "team", None, false).await.expect("ws");
-    let role = app.workspaces().create_role("bench", "member", &[], false).await.expect("role");
+    let role = app
+        .workspaces()
+        .create_role("bench", "member", &[], false)
+        .await
+        .expect("role");
     let phc = password::hash_blocking(&Secret::new("bench password".into())).expect("hash");
     // Baseline: bare multi-row INSERTs of the same rows, 1,000 per transaction.
     let (ws, rl) = (f.lit(role.workspace_id), f.lit(role.id));
@@ -261,15 +357,33 @@ async fn bench_import(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
             let u = lit_text(f, &format!("00000000-0000-4000-8302-{i:012}"));
             let e = lit_text(f, &format!("00000000-0000-4000-8303-{i:012}"));
             let _ = write!(persons, "{sep}({p}, '{T}', '{T}')");
-            let _ = write!(users, "{sep}({u}, {p}, 'base{i}', 'user', FALSE, TRUE, '{phc}', '{T}', '{T}')");
-            let _ = write!(passports, "{sep}({e}, {u}, 'email', 'base{i}@example.com', TRUE, '{T}')");
+            let _ = write!(
+                users,
+                "{sep}({u}, {p}, 'base{i}', 'user', FALSE, TRUE, '{phc}', '{T}', '{T}')"
+            );
+            let _ = write!(
+                passports,
+                "{sep}({e}, {u}, 'email', 'base{i}@example.com', TRUE, '{T}')"
+            );
             let _ = write!(members, "{sep}({u}, {ws}, {rl}, '{T}')");
         }
         let mut tx = f.db.begin().await.expect("tx");
-        tx.execute_raw(&format!("INSERT INTO persons (id, created_at, updated_at) VALUES {persons}")).await.expect("persons");
+        tx.execute_raw(&format!(
+            "INSERT INTO persons (id, created_at, updated_at) VALUES {persons}"
+        ))
+        .await
+        .expect("persons");
         tx.execute_raw(&format!("INSERT INTO users (id, person_id, username, role, is_external, active, password_hash, created_at, updated_at) VALUES {users}")).await.expect("users");
-        tx.execute_raw(&format!("INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) VALUES {passports}")).await.expect("passports");
-        tx.execute_raw(&format!("INSERT INTO memberships (user_id, workspace_id, role_id, created_at) VALUES {members}")).await.expect("memberships");
+        tx.execute_raw(&format!(
+            "INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) VALUES {passports}"
+        ))
+        .await
+        .expect("passports");
+        tx.execute_raw(&format!(
+            "INSERT INTO memberships (user_id, workspace_id, role_id, created_at) VALUES {members}"
+        ))
+        .await
+        .expect("memberships");
         tx.commit().await.expect("commit");
     }
     let baseline = started.elapsed();
@@ -279,7 +393,11 @@ async fn bench_import(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     }
     let started = Instant::now();
     let parsed = import::parse(csv.as_bytes(), Format::Csv).expect("parse");
-    let summary = app.importer().import(parsed, &ImportOptions::default(), |_| {}).await.expect("import");
+    let summary = app
+        .importer()
+        .import(parsed, &ImportOptions::default(), |_| {})
+        .await
+        .expect("import");
     let ours = started.elapsed();
     assert_eq!(summary.created, n);
     rows.push(Row {
@@ -308,7 +426,12 @@ async fn bench_hashing(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     }
     let started = Instant::now();
     let parsed = import::parse(csv.as_bytes(), Format::Csv).expect("parse");
-    let summary = f.app().importer().import(parsed, &ImportOptions::default(), |_| {}).await.expect("import");
+    let summary = f
+        .app()
+        .importer()
+        .import(parsed, &ImportOptions::default(), |_| {})
+        .await
+        .expect("import");
     let took = started.elapsed();
     assert_eq!(summary.created, n);
     let rate = n as f64 / took.as_secs_f64();
@@ -343,8 +466,13 @@ async fn big_directory(f: &Fresh, n: usize) {
     let (person, user) = (f.id(0x400, "i"), f.id(0x401, "i"));
     for sql in [
         format!("INSERT INTO persons (id, created_at, updated_at) {s} SELECT {person}, '{T}', '{T}' FROM s"),
-        format!("INSERT INTO users (id, person_id, username, created_at, updated_at) {s} SELECT {user}, {person}, 'u' || i, '{T}', '{T}' FROM s"),
-        format!("INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) {s} SELECT {}, {user}, 'email', 'mail' || i || '@example.com', TRUE, '{T}' FROM s", f.id(0x402, "i")),
+        format!(
+            "INSERT INTO users (id, person_id, username, created_at, updated_at) {s} SELECT {user}, {person}, 'u' || i, '{T}', '{T}' FROM s"
+        ),
+        format!(
+            "INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) {s} SELECT {}, {user}, 'email', 'mail' || i || '@example.com', TRUE, '{T}' FROM s",
+            f.id(0x402, "i")
+        ),
     ] {
         f.exec(&sql).await;
     }
@@ -357,7 +485,11 @@ async fn bench_list(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     let n = scale(1_000_000);
     big_directory(f, n).await;
     let accounts = f.app().accounts();
-    let filter = UserFilter { search: Some("u12345".into()), limit: 100, ..UserFilter::default() };
+    let filter = UserFilter {
+        search: Some("u12345".into()),
+        limit: 100,
+        ..UserFilter::default()
+    };
     assert!(!accounts.list(&filter).await.expect("list").is_empty());
     let ours = median(21, || async {
         accounts.list(&filter).await.expect("list");
@@ -403,14 +535,20 @@ async fn bench_show(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     let bin = env!("CARGO_BIN_EXE_accountctl");
     let run = |cmd: &mut std::process::Command| {
         let started = Instant::now();
-        let status = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+        let status = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
         status.ok().filter(|s| s.success()).map(|_| started.elapsed())
     };
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     let query = "SELECT u.id, u.username, p.value FROM users u LEFT JOIN passports p ON p.user_id = u.id WHERE lower(u.username) = 'showme'";
     for _ in 0..11 {
-        if let Some(t) = run(std::process::Command::new(bin).args(["user", "show", "showme", "-o", "json"]).env("DATABASE_URL", &f.url)) {
+        if let Some(t) = run(std::process::Command::new(bin)
+            .args(["user", "show", "showme", "-o", "json"])
+            .env("DATABASE_URL", &f.url))
+        {
             ours.push(t);
         }
         let direct = match f.backend {
@@ -433,7 +571,20 @@ async fn bench_show(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
         backend: label,
         scenario: "`user show` process start to exit",
         ours: secs(o),
-        baseline: baseline.map_or_else(|| "(sqlite3/psql not installed)".into(), |b| format!("{} ({})", secs(b), if f.backend == Backend::Sqlite { "sqlite3" } else { "psql" })),
+        baseline: baseline.map_or_else(
+            || "(sqlite3/psql not installed)".into(),
+            |b| {
+                format!(
+                    "{} ({})",
+                    secs(b),
+                    if f.backend == Backend::Sqlite {
+                        "sqlite3"
+                    } else {
+                        "psql"
+                    }
+                )
+            },
+        ),
         ratio: baseline.map_or_else(|| "-".into(), |b| format!("{:.2}x", o.as_secs_f64() / b.as_secs_f64())),
         target: "-",
     });
@@ -465,7 +616,14 @@ async fn run() {
     }
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
-    table.set_header(vec!["backend", "scenario", "accountctl", "baseline (same run)", "ratio", "target"]);
+    table.set_header(vec![
+        "backend",
+        "scenario",
+        "accountctl",
+        "baseline (same run)",
+        "ratio",
+        "target",
+    ]);
     for r in rows {
         table.add_row(vec![r.backend, r.scenario, &r.ours, &r.baseline, &r.ratio, r.target]);
     }
@@ -473,6 +631,9 @@ async fn run() {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(run());
 }

@@ -160,7 +160,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
     if let Ok(template) = std::env::var("ACCOUNTCTL_INVITE_LINK") {
         config.invite_link_template = template;
     }
-    let ctx = Ctx { app: App::new(db.clone(), config), out, yes: cli.global.yes };
+    let ctx = Ctx {
+        app: App::new(db.clone(), config),
+        out,
+        yes: cli.global.yes,
+    };
     let result = match cli.command {
         Command::Migrate => migrate(&ctx).await,
         Command::Bootstrap(args) => bootstrap::exec(&ctx, args).await,

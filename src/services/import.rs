@@ -189,7 +189,7 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// All rows or none.
     pub atomic: bool,
-    /// Rows per transaction (default 1,000).
+    /// Rows per transaction (default 5,000; statements are split at 1,000 rows).
     pub batch_size: usize,
 }
 
@@ -199,7 +199,7 @@ impl Default for ImportOptions {
             on_conflict: OnConflict::Fail,
             dry_run: false,
             atomic: false,
-            batch_size: 1000,
+            batch_size: 5000,
         }
     }
 }
@@ -554,7 +554,11 @@ impl Importer {
         }
         // The users as the database now holds them, built from what was just inserted rather
         // than read back (the hooks get exactly these values).
-        let users = if options.dry_run { Vec::new() } else { batch.iter().map(created_user).collect() };
+        let users = if options.dry_run {
+            Vec::new()
+        } else {
+            batch.iter().map(created_user).collect()
+        };
         Ok((results, users))
     }
 }

@@ -8,6 +8,10 @@ use super::{DbId, Tx};
 use crate::domain::{Person, Timestamp};
 use crate::error::Result;
 
+/// Rows per multi-row statement: keeps every statement under SQLite's 32,766 bind variables
+/// (9 columns × 1,000 rows) however large the transaction.
+const STATEMENT_ROWS: usize = 1000;
+
 /// One user of an import batch, fully resolved (ids assigned, password hashed).
 #[derive(Debug, Clone)]
 pub struct BatchUser {
@@ -24,9 +28,13 @@ impl Tx {
     /// Inserts a batch of users with their persons, passports, identities and memberships:
     /// five multi-row statements, whatever the batch size.
     pub async fn insert_users_batch(&mut self, batch: &[BatchUser]) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
+        for chunk in batch.chunks(STATEMENT_ROWS) {
+            self.insert_users_chunk(chunk).await?;
         }
+        Ok(())
+    }
+
+    async fn insert_users_chunk(&mut self, batch: &[BatchUser]) -> Result<()> {
         let passports: Vec<(Uuid, &'static str, &str, Timestamp)> = batch
             .iter()
             .flat_map(|b| {
@@ -161,7 +169,7 @@ impl Tx {
         Ok(rows.into_iter().map(|(v, id)| (v, id.0)).collect())
     }
 
-    /// Appends many audit events in one statement (same actor and event name).
+    /// Appends many audit events (same actor and event name), 1,000 rows per statement.
     pub async fn insert_audit_batch(
         &mut self,
         at: Timestamp,
@@ -169,9 +177,19 @@ impl Tx {
         event: &str,
         rows: &[(Uuid, serde_json::Value)],
     ) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
+        for chunk in rows.chunks(STATEMENT_ROWS) {
+            self.insert_audit_chunk(at, actor, event, chunk).await?;
         }
+        Ok(())
+    }
+
+    async fn insert_audit_chunk(
+        &mut self,
+        at: Timestamp,
+        actor: &str,
+        event: &str,
+        rows: &[(Uuid, serde_json::Value)],
+    ) -> Result<()> {
         on_conn!(self, |c| {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO audit_events (occurred_at, actor, event, subject_user_id, fields) ",
@@ -188,11 +206,16 @@ impl Tx {
         Ok(())
     }
 
-    /// Creates the missing home folders of many users in one statement; returns how many.
+    /// Creates the missing home folders of many users, 1,000 per statement; returns how many.
     pub async fn ensure_home_folders_batch(&mut self, users: &[(Uuid, String)], at: Timestamp) -> Result<u64> {
-        if users.is_empty() {
-            return Ok(0);
+        let mut created = 0;
+        for chunk in users.chunks(STATEMENT_ROWS) {
+            created += self.ensure_home_folders_chunk(chunk, at).await?;
         }
+        Ok(created)
+    }
+
+    async fn ensure_home_folders_chunk(&mut self, users: &[(Uuid, String)], at: Timestamp) -> Result<u64> {
         let n = on_conn!(self, |c| {
             let mut q = sqlx::QueryBuilder::new("INSERT INTO folders (id, user_id, name, is_home, created_at) ");
             q.push_values(users, |mut row, (user, name)| {
