@@ -124,6 +124,27 @@ fn an_unreachable_database_exits_with_code_6_and_hides_the_password() {
 }
 
 #[test]
+fn bash_completions_load_and_complete_subcommands() {
+    let bin = assert_cmd::cargo::cargo_bin("accountctl");
+    let script = format!(
+        "source <('{bin}' completions bash) && COMP_WORDS=(accountctl us) COMP_CWORD=1 COMP_LINE='accountctl us' COMP_POINT=13; _accountctl accountctl us accountctl; echo \"${{COMPREPLY[@]}}\"",
+        bin = bin.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("bash");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|w| w == "user"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
 fn completions_and_man_page_render() {
     let mut cmd = assert_cmd::Command::cargo_bin("accountctl").expect("binary");
     cmd.args(["completions", "bash"])

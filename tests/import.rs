@@ -193,6 +193,10 @@ on_both_backends! {
         let out = ctx.cli().args(["user", "list", "-o", "json", "--search", "sv"]).assert().success().get_output().stdout.clone();
         let users: serde_json::Value = serde_json::from_slice(&out).expect("pure JSON on stdout");
         assert_eq!(users.as_array().map(Vec::len), Some(1));
+        let out = ctx.cli().args(["user", "list", "-q", "--search", "SVC@EX"]).assert().success().get_output().stdout.clone();
+        assert_eq!(String::from_utf8_lossy(&out).trim(), String::from_utf8_lossy(&id1).trim(), "email prefix, any case");
+        let out = ctx.cli().args(["user", "list", "-q", "--search", "zz"]).assert().success().get_output().stdout.clone();
+        assert!(out.is_empty());
         let page1 = ctx.cli().args(["user", "list", "-q", "--limit", "1"]).assert().success().get_output().stdout.clone();
         let page2 = ctx.cli().args(["user", "list", "-q", "--limit", "1", "--after", "admin"]).assert().success().get_output().stdout.clone();
         assert_ne!(page1, page2);

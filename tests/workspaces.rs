@@ -190,6 +190,17 @@ on_both_backends! {
         assert_eq!((deleted.roles_deleted, deleted.memberships_deleted), (1, 1));
         assert_eq!(ctx.count("SELECT COUNT(*) FROM invites").await, 0);
         assert_eq!(ctx.count("SELECT COUNT(*) FROM memberships").await, 1, "only admin's root membership");
+        // Purging the root workspace's only member is refused too, even when it is no longer
+        // the last admin.
+        app.accounts().set_instance_role(&UserRef::Username("carl".into()), InstanceRole::Admin).await.expect("carl admin");
+        app.accounts().set_instance_role(&UserRef::Username("admin".into()), InstanceRole::User).await.expect("demote");
+        let err = app
+            .accounts()
+            .delete(&UserRef::Username("admin".into()), accountctl::domain::DeletionMode::GdprPurge)
+            .await
+            .expect_err("last root member");
+        assert!(err.to_string().contains("root workspace must keep"), "{err}");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username = 'admin'").await, 1, "rolled back");
         // An external user is refused admin with the two-step hint.
         app.accounts().create(NewUser { username: "ext".into(), external: true, ..NewUser::default() }, false).await.expect("ext");
         let err = app.accounts().set_instance_role(&UserRef::Username("ext".into()), InstanceRole::Admin).await.expect_err("refused");

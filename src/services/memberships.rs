@@ -75,17 +75,10 @@ impl Memberships {
         let workspace_id = tx.workspace_id(workspace).await?;
         let role_id = tx.role_id(workspace_id, role).await?;
         let at = now();
+        let members_before = tx.member_count(workspace_id).await?;
         let changed = tx.delete_membership(user.id, workspace_id, role_id).await?;
         if changed {
-            let is_root = tx
-                .root_workspace()
-                .await?
-                .is_some_and(|r| r.workspace_id == workspace_id);
-            if is_root && tx.member_count(workspace_id).await? == 0 {
-                return Err(Error::Refused(
-                    "the root workspace must keep at least one member".into(),
-                ));
-            }
+            tx.refuse_if_root_emptied(workspace_id, members_before).await?;
             audit::record(
                 &mut tx,
                 "membership.revoked",

@@ -274,16 +274,9 @@ impl Workspaces {
         if role.is_system {
             return Err(Error::Refused("the root role can never be deleted".into()));
         }
+        let members_before = tx.member_count(workspace_id).await?;
         tx.delete_role(id).await?;
-        let is_root = tx
-            .root_workspace()
-            .await?
-            .is_some_and(|r| r.workspace_id == workspace_id);
-        if is_root && tx.member_count(workspace_id).await? == 0 {
-            return Err(Error::Refused(
-                "the root workspace must keep at least one member".into(),
-            ));
-        }
+        tx.refuse_if_root_emptied(workspace_id, members_before).await?;
         audit::record(
             &mut tx,
             "role.deleted",

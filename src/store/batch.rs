@@ -137,36 +137,34 @@ impl Tx {
 
     /// Which of these lower-cased usernames exist: lower(username) → user id.
     pub async fn existing_usernames(&mut self, lowered: &[String]) -> Result<HashMap<String, Uuid>> {
-        if lowered.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let rows: Vec<(String, DbId)> = on_conn!(self, |c| {
-            let mut q = sqlx::QueryBuilder::new("SELECT lower(username), id FROM users WHERE lower(username) IN (");
-            let mut list = q.separated(", ");
-            for name in lowered {
-                list.push_bind(name.clone());
-            }
-            q.push(")");
-            q.build_query_as().fetch_all(&mut *c).await?
-        });
-        Ok(rows.into_iter().map(|(n, id)| (n, id.0)).collect())
+        self.lookup_ids(
+            "SELECT lower(username), id FROM users WHERE lower(username) IN (",
+            lowered,
+        )
+        .await
     }
 
     /// Which of these passport values (emails and phones) exist: value → owner id.
     pub async fn existing_passports(&mut self, values: &[String]) -> Result<HashMap<String, Uuid>> {
-        if values.is_empty() {
+        self.lookup_ids("SELECT value, user_id FROM passports WHERE value IN (", values)
+            .await
+    }
+
+    /// Runs `select_in` (a `SELECT key, id … IN (` prefix) over `keys` in one statement.
+    async fn lookup_ids(&mut self, select_in: &str, keys: &[String]) -> Result<HashMap<String, Uuid>> {
+        if keys.is_empty() {
             return Ok(HashMap::new());
         }
         let rows: Vec<(String, DbId)> = on_conn!(self, |c| {
-            let mut q = sqlx::QueryBuilder::new("SELECT value, user_id FROM passports WHERE value IN (");
+            let mut q = sqlx::QueryBuilder::new(select_in);
             let mut list = q.separated(", ");
-            for value in values {
-                list.push_bind(value.clone());
+            for key in keys {
+                list.push_bind(key.clone());
             }
             q.push(")");
             q.build_query_as().fetch_all(&mut *c).await?
         });
-        Ok(rows.into_iter().map(|(v, id)| (v, id.0)).collect())
+        Ok(rows.into_iter().map(|(k, id)| (k, id.0)).collect())
     }
 
     /// Appends many audit events (same actor and event name), 1,000 rows per statement.

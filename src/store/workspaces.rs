@@ -172,6 +172,22 @@ impl Tx {
         Ok(n == 1)
     }
 
+    /// Refuses (000 seed: the root workspace keeps at least one member) when `workspace_id`
+    /// is the root workspace and had members before a removal but has none after it. Call it
+    /// inside the removing transaction with the count taken before; an `Err` rolls it back.
+    pub async fn refuse_if_root_emptied(&mut self, workspace_id: Uuid, members_before: i64) -> Result<()> {
+        let is_root = self
+            .root_workspace()
+            .await?
+            .is_some_and(|r| r.workspace_id == workspace_id);
+        if is_root && members_before > 0 && self.member_count(workspace_id).await? == 0 {
+            return Err(Error::Refused(
+                "the root workspace must keep at least one member: add another member first".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// How many distinct users hold a membership in the workspace.
     pub async fn member_count(&mut self, workspace_id: Uuid) -> Result<i64> {
         let n = on_conn!(self, |c| sqlx::query_scalar(
