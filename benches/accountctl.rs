@@ -230,15 +230,21 @@ async fn bench_merge(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
 /// `n` trashed, due users (tag base `t`) with a passport, two sessions, a home folder, a
 /// membership and two audit rows each.
 async fn purge_fixture(f: &Fresh, t: u16, prefix: &str, n: usize) {
-    let root =
-        f.db.begin()
-            .await
-            .expect("tx")
-            .root_workspace()
-            .await
-            .expect("root")
-            .expect("root ws");
-    let (ws, role) = (f.lit(root.workspace_id), f.lit(root.root_role_id));
+    let app = f.app();
+    app.workspaces()
+        .create_type("team", "Team", &[], true)
+        .await
+        .expect("type");
+    app.workspaces()
+        .create("purge-bench", "team", None, true)
+        .await
+        .expect("ws");
+    let role = app
+        .workspaces()
+        .create_role("purge-bench", "member", &[], true)
+        .await
+        .expect("role");
+    let (ws, role) = (f.lit(role.workspace_id), f.lit(role.id));
     let s = series(n);
     let (person, user) = (f.id(t, "i"), f.id(t + 1, "i"));
     for sql in [

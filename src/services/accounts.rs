@@ -329,13 +329,13 @@ impl Accounts {
             }
             DeletionMode::GdprPurge | DeletionMode::Merged { .. } => {
                 let root = tx.root_workspace().await?;
-                let root_members = match root {
-                    Some(r) => tx.member_count(r.workspace_id).await?,
-                    None => 0,
+                let root_had_members = match root {
+                    Some(r) => tx.has_members(r.workspace_id).await?,
+                    None => false,
                 };
                 tx.erase_personal_data(user).await?;
                 if let Some(r) = root {
-                    tx.refuse_if_root_emptied(r.workspace_id, root_members).await?;
+                    tx.refuse_if_root_emptied(r.workspace_id, root_had_members).await?;
                 }
                 let merged_into = match mode {
                     DeletionMode::Merged { into } => Some(into),

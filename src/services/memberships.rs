@@ -75,10 +75,10 @@ impl Memberships {
         let workspace_id = tx.workspace_id(workspace).await?;
         let role_id = tx.role_id(workspace_id, role).await?;
         let at = now();
-        let members_before = tx.member_count(workspace_id).await?;
+        let had_members = tx.has_members(workspace_id).await?;
         let changed = tx.delete_membership(user.id, workspace_id, role_id).await?;
         if changed {
-            tx.refuse_if_root_emptied(workspace_id, members_before).await?;
+            tx.refuse_if_root_emptied(workspace_id, had_members).await?;
             audit::record(
                 &mut tx,
                 "membership.revoked",

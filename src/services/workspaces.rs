@@ -274,9 +274,9 @@ impl Workspaces {
         if role.is_system {
             return Err(Error::Refused("the root role can never be deleted".into()));
         }
-        let members_before = tx.member_count(workspace_id).await?;
+        let had_members = tx.has_members(workspace_id).await?;
         tx.delete_role(id).await?;
-        tx.refuse_if_root_emptied(workspace_id, members_before).await?;
+        tx.refuse_if_root_emptied(workspace_id, had_members).await?;
         audit::record(
             &mut tx,
             "role.deleted",

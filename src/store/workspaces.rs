@@ -174,13 +174,17 @@ impl Tx {
 
     /// Refuses (000 seed: the root workspace keeps at least one member) when `workspace_id`
     /// is the root workspace and had members before a removal but has none after it. Call it
-    /// inside the removing transaction with the count taken before; an `Err` rolls it back.
-    pub async fn refuse_if_root_emptied(&mut self, workspace_id: Uuid, members_before: i64) -> Result<()> {
+    /// inside the removing transaction with [`Tx::has_members`] taken before; an `Err` rolls
+    /// it back.
+    pub async fn refuse_if_root_emptied(&mut self, workspace_id: Uuid, had_members: bool) -> Result<()> {
+        if !had_members {
+            return Ok(());
+        }
         let is_root = self
             .root_workspace()
             .await?
             .is_some_and(|r| r.workspace_id == workspace_id);
-        if is_root && members_before > 0 && self.member_count(workspace_id).await? == 0 {
+        if is_root && !self.has_members(workspace_id).await? {
             return Err(Error::Refused(
                 "the root workspace must keep at least one member: add another member first".into(),
             ));
@@ -188,15 +192,15 @@ impl Tx {
         Ok(())
     }
 
-    /// How many distinct users hold a membership in the workspace.
-    pub async fn member_count(&mut self, workspace_id: Uuid) -> Result<i64> {
-        let n = on_conn!(self, |c| sqlx::query_scalar(
-            "SELECT COUNT(DISTINCT user_id) FROM memberships WHERE workspace_id = $1"
+    /// Whether anyone holds a membership in the workspace (one index probe).
+    pub async fn has_members(&mut self, workspace_id: Uuid) -> Result<bool> {
+        let found: bool = on_conn!(self, |c| sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM memberships WHERE workspace_id = $1)"
         )
         .bind(DbId(workspace_id))
         .fetch_one(&mut *c)
         .await?);
-        Ok(n)
+        Ok(found)
     }
 }
 
