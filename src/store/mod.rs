@@ -4,7 +4,7 @@
 //!
 //! Every store operation is a method on [`Tx`], grouped by noun in the submodules
 //! (`users.rs`, `sessions.rs`, …). A method's body is written once and runs on either native
-//! driver through [`on_conn!`]: the macro expands the body once per backend, so each copy is
+//! driver through the crate-private `on_conn!` macro: it expands the body once per backend, so each copy is
 //! type-checked against its own driver (no `Any` driver; DESIGN.md says why). SQL that is the
 //! same in both dialects is written once; where the dialects differ, the method picks the
 //! text by [`Tx::backend`].
