@@ -328,14 +328,11 @@ impl Accounts {
                 })
             }
             DeletionMode::GdprPurge | DeletionMode::Merged { .. } => {
-                let root = tx.root_workspace().await?;
-                let root_had_members = match root {
-                    Some(r) => tx.has_members(r.workspace_id).await?,
-                    None => false,
-                };
+                // Only a root member's removal can leave the root workspace empty.
+                let root = tx.root_membership_of(user.id).await?;
                 tx.erase_personal_data(user).await?;
-                if let Some(r) = root {
-                    tx.refuse_if_root_emptied(r.workspace_id, root_had_members).await?;
+                if let Some(root) = root {
+                    tx.refuse_if_root_emptied(root, true).await?;
                 }
                 let merged_into = match mode {
                     DeletionMode::Merged { into } => Some(into),
