@@ -3,6 +3,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::users::USER_COLUMNS;
 use super::{Backend, DbId, DbRow, Tx, from_row, get_id};
 use crate::domain::{Timestamp, User};
 use crate::error::Result;
@@ -146,32 +147,24 @@ impl Tx {
     /// (restored, request cancelled), or — on PostgreSQL — locked by another sweeper right now
     /// (`FOR UPDATE SKIP LOCKED`; SQLite's write lock already excludes other writers).
     pub async fn lock_user_if_purge_due(&mut self, user_id: Uuid, at: Timestamp) -> Result<Option<User>> {
+        // One statement: lock, re-check and read. PostgreSQL re-evaluates the condition on the
+        // row version it locks, so a user restored meanwhile is not purged.
         let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Postgres => " FOR UPDATE OF u SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let sql = format!("SELECT id FROM users WHERE id = $1{lock}");
-        let locked: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(&sql)
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1 AND ((u.deleted_at IS NOT NULL AND u.purge_after <= $2) \
+             OR EXISTS (SELECT 1 FROM erasure_requests e WHERE e.user_id = u.id AND e.status = 'pending' AND e.due_at <= $2)){lock}"
+        );
+        let user = on_conn!(self, |c| sqlx::query(&sql)
             .bind(DbId(user_id))
+            .bind(at)
             .fetch_optional(&mut *c)
-            .await?);
-        if locked.is_none() {
-            return Ok(None);
-        }
-        let due: i64 = on_conn!(self, |c| {
-            sqlx::query_scalar(
-            "SELECT COUNT(*) FROM users u WHERE u.id = $1 AND ((u.deleted_at IS NOT NULL AND u.purge_after <= $2) \
-             OR EXISTS (SELECT 1 FROM erasure_requests e WHERE e.user_id = u.id AND e.status = 'pending' AND e.due_at <= $2))"
-        )
-        .bind(DbId(user_id))
-        .bind(at)
-        .fetch_one(&mut *c)
-        .await?
-        });
-        if due == 0 {
-            return Ok(None);
-        }
-        self.user_by_id(user_id).await
+            .await?
+            .map(|r| r.decode::<User>())
+            .transpose()?);
+        Ok(user)
     }
 
     /// Notes the last purge error on the user's pending erasure request.

@@ -75,7 +75,7 @@ pub struct UserFilter {
     pub after: Option<String>,
 }
 
-const USER_COLUMNS: &str = "u.id, u.person_id, u.username, u.role, u.is_external, u.active, \
+pub(super) const USER_COLUMNS: &str = "u.id, u.person_id, u.username, u.role, u.is_external, u.active, \
     (u.password_hash IS NOT NULL) AS has_password, u.storage_quota_bytes, u.storage_used_bytes, \
     u.created_at, u.updated_at, u.last_login_at, u.deleted_at, u.purge_after";
 
@@ -514,26 +514,24 @@ impl Tx {
         let at = crate::domain::now();
         on_conn!(self, |c| {
             let id = DbId(user.id);
-            // Invites addressed to the person: by invitee, by acceptor, or by passport value.
-            let addressed = "SELECT i.id FROM invites i WHERE i.invitee_user_id = $1 OR i.accepted_by_user_id = $1 \
-                OR EXISTS (SELECT 1 FROM passports p WHERE p.user_id = $1 AND p.kind = i.passport_kind AND p.value = i.passport_value)";
-            sqlx::query(&format!(
-                "DELETE FROM notification_outbox WHERE user_id = $1 OR invite_id IN ({addressed}) \
-                 OR recipient IN (SELECT value FROM passports WHERE user_id = $1)"
-            ))
+            // Notifications to the person (those of the invites below go with them by cascade).
+            sqlx::query(
+                "DELETE FROM notification_outbox WHERE user_id = $1 \
+                 OR recipient IN (SELECT value FROM passports WHERE user_id = $1)",
+            )
             .bind(id)
             .execute(&mut *c)
             .await?;
-            let persons: Vec<DbId> = sqlx::query_scalar(&format!(
-                "SELECT person_id FROM invites WHERE person_id IS NOT NULL AND id IN ({addressed})"
-            ))
+            // Invites addressed to the person: by invitee, by acceptor, or by passport value;
+            // the persons-to-be they created come back for cleanup.
+            let persons: Vec<Option<DbId>> = sqlx::query_scalar(
+                "DELETE FROM invites WHERE invitee_user_id = $1 OR accepted_by_user_id = $1 \
+                 OR EXISTS (SELECT 1 FROM passports p WHERE p.user_id = $1 AND p.kind = invites.passport_kind \
+                 AND p.value = invites.passport_value) RETURNING person_id",
+            )
             .bind(id)
             .fetch_all(&mut *c)
             .await?;
-            sqlx::query(&format!("DELETE FROM invites WHERE id IN ({addressed})"))
-                .bind(id)
-                .execute(&mut *c)
-                .await?;
             sqlx::query("DELETE FROM users WHERE id = $1")
                 .bind(id)
                 .execute(&mut *c)
@@ -542,7 +540,7 @@ impl Tx {
                 .bind(DbId(user.person_id))
                 .execute(&mut *c)
                 .await?;
-            for person in persons {
+            for person in persons.into_iter().flatten() {
                 sqlx::query(
                     "DELETE FROM persons WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM users WHERE person_id = $1) \
                      AND NOT EXISTS (SELECT 1 FROM invites WHERE person_id = $1)",
@@ -551,11 +549,13 @@ impl Tx {
                 .execute(&mut *c)
                 .await?;
             }
-            sqlx::query("UPDATE erasure_requests SET status = 'completed', completed_at = $2 WHERE user_id = $1 AND status = 'pending'")
-                .bind(id)
-                .bind(at)
-                .execute(&mut *c)
-                .await?;
+            sqlx::query(
+                "UPDATE erasure_requests SET status = 'completed', completed_at = $2 WHERE user_id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&mut *c)
+            .await?;
         });
         Ok(())
     }
