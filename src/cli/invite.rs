@@ -65,7 +65,9 @@ pub enum InviteCmd {
     },
     /// Accept an invite with its token, as an existing user or as a new one.
     Accept {
-        /// The token from `invite create` (or read it from stdin with `-`).
+        /// The token from `invite create` (or read it from stdin with `-`). Tokens are
+        /// URL-safe base64 and may start with `-`; that is accepted as the token.
+        #[arg(allow_hyphen_values = true)]
         token: String,
         /// Accept as this existing user.
         #[arg(long, required_unless_present = "new_username", conflicts_with = "new_username")]

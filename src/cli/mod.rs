@@ -236,3 +236,36 @@ fn init_tracing(verbose: u8) {
 fn os_user() -> String {
     whoami::fallible::username().unwrap_or_else(|_| "unknown".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invite_token_starting_with_a_hyphen_is_a_token_not_a_flag() {
+        let cli = Cli::try_parse_from([
+            "accountctl",
+            "invite",
+            "accept",
+            "-X16LyNLOzQ",
+            "--new-username",
+            "alice",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Invite(invite::InviteCmd::Accept {
+                token, new_username, ..
+            }) => {
+                assert_eq!(token, "-X16LyNLOzQ");
+                assert_eq!(new_username.as_deref(), Some("alice"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_output_formats_are_usage_errors() {
+        let err = Cli::try_parse_from(["accountctl", "-o", "yaml", "user", "list"]).expect_err("rejected");
+        assert_eq!(err.exit_code(), 2);
+    }
+}
