@@ -12,18 +12,7 @@ fn json(out: &[u8]) -> Value {
 }
 
 fn bootstrap(ctx: &common::Ctx) {
-    ctx.cli()
-        .args([
-            "bootstrap",
-            "--admin-username",
-            "admin",
-            "--admin-email",
-            "admin@example.com",
-            "--password-stdin",
-        ])
-        .write_stdin("admin password 1\n")
-        .assert()
-        .success();
+    ctx.bootstrap_cli();
 }
 
 on_both_backends! {

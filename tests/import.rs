@@ -10,18 +10,7 @@ use argon2::password_hash::{PasswordHasher, SaltString};
 use predicates::prelude::*;
 
 fn bootstrap(ctx: &common::Ctx) {
-    ctx.cli()
-        .args([
-            "bootstrap",
-            "--admin-username",
-            "admin",
-            "--admin-email",
-            "admin@example.com",
-            "--password-stdin",
-        ])
-        .write_stdin("admin password\n")
-        .assert()
-        .success();
+    ctx.bootstrap_cli();
     ctx.cli()
         .args(["workspace-type", "create", "team", "--title", "Team"])
         .assert()

@@ -14,15 +14,7 @@ use accountctl::{App, Error};
 const PW: &str = "alice password";
 
 async fn setup(app: &App) {
-    app.bootstrap()
-        .run(Some(NewUser {
-            username: "admin".into(),
-            email: Some("admin@example.com".into()),
-            password: Some(Secret::new("admin password".into())),
-            ..NewUser::default()
-        }))
-        .await
-        .expect("bootstrap");
+    common::bootstrap_admin(app).await;
     let ws = app.workspaces();
     ws.create_type("team", "Team", &parse_capabilities("docs.*").expect("caps"), false)
         .await

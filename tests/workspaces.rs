@@ -10,15 +10,7 @@ use accountctl::store::UserRef;
 use accountctl::{App, Error};
 
 async fn setup(app: &App) {
-    app.bootstrap()
-        .run(Some(NewUser {
-            username: "admin".into(),
-            email: Some("admin@example.com".into()),
-            password: Some(Secret::new("admin password".into())),
-            ..NewUser::default()
-        }))
-        .await
-        .expect("bootstrap");
+    common::bootstrap_admin(app).await;
     let ws = app.workspaces();
     ws.create_type(
         "team",

@@ -36,6 +36,23 @@ impl Ctx {
         App::new(self.db.clone(), Config::default())
     }
 
+    /// Bootstraps through the CLI: root workspace and the first admin `admin`, password
+    /// [`ADMIN_PASSWORD`].
+    pub fn bootstrap_cli(&self) {
+        self.cli()
+            .args([
+                "bootstrap",
+                "--admin-username",
+                "admin",
+                "--admin-email",
+                "admin@example.com",
+                "--password-stdin",
+            ])
+            .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+            .assert()
+            .success();
+    }
+
     /// Runs one statement in its own transaction through the library's store (so errors
     /// come back classified as the library classifies them).
     pub async fn exec(&self, sql: &str) -> accountctl::Result<u64> {
@@ -123,6 +140,22 @@ impl Ctx {
             .current_dir(self.dir.path());
         cmd
     }
+}
+
+/// The first admin's password in [`Ctx::bootstrap_cli`] and [`bootstrap_admin`].
+pub const ADMIN_PASSWORD: &str = "admin password";
+
+/// Bootstraps through the library: root workspace and the first admin `admin`.
+pub async fn bootstrap_admin(app: &App) {
+    app.bootstrap()
+        .run(Some(accountctl::services::accounts::NewUser {
+            username: "admin".into(),
+            email: Some("admin@example.com".into()),
+            password: Some(accountctl::password::Secret::new(ADMIN_PASSWORD.into())),
+            ..Default::default()
+        }))
+        .await
+        .expect("bootstrap");
 }
 
 fn pg_admin_url() -> String {
