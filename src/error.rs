@@ -20,9 +20,9 @@ pub enum Error {
     /// the error tells an attacker nothing. Exit code 4.
     #[error("authentication failed")]
     AuthenticationFailed,
-    /// A lifecycle hook returned an error from `on_user_deleted`; the transaction was rolled
-    /// back and nothing changed. Exit code 1.
-    #[error("hook {hook} failed, nothing was changed: {source}")]
+    /// A lifecycle hook returned an error from `on_user_deleted`, or a merge handler failed;
+    /// the transaction was rolled back and nothing changed. Exit code 1.
+    #[error("{hook} (lifecycle hook or merge handler) failed; nothing was changed: {source}")]
     Hook {
         hook: &'static str,
         #[source]

@@ -143,10 +143,8 @@ impl Erasure {
         )
         .await?;
         let request = tx
-            .pending_erasure_requests()
+            .erasure_request(id)
             .await?
-            .into_iter()
-            .find(|r| r.id == id)
             .ok_or_else(|| Error::Internal("request vanished".into()))?;
         tx.commit().await?;
         if user.active {

@@ -95,6 +95,17 @@ impl Tx {
         Ok(id)
     }
 
+    /// One erasure request by id, if it exists.
+    pub async fn erasure_request(&mut self, id: Uuid) -> Result<Option<ErasureRequest>> {
+        let row = on_conn!(self, |c| sqlx::query("SELECT * FROM erasure_requests WHERE id = $1")
+            .bind(DbId(id))
+            .fetch_optional(&mut *c)
+            .await?
+            .map(|r| r.decode::<ErasureRequest>())
+            .transpose()?);
+        Ok(row)
+    }
+
     /// Pending erasure requests, soonest due first.
     pub async fn pending_erasure_requests(&mut self) -> Result<Vec<ErasureRequest>> {
         let rows = on_conn!(self, |c| sqlx::query(

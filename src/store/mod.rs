@@ -287,9 +287,9 @@ impl Tx {
         Ok(())
     }
 
-    /// Runs one statement that needs no result, for callers outside the store (tests,
-    /// benchmarks, an application's merge handler for its own tables). `$1…` placeholders
-    /// work on both backends; uuids bind through [`DbId`].
+    /// Runs one statement without parameters and returns the rows it affected, for callers
+    /// outside the store (tests, benchmarks, maintenance). Values must be inlined, so never
+    /// pass it untrusted text; a merge handler uses [`Tx::move_rows`], which binds.
     pub async fn execute_raw(&mut self, sql: &str) -> Result<u64> {
         Ok(on_conn!(self, |c| sqlx::query(sql)
             .execute(&mut *c)
