@@ -256,34 +256,17 @@ const REGISTRY: &[(&str, &[(&str, &str)])] = &[
 ];
 
 async fn live_columns(ctx: &common::Ctx) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    match ctx.backend {
+    let sql = match ctx.backend {
         common::Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&ctx.url).await.expect("sqlite");
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
-            )
-            .fetch_all(&pool)
-            .await
-            .expect("schema");
-            for (t, c) in rows {
-                out.entry(t).or_default().push(c);
-            }
-            pool.close().await;
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'"
         }
         common::Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&ctx.url).await.expect("postgres");
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = 'public'",
-            )
-            .fetch_all(&pool)
-            .await
-            .expect("schema");
-            for (t, c) in rows {
-                out.entry(t).or_default().push(c);
-            }
-            pool.close().await;
+            "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = 'public'"
         }
+    };
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (table, column) in ctx.text_pairs(sql).await {
+        out.entry(table).or_default().push(column);
     }
     out
 }

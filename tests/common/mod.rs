@@ -86,6 +86,30 @@ impl Ctx {
         }
     }
 
+    /// The (text, text) rows a query returns, straight through the driver.
+    pub async fn text_pairs(&self, sql: &str) -> Vec<(String, String)> {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
+                let rows = sqlx::query_as(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                pool.close().await;
+                rows
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
+                let rows = sqlx::query_as(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                pool.close().await;
+                rows
+            }
+        }
+    }
+
     /// Every text value in every table, one line per row: what a full dump would show.
     pub async fn dump(&self) -> String {
         let tables_sql = match self.backend {
