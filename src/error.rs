@@ -59,6 +59,16 @@ impl Error {
         }
     }
 
+    /// True for PostgreSQL's serialization failure (`40001`) and deadlock (`40P01`): the
+    /// transaction lost a race and can be retried as a whole. Still [`Error::Database`]
+    /// (exit 1) until a retry wrapper gives up and reports it as a conflict.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+            _ => false,
+        }
+    }
+
     pub(crate) fn not_found(what: &'static str, key: impl Into<String>) -> Self {
         Self::NotFound { what, key: key.into() }
     }
@@ -81,6 +91,12 @@ fn constraint_message(name: &str) -> Option<&'static str> {
         "workspace_types_slug_key" => "a workspace type with that slug already exists",
         "erasure_requests_one_pending" => "an erasure request for that user is already pending",
         "folders_one_home_per_user" => "the user already has a home folder",
+        "users_username_not_an_id" => {
+            "a username may not have the shape of a user id (uuid), an email or a phone number"
+        }
+        "workspaces_name_folded_key" => {
+            "a workspace with that name already exists (names are unique regardless of case)"
+        }
         _ => return None,
     })
 }
@@ -97,7 +113,27 @@ const CONSTRAINT_NAMES: &[&str] = &[
     "workspace_types_slug_key",
     "erasure_requests_one_pending",
     "folders_one_home_per_user",
+    "users_username_not_an_id",
+    "workspaces_name_folded_key",
 ];
+
+/// SQLite names a violated plain UNIQUE index or constraint by its columns
+/// ("UNIQUE constraint failed: passports.kind, passports.value"), not by its name; this maps
+/// those column lists to the constraint names PostgreSQL reports, so both backends print
+/// the same message.
+fn sqlite_unique_columns(columns: &str) -> Option<&'static str> {
+    Some(match columns {
+        "users.username" => "users_username_ci_key",
+        "passports.kind, passports.value" => "passports_value_key",
+        "external_identities.provider, external_identities.subject" => "external_identities_provider_subject_key",
+        "workspace_types.slug" => "workspace_types_slug_key",
+        "workspaces.is_root" => "workspaces_one_root",
+        "workspaces.name_folded" => "workspaces_name_folded_key",
+        "erasure_requests.user_id" => "erasure_requests_one_pending",
+        "folders.user_id" => "folders_one_home_per_user",
+        _ => return None,
+    })
+}
 
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
@@ -120,13 +156,10 @@ impl From<sqlx::Error> for Error {
                             .map(|n| (*n).to_owned())
                     })
                     .or_else(|| {
-                        // SQLite reports a plain UNIQUE column as "UNIQUE constraint failed: table.column".
                         message
                             .strip_prefix("UNIQUE constraint failed: ")
-                            .map(|cols| match cols {
-                                "workspace_types.slug" => "workspace_types_slug_key".to_owned(),
-                                other => other.to_owned(),
-                            })
+                            .and_then(sqlite_unique_columns)
+                            .map(str::to_owned)
                     });
                 let friendly = name.as_deref().and_then(constraint_message).map(str::to_owned);
                 let sqlite_trigger = db.code().as_deref() == Some("1811");
@@ -137,8 +170,13 @@ impl From<sqlx::Error> for Error {
                     ErrorKind::CheckViolation | ErrorKind::NotNullViolation => {
                         Self::Refused(friendly.unwrap_or(message))
                     }
-                    _ if sqlite_trigger => Self::Refused(message),
+                    _ if sqlite_trigger => Self::Refused(friendly.unwrap_or(message)),
                     _ => match db.code().as_deref() {
+                        // SQLITE_BUSY (5) and its extended codes: another writer kept the
+                        // database locked for longer than the busy timeout.
+                        Some("5" | "261" | "517" | "773") => Self::Unavailable(format!(
+                            "the SQLite database stayed locked by another writer past the busy timeout ({message}); try again"
+                        )),
                         // 3D000 invalid_catalog_name, 28xxx auth failures, 57P03 cannot connect now
                         Some("3D000" | "28000" | "28P01" | "57P03") => Self::Unavailable(message),
                         _ => Self::Database(err),

@@ -30,8 +30,8 @@ pub enum GdprCmd {
         /// List what is due and change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Purge at most this many users.
-        #[arg(long, default_value_t = 10_000)]
+        /// Purge at most this many users (at least 1).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
         /// Start no new user after this long, e.g. 10m.
         #[arg(long, value_name = "DURATION")]
@@ -78,7 +78,7 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
             spawn_stop_on_signal(stop.clone());
             let options = SweepOptions {
                 dry_run,
-                limit: limit.max(1),
+                limit,
                 max_duration: max_duration
                     .as_deref()
                     .map(parse_duration)

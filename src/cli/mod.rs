@@ -142,15 +142,18 @@ async fn run(cli: Cli) -> Result<(), Error> {
         quiet: cli.global.quiet,
     };
     match cli.command {
+        // Rendered into memory first: the generators panic or fail on a closed pipe.
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "accountctl", &mut std::io::stdout());
-            return Ok(());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "accountctl", &mut script);
+            return output::write_stdout(&script);
         }
         Command::Man => {
+            let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
+                .render(&mut page)
                 .map_err(|e| Error::Internal(format!("cannot render the man page: {e}")))?;
-            return Ok(());
+            return output::write_stdout(&page);
         }
         _ => {}
     }
@@ -207,10 +210,10 @@ async fn migrate(ctx: &Ctx) -> Result<(), Error> {
 
 /// The one mapping from an error to a message on stderr and an exit code.
 fn fail(err: &Error) -> ExitCode {
-    let mut message = format!("error: {err}");
+    let mut message = format!("error: {}", output::escape_controls(&err.to_string()));
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
-        message.push_str(&format!("\n  caused by: {cause}"));
+        message.push_str(&format!("\n  caused by: {}", output::escape_controls(&cause.to_string())));
         source = cause.source();
     }
     eprintln!("{message}");
@@ -256,7 +259,7 @@ mod tests {
             Command::Invite(invite::InviteCmd::Accept {
                 token, new_username, ..
             }) => {
-                assert_eq!(token, "-X16LyNLOzQ");
+                assert_eq!(token.as_deref(), Some("-X16LyNLOzQ"));
                 assert_eq!(new_username.as_deref(), Some("alice"));
             }
             other => panic!("parsed as {other:?}"),

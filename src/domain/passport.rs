@@ -58,7 +58,7 @@ impl Email {
     /// Errors: [`Error::Invalid`] for a malformed address.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let value = text.trim().to_lowercase();
-        let bad = || Error::Invalid(format!("invalid email address {text:?}"));
+        let bad = || Error::Invalid(format!("invalid email address {}", super::shown(text)));
         if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
@@ -105,7 +105,8 @@ impl Phone {
             (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');
         if !ok {
             return Err(Error::Invalid(format!(
-                "invalid phone number {text:?}: use E.164 form, e.g. +4915112345678"
+                "invalid phone number {}: use E.164 form, e.g. +4915112345678",
+                super::shown(text)
             )));
         }
         Ok(Self(compact))

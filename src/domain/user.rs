@@ -10,6 +10,11 @@ use crate::error::Error;
 /// A validated username: 2–64 characters of ASCII letters, digits, `.`, `_` and `-`
 /// (DESIGN.md). No `@` (so a `<user>` argument with `@` is always an email) and no spaces.
 /// Uniqueness is case-insensitive; the stored spelling keeps the case it was created with.
+///
+/// A username may not have the shape of another `<user>` form either: a uuid (32 hex digits,
+/// or 36 with hyphens) would be resolved as an id, so `user delete` would act on a different
+/// user. Emails (`@`) and phone numbers (`+`) are already outside the alphabet. The database
+/// enforces the same rule (constraint `users_username_not_an_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
@@ -19,7 +24,8 @@ impl Username {
         let len = text.chars().count();
         if !(2..=64).contains(&len) {
             return Err(Error::Invalid(format!(
-                "invalid username {text:?}: must be 2 to 64 characters long"
+                "invalid username {}: must be 2 to 64 characters long",
+                super::shown(text)
             )));
         }
         if let Some(bad) = text
@@ -27,7 +33,14 @@ impl Username {
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
         {
             return Err(Error::Invalid(format!(
-                "invalid username {text:?}: {bad:?} is not allowed (letters, digits, '.', '_' and '-' only)"
+                "invalid username {}: {bad:?} is not allowed (letters, digits, '.', '_' and '-' only)",
+                super::shown(text)
+            )));
+        }
+        if Uuid::parse_str(text).is_ok() {
+            return Err(Error::Invalid(format!(
+                "invalid username {}: it has the shape of a user id (uuid), so it could not be told apart from one",
+                super::shown(text)
             )));
         }
         Ok(Self(text.to_owned()))
@@ -160,6 +173,9 @@ mod tests {
         assert!(Username::parse("alice@example.com").is_err());
         assert!(Username::parse("al ice").is_err());
         assert!(Username::parse("jösé").is_err());
+        assert!(Username::parse("01a2024e284076eb8268c1520941d089").is_err());
+        assert!(Username::parse("01a2024e-2840-76eb-8268-c1520941d089").is_err());
+        assert!(Username::parse("01a2024e284076eb8268c1520941d08").is_ok());
     }
 
     #[test]

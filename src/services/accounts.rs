@@ -8,7 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::domain::{
-    DeletionMode, Email, InstanceRole, LogoutReason, PassportKind, Person, Phone, Timestamp, User, UserView, Username,
+    DeletionMode, MAX_NAME_CHARS, clean_identity, clean_text, Email, InstanceRole, LogoutReason, PassportKind, Person, Phone, Timestamp, User, UserView, Username,
     now,
 };
 use crate::error::{Error, Result};
@@ -117,6 +117,14 @@ impl Accounts {
     /// Validates input and hashes the password (off the runtime), before any transaction.
     async fn validate(new: &NewUser) -> Result<Validated> {
         let username = Username::parse(&new.username)?;
+        for (field, value) in [("given name", &new.given_name), ("family name", &new.family_name)] {
+            if let Some(value) = value {
+                clean_text(field, value, MAX_NAME_CHARS)?;
+            }
+        }
+        if let Some((provider, subject)) = &new.identity {
+            clean_identity(provider, subject)?;
+        }
         let email = new.email.as_deref().map(Email::parse).transpose()?;
         let phone = new.phone.as_deref().map(Phone::parse).transpose()?;
         if new.external {
@@ -318,7 +326,7 @@ impl Accounts {
         let at = now();
         match mode {
             DeletionMode::AdminDelete => {
-                let purge_after = at + self.trash_retention;
+                let purge_after = crate::domain::after(at, self.trash_retention)?;
                 tx.trash_user(user.id, at, purge_after).await?;
                 Ok(Deleted {
                     id: user.id,

@@ -129,7 +129,7 @@ impl Erasure {
         crate::services::accounts::refuse_if_last_admin(&mut tx, &user, "request erasure of").await?;
         let at = now();
         let id = tx
-            .insert_erasure_request(user.id, at + due_in, &current_actor(), at)
+            .insert_erasure_request(user.id, crate::domain::after(at, due_in)?, &current_actor(), at)
             .await?;
         tx.set_user_active(user.id, false, at).await?;
         let revoked = tx
@@ -179,11 +179,19 @@ impl Erasure {
     /// and ends expired sessions. `on_event` is called once per user handled (the CLI logs a
     /// line and advances its progress bar). Per-user failures are recorded and do not stop
     /// the run; the report says how many failed.
+    ///
+    /// Errors: [`Error::Invalid`] for a `limit` below 1 (nothing is purged, no run recorded).
     pub async fn purge(
         &self,
         options: &SweepOptions,
         mut on_event: impl FnMut(&SweepEvent, usize),
     ) -> Result<SweepReport> {
+        if options.limit < 1 {
+            return Err(Error::Invalid(format!(
+                "invalid limit {}: at least 1",
+                options.limit
+            )));
+        }
         let started = Instant::now();
         let run_id = Uuid::now_v7();
         {

@@ -100,12 +100,20 @@ impl Invites {
     /// user, the invite targets that user. Errors: [`Error::Invalid`], [`Error::NotFound`].
     pub async fn create(&self, req: &InviteRequest) -> Result<IssuedInvite> {
         let (kind, passport) = normalize(&req.email, &req.phone)?;
+        let given_name = match &req.given_name {
+            Some(g) => crate::domain::clean_text("given name", g, crate::domain::MAX_NAME_CHARS)?,
+            None => None,
+        };
+        let family_name = match &req.family_name {
+            Some(f) => crate::domain::clean_text("family name", f, crate::domain::MAX_NAME_CHARS)?,
+            None => None,
+        };
         let mut tx = self.db.begin().await?;
         let workspace_id = tx.workspace_id(&req.workspace).await?;
         let role_id = tx.role_id(workspace_id, &req.role).await?;
         let at = now();
         let invitee_user_id = tx.user_id_by_passport(kind, &passport).await?;
-        let person_id = match (&invitee_user_id, &req.given_name, &req.family_name) {
+        let person_id = match (&invitee_user_id, &given_name, &family_name) {
             (None, g, f) if g.is_some() || f.is_some() => {
                 let person = Person {
                     id: Uuid::now_v7(),
@@ -128,7 +136,7 @@ impl Invites {
             invitee_user_id,
             person_id,
             token_hash,
-            expires_at: at + req.expires_in,
+            expires_at: crate::domain::after(at, req.expires_in)?,
             created_by: current_actor(),
         };
         let id = tx.insert_invite(&new, at).await?;
@@ -214,7 +222,7 @@ impl Invites {
         let invite = tx.invite(id).await?;
         let (token, token_hash) = tokens::new_token();
         let at = now();
-        if !tx.rotate_invite_token(id, &token_hash, at + expires_in).await? {
+        if !tx.rotate_invite_token(id, &token_hash, crate::domain::after(at, expires_in)?).await? {
             return Err(Error::Refused(format!("invite {id} is {}, not pending", invite.status)));
         }
         let invite = tx.invite(id).await?;

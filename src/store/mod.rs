@@ -101,14 +101,32 @@ impl DatabaseUrl {
         &self.0
     }
 
+    /// The URL with every secret replaced by `***`: the password of `user:pass@`, and the
+    /// query parameters that carry one (`password`, `sslpassword`, and any other whose name
+    /// contains "password", "secret" or "token"), which libpq and sqlx accept as well.
     fn redacted(&self) -> String {
+        fn secret_key(key: &str) -> bool {
+            let key = key.to_ascii_lowercase();
+            ["password", "secret", "token"].iter().any(|s| key.contains(s))
+        }
         match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("***"));
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
+                }
+                if u.query_pairs().any(|(k, _)| secret_key(&k)) {
+                    let pairs: Vec<(String, String)> = u
+                        .query_pairs()
+                        .map(|(k, v)| {
+                            let v = if secret_key(&k) { "***".to_owned() } else { v.into_owned() };
+                            (k.into_owned(), v)
+                        })
+                        .collect();
+                    u.query_pairs_mut().clear().extend_pairs(pairs);
+                }
                 u.to_string()
             }
-            Ok(u) => u.to_string(),
-            Err(_) if self.0.contains('@') => "<unparseable database URL>".to_owned(),
+            Err(_) if self.0.contains('@') || self.0.contains('?') => "<unparseable database URL>".to_owned(),
             Err(_) => self.0.clone(),
         }
     }
@@ -123,6 +141,30 @@ impl fmt::Debug for DatabaseUrl {
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
+    }
+}
+
+/// Creates a missing SQLite database file readable and writable by its owner only (0600):
+/// it holds password hashes and personal data, and a process umask of 022 would otherwise
+/// leave it world-readable. SQLite gives the `-wal` and `-shm` files it creates later the
+/// permissions of the database file, so they are private too. An existing file is left as
+/// it is (its owner chose its mode); `:memory:` and other non-files are skipped.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') || path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Another process created it first: it is that process's file now.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Unavailable(format!(
+            "cannot create the SQLite database {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -169,8 +211,9 @@ impl Database {
         };
         let pool = match url.backend() {
             Backend::Sqlite => {
-                let options = SqliteConnectOptions::from_str(url.expose())
-                    .map_err(invalid)?
+                let options = SqliteConnectOptions::from_str(url.expose()).map_err(invalid)?;
+                create_private(options.get_filename())?;
+                let options = options
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .foreign_keys(true)
@@ -423,6 +466,10 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("db.example"));
         assert_eq!(url.backend(), Backend::Postgres);
+        let url = DatabaseUrl::parse("postgres://app@db.example/accounts?sslmode=require&password=s3cret").expect("valid");
+        let shown = format!("{url} {url:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("sslmode=require"), "{shown}");
     }
 
     #[test]

@@ -20,6 +20,14 @@ pub struct RootWorkspace {
     pub root_role_id: Uuid,
 }
 
+/// The case-insensitive key of a workspace name (column `name_folded`): Unicode lower case
+/// computed here rather than by the database, whose `lower()` folds only ASCII on SQLite and
+/// follows the locale on PostgreSQL, so both backends agree that `Ärzte` and `ärzte` are
+/// the same name.
+pub(crate) fn fold_name(name: &str) -> String {
+    name.to_lowercase()
+}
+
 impl Tx {
     /// The root workspace, if bootstrap created it.
     pub async fn root_workspace(&mut self) -> Result<Option<RootWorkspace>> {
@@ -62,13 +70,14 @@ impl Tx {
                 .fetch_one(&mut *c)
                 .await?;
             sqlx::query(
-                "INSERT INTO workspaces (id, name, type_id, parent_id, is_root, created_at) VALUES ($1, $2, $3, NULL, $4, $5)",
+                "INSERT INTO workspaces (id, name, type_id, parent_id, is_root, created_at, name_folded) VALUES ($1, $2, $3, NULL, $4, $5, $6)",
             )
             .bind(DbId(workspace_id))
             .bind(ROOT_WORKSPACE_NAME)
             .bind(type_id)
             .bind(true)
             .bind(at)
+            .bind(fold_name(ROOT_WORKSPACE_NAME))
             .execute(&mut *c)
             .await?;
             sqlx::query(
@@ -134,9 +143,12 @@ impl Tx {
                 .bind(DbId(id))
                 .fetch_optional(&mut *c)
                 .await?),
+            // `lower(name)` finds SQLite rows folded (ASCII-only) before `name_folded` existed.
             Err(_) => on_conn!(self, |c| sqlx::query_scalar(
-                "SELECT id FROM workspaces WHERE lower(name) = lower($1)"
+                "SELECT id FROM workspaces WHERE name_folded = $1 OR lower(name) = lower($2) \
+                 ORDER BY CASE WHEN name_folded = $1 THEN 0 ELSE 1 END LIMIT 1"
             )
+            .bind(fold_name(key))
             .bind(key)
             .fetch_optional(&mut *c)
             .await?),
@@ -369,7 +381,7 @@ impl Tx {
     ) -> Result<Uuid> {
         let id = Uuid::now_v7();
         on_conn!(self, |c| sqlx::query(
-            "INSERT INTO workspaces (id, name, type_id, parent_id, is_root, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO workspaces (id, name, type_id, parent_id, is_root, created_at, name_folded) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )
         .bind(DbId(id))
         .bind(name)
@@ -377,6 +389,7 @@ impl Tx {
         .bind(parent_id.map(DbId))
         .bind(false)
         .bind(at)
+        .bind(fold_name(name))
         .execute(&mut *c)
         .await?
         .rows_affected());
