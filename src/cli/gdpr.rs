@@ -22,6 +22,9 @@ pub enum GdprCmd {
         #[arg(long, default_value = "30d", value_name = "DURATION")]
         due_in: String,
     },
+    /// Withdraw a user's pending erasure request (audited). Nothing else changes: the
+    /// account stays disabled until `user enable`. Exit 3 when no request is pending.
+    Cancel { user: String },
     /// The sweeper, for cron: purge due erasure requests and trash past retention (one
     /// transaction per user), mark expired invites, end expired sessions. Safe to run twice
     /// at once; SIGTERM/SIGINT finish the current user and stop. Exit 5 when a user failed.
@@ -58,6 +61,10 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
             ctx.app.accounts().show(&user_ref).await?;
             confirm(ctx.yes, &format!("disable {user} now and erase it when due"))?;
             ctx.out.record(&erasure.request(&user_ref, due_in).await?, "id");
+        }
+        GdprCmd::Cancel { user } => {
+            let user_ref = UserRef::parse(&user)?;
+            ctx.out.record(&erasure.cancel(&user_ref).await?, "id");
         }
         GdprCmd::Status { max_age } => {
             let status = erasure.status(parse_duration(&max_age)?).await?;

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;
 use crate::password::{self, Secret};
 use crate::services::audit;
+use crate::services::erasure::refuse_if_erasure_pending;
 use crate::store::{Database, NewUserRecord, Tx, UserFilter, UserRef};
 
 /// What `user create` (and bootstrap, invite acceptance, import) needs to create a user.
@@ -358,13 +359,14 @@ impl Accounts {
     }
 
     /// Brings a user back out of the trash, active again. Errors: [`Error::NotFound`];
-    /// [`Error::Refused`] when the user is not in the trash.
+    /// [`Error::Refused`] when the user is not in the trash or has a pending erasure request.
     pub async fn restore(&self, user: &UserRef) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         if !user.is_trashed() {
             return Err(Error::Refused(format!("user {} is not in the trash", user.username)));
         }
+        refuse_if_erasure_pending(&mut tx, &user, "restore").await?;
         tx.restore_user(user.id, now()).await?;
         audit::record(&mut tx, "user.restored", Some(user.id), json!({})).await?;
         let view = tx.user_view(user.id).await?;
@@ -412,13 +414,15 @@ impl Accounts {
         })
     }
 
-    /// Re-enables a disabled user. Errors: [`Error::Refused`] for a trashed user (restore it).
+    /// Re-enables a disabled user. Errors: [`Error::Refused`] for a trashed user (restore it)
+    /// or one with a pending erasure request (`gdpr cancel` it first).
     pub async fn enable(&self, user: &UserRef) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         refuse_if_trashed(&user)?;
         let changed = !user.active;
         if changed {
+            refuse_if_erasure_pending(&mut tx, &user, "enable").await?;
             tx.set_user_active(user.id, true, now()).await?;
             audit::record(&mut tx, "user.enabled", Some(user.id), json!({})).await?;
         }
@@ -436,24 +440,7 @@ impl Accounts {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         refuse_if_trashed(&user)?;
-        if user.is_external {
-            return Err(Error::Refused(format!(
-                "user {} is external and signs in through its identity provider: convert it to internal first",
-                user.username
-            )));
-        }
-        let at = now();
-        tx.set_password_hash(user.id, Some(&phc), at).await?;
-        let revoked = tx
-            .revoke_sessions_of(user.id, LogoutReason::PasswordChanged, at)
-            .await?;
-        audit::record(
-            &mut tx,
-            "user.password_changed",
-            Some(user.id),
-            json!({ "sessions_revoked": revoked }),
-        )
-        .await?;
+        change_password_in(&mut tx, &user, &phc).await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
         self.lifecycle.dispatch_logout(&user, LogoutReason::PasswordChanged);
@@ -514,37 +501,76 @@ impl Accounts {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         refuse_if_trashed(&user)?;
-        if user.role == role {
-            let view = tx.user_view(user.id).await?;
-            return Ok(Changed {
-                user: view,
-                changed: false,
-            });
-        }
-        if role == InstanceRole::Admin && user.is_external {
-            return Err(Error::Refused(format!(
-                "user {} is external and external users can never be admin: convert to internal first (user convert {} --to-internal)",
-                user.username, user.username
-            )));
-        }
-        if role == InstanceRole::User {
-            refuse_if_last_admin(&mut tx, &user, "demote").await?;
-        }
-        tx.set_user_role(user.id, role, now()).await?;
-        audit::record(
-            &mut tx,
-            "user.role_changed",
-            Some(user.id),
-            json!({ "from": user.role, "to": role }),
-        )
-        .await?;
+        let changed = change_instance_role_in(&mut tx, &user, role).await?;
         let view = tx.user_view(user.id).await?;
-        tx.commit().await?;
-        Ok(Changed {
-            user: view,
-            changed: true,
-        })
+        if changed {
+            tx.commit().await?;
+        }
+        Ok(Changed { user: view, changed })
     }
+}
+
+/// The rules and events of an instance-role change, for a user whose row the caller locked
+/// inside its write transaction (`role assign|revoke`, `user import --on-conflict update`):
+/// an external user is never made admin ("convert to internal first", 001 seed), the last
+/// active admin is never demoted, and a change is audited as `user.role_changed`. Returns
+/// whether the role changed. Errors: [`Error::Refused`], with nothing written.
+pub(crate) async fn change_instance_role_in(tx: &mut Tx, user: &User, role: InstanceRole) -> Result<bool> {
+    if user.role == role {
+        return Ok(false);
+    }
+    if role == InstanceRole::Admin && user.is_external {
+        return Err(Error::Refused(format!(
+            "user {} is external and external users can never be admin: convert to internal first (user convert {} --to-internal)",
+            user.username, user.username
+        )));
+    }
+    if role == InstanceRole::User {
+        refuse_if_last_admin(tx, user, "demote").await?;
+    }
+    tx.set_user_role(user.id, role, now()).await?;
+    audit::record(
+        tx,
+        "user.role_changed",
+        Some(user.id),
+        json!({ "from": user.role, "to": role }),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Refuses a password for an external user (it signs in through its identity provider).
+pub(crate) fn refuse_password_for_external(user: &User) -> Result<()> {
+    if user.is_external {
+        return Err(Error::Refused(format!(
+            "user {} is external and signs in through its identity provider: convert it to internal first",
+            user.username
+        )));
+    }
+    Ok(())
+}
+
+/// The rules and events of a password change, for a user whose row the caller locked inside
+/// its write transaction (`set-password`, `user import --on-conflict update`): refused for an
+/// external user; the new PHC string is stored, every session is revoked
+/// ([`LogoutReason::PasswordChanged`]) and the change audited as `user.password_changed`.
+/// Returns the number of sessions revoked; the caller fires the one spawned logout after
+/// its commit. Errors: [`Error::Refused`], with nothing written.
+pub(crate) async fn change_password_in(tx: &mut Tx, user: &User, phc: &str) -> Result<u64> {
+    refuse_password_for_external(user)?;
+    let at = now();
+    tx.set_password_hash(user.id, Some(phc), at).await?;
+    let revoked = tx
+        .revoke_sessions_of(user.id, LogoutReason::PasswordChanged, at)
+        .await?;
+    audit::record(
+        tx,
+        "user.password_changed",
+        Some(user.id),
+        json!({ "sessions_revoked": revoked }),
+    )
+    .await?;
+    Ok(revoked)
 }
 
 fn refuse_if_trashed(user: &User) -> Result<()> {
@@ -557,11 +583,15 @@ fn refuse_if_trashed(user: &User) -> Result<()> {
     Ok(())
 }
 
-/// Refuses to remove the last active admin (DESIGN.md: the instance always keeps one).
+/// Refuses to remove the last active admin (DESIGN.md: the instance always keeps one). The
+/// decision is serialized with every other one about the admins
+/// ([`Tx::lock_instance_admins`]), so two concurrent removals of the last two admins cannot
+/// both pass: the second sees the first's commit and is refused.
 pub(crate) async fn refuse_if_last_admin(tx: &mut Tx, user: &User, verb: &str) -> Result<()> {
     if user.role != InstanceRole::Admin || !user.active || user.is_trashed() {
         return Ok(());
     }
+    tx.lock_instance_admins().await?;
     let admins = tx.active_admin_ids().await?;
     if admins.iter().all(|id| *id == user.id) {
         return Err(Error::Refused(format!(

@@ -60,8 +60,10 @@ impl Bootstrap {
         admin.external = false;
         admin.membership = Some((ROOT_WORKSPACE_NAME.to_owned(), ROOT_ROLE_NAME.to_owned()));
         let mut tx = self.db.begin().await?;
-        // Checked inside the write transaction (admin rows locked on PostgreSQL, the write
-        // lock on SQLite), so two concurrent bootstraps create one admin.
+        // Checked under the instance-admins lock (an advisory lock on PostgreSQL, where
+        // there is no admin row yet to lock; the write lock on SQLite), so concurrent
+        // bootstraps create one admin.
+        tx.lock_instance_admins().await?;
         if !tx.active_admin_ids().await?.is_empty() {
             return Ok(None);
         }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{DeletionMode, LogoutReason, now};
+use crate::domain::{DeletionMode, LogoutReason, User, now};
 use crate::error::{Error, Result};
 use crate::lifecycle::{UserLifecycleService, current_actor};
 use crate::services::accounts::Accounts;
@@ -23,7 +23,7 @@ use crate::services::audit;
 use crate::services::invites::Invites;
 use crate::services::sessions::SessionService;
 use crate::store::erasure::{ErasureRequest, PurgeReason, SweeperRun};
-use crate::store::{Database, UserRef};
+use crate::store::{Database, Tx, UserRef};
 
 /// Default delay between an erasure request and the purge (GDPR Art. 12(3): one month).
 pub const DEFAULT_ERASURE_DELAY: chrono::Duration = chrono::Duration::days(30);
@@ -103,6 +103,24 @@ pub struct Erasure {
     invites: Invites,
 }
 
+/// Refuses an operation that would defeat a pending right-to-erasure request (GDPR Art. 17):
+/// reactivating the user (the sweeper would then erase an active account) or merging it
+/// (its personal data would move into the kept user and survive). `verb` names the refused
+/// operation. Call it with the user's row locked. Errors: [`Error::Refused`] naming the
+/// request and `gdpr cancel`.
+pub(crate) async fn refuse_if_erasure_pending(tx: &mut Tx, user: &User, verb: &str) -> Result<()> {
+    if let Some(request) = tx.pending_erasure_request_of(user.id).await? {
+        return Err(Error::Refused(format!(
+            "refusing to {verb} {}: erasure request {} is pending (due {}); withdraw it first with `accountctl gdpr cancel {}`",
+            user.username,
+            request.id,
+            request.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            user.username
+        )));
+    }
+    Ok(())
+}
+
 impl Erasure {
     pub fn new(
         db: Database,
@@ -150,6 +168,35 @@ impl Erasure {
         if user.active {
             self.lifecycle.dispatch_logout(&user, LogoutReason::AccountDisabled);
         }
+        Ok(request)
+    }
+
+    /// Withdraws the user's pending erasure request (the person changed their mind, or it was
+    /// filed by mistake), audited as `erasure.cancelled`. Nothing else happens: the account
+    /// stays disabled until `user enable`, and no lifecycle hook fires. Returns the request as
+    /// it is now (`status: cancelled`).
+    ///
+    /// Errors: [`Error::NotFound`] for an unknown user or when no request is pending.
+    pub async fn cancel(&self, user: &UserRef) -> Result<ErasureRequest> {
+        let mut tx = self.db.begin().await?;
+        let user = tx.require_user(user, true).await?;
+        let request = tx
+            .pending_erasure_request_of(user.id)
+            .await?
+            .ok_or_else(|| Error::not_found("pending erasure request for user", user.username.clone()))?;
+        tx.cancel_erasure_request(request.id).await?;
+        audit::record(
+            &mut tx,
+            "erasure.cancelled",
+            Some(user.id),
+            json!({ "request_id": request.id }),
+        )
+        .await?;
+        let request = tx
+            .erasure_request(request.id)
+            .await?
+            .ok_or_else(|| Error::Internal("request vanished".into()))?;
+        tx.commit().await?;
         Ok(request)
     }
 

@@ -273,6 +273,9 @@ impl Invites {
         if invite.expires_at <= at {
             return Err(Error::Refused(format!("this invite expired at {}", invite.expires_at)));
         }
+        // Who owns the invite's passport *now*: it may have been registered by someone since
+        // the invite was created, and then only that owner may accept (and verify) it.
+        let owner = tx.user_id_by_passport(invite.passport_kind, &invite.passport).await?;
         let (user, created) = match acceptor {
             Acceptor::User(user_ref) => {
                 let user = tx.require_user(&user_ref, true).await?;
@@ -286,6 +289,14 @@ impl Invites {
                     && invitee != user.id
                 {
                     return Err(Error::Refused("this invite is addressed to another user".into()));
+                }
+                if let Some(owner) = owner
+                    && owner != user.id
+                {
+                    return Err(Error::Refused(format!(
+                        "the invite's {} now belongs to another user, and only that user can accept it",
+                        invite.passport_kind.as_str()
+                    )));
                 }
                 if invite.force_passport {
                     let owns = tx
@@ -305,7 +316,7 @@ impl Invites {
                 (user, false)
             }
             Acceptor::NewUser { username, password } => {
-                if invite.invitee_user_id.is_some() {
+                if invite.invitee_user_id.is_some() || owner.is_some() {
                     return Err(Error::Refused(
                         "this invite is addressed to an existing user: accept it with --user".into(),
                     ));
@@ -332,7 +343,7 @@ impl Invites {
                 (user, true)
             }
         };
-        tx.mark_passport_verified(invite.passport_kind, &invite.passport, at)
+        tx.mark_passport_verified(user.id, invite.passport_kind, &invite.passport, at)
             .await?;
         let membership_created = tx
             .insert_membership(user.id, invite.workspace_id, invite.role_id, at)

@@ -145,6 +145,7 @@ impl Merger {
                     user.username
                 )));
             }
+            crate::services::erasure::refuse_if_erasure_pending(&mut tx, user, "merge").await?;
         }
         if a.is_external && !b.is_external {
             return Err(Error::Refused(format!(

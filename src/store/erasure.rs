@@ -106,6 +106,31 @@ impl Tx {
         Ok(row)
     }
 
+    /// The user's pending erasure request, if any (at most one: `erasure_requests_one_pending`).
+    pub async fn pending_erasure_request_of(&mut self, user_id: Uuid) -> Result<Option<ErasureRequest>> {
+        let row = on_conn!(self, |c| sqlx::query(
+            "SELECT * FROM erasure_requests WHERE user_id = $1 AND status = 'pending'"
+        )
+        .bind(DbId(user_id))
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| r.decode::<ErasureRequest>())
+        .transpose()?);
+        Ok(row)
+    }
+
+    /// Marks a pending erasure request `cancelled`; returns whether it was pending.
+    pub async fn cancel_erasure_request(&mut self, id: Uuid) -> Result<bool> {
+        let n = on_conn!(self, |c| sqlx::query(
+            "UPDATE erasure_requests SET status = 'cancelled' WHERE id = $1 AND status = 'pending'"
+        )
+        .bind(DbId(id))
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
     /// Pending erasure requests, soonest due first.
     pub async fn pending_erasure_requests(&mut self) -> Result<Vec<ErasureRequest>> {
         let rows = on_conn!(self, |c| sqlx::query(

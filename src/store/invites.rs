@@ -243,14 +243,22 @@ impl Tx {
         Ok(id.map(|d| d.0))
     }
 
-    /// Stamps `verified_at` on a passport (accepting an invite proves control of it).
-    pub async fn mark_passport_verified(&mut self, kind: PassportKind, value: &str, at: Timestamp) -> Result<()> {
+    /// Stamps `verified_at` on a passport of `user_id` (accepting an invite proves control
+    /// of it). A passport of that value owned by anyone else is left alone.
+    pub async fn mark_passport_verified(
+        &mut self,
+        user_id: Uuid,
+        kind: PassportKind,
+        value: &str,
+        at: Timestamp,
+    ) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
-            "UPDATE passports SET verified_at = $3 WHERE kind = $1 AND value = $2 AND verified_at IS NULL"
+            "UPDATE passports SET verified_at = $3 WHERE kind = $1 AND value = $2 AND user_id = $4 AND verified_at IS NULL"
         )
         .bind(kind.as_str())
         .bind(value)
         .bind(at)
+        .bind(DbId(user_id))
         .execute(&mut *c)
         .await?
         .rows_affected());

@@ -6,6 +6,10 @@ use super::{Backend, DbId, DbRow, Tx, from_row, get_id, parse_enum};
 use crate::domain::{Email, InstanceRole, Passport, PassportKind, Person, Phone, Timestamp, User, UserView};
 use crate::error::{Error, Result};
 
+/// The PostgreSQL advisory-lock key of [`Tx::lock_instance_admins`] (arbitrary, fixed:
+/// "acctadm1" in ASCII).
+const INSTANCE_ADMINS_LOCK: i64 = 0x6163_6374_6164_6d31;
+
 /// How a `<user>` argument names a user (DESIGN.md: a username, an email or an id; a phone
 /// passport works too).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -582,18 +586,35 @@ impl Tx {
         Ok(())
     }
 
-    /// Active, untrashed admins. On PostgreSQL their rows are locked so two concurrent
-    /// demotions/deletions of the last two admins serialize instead of both succeeding.
+    /// Serializes every decision about the set of instance admins ("there is always one
+    /// active admin", "bootstrap creates the first admin only") until the transaction ends.
+    /// The rule is about a set of rows that may be empty, so there is no row to lock:
+    /// PostgreSQL takes a transaction-scoped advisory lock; SQLite's write transaction
+    /// (`BEGIN IMMEDIATE`) already excludes every other writer. Read the admins with
+    /// [`Tx::active_admin_ids`] *after* this: under READ COMMITTED that statement sees what a
+    /// transaction that held the lock before committed.
+    ///
+    /// Lock order: a caller locks the user rows it changes first, then this, so two callers
+    /// never wait on each other in a cycle.
+    pub async fn lock_instance_admins(&mut self) -> Result<()> {
+        if self.backend() == Backend::Postgres {
+            on_conn!(self, |c| sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(INSTANCE_ADMINS_LOCK)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
+        }
+        Ok(())
+    }
+
+    /// Active, untrashed admins. A decision based on them takes
+    /// [`Tx::lock_instance_admins`] first.
     pub async fn active_admin_ids(&mut self) -> Result<Vec<Uuid>> {
-        let sql = match self.backend() {
-            Backend::Postgres => {
-                "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id FOR UPDATE"
-            }
-            Backend::Sqlite => {
-                "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id"
-            }
-        };
-        let ids: Vec<DbId> = on_conn!(self, |c| sqlx::query_scalar(sql).fetch_all(&mut *c).await?);
+        let ids: Vec<DbId> = on_conn!(self, |c| sqlx::query_scalar(
+            "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id"
+        )
+        .fetch_all(&mut *c)
+        .await?);
         Ok(ids.into_iter().map(|d| d.0).collect())
     }
 }

@@ -188,14 +188,22 @@ impl Tx {
     /// is the root workspace and had members before a removal but has none after it. Call it
     /// inside the removing transaction with [`Tx::has_members`] taken before; an `Err` rolls
     /// it back.
+    ///
+    /// The root workspace's row is locked (`FOR NO KEY UPDATE` on PostgreSQL, which still
+    /// lets others add members; SQLite's write lock) before members are counted, so of two
+    /// concurrent removals of the last two members the second counts after the first
+    /// committed and is refused.
     pub async fn refuse_if_root_emptied(&mut self, workspace_id: Uuid, had_members: bool) -> Result<()> {
         if !had_members {
             return Ok(());
         }
-        let is_root = self
-            .root_workspace()
-            .await?
-            .is_some_and(|r| r.workspace_id == workspace_id);
+        let lock = match self.backend() {
+            super::Backend::Postgres => " FOR NO KEY UPDATE",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT id FROM workspaces WHERE is_root{lock}");
+        let root: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(&sql).fetch_optional(&mut *c).await?);
+        let is_root = root.is_some_and(|r| r.0 == workspace_id);
         if is_root && !self.has_members(workspace_id).await? {
             return Err(Error::Refused(
                 "the root workspace must keep at least one member: add another member first".into(),
