@@ -94,6 +94,7 @@ const REGISTRY: &[(&str, &[(&str, &str)])] = &[
             ("parent_id", "reference"),
             ("is_root", "operational"),
             ("created_at", "operational"),
+            ("name_folded", "operational"),
         ],
     ),
     (

@@ -1,10 +1,10 @@
 use crate::error::Error;
 
 /// The longest duration accepted anywhere (invite expiry, erasure delay, trash retention,
-/// sweeper budget): 100 years. Longer values are typos or attacks; they would also overflow
-/// the timestamp arithmetic or reach dates past year 9999, which RFC 3339 text (SQLite's
-/// storage) cannot order correctly.
-pub const MAX_DURATION: chrono::Duration = chrono::Duration::days(36_525);
+/// sweeper budget, monitoring window): 1,000 years. Longer values are typos or attacks: they
+/// overflow the timestamp arithmetic, or reach dates past year 9999, whose RFC 3339 text
+/// (`+10027-…`, SQLite's storage) sorts before today's and would be pruned at once.
+pub const MAX_DURATION: chrono::Duration = chrono::Duration::days(365_250);
 
 /// Parses a human duration such as `7d`, `30d`, `12h`, `10m` or `1w 2d` (humantime syntax).
 ///
@@ -22,7 +22,7 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, Error> {
     match chrono::Duration::from_std(std) {
         Ok(d) if d <= MAX_DURATION => Ok(d),
         _ => Err(Error::Invalid(format!(
-            "invalid duration {shown}: at most 100 years"
+            "invalid duration {shown}: at most 1000 years"
         ))),
     }
 }
@@ -33,7 +33,7 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, Error> {
 pub fn after(at: super::Timestamp, duration: chrono::Duration) -> Result<super::Timestamp, Error> {
     if duration <= chrono::Duration::zero() || duration > MAX_DURATION {
         return Err(Error::Invalid(
-            "a duration must be longer than zero and at most 100 years".into(),
+            "a duration must be longer than zero and at most 1000 years".into(),
         ));
     }
     at.checked_add_signed(duration)
@@ -56,7 +56,7 @@ mod tests {
         assert!(matches!(parse_duration("soon"), Err(Error::Invalid(_))));
         assert!(matches!(parse_duration("0s"), Err(Error::Invalid(_))));
         assert!(matches!(parse_duration("270000y"), Err(Error::Invalid(_))));
-        assert!(matches!(parse_duration("101y"), Err(Error::Invalid(_))));
-        assert!(parse_duration("100y").is_ok());
+        assert!(matches!(parse_duration("1001y"), Err(Error::Invalid(_))));
+        assert!(parse_duration("1000y").is_ok());
     }
 }

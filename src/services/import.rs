@@ -178,8 +178,10 @@ pub fn parse(mut reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>>
                 .enumerate()
                 .filter_map(|(i, b)| (*b == b'\n').then_some(i))
                 .collect();
+            // With `\r\n` endings a record's offset can point at the `\n` that ends the line
+            // before it, so a newline *at* the offset counts as before the record.
             let line_at = |pos: Option<&csv::Position>| {
-                pos.map_or(0, |p| newlines.partition_point(|&nl| nl < p.byte() as usize) + 1)
+                pos.map_or(0, |p| newlines.partition_point(|&nl| nl <= p.byte() as usize) + 1)
             };
             let mut csv = csv::ReaderBuilder::new()
                 .trim(csv::Trim::All)
