@@ -138,7 +138,8 @@ pub const MAX_BCRYPT_COST: u32 = 14;
 /// most [`MAX_BCRYPT_COST`]. Errors: [`Error::Invalid`] naming the form or bound broken.
 pub fn check_hash(hash: &str) -> Result<()> {
     if is_bcrypt(hash) {
-        let parts = bcrypt::HashParts::from_str(hash).map_err(|e| Error::Invalid(format!("malformed bcrypt hash: {e}")))?;
+        let parts =
+            bcrypt::HashParts::from_str(hash).map_err(|e| Error::Invalid(format!("malformed bcrypt hash: {e}")))?;
         if parts.get_cost() > MAX_BCRYPT_COST {
             return Err(Error::Invalid(format!(
                 "bcrypt cost {} is above the accepted maximum of {MAX_BCRYPT_COST}",

@@ -213,7 +213,10 @@ fn fail(err: &Error) -> ExitCode {
     let mut message = format!("error: {}", output::escape_controls(&err.to_string()));
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
-        message.push_str(&format!("\n  caused by: {}", output::escape_controls(&cause.to_string())));
+        message.push_str(&format!(
+            "\n  caused by: {}",
+            output::escape_controls(&cause.to_string())
+        ));
         source = cause.source();
     }
     eprintln!("{message}");

@@ -21,9 +21,7 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, Error> {
     }
     match chrono::Duration::from_std(std) {
         Ok(d) if d <= MAX_DURATION => Ok(d),
-        _ => Err(Error::Invalid(format!(
-            "invalid duration {shown}: at most 1000 years"
-        ))),
+        _ => Err(Error::Invalid(format!("invalid duration {shown}: at most 1000 years"))),
     }
 }
 

@@ -12,9 +12,7 @@ pub use duration::{MAX_DURATION, after, parse_duration};
 pub use lifecycle::{DeletionMode, LogoutReason, Session};
 pub use names::{Capability, parse_capabilities, validate_role_name, validate_slug, validate_workspace_name};
 pub use passport::{Email, Passport, PassportKind, Phone};
-pub use text::{
-    ECHO_CHARS, MAX_NAME_CHARS, MAX_PROVIDER_CHARS, MAX_SUBJECT_CHARS, clean_identity, clean_text, shown,
-};
+pub use text::{ECHO_CHARS, MAX_NAME_CHARS, MAX_PROVIDER_CHARS, MAX_SUBJECT_CHARS, clean_identity, clean_text, shown};
 pub use user::{InstanceRole, Person, User, UserView, Username};
 
 /// A point in time, UTC, at microsecond precision (what PostgreSQL's `timestamptz` keeps).

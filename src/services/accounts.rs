@@ -8,8 +8,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::domain::{
-    DeletionMode, MAX_NAME_CHARS, clean_identity, clean_text, Email, InstanceRole, LogoutReason, PassportKind, Person, Phone, Timestamp, User, UserView, Username,
-    now,
+    DeletionMode, Email, InstanceRole, LogoutReason, MAX_NAME_CHARS, PassportKind, Person, Phone, Timestamp, User,
+    UserView, Username, clean_identity, clean_text, now,
 };
 use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;

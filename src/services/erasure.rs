@@ -234,10 +234,7 @@ impl Erasure {
         mut on_event: impl FnMut(&SweepEvent, usize),
     ) -> Result<SweepReport> {
         if options.limit < 1 {
-            return Err(Error::Invalid(format!(
-                "invalid limit {}: at least 1",
-                options.limit
-            )));
+            return Err(Error::Invalid(format!("invalid limit {}: at least 1", options.limit)));
         }
         let started = Instant::now();
         let run_id = Uuid::now_v7();

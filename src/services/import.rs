@@ -90,8 +90,8 @@ fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<
 /// [`empty_as_none`] for a secret: a value of the wrong type (a JSON number…) is refused
 /// without the deserializer's usual echo of the value.
 fn secret_string<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
-    let value: Option<String> =
-        Option::deserialize(d).map_err(|_| serde::de::Error::custom("a password field must be a string (not shown)"))?;
+    let value: Option<String> = Option::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("a password field must be a string (not shown)"))?;
     Ok(value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
 }
 
@@ -311,7 +311,12 @@ fn prepare(line: usize, row: ImportRow) -> std::result::Result<Prepared, RowResu
     let username = Username::parse(&row.username).map_err(fail)?;
     let email = row.email.as_deref().map(Email::parse).transpose().map_err(fail)?;
     let phone = row.phone.as_deref().map(Phone::parse).transpose().map_err(fail)?;
-    let role = row.role.as_deref().map(str::parse::<InstanceRole>).transpose().map_err(fail)?;
+    let role = row
+        .role
+        .as_deref()
+        .map(str::parse::<InstanceRole>)
+        .transpose()
+        .map_err(fail)?;
     for (field, value) in [("given name", &row.given_name), ("family name", &row.family_name)] {
         if let Some(value) = value {
             clean_text(field, value, MAX_NAME_CHARS).map_err(fail)?;
@@ -705,8 +710,13 @@ async fn update_existing(
             Err(e) => return Err(e),
         }
     }
-    tx.update_person_names(user.person_id, p.row.given_name.as_deref(), p.row.family_name.as_deref(), at)
-        .await?;
+    tx.update_person_names(
+        user.person_id,
+        p.row.given_name.as_deref(),
+        p.row.family_name.as_deref(),
+        at,
+    )
+    .await?;
     for (workspace_id, role_id) in memberships {
         if tx.insert_membership(user.id, *workspace_id, *role_id, at).await? {
             crate::services::audit::record(

@@ -222,7 +222,10 @@ impl Invites {
         let invite = tx.invite(id).await?;
         let (token, token_hash) = tokens::new_token();
         let at = now();
-        if !tx.rotate_invite_token(id, &token_hash, crate::domain::after(at, expires_in)?).await? {
+        if !tx
+            .rotate_invite_token(id, &token_hash, crate::domain::after(at, expires_in)?)
+            .await?
+        {
             return Err(Error::Refused(format!("invite {id} is {}, not pending", invite.status)));
         }
         let invite = tx.invite(id).await?;

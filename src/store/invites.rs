@@ -252,7 +252,8 @@ impl Tx {
         value: &str,
         at: Timestamp,
     ) -> Result<()> {
-        on_conn!(self, |c| sqlx::query(
+        on_conn!(self, |c| {
+            sqlx::query(
             "UPDATE passports SET verified_at = $3 WHERE kind = $1 AND value = $2 AND user_id = $4 AND verified_at IS NULL"
         )
         .bind(kind.as_str())
@@ -261,7 +262,8 @@ impl Tx {
         .bind(DbId(user_id))
         .execute(&mut *c)
         .await?
-        .rows_affected());
+        .rows_affected()
+        });
         Ok(())
     }
 }

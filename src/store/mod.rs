@@ -118,7 +118,11 @@ impl DatabaseUrl {
                     let pairs: Vec<(String, String)> = u
                         .query_pairs()
                         .map(|(k, v)| {
-                            let v = if secret_key(&k) { "***".to_owned() } else { v.into_owned() };
+                            let v = if secret_key(&k) {
+                                "***".to_owned()
+                            } else {
+                                v.into_owned()
+                            };
                             (k.into_owned(), v)
                         })
                         .collect();
@@ -466,7 +470,8 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("db.example"));
         assert_eq!(url.backend(), Backend::Postgres);
-        let url = DatabaseUrl::parse("postgres://app@db.example/accounts?sslmode=require&password=s3cret").expect("valid");
+        let url =
+            DatabaseUrl::parse("postgres://app@db.example/accounts?sslmode=require&password=s3cret").expect("valid");
         let shown = format!("{url} {url:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("sslmode=require"), "{shown}");

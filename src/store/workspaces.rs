@@ -388,7 +388,8 @@ impl Tx {
         at: Timestamp,
     ) -> Result<Uuid> {
         let id = Uuid::now_v7();
-        on_conn!(self, |c| sqlx::query(
+        on_conn!(self, |c| {
+            sqlx::query(
             "INSERT INTO workspaces (id, name, type_id, parent_id, is_root, created_at, name_folded) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )
         .bind(DbId(id))
@@ -400,7 +401,8 @@ impl Tx {
         .bind(fold_name(name))
         .execute(&mut *c)
         .await?
-        .rows_affected());
+        .rows_affected()
+        });
         Ok(id)
     }
 
