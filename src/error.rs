@@ -69,8 +69,16 @@ impl Error {
         }
     }
 
+    /// A [`Error::NotFound`] whose key is shown escaped and cut to a bounded length, since
+    /// it echoes what the caller typed.
     pub(crate) fn not_found(what: &'static str, key: impl Into<String>) -> Self {
-        Self::NotFound { what, key: key.into() }
+        let key: String = key.into();
+        let key = if key.chars().count() > crate::domain::ECHO_CHARS || key.chars().any(char::is_control) {
+            crate::domain::shown(&key)
+        } else {
+            key
+        };
+        Self::NotFound { what, key }
     }
 }
 

@@ -303,11 +303,18 @@ on_both_backends! {
             ctx.cli().args(["role", "assign", "admin", "root", "--workspace", "root"]).assert().success();
             ctx.cli().args(["role", "assign", "alice", "admin"]).assert().success();
             ctx.cli().args(["role", "assign", "admin", "admin"]).assert().success();
+            ctx.cli().args(["user", "enable", "alice"]).assert().success();
+            // Odd trials remove an admin by disabling it: another door to the same rule.
+            let alice_loses_admin = if trial % 2 == 0 {
+                args(&["role", "revoke", "alice", "admin", "--yes"])
+            } else {
+                args(&["user", "disable", "alice", "--yes"])
+            };
             let runs = vec![
                 args(&["role", "revoke", "admin", "root", "--workspace", "root", "--yes"]),
                 args(&["role", "revoke", "alice", "root", "--workspace", "root", "--yes"]),
                 args(&["role", "revoke", "admin", "admin", "--yes"]),
-                args(&["role", "revoke", "alice", "admin", "--yes"]),
+                alice_loses_admin,
             ];
             let outcomes = run_concurrently(&ctx, &runs, "");
             let codes: Vec<i32> = outcomes.iter().map(|(c, _)| *c).collect();
@@ -320,7 +327,7 @@ on_both_backends! {
             assert!(outcomes[2..4].iter().any(|(c, e)| *c == 4 && e.contains("last active admin")), "{outcomes:?}");
             let root = ctx.count("SELECT COUNT(*) FROM memberships m JOIN workspaces w ON w.id = m.workspace_id WHERE w.is_root").await;
             assert_eq!(root, 1, "trial {trial}: {outcomes:?}");
-            assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE role = 'admin'").await, 1, "trial {trial}");
+            assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE role = 'admin' AND active").await, 1, "trial {trial}");
             outcomes_seen.push(codes);
         }
         eprintln!("{:?}: 8 trials of 4 concurrent removals: {outcomes_seen:?}", ctx.backend);
@@ -440,6 +447,7 @@ on_both_backends! {
         }
         assert_eq!(ctx.dump().await, before);
         ctx.cli().args(["user", "create", &long[..100_000]]).assert().code(2).stderr(predicate::function(|s: &str| s.len() < 1000));
+        ctx.cli().args(["user", "show", &long[..100_000]]).assert().code(3).stderr(predicate::function(|s: &str| s.len() < 1000));
     }
 
     // 13
@@ -583,8 +591,19 @@ on_both_backends! {
         ctx.bootstrap_cli();
         with_workspace(&ctx);
         let before = ctx.dump().await;
-        let jsonl = file(&ctx, "nul.jsonl", "{\"username\": \"nul\", \"given_name\": \"a\\u0000b\"}\n");
-        ctx.cli().args(["user", "import", &jsonl, "-o", "json"]).assert().code(5).stdout(predicate::str::contains("control characters"));
+        let jsonl = file(
+            &ctx,
+            "nul.jsonl",
+            "{\"username\": \"nul\", \"given_name\": \"a\\u0000b\"}\n{\"username\": \"nul2\", \"memberships\": \"Ac\\u0000me:member\"}\n",
+        );
+        let out = ctx.cli().args(["user", "import", &jsonl, "-o", "json"]).assert().code(5).get_output().stdout.clone();
+        assert_eq!(String::from_utf8_lossy(&out).matches("control characters").count(), 2, "{}", String::from_utf8_lossy(&out));
+        let err = accountctl::store::UserRef::parse("a\0b").expect_err("refused");
+        assert_eq!(err.exit_code(), 2);
+        let filter = accountctl::store::UserFilter { search: Some("a\0".into()), limit: 10, ..Default::default() };
+        assert_eq!(ctx.app().accounts().list(&filter).await.expect_err("refused").exit_code(), 2);
+        ctx.cli().args(["--actor", "ops\u{1b}[2J", "user", "create", "acted", "--password-stdin"]).write_stdin("long enough password\n").assert().code(2);
+        ctx.cli().args(["workspace-type", "create", "odd", "--title", "a\u{7}b"]).assert().code(2);
         ctx.cli().args(["workspace", "create", "a\u{1}b", "--type", "team"]).assert().code(2);
         assert_eq!(ctx.dump().await, before);
         ctx.cli().args(["workspace", "create", "Ärzte", "--type", "team"]).assert().success();

@@ -127,6 +127,12 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(&Error::Internal(format!("cannot start the async runtime: {e}"))),
     };
     let actor = cli.global.actor.clone().unwrap_or_else(os_user);
+    // The actor is stored in every audit row and printed back: the same rule as names.
+    let actor = match accountctl::domain::clean_text("actor", &actor, 200) {
+        Ok(Some(actor)) => actor,
+        Ok(None) => os_user(),
+        Err(e) => return fail(&e),
+    };
     match runtime.block_on(accountctl::lifecycle::with_actor(actor, run(cli))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),

@@ -258,8 +258,14 @@ impl Accounts {
         Ok(user)
     }
 
-    /// One page of users (see [`UserFilter`]).
+    /// One page of users (see [`UserFilter`]). Errors: [`Error::Invalid`] for control
+    /// characters in the search text or cursor (no username or email has any).
     pub async fn list(&self, filter: &UserFilter) -> Result<Vec<UserView>> {
+        for (field, value) in [("search", &filter.search), ("cursor", &filter.after)] {
+            if let Some(value) = value {
+                clean_text(field, value, 254)?;
+            }
+        }
         let mut tx = self.db.begin_read().await?;
         tx.list_users(filter).await
     }

@@ -325,6 +325,10 @@ fn prepare(line: usize, row: ImportRow) -> std::result::Result<Prepared, RowResu
     if let (Some(provider), Some(subject)) = (&row.provider, &row.subject) {
         clean_identity(provider, subject).map_err(fail)?;
     }
+    for (workspace, role) in &row.memberships {
+        clean_text("membership workspace", workspace, 200).map_err(fail)?;
+        clean_text("membership role", role, 64).map_err(fail)?;
+    }
     let external = row.external == Some(true);
     if external && role == Some(InstanceRole::Admin) {
         return Err(error(line, &row.username, "an external user can never be admin"));

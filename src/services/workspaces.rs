@@ -59,10 +59,9 @@ impl Workspaces {
         if_not_exists: bool,
     ) -> Result<WorkspaceType> {
         validate_slug(slug)?;
-        let title = title.trim();
-        if title.is_empty() || title.chars().count() > 200 {
-            return Err(Error::Invalid("the title must be 1 to 200 characters".into()));
-        }
+        let title = crate::domain::clean_text("title", title, 200)?
+            .ok_or_else(|| Error::Invalid("the title must be 1 to 200 characters".into()))?;
+        let title = title.as_str();
         let mut tx = self.db.begin().await?;
         if if_not_exists && let Ok(existing) = tx.workspace_type(slug).await {
             if existing.title == title && existing.capabilities == capability_strings(capabilities) {

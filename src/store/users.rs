@@ -22,8 +22,16 @@ pub enum UserRef {
 
 impl UserRef {
     /// A uuid is an id, text with `@` an email, text starting with `+` a phone number, and
-    /// anything else a username. Errors: [`Error::Invalid`] for a malformed email/phone.
+    /// anything else a username. Errors: [`Error::Invalid`] for a malformed email/phone, or
+    /// for control characters, which no form can contain (and PostgreSQL cannot even
+    /// compare: a NUL is an encoding error there, so it is refused here on both backends).
     pub fn parse(text: &str) -> Result<Self> {
+        if text.chars().any(char::is_control) {
+            return Err(Error::Invalid(format!(
+                "invalid user {}: control characters are not allowed",
+                crate::domain::shown(text)
+            )));
+        }
         let text = text.trim();
         if let Ok(id) = Uuid::parse_str(text) {
             Ok(Self::Id(id))
