@@ -28,6 +28,25 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A lifecycle hook or merge handler refused the operation by policy (it returned
+    /// [`Error::Refused`], e.g. a user on legal hold); the transaction was rolled back and
+    /// nothing changed. Exit code 4.
+    #[error("refused by {hook}: {reason}; nothing was changed")]
+    Vetoed {
+        /// The hook's or handler's `name()`.
+        hook: &'static str,
+        /// The hook's own message.
+        reason: String,
+    },
+    /// The database records lifecycle hooks or merge handlers that this binary does not
+    /// register: it may read but every write is refused, so no change skips their work.
+    /// Exit code 6.
+    #[error(
+        "this binary lacks {} recorded in the database: {}. It may read but not write; use the application's own admin binary (the one that registers them)",
+        if .0.len() == 1 { "a hook" } else { "hooks" },
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    MissingHooks(Vec<crate::store::MissingHook>),
     /// Some items of a batch failed (the others were committed). Exit code 5.
     #[error("{failed} of {total} items failed")]
     Partial { failed: u64, total: u64 },
@@ -52,10 +71,24 @@ impl Error {
         match self {
             Self::Invalid(_) => 2,
             Self::NotFound { .. } => 3,
-            Self::Conflict(_) | Self::Refused(_) | Self::AuthenticationFailed => 4,
+            Self::Conflict(_) | Self::Refused(_) | Self::AuthenticationFailed | Self::Vetoed { .. } => 4,
             Self::Partial { .. } => 5,
-            Self::Unavailable(_) | Self::Schema(_) => 6,
+            Self::Unavailable(_) | Self::Schema(_) | Self::MissingHooks(_) => 6,
             Self::Hook { .. } | Self::Database(_) | Self::Internal(_) => 1,
+        }
+    }
+
+    /// The error a command reports when hook or handler `hook` returned `err` inside a
+    /// transaction: a policy refusal ([`Error::Refused`]) becomes [`Error::Vetoed`] (exit 4),
+    /// anything else [`Error::Hook`] (exit 1). Either way the transaction rolls back.
+    pub(crate) fn from_hook(hook: &'static str, err: Error) -> Self {
+        match err {
+            Self::Refused(reason) => Self::Vetoed { hook, reason },
+            vetoed @ Self::Vetoed { .. } => vetoed,
+            other => Self::Hook {
+                hook,
+                source: Box::new(other),
+            },
         }
     }
 

@@ -8,13 +8,24 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
+pub mod cli;
 pub mod domain;
 pub mod error;
 pub mod lifecycle;
 pub mod password;
 pub mod services;
-pub mod store;
+pub(crate) mod store;
 pub mod tokens;
 
 pub use app::{App, Config};
+
+/// The database handle and the transaction API that hooks and merge handlers use: a pool
+/// ([`db::Database`]), an open transaction ([`db::Tx`]) with bound-parameter queries, and the
+/// values and rows they exchange.
+pub mod db {
+    pub use crate::store::{
+        Backend, Database, DatabaseUrl, FromValue, MigrateReport, Migration, Migrations, MissingHook, Row, SchemaStatus, Tx,
+        Value,
+    };
+}
 pub use error::{Error, Result};

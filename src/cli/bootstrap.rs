@@ -1,8 +1,8 @@
 //! `accountctl bootstrap`.
 
-use accountctl::Error;
-use accountctl::services::accounts::NewUser;
-use accountctl::services::bootstrap::BootstrapReport;
+use crate::Error;
+use crate::services::accounts::NewUser;
+use crate::services::bootstrap::BootstrapReport;
 
 use super::Ctx;
 use super::prompt::PasswordArgs;
@@ -21,17 +21,12 @@ pub struct BootstrapArgs {
 
 /// Migrates, ensures the root workspace, and creates the first admin unless an active admin
 /// exists. Running it again changes nothing and says so; it never resets a password.
-/// JSON: `{migrations_applied, root_workspace_created, admin: created|exists|not_requested,
+/// JSON: `{migrations_applied, app_migrations_applied, hooks_recorded, root_workspace_created, admin: created|exists|not_requested,
 /// admin_id, password?}` (`password` only with `--random-password`).
 pub async fn exec(ctx: &Ctx, args: BootstrapArgs) -> Result<(), Error> {
     let bootstrap = ctx.app.bootstrap();
-    let (migrations_applied, root_workspace_created) = bootstrap.ensure_root().await?;
-    let mut report = BootstrapReport {
-        migrations_applied,
-        root_workspace_created,
-        admin: "not_requested",
-        admin_id: None,
-    };
+    let (migrations, root_workspace_created) = bootstrap.ensure_root().await?;
+    let mut report = BootstrapReport::new(migrations, root_workspace_created);
     let mut generated = None;
     if let (Some(username), Some(email)) = (&args.admin_username, &args.admin_email) {
         report.admin = "exists";
@@ -59,7 +54,7 @@ pub async fn exec(ctx: &Ctx, args: BootstrapArgs) -> Result<(), Error> {
             eprintln!("an active admin already exists: no admin created, no password changed");
         }
     }
-    if !report.root_workspace_created && report.admin != "created" && report.migrations_applied.is_empty() {
+    if report.changed_nothing() {
         eprintln!("already bootstrapped: nothing changed");
     }
     #[derive(serde::Serialize)]

@@ -1,9 +1,9 @@
 //! `accountctl invite …`. accountctl never sends mail or SMS itself.
 
-use accountctl::Error;
-use accountctl::domain::parse_duration;
-use accountctl::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
-use accountctl::store::UserRef;
+use crate::Error;
+use crate::domain::parse_duration;
+use crate::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
+use crate::domain::UserRef;
 use uuid::Uuid;
 
 use super::Ctx;

@@ -4,8 +4,8 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
-use accountctl::Error;
-use accountctl::password::Secret;
+use crate::Error;
+use crate::password::Secret;
 use dialoguer::console::Term;
 
 /// The password options (DESIGN.md): never a password on argv. Without any of them, a

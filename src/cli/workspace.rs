@@ -1,7 +1,7 @@
 //! `accountctl workspace …` and `accountctl workspace-type …`.
 
-use accountctl::Error;
-use accountctl::domain::parse_capabilities;
+use crate::Error;
+use crate::domain::parse_capabilities;
 
 use super::Ctx;
 use super::prompt::confirm;

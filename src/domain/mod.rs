@@ -6,12 +6,14 @@ mod lifecycle;
 mod names;
 mod passport;
 mod user;
+mod user_ref;
 
 pub use duration::parse_duration;
 pub use lifecycle::{DeletionMode, LogoutReason, Session};
 pub use names::{Capability, parse_capabilities, validate_role_name, validate_slug, validate_workspace_name};
 pub use passport::{Email, Passport, PassportKind, Phone};
 pub use user::{InstanceRole, Person, User, UserView, Username};
+pub use user_ref::{UserFilter, UserRef};
 
 /// A point in time, UTC, at microsecond precision (what PostgreSQL's `timestamptz` keeps).
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

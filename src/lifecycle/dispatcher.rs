@@ -85,15 +85,14 @@ impl UserLifecycleService {
     }
 
     /// Fires `on_user_deleted` on every hook inside `tx`. The first `Err` stops the fan-out
-    /// and is returned as [`Error::Hook`]; the caller drops `tx`, rolling everything back.
+    /// and is returned as [`Error::Vetoed`] when the hook refused by policy
+    /// ([`Error::Refused`]), else as [`Error::Hook`]; the caller drops `tx`, rolling
+    /// everything back.
     pub async fn dispatch_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<(), Error> {
         for hook in &self.hooks {
             if let Err(err) = hook.on_user_deleted(user, mode, tx).await {
                 tracing::error!(hook = hook.name(), user_id = %user.id, %mode, error = %err, "on_user_deleted failed; rolling back");
-                return Err(Error::Hook {
-                    hook: hook.name(),
-                    source: Box::new(err),
-                });
+                return Err(Error::from_hook(hook.name(), err));
             }
         }
         Ok(())

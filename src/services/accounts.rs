@@ -11,6 +11,7 @@ use crate::domain::{
     DeletionMode, Email, InstanceRole, LogoutReason, PassportKind, Person, Phone, Timestamp, User, UserView, Username,
     now,
 };
+use crate::app::PersonalData;
 use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;
 use crate::password::{self, Secret};
@@ -87,6 +88,8 @@ pub struct Accounts {
     db: Database,
     lifecycle: Arc<UserLifecycleService>,
     trash_retention: chrono::Duration,
+    /// The application's personal-data declarations, erased by a GDPR purge.
+    personal_data: Arc<[PersonalData]>,
 }
 
 /// A user's validated creation input, ready for the transaction.
@@ -98,11 +101,17 @@ struct Validated {
 }
 
 impl Accounts {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>, trash_retention: chrono::Duration) -> Self {
+    pub(crate) fn new(
+        db: Database,
+        lifecycle: Arc<UserLifecycleService>,
+        trash_retention: chrono::Duration,
+        personal_data: Arc<[PersonalData]>,
+    ) -> Self {
         Self {
             db,
             lifecycle,
             trash_retention,
+            personal_data,
         }
     }
 
@@ -190,14 +199,14 @@ impl Accounts {
     /// The transactional part of [`Accounts::create`], for callers that compose it with more
     /// work in the same transaction (bootstrap, invite acceptance). The caller fires
     /// `dispatch_created` after its commit.
-    pub async fn create_in_tx(&self, tx: &mut Tx, new: &NewUser) -> Result<User> {
+    pub(crate) async fn create_in_tx(&self, tx: &mut Tx, new: &NewUser) -> Result<User> {
         let valid = Self::validate(new).await?;
         self.create_in(tx, new, valid).await
     }
 
     /// Fires `on_user_created` for a user created with [`Accounts::create_in_tx`], after the
     /// caller committed.
-    pub async fn announce_created(&self, user: &User) {
+    pub(crate) async fn announce_created(&self, user: &User) {
         self.lifecycle.dispatch_created(user).await;
     }
 
@@ -296,7 +305,8 @@ impl Accounts {
     /// data, leaving a tombstone. A trashed user can be purged; it cannot be trashed twice.
     ///
     /// Errors: [`Error::NotFound`]; [`Error::Refused`] for the last active admin or a user
-    /// already in the trash; [`Error::Hook`] when a hook aborted (nothing changed).
+    /// already in the trash; [`Error::Vetoed`] when a hook refused by policy and
+    /// [`Error::Hook`] when one failed (nothing changed either way).
     pub async fn delete(&self, user: &UserRef, mode: DeletionMode) -> Result<Deleted> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
@@ -306,7 +316,7 @@ impl Accounts {
     }
 
     /// The transactional part of [`Accounts::delete`] for an already locked user.
-    pub async fn delete_in(&self, tx: &mut Tx, user: &User, mode: DeletionMode) -> Result<Deleted> {
+    pub(crate) async fn delete_in(&self, tx: &mut Tx, user: &User, mode: DeletionMode) -> Result<Deleted> {
         if mode == DeletionMode::AdminDelete && user.is_trashed() {
             return Err(Error::Refused(format!(
                 "user {} is already in the trash",
@@ -330,6 +340,12 @@ impl Accounts {
             DeletionMode::GdprPurge | DeletionMode::Merged { .. } => {
                 // Only a root member's removal can leave the root workspace empty.
                 let root = tx.root_membership_of(user.id).await?;
+                if mode == DeletionMode::GdprPurge {
+                    // The application's declared personal data goes too, whatever its hooks did.
+                    for declaration in self.personal_data.iter() {
+                        tx.execute(&declaration.erase_sql(), &[user.id.into()]).await?;
+                    }
+                }
                 tx.erase_personal_data(user).await?;
                 if let Some(root) = root {
                     tx.refuse_if_root_emptied(root, true).await?;

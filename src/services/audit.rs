@@ -33,7 +33,7 @@ pub struct AuditLifecycleHook {
 }
 
 impl AuditLifecycleHook {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 }

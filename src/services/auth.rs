@@ -32,7 +32,7 @@ pub struct AuthService {
 }
 
 impl AuthService {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>, sessions: SessionService) -> Self {
+    pub(crate) fn new(db: Database, lifecycle: Arc<UserLifecycleService>, sessions: SessionService) -> Self {
         Self {
             db,
             lifecycle,

@@ -39,7 +39,7 @@ impl Default for AuthzCache {
 }
 
 impl AuthzCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             entries: RwLock::new(HashMap::new()),
@@ -92,7 +92,7 @@ pub struct AuthzCacheLifecycleHook {
 }
 
 impl AuthzCacheLifecycleHook {
-    pub fn new(cache: Arc<AuthzCache>, db: Database) -> Self {
+    pub(crate) fn new(cache: Arc<AuthzCache>, db: Database) -> Self {
         Self { cache, db }
     }
 }

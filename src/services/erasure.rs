@@ -104,7 +104,7 @@ pub struct Erasure {
 }
 
 impl Erasure {
-    pub fn new(
+    pub(crate) fn new(
         db: Database,
         lifecycle: Arc<UserLifecycleService>,
         accounts: Accounts,

@@ -13,7 +13,7 @@ pub struct ExternalIdentityLifecycleHook {
 }
 
 impl ExternalIdentityLifecycleHook {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 }

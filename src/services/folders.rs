@@ -19,7 +19,7 @@ pub struct FolderService {
 }
 
 impl FolderService {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 
@@ -47,7 +47,7 @@ pub struct HomeFolderLifecycleHook {
 }
 
 impl HomeFolderLifecycleHook {
-    pub fn new(folders: FolderService) -> Self {
+    pub(crate) fn new(folders: FolderService) -> Self {
         Self { folders }
     }
 }

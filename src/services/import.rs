@@ -306,7 +306,7 @@ fn prepare(line: usize, row: ImportRow) -> std::result::Result<Prepared, RowResu
 }
 
 impl Importer {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>) -> Self {
+    pub(crate) fn new(db: Database, lifecycle: Arc<UserLifecycleService>) -> Self {
         Self { db, lifecycle }
     }
 

@@ -28,7 +28,7 @@ pub struct Memberships {
 }
 
 impl Memberships {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 

@@ -43,9 +43,11 @@ pub struct PlanItem {
 }
 
 /// One step of a merge. Handlers run in order inside the merge transaction; an `Err` rolls
-/// the whole merge back and is reported with the handler's name. Implement one for each
-/// application table that references users (002 seed: "application-specific logic"), e.g.
-/// `tx.move_rows("UPDATE notes SET owner_id = $2 WHERE owner_id = $1", b, a, None)`.
+/// the whole merge back and is reported with the handler's name ([`Error::Refused`] as a
+/// policy refusal, exit 4; anything else as a failure, exit 1). Implement one for each
+/// application table that references users (Serverpod's account merge: core data, each
+/// identity provider, then the application's own data), e.g.
+/// `tx.execute("UPDATE notes SET owner_id = $2 WHERE owner_id = $1", &[b.id.into(), a.id.into()])`.
 #[async_trait::async_trait]
 pub trait MergeHandler: Send + Sync {
     fn name(&self) -> &'static str;
@@ -55,11 +57,37 @@ pub trait MergeHandler: Send + Sync {
     async fn merge(&self, ctx: &MergeContext, tx: &mut Tx) -> Result<()>;
 }
 
+/// One side of a merge as the plan shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MergeParty {
+    /// The user's id.
+    pub id: uuid::Uuid,
+    /// The user's username.
+    pub username: String,
+    /// Whether the user signs in through an identity provider only.
+    pub is_external: bool,
+    /// The instance role.
+    pub role: InstanceRole,
+}
+
+impl MergeParty {
+    fn of(user: &User) -> Self {
+        Self {
+            id: user.id,
+            username: user.username.clone(),
+            is_external: user.is_external,
+            role: user.role,
+        }
+    }
+}
+
 /// The merge plan (`user merge … --dry-run` prints it).
 #[derive(Debug, Clone, Serialize)]
 pub struct MergePlan {
-    pub keep: serde_json::Value,
-    pub remove: serde_json::Value,
+    /// A: the account that stays.
+    pub keep: MergeParty,
+    /// B: the account merged into A and deleted.
+    pub remove: MergeParty,
     /// B is an admin and A is not: A becomes admin (only with `--grant-admin`).
     pub grants_admin: bool,
     pub items: Vec<PlanItem>,
@@ -107,7 +135,7 @@ pub fn default_handlers() -> Vec<Arc<dyn MergeHandler>> {
 
 impl Merger {
     /// `handlers` in firing order (see [`default_handlers`]).
-    pub fn new(
+    pub(crate) fn new(
         db: Database,
         lifecycle: Arc<UserLifecycleService>,
         accounts: Accounts,
@@ -172,10 +200,7 @@ impl Merger {
         for handler in &self.handlers {
             if let Err(err) = handler.merge(&ctx, &mut tx).await {
                 tracing::error!(handler = handler.name(), keep = %a.id, remove = %b.id, error = %err, "merge handler failed; rolling back");
-                return Err(Error::Hook {
-                    hook: handler.name(),
-                    source: Box::new(err),
-                });
+                return Err(Error::from_hook(handler.name(), err));
             }
         }
         // B's sessions end (admin_revoked) and move to A as history.
@@ -209,7 +234,12 @@ impl Merger {
     async fn plan(&self, ctx: &MergeContext, tx: &mut Tx, grants_admin: bool) -> Result<MergePlan> {
         let mut items = Vec::new();
         for handler in &self.handlers {
-            items.extend(handler.plan(ctx, tx).await?);
+            items.extend(
+                handler
+                    .plan(ctx, tx)
+                    .await
+                    .map_err(|err| Error::from_hook(handler.name(), err))?,
+            );
         }
         let (a, b) = (&ctx.keep, &ctx.remove);
         let sessions_revoked = tx.live_session_count(b.id, ctx.at).await?;
@@ -221,8 +251,8 @@ impl Merger {
             )
             .await?;
         Ok(MergePlan {
-            keep: json!({ "id": a.id, "username": a.username, "is_external": a.is_external, "role": a.role }),
-            remove: json!({ "id": b.id, "username": b.username, "is_external": b.is_external, "role": b.role }),
+            keep: MergeParty::of(a),
+            remove: MergeParty::of(b),
             grants_admin,
             items,
             sessions_revoked,

@@ -39,7 +39,7 @@ pub struct PruneResult {
 }
 
 impl SessionService {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>) -> Self {
+    pub(crate) fn new(db: Database, lifecycle: Arc<UserLifecycleService>) -> Self {
         Self { db, lifecycle }
     }
 

@@ -42,7 +42,7 @@ fn capability_strings(caps: &[Capability]) -> Vec<String> {
 }
 
 impl Workspaces {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 

@@ -71,7 +71,7 @@ pub enum PurgeReason {
 impl Tx {
     /// Records an erasure request. Errors: [`crate::Error::Conflict`] when one is already
     /// pending for the user.
-    pub async fn insert_erasure_request(
+    pub(crate) async fn insert_erasure_request(
         &mut self,
         user_id: Uuid,
         due_at: Timestamp,
@@ -96,7 +96,7 @@ impl Tx {
     }
 
     /// One erasure request by id, if it exists.
-    pub async fn erasure_request(&mut self, id: Uuid) -> Result<Option<ErasureRequest>> {
+    pub(crate) async fn erasure_request(&mut self, id: Uuid) -> Result<Option<ErasureRequest>> {
         let row = on_conn!(self, |c| sqlx::query("SELECT * FROM erasure_requests WHERE id = $1")
             .bind(DbId(id))
             .fetch_optional(&mut *c)
@@ -107,7 +107,7 @@ impl Tx {
     }
 
     /// Pending erasure requests, soonest due first.
-    pub async fn pending_erasure_requests(&mut self) -> Result<Vec<ErasureRequest>> {
+    pub(crate) async fn pending_erasure_requests(&mut self) -> Result<Vec<ErasureRequest>> {
         let rows = on_conn!(self, |c| sqlx::query(
             "SELECT * FROM erasure_requests WHERE status = 'pending' ORDER BY due_at, id"
         )
@@ -121,7 +121,7 @@ impl Tx {
 
     /// Users due for purging at `at`: due erasure requests first, then trash past retention;
     /// at most `limit`.
-    pub async fn purge_candidates(&mut self, at: Timestamp, limit: i64) -> Result<Vec<(Uuid, PurgeReason)>> {
+    pub(crate) async fn purge_candidates(&mut self, at: Timestamp, limit: i64) -> Result<Vec<(Uuid, PurgeReason)>> {
         let rows: Vec<(DbId, i64)> = on_conn!(self, |c| {
             sqlx::query_as(
             "SELECT user_id, CAST(0 AS BIGINT) AS why, due_at AS due FROM erasure_requests WHERE status = 'pending' AND due_at <= $1 \
@@ -157,7 +157,7 @@ impl Tx {
     /// due. `None` when the user is gone (purged by a concurrent sweeper), no longer due
     /// (restored, request cancelled), or — on PostgreSQL — locked by another sweeper right now
     /// (`FOR UPDATE SKIP LOCKED`; SQLite's write lock already excludes other writers).
-    pub async fn lock_user_if_purge_due(&mut self, user_id: Uuid, at: Timestamp) -> Result<Option<User>> {
+    pub(crate) async fn lock_user_if_purge_due(&mut self, user_id: Uuid, at: Timestamp) -> Result<Option<User>> {
         // One statement: lock, re-check and read. PostgreSQL re-evaluates the condition on the
         // row version it locks, so a user restored meanwhile is not purged.
         let lock = match self.backend() {
@@ -179,7 +179,7 @@ impl Tx {
     }
 
     /// Notes the last purge error on the user's pending erasure request.
-    pub async fn note_erasure_error(&mut self, user_id: Uuid, error: &str) -> Result<()> {
+    pub(crate) async fn note_erasure_error(&mut self, user_id: Uuid, error: &str) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE erasure_requests SET last_error = $2 WHERE user_id = $1 AND status = 'pending'"
         )
@@ -192,7 +192,7 @@ impl Tx {
     }
 
     /// Trashed users: (total, due by `at`).
-    pub async fn trash_counts(&mut self, at: Timestamp) -> Result<(i64, i64)> {
+    pub(crate) async fn trash_counts(&mut self, at: Timestamp) -> Result<(i64, i64)> {
         let row: (i64, i64) = on_conn!(self, |c| {
             sqlx::query_as(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN purge_after <= $1 THEN 1 ELSE 0 END), 0) FROM users WHERE deleted_at IS NOT NULL"
@@ -205,7 +205,7 @@ impl Tx {
     }
 
     /// Starts a sweeper run record.
-    pub async fn insert_sweeper_run(&mut self, id: Uuid, dry_run: bool, at: Timestamp) -> Result<()> {
+    pub(crate) async fn insert_sweeper_run(&mut self, id: Uuid, dry_run: bool, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "INSERT INTO sweeper_runs (id, started_at, status, dry_run) VALUES ($1, $2, 'running', $3)"
         )
@@ -219,7 +219,7 @@ impl Tx {
     }
 
     /// Finishes a sweeper run record.
-    pub async fn finish_sweeper_run(
+    pub(crate) async fn finish_sweeper_run(
         &mut self,
         id: Uuid,
         status: &str,
@@ -247,7 +247,7 @@ impl Tx {
     }
 
     /// The latest run, and the latest finished non-dry run that did not fail outright.
-    pub async fn last_sweeper_runs(&mut self) -> Result<(Option<SweeperRun>, Option<SweeperRun>)> {
+    pub(crate) async fn last_sweeper_runs(&mut self) -> Result<(Option<SweeperRun>, Option<SweeperRun>)> {
         let last = on_conn!(self, |c| sqlx::query(
             "SELECT * FROM sweeper_runs ORDER BY started_at DESC, id DESC LIMIT 1"
         )
@@ -268,7 +268,7 @@ impl Tx {
     }
 
     /// SQLite: drops cache invalidations older than `before` (listeners poll recent ones).
-    pub async fn prune_invalidations(&mut self, before: Timestamp) -> Result<u64> {
+    pub(crate) async fn prune_invalidations(&mut self, before: Timestamp) -> Result<u64> {
         if self.backend() == Backend::Postgres {
             return Ok(0);
         }

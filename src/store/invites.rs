@@ -71,7 +71,7 @@ pub struct NewInvite {
 
 impl Tx {
     /// Inserts an invite; returns its id.
-    pub async fn insert_invite(&mut self, new: &NewInvite, at: Timestamp) -> Result<Uuid> {
+    pub(crate) async fn insert_invite(&mut self, new: &NewInvite, at: Timestamp) -> Result<Uuid> {
         let id = Uuid::now_v7();
         on_conn!(self, |c| sqlx::query(
             "INSERT INTO invites (id, workspace_id, role_id, passport_kind, passport_value, force_passport, \
@@ -97,7 +97,7 @@ impl Tx {
     }
 
     /// One invite by id. Errors: [`Error::NotFound`].
-    pub async fn invite(&mut self, id: Uuid) -> Result<Invite> {
+    pub(crate) async fn invite(&mut self, id: Uuid) -> Result<Invite> {
         let sql = format!("{INVITE_SELECT} WHERE i.id = $1");
         let row = on_conn!(self, |c| sqlx::query(&sql)
             .bind(DbId(id))
@@ -110,7 +110,7 @@ impl Tx {
 
     /// The invite whose token hashes to `token_hash`, locked on PostgreSQL (`FOR UPDATE`) so
     /// two concurrent accepts of one token serialize; SQLite's write lock does the same.
-    pub async fn invite_by_token_hash_locked(&mut self, token_hash: &str) -> Result<Option<Invite>> {
+    pub(crate) async fn invite_by_token_hash_locked(&mut self, token_hash: &str) -> Result<Option<Invite>> {
         let id: Option<DbId> = match self.backend() {
             Backend::Postgres => on_conn!(self, |c| sqlx::query_scalar(
                 "SELECT id FROM invites WHERE token_hash = $1 FOR UPDATE"
@@ -132,7 +132,7 @@ impl Tx {
     }
 
     /// Invites, newest first, optionally of one workspace and/or status.
-    pub async fn invites(&mut self, workspace_id: Option<Uuid>, status: Option<&str>) -> Result<Vec<Invite>> {
+    pub(crate) async fn invites(&mut self, workspace_id: Option<Uuid>, status: Option<&str>) -> Result<Vec<Invite>> {
         let sql = format!(
             "{INVITE_SELECT} WHERE ($1 IS NULL OR i.workspace_id = $1) AND ($2 IS NULL OR i.status = $2) ORDER BY i.created_at DESC, i.id"
         );
@@ -148,7 +148,7 @@ impl Tx {
     }
 
     /// Sets a pending invite's status (`revoked` or `expired`); returns whether it was pending.
-    pub async fn close_invite(&mut self, id: Uuid, status: &str) -> Result<bool> {
+    pub(crate) async fn close_invite(&mut self, id: Uuid, status: &str) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE invites SET status = $2 WHERE id = $1 AND status = 'pending'"
         )
@@ -161,7 +161,7 @@ impl Tx {
     }
 
     /// Marks a pending invite accepted by `user_id`; returns whether it was pending.
-    pub async fn accept_invite(&mut self, id: Uuid, user_id: Uuid, at: Timestamp) -> Result<bool> {
+    pub(crate) async fn accept_invite(&mut self, id: Uuid, user_id: Uuid, at: Timestamp) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE invites SET status = 'accepted', accepted_at = $3, accepted_by_user_id = $2, person_id = NULL \
              WHERE id = $1 AND status = 'pending'"
@@ -176,7 +176,7 @@ impl Tx {
     }
 
     /// Replaces a pending invite's token and expiry (`invite resend`).
-    pub async fn rotate_invite_token(&mut self, id: Uuid, token_hash: &str, expires_at: Timestamp) -> Result<bool> {
+    pub(crate) async fn rotate_invite_token(&mut self, id: Uuid, token_hash: &str, expires_at: Timestamp) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE invites SET token_hash = $2, expires_at = $3 WHERE id = $1 AND status = 'pending'"
         )
@@ -190,7 +190,7 @@ impl Tx {
     }
 
     /// Marks every pending invite past its expiry as `expired`; returns how many.
-    pub async fn expire_invites(&mut self, at: Timestamp) -> Result<u64> {
+    pub(crate) async fn expire_invites(&mut self, at: Timestamp) -> Result<u64> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE invites SET status = 'expired' WHERE status = 'pending' AND expires_at <= $1"
         )
@@ -202,7 +202,7 @@ impl Tx {
     }
 
     /// Queues a notification for the application's mailer.
-    pub async fn insert_outbox(
+    pub(crate) async fn insert_outbox(
         &mut self,
         kind: &str,
         recipient: &str,
@@ -232,7 +232,7 @@ impl Tx {
     }
 
     /// The user owning a passport, if any.
-    pub async fn user_id_by_passport(&mut self, kind: PassportKind, value: &str) -> Result<Option<Uuid>> {
+    pub(crate) async fn user_id_by_passport(&mut self, kind: PassportKind, value: &str) -> Result<Option<Uuid>> {
         let id: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT user_id FROM passports WHERE kind = $1 AND value = $2"
         )
@@ -244,7 +244,7 @@ impl Tx {
     }
 
     /// Stamps `verified_at` on a passport (accepting an invite proves control of it).
-    pub async fn mark_passport_verified(&mut self, kind: PassportKind, value: &str, at: Timestamp) -> Result<()> {
+    pub(crate) async fn mark_passport_verified(&mut self, kind: PassportKind, value: &str, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE passports SET verified_at = $3 WHERE kind = $1 AND value = $2 AND verified_at IS NULL"
         )

@@ -14,6 +14,7 @@
 //! `TEXT`), booleans as `bool` (`boolean` / `INTEGER` 0–1).
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -39,7 +40,6 @@ macro_rules! on_conn {
         }
     };
 }
-pub(crate) use on_conn;
 
 mod audit;
 pub mod authz;
@@ -50,14 +50,16 @@ mod identities;
 pub mod invites;
 mod merge;
 mod migrate;
+mod query;
 mod sessions;
 mod users;
 pub mod workspaces;
 
-pub use audit::AuditRow;
-pub use identities::ExternalIdentity;
-pub use migrate::SchemaStatus;
-pub use users::{NewUserRecord, UserFilter, UserRef};
+pub use migrate::{MigrateReport, Migration, Migrations, MissingHook, SchemaStatus};
+pub(crate) use migrate::MigrationPlan;
+pub use query::{FromValue, Row, Value};
+pub use crate::domain::{UserFilter, UserRef};
+pub(crate) use users::NewUserRecord;
 
 /// Which database engine a [`Database`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +139,8 @@ enum Pool {
 pub struct Database {
     pool: Pool,
     url: DatabaseUrl,
+    /// Set when the database records hooks this binary lacks: every write is then refused.
+    refuse_writes: Arc<OnceLock<Vec<MissingHook>>>,
 }
 
 impl fmt::Debug for Database {
@@ -194,7 +198,32 @@ impl Database {
                 Pool::Postgres(pool)
             }
         };
-        Ok(Self { pool, url: url.clone() })
+        Ok(Self::with_pool(pool, url.clone()))
+    }
+
+    fn with_pool(pool: Pool, url: DatabaseUrl) -> Self {
+        Self {
+            pool,
+            url,
+            refuse_writes: Arc::default(),
+        }
+    }
+
+    /// Wraps an application's existing PostgreSQL pool (its settings are kept as they are).
+    pub fn from_pg_pool(pool: PgPool) -> Self {
+        Self::with_pool(Pool::Postgres(pool), DatabaseUrl("postgres://(application pool)".into()))
+    }
+
+    /// Wraps an application's existing SQLite pool. Open it with foreign keys on (sqlx's
+    /// default) and, for concurrent writers, WAL mode and a busy timeout.
+    pub fn from_sqlite_pool(pool: SqlitePool) -> Self {
+        Self::with_pool(Pool::Sqlite(pool), DatabaseUrl("sqlite://(application pool)".into()))
+    }
+
+    /// From now on, refuse every write transaction with [`Error::MissingHooks`] (the database
+    /// records hooks this binary does not register).
+    pub(crate) fn refuse_writes(&self, missing: Vec<MissingHook>) {
+        let _ = self.refuse_writes.set(missing);
     }
 
     pub fn backend(&self) -> Backend {
@@ -211,7 +240,18 @@ impl Database {
     /// Begins a transaction for work that writes. On SQLite this is `BEGIN IMMEDIATE`: the
     /// write lock is taken up front, so two writers queue on the busy timeout instead of one
     /// failing when it upgrades a read lock (which WAL mode cannot wait for).
+    ///
+    /// Errors: [`Error::MissingHooks`] (exit 6) when this binary lacks a hook that the
+    /// database records; the database's errors otherwise.
     pub async fn begin(&self) -> Result<Tx> {
+        if let Some(missing) = self.refuse_writes.get() {
+            return Err(Error::MissingHooks(missing.clone()));
+        }
+        self.begin_unguarded().await
+    }
+
+    /// [`Database::begin`] without the hook-set check: migrations and the hook registry only.
+    pub(crate) async fn begin_unguarded(&self) -> Result<Tx> {
         let inner = match &self.pool {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
@@ -221,6 +261,10 @@ impl Database {
 
     /// Begins a transaction for work that only reads (a deferred `BEGIN` on SQLite).
     pub async fn begin_read(&self) -> Result<Tx> {
+        self.begin_read_unguarded().await
+    }
+
+    pub(crate) async fn begin_read_unguarded(&self) -> Result<Tx> {
         let inner = match &self.pool {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
             Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
@@ -287,10 +331,9 @@ impl Tx {
         Ok(())
     }
 
-    /// Runs one statement without parameters and returns the rows it affected, for callers
-    /// outside the store (tests, benchmarks, maintenance). Values must be inlined, so never
-    /// pass it untrusted text; a merge handler uses [`Tx::move_rows`], which binds.
-    pub async fn execute_raw(&mut self, sql: &str) -> Result<u64> {
+    /// Runs one statement without parameters and returns the rows it affected (the crate's
+    /// own fixed statements only; callers outside the crate bind values with [`Tx::execute`]).
+    pub(crate) async fn execute_raw(&mut self, sql: &str) -> Result<u64> {
         Ok(on_conn!(self, |c| sqlx::query(sql)
             .execute(&mut *c)
             .await?
