@@ -94,7 +94,8 @@ impl PersonalData {
             !s.is_empty()
                 && s.len() <= 63
                 && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         };
         for name in [self.table, self.user_column].iter().chain(&self.columns) {
             if !plain(name) {
@@ -146,13 +147,17 @@ pub struct AppBuilder {
     merge_handlers: Vec<Arc<dyn MergeHandler>>,
     migrations: Migrations,
     personal_data: Vec<PersonalData>,
+    program: Option<String>,
 }
 
 impl std::fmt::Debug for AppBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppBuilder")
             .field("hooks", &self.hooks.len())
-            .field("merge_handlers", &self.merge_handlers.iter().map(|h| h.name()).collect::<Vec<_>>())
+            .field(
+                "merge_handlers",
+                &self.merge_handlers.iter().map(|h| h.name()).collect::<Vec<_>>(),
+            )
             .field("personal_data", &self.personal_data)
             .finish_non_exhaustive()
     }
@@ -181,6 +186,13 @@ impl AppBuilder {
     /// The pool size when connecting by URL (default 8).
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = Some(n);
+        self
+    }
+
+    /// The admin binary's name, used in messages that tell the operator what to run (e.g.
+    /// "run `NAME migrate`"). Default `accountctl`; the CLI sets it to its own name.
+    pub fn program_name(mut self, name: impl Into<String>) -> Self {
+        self.program = Some(name.into());
         self
     }
 
@@ -293,6 +305,7 @@ impl AppBuilder {
                 hooks: registered,
             }),
             personal_data: self.personal_data.into(),
+            program: self.program.unwrap_or_else(|| "accountctl".to_owned()).into(),
         };
         app.check_hook_set().await?;
         Ok(app)
@@ -310,6 +323,7 @@ pub struct App {
     merge_handlers: Arc<[Arc<dyn MergeHandler>]>,
     plan: Arc<MigrationPlan>,
     personal_data: Arc<[PersonalData]>,
+    program: Arc<str>,
 }
 
 impl std::fmt::Debug for App {
@@ -390,13 +404,15 @@ impl App {
         match self.schema_status().await? {
             SchemaStatus::Current => Ok(()),
             SchemaStatus::Behind(v) => Err(Error::Schema(format!(
-                "the database schema at {} is behind this build ({} migration(s) pending): run `migrate` first",
+                "the database schema at {} is behind this build ({} migration(s) pending): run `{} migrate` first",
                 self.db.url(),
-                v.len()
+                v.len(),
+                self.program
             ))),
             SchemaStatus::Ahead(v) => Err(Error::Schema(format!(
-                "the database schema at {} is newer than this build (unknown migration(s) {v:?}): upgrade this binary",
-                self.db.url()
+                "the database schema at {} is newer than this build (unknown migration(s) {v:?}): upgrade {}",
+                self.db.url(),
+                self.program
             ))),
         }
     }
@@ -514,5 +530,17 @@ impl App {
     /// Resolves a workspace by id or case-insensitive name. Errors: [`crate::Error::NotFound`].
     pub async fn workspace_id(&self, key: &str) -> crate::Result<uuid::Uuid> {
         self.db.begin_read().await?.workspace_id(key).await
+    }
+}
+#[cfg(test)]
+mod send_check {
+    fn is_send<T: Send>(_: T) {}
+    #[allow(dead_code)]
+    fn check(app: &super::App, db: &crate::store::Database) {
+        is_send(app.migrate());
+        is_send(db.migrate_with(&Default::default()));
+        is_send(app.schema_status());
+        is_send(app.missing_hooks());
+        is_send(super::App::builder().build());
     }
 }

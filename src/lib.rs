@@ -24,8 +24,8 @@ pub use app::{App, Config};
 /// values and rows they exchange.
 pub mod db {
     pub use crate::store::{
-        Backend, Database, DatabaseUrl, FromValue, MigrateReport, Migration, Migrations, MissingHook, Row, SchemaStatus, Tx,
-        Value,
+        Backend, Database, DatabaseUrl, FromValue, MigrateReport, Migration, Migrations, MissingHook, Row,
+        SchemaStatus, Tx, Value,
     };
 }
 pub use error::{Error, Result};

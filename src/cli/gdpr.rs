@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Error;
+use crate::domain::UserRef;
 use crate::domain::parse_duration;
 use crate::services::erasure::{DEFAULT_ERASURE_DELAY, SweepOptions};
-use crate::domain::UserRef;
 
 use super::Ctx;
 use super::prompt::confirm;

@@ -1,9 +1,9 @@
 //! `accountctl invite …`. accountctl never sends mail or SMS itself.
 
 use crate::Error;
+use crate::domain::UserRef;
 use crate::domain::parse_duration;
 use crate::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
-use crate::domain::UserRef;
 use uuid::Uuid;
 
 use super::Ctx;

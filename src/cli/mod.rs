@@ -161,7 +161,10 @@ where
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "accountctl".to_owned());
     let command = cli_command(&bin);
-    let cli = match command.try_get_matches_from(args).and_then(|m| Cli::from_arg_matches(&m)) {
+    let cli = match command
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -215,7 +218,7 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String) -> Result<(), E
     if let Ok(template) = std::env::var("ACCOUNTCTL_INVITE_LINK") {
         builder.config_mut().invite_link_template = template;
     }
-    let app = builder.build().await?;
+    let app = builder.program_name(bin).build().await?;
     let ctx = Ctx {
         app,
         out,

@@ -1,8 +1,8 @@
 //! `accountctl role …`.
 
 use crate::Error;
-use crate::domain::{InstanceRole, parse_capabilities};
 use crate::domain::UserRef;
+use crate::domain::{InstanceRole, parse_capabilities};
 
 use super::Ctx;
 use super::prompt::confirm;

@@ -2,8 +2,8 @@
 
 use crate::Error;
 use crate::domain::{DeletionMode, InstanceRole, parse_duration};
-use crate::services::accounts::{Accounts, NewUser};
 use crate::domain::{UserFilter, UserRef};
+use crate::services::accounts::{Accounts, NewUser};
 
 use super::Ctx;
 use super::prompt::{PasswordArgs, confirm};

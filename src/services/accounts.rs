@@ -7,11 +7,11 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::app::PersonalData;
 use crate::domain::{
     DeletionMode, Email, InstanceRole, LogoutReason, PassportKind, Person, Phone, Timestamp, User, UserView, Username,
     now,
 };
-use crate::app::PersonalData;
 use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;
 use crate::password::{self, Secret};

@@ -3,13 +3,13 @@
 
 use serde::Serialize;
 
+use crate::app::App;
 use crate::domain::now;
 use crate::error::Result;
 use crate::services::accounts::{Accounts, NewUser};
 use crate::services::audit;
-use crate::app::App;
-use crate::store::{Database, MigrateReport};
 use crate::store::workspaces::{ROOT_ROLE_NAME, ROOT_WORKSPACE_NAME};
+use crate::store::{Database, MigrateReport};
 
 /// What [`Bootstrap::run`] did. Running it again reports nothing created.
 #[derive(Debug, Clone, Serialize)]

@@ -87,7 +87,12 @@ fn normalize(email: &Option<String>, phone: &Option<String>) -> Result<(Passport
 }
 
 impl Invites {
-    pub(crate) fn new(db: Database, lifecycle: Arc<UserLifecycleService>, accounts: Accounts, link_template: String) -> Self {
+    pub(crate) fn new(
+        db: Database,
+        lifecycle: Arc<UserLifecycleService>,
+        accounts: Accounts,
+        link_template: String,
+    ) -> Self {
         Self {
             db,
             lifecycle,

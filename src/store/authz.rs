@@ -15,7 +15,12 @@ impl Tx {
     /// Publishes "drop what you cached about this user" to every process. On PostgreSQL this
     /// is `pg_notify` inside the transaction, so listeners hear it only if the transaction
     /// commits; on SQLite it is a row in `cache_invalidations`, equally transactional.
-    pub(crate) async fn publish_authz_invalidation(&mut self, user_id: Uuid, reason: &str, at: Timestamp) -> Result<()> {
+    pub(crate) async fn publish_authz_invalidation(
+        &mut self,
+        user_id: Uuid,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<()> {
         match self.backend() {
             Backend::Postgres => {
                 let payload = serde_json::json!({ "user_id": user_id, "reason": reason }).to_string();

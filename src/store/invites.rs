@@ -176,7 +176,12 @@ impl Tx {
     }
 
     /// Replaces a pending invite's token and expiry (`invite resend`).
-    pub(crate) async fn rotate_invite_token(&mut self, id: Uuid, token_hash: &str, expires_at: Timestamp) -> Result<bool> {
+    pub(crate) async fn rotate_invite_token(
+        &mut self,
+        id: Uuid,
+        token_hash: &str,
+        expires_at: Timestamp,
+    ) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE invites SET token_hash = $2, expires_at = $3 WHERE id = $1 AND status = 'pending'"
         )
@@ -244,7 +249,12 @@ impl Tx {
     }
 
     /// Stamps `verified_at` on a passport (accepting an invite proves control of it).
-    pub(crate) async fn mark_passport_verified(&mut self, kind: PassportKind, value: &str, at: Timestamp) -> Result<()> {
+    pub(crate) async fn mark_passport_verified(
+        &mut self,
+        kind: PassportKind,
+        value: &str,
+        at: Timestamp,
+    ) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE passports SET verified_at = $3 WHERE kind = $1 AND value = $2 AND verified_at IS NULL"
         )

@@ -74,7 +74,13 @@ impl Tx {
     }
 
     /// Creates a (non-home) folder; returns its id.
-    pub(crate) async fn insert_folder(&mut self, user_id: Uuid, parent_id: Uuid, name: &str, at: Timestamp) -> Result<Uuid> {
+    pub(crate) async fn insert_folder(
+        &mut self,
+        user_id: Uuid,
+        parent_id: Uuid,
+        name: &str,
+        at: Timestamp,
+    ) -> Result<Uuid> {
         let id = Uuid::now_v7();
         on_conn!(self, |c| sqlx::query(
             "INSERT INTO folders (id, user_id, parent_id, name, is_home, created_at) VALUES ($1, $2, $3, $4, $5, $6)"

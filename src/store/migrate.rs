@@ -138,9 +138,22 @@ pub struct MissingHook {
 
 impl std::fmt::Display for MissingHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if self.kind == "merge" { "merge handler" } else { "lifecycle hook" };
+        let kind = if self.kind == "merge" {
+            "merge handler"
+        } else {
+            "lifecycle hook"
+        };
         write!(f, "{} ({kind})", self.name)
     }
+}
+
+/// The recorded hooks that `registered` lacks.
+fn subtract(recorded: Vec<(String, String)>, registered: &[(&'static str, &'static str)]) -> Vec<MissingHook> {
+    recorded
+        .into_iter()
+        .filter(|(kind, name)| !registered.iter().any(|(k, n)| k == kind && n == name))
+        .map(|(kind, name)| MissingHook { kind, name })
+        .collect()
 }
 
 fn checksum(sql: &str) -> Vec<u8> {
@@ -184,7 +197,9 @@ impl Database {
                 Backend::Postgres => {
                     "INSERT INTO accountctl_hooks (kind, name, recorded_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
                 }
-                Backend::Sqlite => "INSERT OR IGNORE INTO accountctl_hooks (kind, name, recorded_at) VALUES ($1, $2, $3)",
+                Backend::Sqlite => {
+                    "INSERT OR IGNORE INTO accountctl_hooks (kind, name, recorded_at) VALUES ($1, $2, $3)"
+                }
             };
             let at = crate::domain::now();
             let n = on_conn!(tx, |c| sqlx::query(sql)
@@ -243,12 +258,14 @@ impl Database {
     /// without it may write again. Returns whether it was recorded.
     pub(crate) async fn forget_hook(&self, kind: &str, name: &str) -> Result<bool> {
         let mut tx = self.begin_unguarded().await?;
-        let n = on_conn!(tx, |c| sqlx::query("DELETE FROM accountctl_hooks WHERE kind = $1 AND name = $2")
-            .bind(kind)
-            .bind(name)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        let n = on_conn!(tx, |c| sqlx::query(
+            "DELETE FROM accountctl_hooks WHERE kind = $1 AND name = $2"
+        )
+        .bind(kind)
+        .bind(name)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         tx.commit().await?;
         Ok(n > 0)
     }
@@ -288,11 +305,7 @@ impl Tx {
         )
         .fetch_all(&mut *c)
         .await?);
-        Ok(recorded
-            .into_iter()
-            .filter(|(kind, name)| !registered.iter().any(|(k, n)| k == kind && n == name))
-            .map(|(kind, name)| MissingHook { kind, name })
-            .collect())
+        Ok(subtract(recorded, registered))
     }
 
     /// `(version, checksum)` of the successfully applied migrations in `table`; empty when
@@ -325,14 +338,13 @@ impl Tx {
         let mut seen = BTreeSet::new();
         for m in migrations {
             if !seen.insert(m.version) {
-                return Err(Error::Invalid(format!("two migrations have version {} in {table}", m.version)));
+                return Err(Error::Invalid(format!(
+                    "two migrations have version {} in {table}",
+                    m.version
+                )));
             }
         }
-        let ahead: Vec<i64> = applied
-            .iter()
-            .map(|(v, _)| *v)
-            .filter(|v| !seen.contains(v))
-            .collect();
+        let ahead: Vec<i64> = applied.iter().map(|(v, _)| *v).filter(|v| !seen.contains(v)).collect();
         if !ahead.is_empty() {
             return Err(Error::Schema(format!(
                 "the database has migrations this build does not know ({table}: {ahead:?}): it was migrated by a newer build; upgrade this one"
@@ -356,7 +368,8 @@ impl Tx {
         for m in pending {
             let started = std::time::Instant::now();
             let sql: &str = &m.sql;
-            on_conn!(self, |c| sqlx::raw_sql(sql).execute(&mut *c).await?.rows_affected());
+            // No parameters: the simple-query protocol, which runs several statements.
+            on_conn!(self, |c| sqlx::Executor::execute(&mut *c, sql).await?.rows_affected());
             let elapsed = i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX);
             let insert = format!(
                 "INSERT INTO {table} (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, $4)"

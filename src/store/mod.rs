@@ -14,8 +14,8 @@
 //! `TEXT`), booleans as `bool` (`boolean` / `INTEGER` 0–1).
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -55,10 +55,10 @@ mod sessions;
 mod users;
 pub mod workspaces;
 
-pub use migrate::{MigrateReport, Migration, Migrations, MissingHook, SchemaStatus};
-pub(crate) use migrate::MigrationPlan;
-pub use query::{FromValue, Row, Value};
 pub use crate::domain::{UserFilter, UserRef};
+pub(crate) use migrate::MigrationPlan;
+pub use migrate::{MigrateReport, Migration, Migrations, MissingHook, SchemaStatus};
+pub use query::{FromValue, Row, Value};
 pub(crate) use users::NewUserRecord;
 
 /// Which database engine a [`Database`] talks to.
@@ -211,7 +211,10 @@ impl Database {
 
     /// Wraps an application's existing PostgreSQL pool (its settings are kept as they are).
     pub fn from_pg_pool(pool: PgPool) -> Self {
-        Self::with_pool(Pool::Postgres(pool), DatabaseUrl("postgres://(application pool)".into()))
+        Self::with_pool(
+            Pool::Postgres(pool),
+            DatabaseUrl("postgres://(application pool)".into()),
+        )
     }
 
     /// Wraps an application's existing SQLite pool. Open it with foreign keys on (sqlx's

@@ -280,7 +280,10 @@ impl sqlx::Type<Postgres> for Value {
 }
 
 impl sqlx::Encode<'_, Postgres> for Value {
-    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> std::result::Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut PgArgumentBuffer,
+    ) -> std::result::Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
         match self {
             Value::Null => Ok(sqlx::encode::IsNull::Yes),
             Value::Bool(v) => <bool as sqlx::Encode<Postgres>>::encode_by_ref(v, buf),

@@ -94,7 +94,12 @@ impl Tx {
     }
 
     /// Revokes every unrevoked, unexpired session of a user in one statement; returns how many.
-    pub(crate) async fn revoke_sessions_of(&mut self, user_id: Uuid, reason: LogoutReason, at: Timestamp) -> Result<u64> {
+    pub(crate) async fn revoke_sessions_of(
+        &mut self,
+        user_id: Uuid,
+        reason: LogoutReason,
+        at: Timestamp,
+    ) -> Result<u64> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 \
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2"

@@ -11,8 +11,9 @@ use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use accountctl::store::{Database, DatabaseUrl};
-use accountctl::{App, Config};
+use accountctl::App;
+use accountctl::db::Database;
+use accountctl::db::DatabaseUrl;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -32,8 +33,13 @@ pub struct Ctx {
 
 impl Ctx {
     /// The library wired with the shipped hooks.
-    pub fn app(&self) -> App {
-        App::new(self.db.clone(), Config::default())
+    pub async fn app(&self) -> App {
+        self.app_with(App::builder()).await
+    }
+
+    /// The library wired by `builder` (an application's hooks, handlers…) on this database.
+    pub async fn app_with(&self, builder: accountctl::app::AppBuilder) -> App {
+        builder.database(self.db.clone()).build().await.expect("build the app")
     }
 
     /// Bootstraps through the CLI: root workspace and the first admin `admin`, password
@@ -57,7 +63,7 @@ impl Ctx {
     /// come back classified as the library classifies them).
     pub async fn exec(&self, sql: &str) -> accountctl::Result<u64> {
         let mut tx = self.db.begin().await?;
-        let n = tx.execute_raw(sql).await?;
+        let n = tx.execute(sql, &[]).await?;
         tx.commit().await?;
         Ok(n)
     }
@@ -250,7 +256,14 @@ where
     let db = Database::connect_with(&DatabaseUrl::parse(&url).expect("url"), 5)
         .await
         .expect("connect test database");
-    db.migrate().await.expect("migrate");
+    App::builder()
+        .database(db.clone())
+        .build()
+        .await
+        .expect("build the app")
+        .migrate()
+        .await
+        .expect("migrate");
     let ctx = Ctx {
         backend,
         url,
