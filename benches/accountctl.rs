@@ -4,12 +4,12 @@
 //!
 //! | scenario | ours | baseline | target |
 //! |---|---|---|---|
-//! | merge (issue 5) | `user merge` of a B owning 100k sessions, 100k files, 100k audit rows | bare `UPDATE … SET user_id` of the same kinds of rows | ≤ 2× |
-//! | purge (issue 6) | sweeper purging 10k due users (sessions, folder, membership, audit) | bare cascade `DELETE` of 10k such users, one transaction each | ≤ 5× |
-//! | import (7a) | `user import` of 100k users with `password_hash` and a membership | bare multi-row `INSERT`s of the same rows | ≤ 3× |
-//! | hashing (7b) | import of 2,000 plaintext-password users | cores ÷ one argon2id hash time | ≥ 85 % |
-//! | list (7c) | `user list --search` first page on 1M users (library call) | the same indexed SELECT run directly | ms |
-//! | show (7d) | `accountctl user show` process start to exit | `sqlite3` / `psql` running the same query | — |
+//! | merge | `user merge` of a B owning 100k sessions, 100k files, 100k audit rows | bare `UPDATE … SET user_id` of the same kinds of rows | ≤ 2× |
+//! | purge | sweeper purging 10k due users (sessions, folder, membership, audit) | bare cascade `DELETE` of 10k such users, one transaction each | ≤ 5× |
+//! | import | `user import` of 100k users with `password_hash` and a membership | bare multi-row `INSERT`s of the same rows | ≤ 3× |
+//! | hashing | import of 2,000 plaintext-password users | cores ÷ one argon2id hash time | ≥ 85 % |
+//! | list | `user list --search` first page on 1M users (library call) | the same indexed SELECT run directly | ms |
+//! | show | `accountctl user show` process start to exit | `sqlite3` / `psql` running the same query | — |
 //!
 //! `ACCOUNTCTL_BENCH_SCALE` (default 1) scales the row counts down for a quick run;
 //! `ACCOUNTCTL_BENCH_ONLY=merge,purge,import,hashing,list,show` picks scenarios.

@@ -1,5 +1,5 @@
-//! The library's one error type. Each variant corresponds to one exit code of the CLI
-//! (DESIGN.md, "Exit codes"); [`Error::exit_code`] is the single mapping.
+//! The library's one error type. Each variant corresponds to one exit code of the CLI (the
+//! table in `accountctl --help`); [`Error::exit_code`] is the single mapping.
 
 /// Everything that can go wrong in a library call.
 #[derive(Debug, thiserror::Error)]
@@ -9,11 +9,18 @@ pub enum Error {
     Invalid(String),
     /// The named record does not exist. Exit code 3.
     #[error("{what} not found: {key}")]
-    NotFound { what: &'static str, key: String },
+    NotFound {
+        /// What was looked up: `user`, `workspace`, `role`, `invite`…
+        what: &'static str,
+        /// The key it was looked up by, as given.
+        key: String,
+    },
     /// The record already exists or the change collides with another record. Exit code 4.
     #[error("{0}")]
     Conflict(String),
     /// Refused by an invariant (last admin, external admin, expired invite…). Exit code 4.
+    /// A lifecycle hook or merge handler returns it to veto an operation by policy; the
+    /// caller then reports [`Error::Vetoed`].
     #[error("{0}")]
     Refused(String),
     /// Wrong password, unknown or inactive user on the login path. One message for all, so
@@ -24,7 +31,9 @@ pub enum Error {
     /// the transaction was rolled back and nothing changed. Exit code 1.
     #[error("{hook} (lifecycle hook or merge handler) failed; nothing was changed: {source}")]
     Hook {
+        /// The hook's or handler's `name()`.
         hook: &'static str,
+        /// The error it returned.
         #[source]
         source: Box<Error>,
     },
@@ -49,7 +58,12 @@ pub enum Error {
     MissingHooks(Vec<crate::store::MissingHook>),
     /// Some items of a batch failed (the others were committed). Exit code 5.
     #[error("{failed} of {total} items failed")]
-    Partial { failed: u64, total: u64 },
+    Partial {
+        /// Items that failed.
+        failed: u64,
+        /// Items in the batch.
+        total: u64,
+    },
     /// The database cannot be reached or opened. Exit code 6.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -65,8 +79,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// The CLI exit code for this error (DESIGN.md): 1 internal, 2 invalid, 3 not found,
-    /// 4 conflict/refused, 5 partial failure, 6 database unavailable or schema behind.
+    /// The CLI exit code for this error: 1 internal (a hook that failed included),
+    /// 2 invalid, 3 not found, 4 conflict/refused (a hook's veto included), 5 partial
+    /// failure, 6 database unavailable, schema behind or ahead, or hooks missing.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Invalid(_) => 2,

@@ -2,9 +2,12 @@
 //! user-lifecycle hook trait and dispatcher, and the services. The `accountctl` binary is a
 //! thin CLI over it; an application server links it and fires the same hooks.
 //!
-//! Layout (dependencies point inwards): [`domain`] (plain types and rules), [`store`] (the
-//! transaction handle and SQL for both backends), [`lifecycle`] (hook trait, dispatcher),
-//! [`services`] (operations, each beside the hook for the work it owns), [`app`] (wiring).
+//! Layout (dependencies point inwards): [`domain`] (plain types and rules), `store` (the
+//! transaction handle and SQL for both backends, crate-private; hooks reach it through
+//! [`db::Tx`]), [`lifecycle`] (hook trait, dispatcher), [`services`] (operations, each beside
+//! the hook for the work it owns), [`app`] (wiring), [`cli`] (the admin command line). The
+//! repository's `docs/architecture.md` and `docs/hooks.md` describe both at length.
+#![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;

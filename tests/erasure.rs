@@ -1,4 +1,4 @@
-//! The deletion lifecycle and the GDPR sweeper (issue 6), on SQLite and PostgreSQL.
+//! The deletion lifecycle and the GDPR sweeper, on SQLite and PostgreSQL.
 
 mod common;
 

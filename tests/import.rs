@@ -1,4 +1,4 @@
-//! Bulk import and scripted provisioning (issue 7), on SQLite and PostgreSQL.
+//! Bulk import and scripted provisioning, on SQLite and PostgreSQL.
 
 mod common;
 

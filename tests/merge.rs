@@ -1,4 +1,4 @@
-//! Account merge (issue 5), on SQLite and PostgreSQL.
+//! Account merge, on SQLite and PostgreSQL.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Workspaces, roles, memberships and invites (issue 3), on SQLite and PostgreSQL.
+//! Workspaces, roles, memberships and invites, on SQLite and PostgreSQL.
 
 mod common;
 

@@ -34,7 +34,7 @@ pub enum WorkspaceCmd {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkspaceTypeCmd {
-    /// Create a workspace type (000 seed: what public sign-up creates workspaces of).
+    /// Create a workspace type (what public sign-up creates workspaces of).
     Create {
         /// Lower-case letters, digits, '_' and '-'.
         slug: String,

@@ -1,5 +1,6 @@
-//! Plain domain types and the validation rules of the account model (DESIGN.md, "Logical
-//! model"). Nothing here knows about SQL or the CLI.
+//! Plain domain types and the validation rules of the account model: users and the persons
+//! behind them, passports (login identifiers), capabilities, the lifecycle enums. Nothing here
+//! knows about SQL or the CLI.
 
 mod duration;
 mod lifecycle;

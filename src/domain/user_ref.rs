@@ -5,19 +5,22 @@ use uuid::Uuid;
 use super::{Email, InstanceRole, Phone};
 use crate::error::Result;
 
-/// How a `<user>` argument names a user (DESIGN.md: a username, an email or an id; a phone
-/// passport works too).
+/// How a `<user>` argument names a user: by id, username, email passport or phone passport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserRef {
+    /// The user's id.
     Id(Uuid),
+    /// The username, matched case-insensitively.
     Username(String),
+    /// An email passport of the user (any of them, not only the primary).
     Email(Email),
+    /// A phone passport of the user.
     Phone(Phone),
 }
 
 impl UserRef {
     /// A uuid is an id, text with `@` an email, text starting with `+` a phone number, and
-    /// anything else a username. Errors: [`Error::Invalid`] for a malformed email/phone.
+    /// anything else a username. Errors: [`crate::Error::Invalid`] for a malformed email/phone.
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
         if let Ok(id) = Uuid::parse_str(text) {
@@ -48,6 +51,7 @@ impl std::fmt::Display for UserRef {
 pub struct UserFilter {
     /// `Some(true)` external users only, `Some(false)` internal only.
     pub external: Option<bool>,
+    /// Users with this instance role only.
     pub role: Option<InstanceRole>,
     /// Members of this workspace only.
     pub workspace_id: Option<Uuid>,
@@ -55,7 +59,7 @@ pub struct UserFilter {
     pub search: Option<String>,
     /// List the trash instead of live users.
     pub trashed: bool,
-    /// Page size.
+    /// Page size: at most this many users ([`UserFilter::DEFAULT_LIMIT`] by default).
     pub limit: i64,
     /// Usernames after this one (lower-cased comparison): the cursor of the previous page.
     pub after: Option<String>,

@@ -100,7 +100,7 @@ impl UserLifecycleService {
 
     /// Waits up to `within` for every spawned task (logout hooks) to finish. Returns how many
     /// were still running when the time ran out (0 when all finished). A short-lived process
-    /// calls this before exiting so spawned work is not lost (DESIGN.md).
+    /// calls this before exiting so spawned work is not lost (the CLI waits up to 10 s).
     pub async fn drain(&self, within: Duration) -> usize {
         self.spawned.close();
         let finished = tokio::time::timeout(within, self.spawned.wait()).await.is_ok();

@@ -21,18 +21,26 @@ use crate::store::{Database, NewUserRecord, Tx, UserFilter, UserRef};
 /// What `user create` (and bootstrap, invite acceptance, import) needs to create a user.
 #[derive(Debug, Clone, Default)]
 pub struct NewUser {
+    /// The username (rules: [`crate::domain::Username`]).
     pub username: String,
+    /// The primary email passport (RFC 5321 form, normalized to lower case).
     pub email: Option<String>,
+    /// The primary phone passport (E.164; spaces, dashes, dots and parentheses dropped).
     pub phone: Option<String>,
+    /// The person's given name.
     pub given_name: Option<String>,
+    /// The person's family name.
     pub family_name: Option<String>,
     /// An external (federated) user: no password, never admin, no home folder, no storage.
     pub external: bool,
     /// The identity that signs an external user in: (provider, subject).
     pub identity: Option<(String, String)>,
+    /// Create the user as instance admin (refused for an external user).
     pub admin: bool,
     /// A workspace membership to add: (workspace name or id, role name).
     pub membership: Option<(String, String)>,
+    /// The password, hashed with argon2id (RFC 9106) before the transaction; `None` creates
+    /// the user without one. An external user has none ([`Error::Invalid`] otherwise).
     pub password: Option<Secret>,
     /// Adopt this existing person (an invited person-to-be) instead of creating one.
     pub person_id: Option<Uuid>,
@@ -41,6 +49,7 @@ pub struct NewUser {
 /// The result of [`Accounts::create`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Created {
+    /// The user (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub user: UserView,
     /// `false` when `--if-not-exists` found an identical user.
@@ -65,7 +74,9 @@ pub struct UserDetails {
 /// The result of [`Accounts::delete`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Deleted {
+    /// The deleted user's id (kept by the tombstone after an erasure).
     pub id: Uuid,
+    /// The username it had.
     pub username: String,
     /// `admin_delete` (to the trash) or `gdpr_purge` (erased).
     pub mode: &'static str,
@@ -77,8 +88,10 @@ pub struct Deleted {
 /// whether anything changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Changed {
+    /// The user after the change (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub user: UserView,
+    /// `false` when the user already was in the requested state (nothing was written).
     pub changed: bool,
 }
 
@@ -473,7 +486,8 @@ impl Accounts {
 
     /// Converts between external and internal in one transaction, audited. To internal is a
     /// flag flip and fires no event: the next login's idempotent `on_user_login` provisions
-    /// what is missing (001 seed); admin stays a separate second step. To external is refused
+    /// what is missing (the OxiCloud user-lifecycle hook design); admin stays a separate
+    /// second step. To external is refused
     /// for an admin or a user with storage in use; it removes the password (external users
     /// sign in through their provider) and the empty home folder.
     pub async fn convert(&self, user: &UserRef, to_external: bool) -> Result<Changed> {
@@ -516,8 +530,9 @@ impl Accounts {
     }
 
     /// Sets the instance role (`admin | user`). Errors: [`Error::Refused`] when making an
-    /// external user admin ("convert to internal first": the friction is intentional, 001
-    /// seed) or demoting the last active admin.
+    /// external user admin ("convert to internal first": the friction is intentional, as in
+    /// the OxiCloud user-lifecycle hook design, so an identity provider's account never
+    /// becomes admin by accident) or demoting the last active admin.
     pub async fn set_instance_role(&self, user: &UserRef, role: InstanceRole) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
@@ -565,7 +580,8 @@ fn refuse_if_trashed(user: &User) -> Result<()> {
     Ok(())
 }
 
-/// Refuses to remove the last active admin (DESIGN.md: the instance always keeps one).
+/// Refuses to remove the last active admin (this project's rule: the instance always keeps
+/// one, so it can always be administered).
 pub(crate) async fn refuse_if_last_admin(tx: &mut Tx, user: &User, verb: &str) -> Result<()> {
     if user.role != InstanceRole::Admin || !user.active || user.is_trashed() {
         return Ok(());

@@ -1,5 +1,6 @@
-//! Idempotent first start: migrations, the root workspace with its `root` role (000 seed:
-//! every project has a root workspace, but not a root user), and optionally the first admin.
+//! Idempotent first start: migrations, the root workspace with its `root` role (Fireback's
+//! workspace model: every project has a root workspace, but not a root user), and optionally
+//! the first admin.
 
 use serde::Serialize;
 

@@ -84,10 +84,15 @@ pub struct SweepReport {
 /// `gdpr status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErasureStatus {
+    /// Erasure requests not carried out yet, due or not.
     pub pending_requests: Vec<ErasureRequest>,
+    /// Users in the trash.
     pub trashed_users: i64,
+    /// Users in the trash whose `purge_after` has passed (the next sweep purges them).
     pub trash_due: i64,
+    /// The sweeper's latest run, dry runs included.
     pub last_run: Option<SweeperRun>,
+    /// The latest run that was not a dry run and finished (`ok`, `partial` or `interrupted`).
     pub last_successful_run: Option<SweeperRun>,
     /// True when no successful (non-dry) run finished within the threshold.
     pub stale: bool,

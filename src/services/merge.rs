@@ -1,4 +1,4 @@
-//! Account merge (002 seed; DESIGN.md "Account merge"): two accounts of one person become
+//! Account merge (after Serverpod's account merge): two accounts of one person become
 //! one. `keep` (A) absorbs `remove` (B) in one transaction, through an ordered list of
 //! [`MergeHandler`]s — the core-data handler, one handler per identity provider (passports,
 //! federated identities), then the application's own — after which B is deleted through the
@@ -27,12 +27,14 @@ pub struct MergeContext {
     pub keep: User,
     /// B: the account that is merged into A and then deleted.
     pub remove: User,
+    /// The merge's one timestamp: every row a handler stamps uses it.
     pub at: Timestamp,
 }
 
 /// What one handler will move, for the plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanItem {
+    /// The handler's [`MergeHandler::name`].
     pub handler: &'static str,
     /// `passports`, `memberships`, `folder_entries`…
     pub kind: &'static str,
@@ -50,6 +52,8 @@ pub struct PlanItem {
 /// `tx.execute("UPDATE notes SET owner_id = $2 WHERE owner_id = $1", &[b.id.into(), a.id.into()])`.
 #[async_trait::async_trait]
 pub trait MergeHandler: Send + Sync {
+    /// A stable name, unique among merge handlers: it names the handler in errors and in
+    /// the database's hook registry (so renaming it makes older binaries refuse writes).
     fn name(&self) -> &'static str;
     /// What [`MergeHandler::merge`] would do, read-only.
     async fn plan(&self, ctx: &MergeContext, tx: &mut Tx) -> Result<Vec<PlanItem>>;
@@ -90,6 +94,7 @@ pub struct MergePlan {
     pub remove: MergeParty,
     /// B is an admin and A is not: A becomes admin (only with `--grant-admin`).
     pub grants_admin: bool,
+    /// What each handler moves, in handler order.
     pub items: Vec<PlanItem>,
     /// B's live sessions, revoked by the merge (`admin_revoked`).
     pub sessions_revoked: i64,
@@ -100,6 +105,8 @@ pub struct MergePlan {
 /// The result of a merge.
 #[derive(Debug, Clone, Serialize)]
 pub struct MergeOutcome {
+    /// The plan that was carried out (or, for a dry run, would be); its fields are flattened
+    /// into the JSON object.
     #[serde(flatten)]
     pub plan: MergePlan,
     /// False for a dry run.
@@ -109,7 +116,8 @@ pub struct MergeOutcome {
 /// Options of [`Merger::merge`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MergeOptions {
-    /// Allow A to become admin because B was (never implied: DESIGN.md).
+    /// Allow A to become admin because B was. Never implied: a merge must not silently
+    /// widen anyone's rights, so without it merging an admin B into a non-admin A is refused.
     pub grant_admin: bool,
     /// Plan only; change nothing.
     pub dry_run: bool,
@@ -154,7 +162,9 @@ impl Merger {
     ///
     /// Errors: [`Error::NotFound`] for a missing user; [`Error::Refused`] (exit 4, nothing
     /// changed) for A = B, a trashed user, A external while B internal, B admin without
-    /// `grant_admin`; [`Error::Hook`] naming the failing merge handler or lifecycle hook.
+    /// `grant_admin`; [`Error::Vetoed`] (exit 4) naming a merge handler or lifecycle hook
+    /// that refused by policy; [`Error::Hook`] (exit 1) naming one that failed. Either way
+    /// the transaction rolls back and nothing changes.
     pub async fn merge(&self, keep: &UserRef, remove: &UserRef, options: MergeOptions) -> Result<MergeOutcome> {
         let mut tx = self.db.begin().await?;
         let a = tx.require_user(keep, false).await?;
@@ -261,9 +271,9 @@ impl Merger {
     }
 }
 
-/// Core data (002 seed's `mergeCoreServerpodData`): memberships (union), home-folder
+/// Core data, moved first as in Serverpod's account merge: memberships (union), home-folder
 /// contents (under `Merged from {B}`), storage counters, person fields A lacks, and invites
-/// and notifications that reference B.
+/// and notifications that reference B. Name `core_data`.
 pub struct CoreDataMergeHandler;
 
 #[async_trait::async_trait]
@@ -452,7 +462,8 @@ impl MergeHandler for CoreDataMergeHandler {
 }
 
 /// The email/phone identity provider: B's passports become A's. A keeps its primary
-/// passport of each kind; B's primary becomes A's primary only where A has none.
+/// passport of each kind; B's primary becomes A's primary only where A has none. Name
+/// `passports`.
 pub struct PassportMergeHandler;
 
 #[async_trait::async_trait]
@@ -503,7 +514,7 @@ impl MergeHandler for PassportMergeHandler {
 }
 
 /// Federated identity providers: B's (provider, subject) identities move to A, so B's
-/// sign-in keeps working and now signs in A.
+/// sign-in keeps working and now signs in A. Name `external_identities`.
 pub struct ExternalIdentityMergeHandler;
 
 #[async_trait::async_trait]

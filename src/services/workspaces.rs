@@ -1,5 +1,6 @@
-//! Workspace types, workspaces and their roles (000 seed). The root workspace and its `root`
-//! role are created by bootstrap and can never be deleted (the database refuses too).
+//! Workspace types, workspaces and their roles (Fireback's workspace model: typed, nested
+//! workspaces, each with named roles carrying capability lists). The root workspace and its
+//! `root` role are created by bootstrap and can never be deleted (the database refuses too).
 
 use serde::Serialize;
 use serde_json::json;
@@ -25,9 +26,13 @@ pub struct WorkspaceDetails {
 /// What deleting a workspace took with it.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkspaceDeleted {
+    /// The deleted workspace's id.
     pub id: Uuid,
+    /// Its name.
     pub name: String,
+    /// How many of its roles were deleted with it.
     pub roles_deleted: usize,
+    /// How many memberships (users holding those roles) were deleted with it.
     pub memberships_deleted: usize,
 }
 

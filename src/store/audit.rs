@@ -1,5 +1,6 @@
 //! Durable audit events. Only pseudonymous ids and non-personal fields are written here, so
-//! the rows can outlive an erased user (DESIGN.md, GdprPurge).
+//! the rows can outlive an erased user: a GDPR purge keeps them under the pseudonymous user
+//! id (GDPR Art. 4(5), pseudonymisation), with nothing that identifies the person.
 
 use uuid::Uuid;
 

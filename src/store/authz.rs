@@ -1,5 +1,6 @@
 //! Authorization data (capabilities through memberships) and the cross-process invalidation
-//! channel of the AuthzCache (DESIGN.md): `pg_notify` on PostgreSQL, a table on SQLite.
+//! channel of the AuthzCache: `pg_notify` on PostgreSQL (delivered on commit), a
+//! `cache_invalidations` table on SQLite.
 
 use uuid::Uuid;
 

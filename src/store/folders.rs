@@ -1,4 +1,4 @@
-//! Home folders (`My Folder - {username}`, internal users only: 001 seed).
+//! Home folders (`My Folder - {username}`, internal users only, one per user).
 
 use uuid::Uuid;
 

@@ -1,5 +1,5 @@
-//! Invites into workspaces and the notification outbox (000 seed). Tokens are stored only as
-//! SHA-256 hashes.
+//! Invites into workspaces (Fireback's workspace/invite model) and the notification outbox.
+//! Tokens are stored only as SHA-256 hashes.
 
 use serde::Serialize;
 use uuid::Uuid;

@@ -1,5 +1,5 @@
-//! Set-based statements that move one user's rows to another (account merge, 002 seed). Each
-//! is one statement per table, whatever the row count.
+//! Set-based statements that move one user's rows to another (the account merge). Each is
+//! one statement per table, whatever the row count.
 
 use uuid::Uuid;
 

@@ -1,11 +1,13 @@
 //! The store interface: [`Database`] (a pool on one of the two backends) and [`Tx`], the
 //! backend-neutral handle to an open transaction that services and lifecycle hooks share, so
-//! a hook's writes commit or roll back with the operation that fired it (001 seed, PR 4).
+//! a hook's writes commit or roll back with the operation that fired it (the `tx` argument
+//! of `on_user_deleted` in the OxiCloud user-lifecycle hook design).
 //!
 //! Every store operation is a method on [`Tx`], grouped by noun in the submodules
 //! (`users.rs`, `sessions.rs`, …). A method's body is written once and runs on either native
 //! driver through the crate-private `on_conn!` macro: it expands the body once per backend, so each copy is
-//! type-checked against its own driver (no `Any` driver; DESIGN.md says why). SQL that is the
+//! type-checked against its own driver. sqlx's `Any` driver is not used: it cannot decode a
+//! SQLite `BOOLEAN` column and has no uuid or timestamp types. SQL that is the
 //! same in both dialects is written once; where the dialects differ, the method picks the
 //! text by [`Tx::backend`].
 //!
@@ -64,7 +66,9 @@ pub(crate) use users::NewUserRecord;
 /// Which database engine a [`Database`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite (`sqlite:` URLs): the embedded default, one file, WAL mode.
     Sqlite,
+    /// PostgreSQL (`postgres:`/`postgresql:` URLs): the shared production database.
     Postgres,
 }
 
@@ -74,7 +78,8 @@ pub enum Backend {
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
-    /// The default when neither `--database-url` nor `DATABASE_URL` is given (DESIGN.md).
+    /// The default when neither `--database-url` nor `DATABASE_URL` is given: a SQLite file
+    /// in the working directory, created by `migrate` or `bootstrap`.
     pub const DEFAULT: &'static str = "sqlite://accountctl.db";
 
     /// Accepts `sqlite:` and `postgres:`/`postgresql:` URLs. Errors: [`Error::Invalid`].
@@ -90,6 +95,7 @@ impl DatabaseUrl {
         }
     }
 
+    /// The backend the URL's scheme names.
     pub fn backend(&self) -> Backend {
         if self.0.starts_with("sqlite:") {
             Backend::Sqlite
@@ -154,8 +160,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Database {
     /// Opens a pool. SQLite files are created when missing, in WAL mode with foreign keys on
-    /// and a busy timeout (DESIGN.md). Does not migrate; see [`Database::migrate`] and
-    /// [`Database::ensure_schema_current`].
+    /// and a 10 s busy timeout, so concurrent writers queue instead of failing. Does not
+    /// migrate; see [`crate::App::migrate`] and [`crate::App::ensure_schema_current`].
     ///
     /// Errors: [`Error::Invalid`] for a malformed URL, [`Error::Unavailable`] when the
     /// database cannot be reached.
@@ -229,6 +235,7 @@ impl Database {
         let _ = self.refuse_writes.set(missing);
     }
 
+    /// The backend of the pool.
     pub fn backend(&self) -> Backend {
         match self.pool {
             Pool::Sqlite(_) => Backend::Sqlite,
@@ -236,6 +243,7 @@ impl Database {
         }
     }
 
+    /// The URL the pool was opened with (a placeholder for a wrapped application pool).
     pub fn url(&self) -> &DatabaseUrl {
         &self.url
     }
@@ -309,6 +317,7 @@ impl fmt::Debug for Tx {
 }
 
 impl Tx {
+    /// The backend of the transaction, for SQL whose dialects differ.
     pub fn backend(&self) -> Backend {
         match self.inner {
             TxInner::Sqlite(_) => Backend::Sqlite,

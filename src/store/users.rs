@@ -406,7 +406,8 @@ impl Tx {
         Ok(())
     }
 
-    /// Stamps `last_login_at` (after `on_user_login` has fired: 001 seed).
+    /// Stamps `last_login_at`, after `on_user_login` has fired, so hooks can detect a first
+    /// login (the OxiCloud user-lifecycle hook design).
     pub(crate) async fn stamp_last_login(&mut self, user_id: Uuid, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE users SET last_login_at = $2 WHERE id = $1"

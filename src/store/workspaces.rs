@@ -1,4 +1,4 @@
-//! Workspace types, workspaces, roles and memberships (000 seed).
+//! Workspace types, workspaces, roles and memberships (Fireback's workspace model).
 
 use uuid::Uuid;
 
@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 pub const ROOT_TYPE_SLUG: &str = "root";
 /// The name of the root workspace.
 pub const ROOT_WORKSPACE_NAME: &str = "root";
-/// The name of the root workspace's system role, which carries `root.*` (000 seed).
+/// The name of the root workspace's system role, which carries `root.*`.
 pub const ROOT_ROLE_NAME: &str = "root";
 
 /// The root workspace and its `root` role.
@@ -172,10 +172,10 @@ impl Tx {
         Ok(n == 1)
     }
 
-    /// Refuses (000 seed: the root workspace keeps at least one member) when `workspace_id`
-    /// is the root workspace and had members before a removal but has none after it. Call it
-    /// inside the removing transaction with [`Tx::has_members`] taken before; an `Err` rolls
-    /// it back.
+    /// Refuses (this project's rule: the root workspace keeps at least one member, so someone
+    /// can always administer it) when `workspace_id` is the root workspace and had members
+    /// before a removal but has none after it. Call it inside the removing transaction with
+    /// [`Tx::has_members`] taken before; an `Err` rolls it back.
     pub(crate) async fn refuse_if_root_emptied(&mut self, workspace_id: Uuid, had_members: bool) -> Result<()> {
         if !had_members {
             return Ok(());
@@ -216,7 +216,7 @@ impl Tx {
     }
 }
 
-/// A workspace type (000 seed): what public sign-up creates workspaces of.
+/// A workspace type (Fireback's workspace model): what public sign-up creates workspaces of.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WorkspaceType {
     pub id: Uuid,
