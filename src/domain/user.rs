@@ -8,8 +8,9 @@ use super::Timestamp;
 use crate::error::Error;
 
 /// A validated username: 2–64 characters of ASCII letters, digits, `.`, `_` and `-` (this
-/// project's rule, chosen so a username is safe in URLs, paths and shells). No `@` (so a `<user>` argument with `@` is always an email) and no spaces.
-/// Uniqueness is case-insensitive; the stored spelling keeps the case it was created with.
+/// project's rule, chosen so a username is safe in URLs, paths and shells). No `@` (so a
+/// `<user>` argument with `@` is always an email) and no spaces. Uniqueness is
+/// case-insensitive; the stored spelling keeps the case it was created with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 

@@ -150,8 +150,8 @@ enum Source {
 }
 
 /// Receives invalidations published by any process (the CLI included). On PostgreSQL it
-/// `LISTEN`s on the channel `accountctl_authz_invalidation`; on SQLite it polls `cache_invalidations` past the last id
-/// seen. Only invalidations published after [`InvalidationListener::start`] are received.
+/// `LISTEN`s on the channel `accountctl_authz_invalidation`; on SQLite it polls
+/// `cache_invalidations` past the last id seen. Only invalidations published after [`InvalidationListener::start`] are received.
 pub struct InvalidationListener {
     source: Source,
     poll: Duration,

@@ -1,6 +1,7 @@
 //! Invites into workspaces (Fireback's workspace/invite model: an invite targets a passport,
-//! optionally forced, with a role in a workspace), safe by construction: the token is 256 random bits,
-//! shown once and stored only as a SHA-256 hash; acceptance is one transaction and single-use.
+//! optionally forced, with a role in a workspace), safe by construction: the token is 256
+//! random bits, shown once and stored only as a SHA-256 hash; acceptance is one transaction
+//! and single-use.
 //!
 //! accountctl never sends mail or SMS: each invite queues a row in `notification_outbox`
 //! (kind, recipient, workspace, role, link template) for the application's mailer.

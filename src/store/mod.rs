@@ -5,11 +5,11 @@
 //!
 //! Every store operation is a method on [`Tx`], grouped by noun in the submodules
 //! (`users.rs`, `sessions.rs`, …). A method's body is written once and runs on either native
-//! driver through the crate-private `on_conn!` macro: it expands the body once per backend, so each copy is
-//! type-checked against its own driver. sqlx's `Any` driver is not used: it cannot decode a
-//! SQLite `BOOLEAN` column and has no uuid or timestamp types. SQL that is the
-//! same in both dialects is written once; where the dialects differ, the method picks the
-//! text by [`Tx::backend`].
+//! driver through the crate-private `on_conn!` macro: it expands the body once per backend,
+//! so each copy is type-checked against its own driver. sqlx's `Any` driver is not used: it
+//! cannot decode a SQLite `BOOLEAN` column and has no uuid or timestamp types. SQL that is
+//! the same in both dialects is written once; where the dialects differ, the method picks
+//! the text by [`Tx::backend`].
 //!
 //! Values cross the boundary as: uuids through [`DbId`] (PostgreSQL `uuid`, SQLite
 //! hyphenated `TEXT`), timestamps as `chrono::DateTime<Utc>` (`timestamptz` / RFC 3339
@@ -79,7 +79,7 @@ pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
     /// The default when neither `--database-url` nor `DATABASE_URL` is given: a SQLite file
-    /// in the working directory, created by `migrate` or `bootstrap`.
+    /// in the working directory, created when missing.
     pub const DEFAULT: &'static str = "sqlite://accountctl.db";
 
     /// Accepts `sqlite:` and `postgres:`/`postgresql:` URLs. Errors: [`Error::Invalid`].
