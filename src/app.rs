@@ -445,7 +445,7 @@ impl App {
     async fn check_hook_set(&self) -> Result<()> {
         let missing = self.missing_hooks().await?;
         if !missing.is_empty() {
-            tracing::warn!(missing = %missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "), "this binary lacks hooks the database records: writes are refused");
+            tracing::info!(missing = %missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "), "this binary lacks hooks the database records: writes are refused");
             self.db.refuse_writes(missing);
         }
         Ok(())

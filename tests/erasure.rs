@@ -410,10 +410,10 @@ on_both_backends! {
         ctx.exec(&format!("UPDATE erasure_requests SET due_at = '{PAST}'")).await.expect("due");
         ctx.exec(&format!("UPDATE users SET purge_after = '{PAST}' WHERE id = '{trashed}'")).await.expect("due");
         let dry = app.erasure().purge(&SweepOptions { dry_run: true, ..SweepOptions::default() }, |_, _| {}).await.expect("dry");
-        assert_eq!(dry.users.iter().filter(|e| e.outcome == "would_purge").count(), 2);
+        assert_eq!(dry.users.iter().filter(|e| e.outcome == accountctl::domain::SweepOutcome::WouldPurge).count(), 2);
         assert_eq!(ctx.count("SELECT COUNT(*) FROM user_tombstones").await, 0, "a dry run changes nothing");
         let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
-        assert_eq!((report.purged, report.failed, report.status), (2, 0, "ok"));
+        assert_eq!((report.purged, report.failed, report.status), (2, 0, accountctl::domain::SweepStatus::Ok));
         assert_eq!(ctx.count("SELECT COUNT(*) FROM user_tombstones").await, 2);
         assert_eq!(ctx.count("SELECT COUNT(*) FROM erasure_requests WHERE status = 'completed'").await, 1);
         assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM users WHERE id = '{fresh}'")).await, 1, "trash not yet due stays");
@@ -431,7 +431,7 @@ on_both_backends! {
         }
         ctx.exec(&format!("UPDATE erasure_requests SET due_at = '{PAST}'")).await.expect("due");
         let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
-        assert_eq!((report.purged, report.failed, report.status), (2, 1, "partial"));
+        assert_eq!((report.purged, report.failed, report.status), (2, 1, accountctl::domain::SweepStatus::Partial));
         assert_eq!(ctx.count("SELECT COUNT(*) FROM erasure_requests WHERE status = 'pending' AND last_error LIKE '%storage backend unreachable%'").await, 1);
         assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username = 'bad'").await, 1, "the failed user is intact");
         assert_eq!(ctx.count("SELECT COUNT(*) FROM sweeper_runs WHERE status = 'partial' AND failed = 1").await, 1);

@@ -108,13 +108,13 @@ on_both_backends! {
         let app = ctx.app().await;
         let first = app.bootstrap().run(Some(new_user("admin"))).await.expect("bootstrap");
         assert!(first.root_workspace_created);
-        assert_eq!(first.admin, "created");
+        assert_eq!(first.admin, accountctl::domain::AdminOutcome::Created);
         let hash_before = ctx.count("SELECT COUNT(*) FROM users WHERE role = 'admin'").await;
         let mut other = new_user("second-admin");
         other.password = Some(Secret::new("another password".into()));
         let again = app.bootstrap().run(Some(other)).await.expect("bootstrap again");
         assert!(!again.root_workspace_created);
-        assert_eq!(again.admin, "exists");
+        assert_eq!(again.admin, accountctl::domain::AdminOutcome::Exists);
         assert!(again.migrations_applied.is_empty());
         assert_eq!(hash_before, 1);
         assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, 1);

@@ -73,12 +73,12 @@ on_both_backends! {
         assert!(accepted.user_created && accepted.membership_created);
         let details = app.workspaces().show("acme").await.expect("show");
         assert_eq!(details.member_list.len(), 1);
-        assert_eq!(details.member_list[0]["username"], "alice");
-        assert_eq!(details.member_list[0]["role"], "editor");
+        assert_eq!(details.member_list[0].username, "alice");
+        assert_eq!(details.member_list[0].role, "editor");
         // The new user adopted the invited person and the verified passport.
         let shown = app.accounts().show(&UserRef::Username("alice".into())).await.expect("alice");
         assert_eq!(shown.user.given_name.as_deref(), Some("Alice"));
-        assert!(!shown.passports[0]["verified_at"].is_null());
+        assert!(shown.passports[0].verified_at.is_some());
         assert_eq!(ctx.count("SELECT COUNT(*) FROM persons").await, 2, "admin and alice, no orphan person-to-be");
         assert_eq!(shown.home_folder.as_deref(), Some("My Folder - alice"), "on_user_created fired");
         let dump = ctx.dump().await;
@@ -107,7 +107,7 @@ on_both_backends! {
         assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, users, "no user was created");
         assert_eq!(ctx.count("SELECT COUNT(*) FROM memberships").await, members);
         assert_eq!(app.invites().prune().await.expect("prune"), 1);
-        assert_eq!(app.invites().show(expired.invite.id).await.expect("show").status, "expired");
+        assert_eq!(app.invites().show(expired.invite.id).await.expect("show").status, accountctl::domain::InviteStatus::Expired);
     }
 
     async fn invites_to_existing_users_forced_passports_and_duplicate_memberships(ctx) {

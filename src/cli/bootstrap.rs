@@ -1,6 +1,7 @@
 //! `accountctl bootstrap`.
 
 use crate::Error;
+use crate::domain::AdminOutcome;
 use crate::services::accounts::NewUser;
 use crate::services::bootstrap::BootstrapReport;
 
@@ -29,7 +30,7 @@ pub async fn exec(ctx: &Ctx, args: BootstrapArgs) -> Result<(), Error> {
     let mut report = BootstrapReport::new(migrations, root_workspace_created);
     let mut generated = None;
     if let (Some(username), Some(email)) = (&args.admin_username, &args.admin_email) {
-        report.admin = "exists";
+        report.admin = AdminOutcome::Exists;
         // Ask for a password only when an admin will actually be created.
         if !bootstrap.has_admin().await? {
             let chosen = args
@@ -46,11 +47,11 @@ pub async fn exec(ctx: &Ctx, args: BootstrapArgs) -> Result<(), Error> {
                 ..NewUser::default()
             };
             if let Some(id) = bootstrap.create_first_admin(admin).await? {
-                report.admin = "created";
+                report.admin = AdminOutcome::Created;
                 report.admin_id = Some(id);
             }
         }
-        if report.admin == "exists" {
+        if report.admin == AdminOutcome::Exists {
             eprintln!("an active admin already exists: no admin created, no password changed");
         }
     }

@@ -109,7 +109,9 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
         }
         InviteCmd::List { workspace, status } => {
             ctx.out.list(
-                &invites.list(workspace.as_deref(), status.as_deref()).await?,
+                &invites
+                    .list(workspace.as_deref(), status.as_deref().map(str::parse).transpose()?)
+                    .await?,
                 LIST_COLUMNS,
                 "id",
             );

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::app::AppBuilder;
-use crate::store::DatabaseUrl;
+use crate::db::DatabaseUrl;
 use crate::{App, Error};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 

@@ -6,6 +6,7 @@ mod duration;
 mod lifecycle;
 mod names;
 mod passport;
+mod status;
 mod user;
 mod user_ref;
 
@@ -13,8 +14,14 @@ pub use duration::parse_duration;
 pub use lifecycle::{DeletionMode, LogoutReason, Session};
 pub use names::{Capability, parse_capabilities, validate_role_name, validate_slug, validate_workspace_name};
 pub use passport::{Email, Passport, PassportKind, Phone};
+pub use status::{AdminOutcome, ErasureRequestStatus, InviteStatus, SweepOutcome, SweepStatus, SweepStop};
 pub use user::{InstanceRole, Person, User, UserView, Username};
 pub use user_ref::{UserFilter, UserRef};
+
+// Records read from the database, as services return them (defined beside their SQL).
+pub use crate::store::erasure::{ErasureRequest, PurgeReason, SweeperRun};
+pub use crate::store::invites::Invite;
+pub use crate::store::workspaces::{Member, Role, Workspace, WorkspaceType};
 
 /// A point in time, UTC, at microsecond precision (what PostgreSQL's `timestamptz` keeps).
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

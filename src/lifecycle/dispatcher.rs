@@ -91,7 +91,11 @@ impl UserLifecycleService {
     pub async fn dispatch_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<(), Error> {
         for hook in &self.hooks {
             if let Err(err) = hook.on_user_deleted(user, mode, tx).await {
-                tracing::error!(hook = hook.name(), user_id = %user.id, %mode, error = %err, "on_user_deleted failed; rolling back");
+                if matches!(err, Error::Refused(_)) {
+                    tracing::warn!(hook = hook.name(), user_id = %user.id, %mode, reason = %err, "on_user_deleted vetoed the delete; rolling back");
+                } else {
+                    tracing::error!(hook = hook.name(), user_id = %user.id, %mode, error = %err, "on_user_deleted failed; rolling back");
+                }
                 return Err(Error::from_hook(hook.name(), err));
             }
         }

@@ -61,14 +61,49 @@ pub struct Created {
 pub struct UserDetails {
     #[serde(flatten)]
     pub user: UserView,
-    /// `{"kind", "value", "is_primary", "verified_at"}` objects.
-    pub passports: Vec<serde_json::Value>,
-    /// `{"provider", "subject", "last_verified_at"}` objects.
-    pub external_identities: Vec<serde_json::Value>,
-    /// `{"workspace": ..., "role": ...}` pairs.
-    pub memberships: Vec<serde_json::Value>,
+    /// The user's login identifiers, primary first.
+    pub passports: Vec<PassportSummary>,
+    /// The identity-provider accounts that sign the user in.
+    pub external_identities: Vec<IdentitySummary>,
+    /// The user's roles per workspace.
+    pub memberships: Vec<MembershipSummary>,
+    /// The home folder's name (internal users), if it exists.
     pub home_folder: Option<String>,
+    /// Sessions neither revoked nor expired.
     pub live_sessions: usize,
+}
+
+/// A passport as `user show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PassportSummary {
+    /// `email` or `phone`.
+    pub kind: PassportKind,
+    /// The normalized address or number.
+    pub value: String,
+    /// The primary passport of its kind.
+    pub is_primary: bool,
+    /// When the user proved control of it (an accepted invite, a verification mail…).
+    pub verified_at: Option<Timestamp>,
+}
+
+/// An external identity as `user show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentitySummary {
+    /// The identity provider's name.
+    pub provider: String,
+    /// The user's id at the provider (OpenID Connect `sub`).
+    pub subject: String,
+    /// The last sign-in through it.
+    pub last_verified_at: Option<Timestamp>,
+}
+
+/// One workspace role of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MembershipSummary {
+    /// The workspace's name.
+    pub workspace: String,
+    /// The role's name.
+    pub role: String,
 }
 
 /// The result of [`Accounts::delete`].
@@ -286,19 +321,28 @@ impl Accounts {
             .passports_of(user.id)
             .await?
             .into_iter()
-            .map(|p| json!({ "kind": p.kind, "value": p.value, "is_primary": p.is_primary, "verified_at": p.verified_at }))
+            .map(|p| PassportSummary {
+                kind: p.kind,
+                value: p.value,
+                is_primary: p.is_primary,
+                verified_at: p.verified_at,
+            })
             .collect();
         let external_identities = tx
             .external_identities_of(user.id)
             .await?
             .into_iter()
-            .map(|i| json!({ "provider": i.provider, "subject": i.subject, "last_verified_at": i.last_verified_at }))
+            .map(|i| IdentitySummary {
+                provider: i.provider,
+                subject: i.subject,
+                last_verified_at: i.last_verified_at,
+            })
             .collect();
         let memberships = tx
             .membership_names_of(user.id)
             .await?
             .into_iter()
-            .map(|(w, r)| json!({ "workspace": w, "role": r }))
+            .map(|(workspace, role)| MembershipSummary { workspace, role })
             .collect();
         let home_folder = tx.home_folder_name(user.id).await?;
         let live_sessions = tx.live_session_count(user.id, now()).await? as usize;

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::app::App;
-use crate::domain::now;
+use crate::domain::{AdminOutcome, now};
 use crate::error::Result;
 use crate::services::accounts::{Accounts, NewUser};
 use crate::services::audit;
@@ -22,8 +22,8 @@ pub struct BootstrapReport {
     /// Hooks recorded in the hook registry for the first time (`lifecycle:NAME`, `merge:NAME`).
     pub hooks_recorded: Vec<String>,
     pub root_workspace_created: bool,
-    /// `created`, `exists` (an active admin already exists: nothing done), or `not_requested`.
-    pub admin: &'static str,
+    /// What happened about the first admin.
+    pub admin: AdminOutcome,
     /// The admin created by this run, if any.
     pub admin_id: Option<uuid::Uuid>,
 }
@@ -36,7 +36,7 @@ impl BootstrapReport {
             app_migrations_applied: migrations.app_applied,
             hooks_recorded: migrations.hooks_recorded,
             root_workspace_created,
-            admin: "not_requested",
+            admin: AdminOutcome::NotRequested,
             admin_id: None,
         }
     }
@@ -44,7 +44,7 @@ impl BootstrapReport {
     /// Whether the run changed nothing at all.
     pub fn changed_nothing(&self) -> bool {
         !self.root_workspace_created
-            && self.admin != "created"
+            && self.admin != AdminOutcome::Created
             && self.migrations_applied.is_empty()
             && self.app_migrations_applied.is_empty()
             && self.hooks_recorded.is_empty()
@@ -112,10 +112,10 @@ impl Bootstrap {
         let (migrations, root_workspace_created) = self.ensure_root().await?;
         let mut report = BootstrapReport::new(migrations, root_workspace_created);
         let (admin, admin_id) = match first_admin {
-            None => ("not_requested", None),
+            None => (AdminOutcome::NotRequested, None),
             Some(new) => match self.create_first_admin(new).await? {
-                Some(id) => ("created", Some(id)),
-                None => ("exists", None),
+                Some(id) => (AdminOutcome::Created, Some(id)),
+                None => (AdminOutcome::Exists, None),
             },
         };
         report.admin = admin;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{DeletionMode, LogoutReason, now};
+use crate::domain::{DeletionMode, LogoutReason, SweepOutcome, SweepStatus, SweepStop, now};
 use crate::error::{Error, Result};
 use crate::lifecycle::{UserLifecycleService, current_actor};
 use crate::services::accounts::Accounts;
@@ -57,9 +57,8 @@ impl Default for SweepOptions {
 pub struct SweepEvent {
     pub user_id: Uuid,
     pub reason: PurgeReason,
-    /// `purged`, `would_purge` (dry run), `skipped` (gone, restored, or locked by another
-    /// sweeper) or `failed`.
-    pub outcome: &'static str,
+    /// What the sweeper did with the user.
+    pub outcome: SweepOutcome,
     pub error: Option<String>,
 }
 
@@ -68,13 +67,13 @@ pub struct SweepEvent {
 pub struct SweepReport {
     pub run_id: Uuid,
     pub dry_run: bool,
-    /// `ok`, `partial` (some users failed), or `interrupted` (stop requested).
-    pub status: &'static str,
+    /// `ok`, `partial` (some users failed or were vetoed), or `interrupted` (stop requested).
+    pub status: SweepStatus,
     pub purged: u64,
     pub skipped: u64,
     pub failed: u64,
     /// Why the run ended before the candidates did: `signal`, `max_duration`, or null.
-    pub stopped: Option<&'static str>,
+    pub stopped: Option<SweepStop>,
     pub invites_expired: u64,
     pub sessions_expired: i64,
     pub duration_ms: u128,
@@ -204,7 +203,7 @@ impl Erasure {
         let mut report = SweepReport {
             run_id,
             dry_run: options.dry_run,
-            status: "ok",
+            status: SweepStatus::Ok,
             purged: 0,
             skipped: 0,
             failed: 0,
@@ -216,45 +215,45 @@ impl Erasure {
         };
         for (user_id, reason) in candidates {
             if options.stop.load(Ordering::SeqCst) {
-                report.stopped = Some("signal");
+                report.stopped = Some(SweepStop::Signal);
                 break;
             }
             if options.max_duration.is_some_and(|max| started.elapsed() >= max) {
-                report.stopped = Some("max_duration");
+                report.stopped = Some(SweepStop::MaxDuration);
                 break;
             }
             let event = if options.dry_run {
                 SweepEvent {
                     user_id,
                     reason,
-                    outcome: "would_purge",
+                    outcome: SweepOutcome::WouldPurge,
                     error: None,
                 }
             } else {
                 self.purge_one(user_id, reason).await
             };
             match event.outcome {
-                "purged" => report.purged += 1,
-                "skipped" => report.skipped += 1,
-                "failed" => report.failed += 1,
-                _ => {}
+                SweepOutcome::Purged => report.purged += 1,
+                SweepOutcome::Skipped => report.skipped += 1,
+                SweepOutcome::Failed => report.failed += 1,
+                SweepOutcome::WouldPurge => {}
             }
             on_event(&event, total);
             report.users.push(event);
         }
-        if !options.dry_run && report.stopped != Some("signal") {
+        if !options.dry_run && report.stopped != Some(SweepStop::Signal) {
             report.invites_expired = self.invites.prune().await?;
             report.sessions_expired = self.sessions.prune().await?.sessions_expired;
             let mut tx = self.db.begin().await?;
             tx.prune_invalidations(now() - chrono::Duration::days(1)).await?;
             tx.commit().await?;
         }
-        report.status = if report.stopped == Some("signal") {
-            "interrupted"
+        report.status = if report.stopped == Some(SweepStop::Signal) {
+            SweepStatus::Interrupted
         } else if report.failed > 0 {
-            "partial"
+            SweepStatus::Partial
         } else {
-            "ok"
+            SweepStatus::Ok
         };
         report.duration_ms = started.elapsed().as_millis();
         let summary = json!({
@@ -262,12 +261,12 @@ impl Erasure {
             "stopped": report.stopped,
             "invites_expired": report.invites_expired,
             "sessions_expired": report.sessions_expired,
-            "failures": report.users.iter().filter(|e| e.outcome == "failed").map(|e| json!({ "user_id": e.user_id, "error": e.error })).collect::<Vec<_>>(),
+            "failures": report.users.iter().filter(|e| e.outcome == SweepOutcome::Failed).map(|e| json!({ "user_id": e.user_id, "error": e.error })).collect::<Vec<_>>(),
         });
         let mut tx = self.db.begin().await?;
         tx.finish_sweeper_run(
             run_id,
-            report.status,
+            report.status.as_str(),
             report.purged as i64,
             report.failed as i64,
             &summary,
@@ -296,14 +295,14 @@ impl Erasure {
                 SweepEvent {
                     user_id,
                     reason,
-                    outcome: "purged",
+                    outcome: SweepOutcome::Purged,
                     error: None,
                 }
             }
             Ok(false) => SweepEvent {
                 user_id,
                 reason,
-                outcome: "skipped",
+                outcome: SweepOutcome::Skipped,
                 error: None,
             },
             Err(err) => {
@@ -317,7 +316,7 @@ impl Erasure {
                 SweepEvent {
                     user_id,
                     reason,
-                    outcome: "failed",
+                    outcome: SweepOutcome::Failed,
                     error: Some(message),
                 }
             }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{Email, PassportKind, Person, Phone, Timestamp, now};
+use crate::domain::{Email, InviteStatus, PassportKind, Person, Phone, Timestamp, now};
 use crate::error::{Error, Result};
 use crate::lifecycle::{UserLifecycleService, current_actor};
 use crate::password::Secret;
@@ -192,14 +192,8 @@ impl Invites {
     }
 
     /// Invites, newest first.
-    pub async fn list(&self, workspace: Option<&str>, status: Option<&str>) -> Result<Vec<Invite>> {
-        if let Some(s) = status
-            && !matches!(s, "pending" | "accepted" | "revoked" | "expired")
-        {
-            return Err(Error::Invalid(format!(
-                "unknown status {s:?} (pending, accepted, revoked, expired)"
-            )));
-        }
+    pub async fn list(&self, workspace: Option<&str>, status: Option<InviteStatus>) -> Result<Vec<Invite>> {
+        let status = status.map(InviteStatus::as_str);
         let mut tx = self.db.begin_read().await?;
         let workspace_id = match workspace {
             Some(w) => Some(tx.workspace_id(w).await?),
@@ -282,7 +276,7 @@ impl Invites {
             .await?
             .ok_or_else(|| Error::Refused("unknown invite token (it may have been rotated by a resend)".into()))?;
         let at = now();
-        if invite.status != "pending" {
+        if invite.status != InviteStatus::Pending {
             return Err(Error::Refused(format!(
                 "this invite is {} and cannot be accepted",
                 invite.status

@@ -17,10 +17,21 @@ use crate::store::workspaces::{Member, Role, Workspace, WorkspaceType};
 pub struct WorkspaceDetails {
     #[serde(flatten)]
     pub workspace: Workspace,
-    /// `{"name", "capabilities", "members"}` objects.
-    pub roles: Vec<serde_json::Value>,
-    /// `{"username", "role", "user_id", "since"}` objects.
-    pub member_list: Vec<serde_json::Value>,
+    /// The workspace's roles.
+    pub roles: Vec<RoleSummary>,
+    /// The members with their roles, by username.
+    pub member_list: Vec<Member>,
+}
+
+/// A role as `workspace show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleSummary {
+    /// The role's name.
+    pub name: String,
+    /// What the role allows (`workspace.invite`, `files.*`…).
+    pub capabilities: Vec<String>,
+    /// How many members hold it.
+    pub members: i64,
 }
 
 /// What deleting a workspace took with it.
@@ -155,14 +166,13 @@ impl Workspaces {
             .roles(Some(id))
             .await?
             .into_iter()
-            .map(|r: Role| json!({ "name": r.name, "capabilities": r.capabilities.join(","), "members": r.members }))
+            .map(|r: Role| RoleSummary {
+                name: r.name,
+                capabilities: r.capabilities,
+                members: r.members,
+            })
             .collect();
-        let member_list = tx
-            .workspace_members(id)
-            .await?
-            .into_iter()
-            .map(|m: Member| json!({ "username": m.username, "role": m.role, "user_id": m.user_id, "since": m.since }))
-            .collect();
+        let member_list = tx.workspace_members(id).await?;
         Ok(WorkspaceDetails {
             workspace,
             roles,

@@ -4,8 +4,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::users::USER_COLUMNS;
-use super::{Backend, DbId, DbRow, Tx, from_row, get_id};
-use crate::domain::{Timestamp, User};
+use super::{Backend, DbId, DbRow, Tx, from_row, get_id, parse_enum};
+use crate::domain::{ErasureRequestStatus, SweepStatus, Timestamp, User};
 use crate::error::Result;
 
 /// A pending (or finished) right-to-erasure request. `user_id` is pseudonymous: the row
@@ -17,7 +17,7 @@ pub struct ErasureRequest {
     pub requested_at: Timestamp,
     pub due_at: Timestamp,
     pub requested_by: String,
-    pub status: String,
+    pub status: ErasureRequestStatus,
     pub completed_at: Option<Timestamp>,
     pub last_error: Option<String>,
 }
@@ -28,7 +28,7 @@ from_row!(ErasureRequest, |r| ErasureRequest {
     requested_at: r.try_get("requested_at")?,
     due_at: r.try_get("due_at")?,
     requested_by: r.try_get("requested_by")?,
-    status: r.try_get("status")?,
+    status: parse_enum(&r.try_get::<String, _>("status")?, "status")?,
     completed_at: r.try_get("completed_at")?,
     last_error: r.try_get("last_error")?,
 });
@@ -39,8 +39,8 @@ pub struct SweeperRun {
     pub id: Uuid,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
-    /// `running`, `ok`, `partial` (some users failed), `failed` or `interrupted`.
-    pub status: String,
+    /// How the run ended (`running` while it runs, or when it died without finishing).
+    pub status: SweepStatus,
     pub dry_run: bool,
     pub purged: i64,
     pub failed: i64,
@@ -51,7 +51,7 @@ from_row!(SweeperRun, |r| SweeperRun {
     id: get_id!(r, "id"),
     started_at: r.try_get("started_at")?,
     finished_at: r.try_get("finished_at")?,
-    status: r.try_get("status")?,
+    status: parse_enum(&r.try_get::<String, _>("status")?, "status")?,
     dry_run: r.try_get("dry_run")?,
     purged: r.try_get("purged")?,
     failed: r.try_get("failed")?,

@@ -5,7 +5,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{Backend, DbId, DbRow, Tx, from_row, get_id, get_opt_id, parse_enum};
-use crate::domain::{PassportKind, Timestamp};
+use crate::domain::{InviteStatus, PassportKind, Timestamp};
 use crate::error::{Error, Result};
 
 /// An invite as `invite list/show` prints it (no token: it is not stored).
@@ -23,8 +23,8 @@ pub struct Invite {
     pub invitee_user_id: Option<Uuid>,
     /// The person-to-be (names given at invite time), for invites to non-users.
     pub person_id: Option<Uuid>,
-    /// `pending`, `accepted`, `revoked` or `expired`.
-    pub status: String,
+    /// Where the invite stands.
+    pub status: InviteStatus,
     pub expires_at: Timestamp,
     pub created_by: String,
     pub created_at: Timestamp,
@@ -43,7 +43,7 @@ from_row!(Invite, |r| Invite {
     force_passport: r.try_get("force_passport")?,
     invitee_user_id: get_opt_id!(r, "invitee_user_id"),
     person_id: get_opt_id!(r, "person_id"),
-    status: r.try_get("status")?,
+    status: parse_enum(&r.try_get::<String, _>("status")?, "status")?,
     expires_at: r.try_get("expires_at")?,
     created_by: r.try_get("created_by")?,
     created_at: r.try_get("created_at")?,

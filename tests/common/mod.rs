@@ -163,13 +163,39 @@ impl Ctx {
 
     /// The `accountctl` binary pointed at this database, with a fixed actor.
     pub fn cli(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("accountctl").expect("binary built");
+        self.command(assert_cmd::cargo::cargo_bin("accountctl"))
+    }
+
+    /// The example application's admin binary (`examples/app_admin`, built by `cargo test`
+    /// with the other targets) pointed at this database, with a fixed actor.
+    pub fn app_admin(&self) -> assert_cmd::Command {
+        self.command(example_bin("app_admin"))
+    }
+
+    fn command(&self, program: std::path::PathBuf) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::new(program);
         cmd.env("DATABASE_URL", &self.url)
             .env("ACCOUNTCTL_ACTOR", "tester")
             .env_remove("RUST_LOG")
             .current_dir(self.dir.path());
         cmd
     }
+}
+
+/// The path of an example's binary: `cargo test` builds examples into `target/<profile>/examples`
+/// next to the `deps` folder this test binary runs from.
+pub fn example_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
 }
 
 /// The first admin's password in [`Ctx::bootstrap_cli`] and [`bootstrap_admin`].
