@@ -12,13 +12,22 @@ use crate::error::Result;
 /// outlives the user it names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErasureRequest {
+    /// The request's id.
     pub id: Uuid,
+    /// The user to erase (kept after the erasure as a pseudonymous id).
     pub user_id: Uuid,
+    /// When the request was made.
     pub requested_at: Timestamp,
+    /// When the sweeper may carry it out (one month later by default: GDPR Art. 12(3)).
     pub due_at: Timestamp,
+    /// Who made the request (the actor, as in the audit trail).
     pub requested_by: String,
+    /// Where the request stands.
     pub status: ErasureRequestStatus,
+    /// When the user was erased.
     pub completed_at: Option<Timestamp>,
+    /// Why the sweeper's last attempt failed (a hook's veto or failure, for instance); the
+    /// request stays pending.
     pub last_error: Option<String>,
 }
 
@@ -36,14 +45,22 @@ from_row!(ErasureRequest, |r| ErasureRequest {
 /// One run of the sweeper.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SweeperRun {
+    /// The run's id (`run_id` in the sweeper's report).
     pub id: Uuid,
+    /// When the run started.
     pub started_at: Timestamp,
+    /// When it finished; `None` while it runs, or when it died without finishing.
     pub finished_at: Option<Timestamp>,
     /// How the run ended (`running` while it runs, or when it died without finishing).
     pub status: SweepStatus,
+    /// A dry run: nothing was purged.
     pub dry_run: bool,
+    /// Users purged.
     pub purged: i64,
+    /// Users whose purge failed (or was vetoed by a hook).
     pub failed: i64,
+    /// The rest of the report: `{skipped, stopped, invites_expired, sessions_expired,
+    /// failures: [{user_id, error}]}`.
     pub summary: serde_json::Value,
 }
 

@@ -11,13 +11,21 @@ use crate::error::{Error, Result};
 /// An invite as `invite list/show` prints it (no token: it is not stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Invite {
+    /// The invite's id.
     pub id: Uuid,
+    /// The workspace the invitee joins.
     pub workspace_id: Uuid,
+    /// That workspace's name.
     pub workspace: String,
+    /// The role the invitee gets there.
     pub role_id: Uuid,
+    /// That role's name.
     pub role: String,
+    /// Whether the invite was sent to an email address or a phone number.
     pub passport_kind: PassportKind,
+    /// The invited email address or phone number, normalized.
     pub passport: String,
+    /// The invitee must accept with exactly this passport (a company address, say).
     pub force_passport: bool,
     /// The existing user the invite targets, when its passport already belonged to one.
     pub invitee_user_id: Option<Uuid>,
@@ -25,10 +33,15 @@ pub struct Invite {
     pub person_id: Option<Uuid>,
     /// Where the invite stands.
     pub status: InviteStatus,
+    /// After this the invite can no longer be accepted (`invite prune` marks it expired).
     pub expires_at: Timestamp,
+    /// Who created it (the actor, as in the audit trail).
     pub created_by: String,
+    /// When it was created.
     pub created_at: Timestamp,
+    /// When it was accepted.
     pub accepted_at: Option<Timestamp>,
+    /// The user who accepted it.
     pub accepted_by_user_id: Option<Uuid>,
 }
 

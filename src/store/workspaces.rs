@@ -219,43 +219,67 @@ impl Tx {
 /// A workspace type (Fireback's workspace model): what public sign-up creates workspaces of.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WorkspaceType {
+    /// The type's id.
     pub id: Uuid,
+    /// Its key: lower-case letters, digits, `_` and `-` (unique).
     pub slug: String,
+    /// Its human-readable title.
     pub title: String,
+    /// The capabilities template of workspaces of this type.
     pub capabilities: Vec<String>,
+    /// When it was created.
     pub created_at: Timestamp,
 }
 
 /// A workspace with its type and parent, as `workspace list` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Workspace {
+    /// The workspace's id.
     pub id: Uuid,
+    /// Its name (unique case-insensitively).
     pub name: String,
+    /// Its type's slug.
     pub type_slug: String,
+    /// The parent workspace's name, for a nested workspace.
     pub parent: Option<String>,
+    /// The root workspace (exactly one exists; it can never be deleted).
     pub is_root: bool,
+    /// How many distinct users are members.
     pub members: i64,
+    /// When it was created.
     pub created_at: Timestamp,
 }
 
 /// A role of a workspace.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Role {
+    /// The role's id.
     pub id: Uuid,
+    /// Its workspace.
     pub workspace_id: Uuid,
+    /// That workspace's name.
     pub workspace: String,
+    /// Its name (unique case-insensitively within the workspace).
     pub name: String,
+    /// The capabilities it grants (`x.*` a prefix wildcard).
     pub capabilities: Vec<String>,
+    /// A role the system created and keeps (the root workspace's `root`): the database
+    /// refuses to delete it.
     pub is_system: bool,
+    /// How many users hold it.
     pub members: i64,
 }
 
 /// A member of a workspace with one of its roles.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Member {
+    /// The member.
     pub user_id: Uuid,
+    /// The member's username.
     pub username: String,
+    /// The name of the role held.
     pub role: String,
+    /// When the membership was created.
     pub since: Timestamp,
 }
 
