@@ -160,3 +160,36 @@ on_both_backends! {
         assert!(!ctx.dump().await.contains("Erin private"), "declared personal data is erased");
     }
 }
+
+#[test]
+fn help_completions_and_man_page_carry_the_application_binary_name() {
+    let bin = common::example_bin("app_admin");
+    let help = assert_cmd::Command::new(&bin)
+        .arg("--help")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8_lossy(&help).contains("Usage: app_admin"),
+        "{}",
+        String::from_utf8_lossy(&help)
+    );
+    let completions = assert_cmd::Command::new(&bin)
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(String::from_utf8_lossy(&completions).contains("_app_admin()"));
+    let man = assert_cmd::Command::new(&bin)
+        .arg("man")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(String::from_utf8_lossy(&man).contains(".TH app_admin 1"));
+}

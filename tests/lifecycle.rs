@@ -262,6 +262,8 @@ on_both_backends! {
     async fn admin_delete_trashes_and_restore_brings_the_user_back_intact(ctx) {
         let app = ctx.app().await;
         let id = create(&app, "frank").await;
+        let first_page = app.accounts().list(&accountctl::domain::UserFilter::default()).await.expect("list");
+        assert!(first_page.iter().any(|u| u.id == id), "the default filter lists the first page: {first_page:?}");
         app.auth().login("frank", &Secret::new(PASSWORD.into()), true).await.expect("login");
         let deleted = app.accounts().delete(&by_name("frank"), DeletionMode::AdminDelete).await.expect("trash");
         assert!(deleted.purge_after.is_some());
