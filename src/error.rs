@@ -1,5 +1,5 @@
-//! The library's one error type. Each variant corresponds to one exit code of the CLI
-//! (DESIGN.md, "Exit codes"); [`Error::exit_code`] is the single mapping.
+//! The library's one error type. Each variant corresponds to one exit code of the CLI (the
+//! table in `accountctl --help`); [`Error::exit_code`] is the single mapping.
 
 /// Everything that can go wrong in a library call.
 #[derive(Debug, thiserror::Error)]
@@ -9,11 +9,18 @@ pub enum Error {
     Invalid(String),
     /// The named record does not exist. Exit code 3.
     #[error("{what} not found: {key}")]
-    NotFound { what: &'static str, key: String },
+    NotFound {
+        /// What was looked up: `user`, `workspace`, `role`, `invite`…
+        what: &'static str,
+        /// The key it was looked up by, as given.
+        key: String,
+    },
     /// The record already exists or the change collides with another record. Exit code 4.
     #[error("{0}")]
     Conflict(String),
     /// Refused by an invariant (last admin, external admin, expired invite…). Exit code 4.
+    /// A lifecycle hook or merge handler returns it to veto an operation by policy; the
+    /// caller then reports [`Error::Vetoed`].
     #[error("{0}")]
     Refused(String),
     /// Wrong password, unknown or inactive user on the login path. One message for all, so
@@ -24,13 +31,39 @@ pub enum Error {
     /// the transaction was rolled back and nothing changed. Exit code 1.
     #[error("{hook} (lifecycle hook or merge handler) failed; nothing was changed: {source}")]
     Hook {
+        /// The hook's or handler's `name()`.
         hook: &'static str,
+        /// The error it returned.
         #[source]
         source: Box<Error>,
     },
+    /// A lifecycle hook or merge handler refused the operation by policy (it returned
+    /// [`Error::Refused`], e.g. a user on legal hold); the transaction was rolled back and
+    /// nothing changed. Exit code 4.
+    #[error("refused by {hook}: {reason}; nothing was changed")]
+    Vetoed {
+        /// The hook's or handler's `name()`.
+        hook: &'static str,
+        /// The hook's own message.
+        reason: String,
+    },
+    /// The database records lifecycle hooks or merge handlers that this binary does not
+    /// register: it may read but every write is refused, so no change skips their work.
+    /// Exit code 6.
+    #[error(
+        "this binary lacks {} recorded in the database: {}. It may read but not write; use the application's own admin binary (the one that registers them)",
+        if .0.len() == 1 { "a hook" } else { "hooks" },
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    MissingHooks(Vec<crate::store::MissingHook>),
     /// Some items of a batch failed (the others were committed). Exit code 5.
     #[error("{failed} of {total} items failed")]
-    Partial { failed: u64, total: u64 },
+    Partial {
+        /// Items that failed.
+        failed: u64,
+        /// Items in the batch.
+        total: u64,
+    },
     /// The database cannot be reached or opened. Exit code 6.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -46,15 +79,16 @@ pub enum Error {
 }
 
 impl Error {
-    /// The CLI exit code for this error (DESIGN.md): 1 internal, 2 invalid, 3 not found,
-    /// 4 conflict/refused, 5 partial failure, 6 database unavailable or schema behind.
+    /// The CLI exit code for this error: 1 internal (a hook that failed included),
+    /// 2 invalid, 3 not found, 4 conflict/refused (a hook's veto included), 5 partial
+    /// failure, 6 database unavailable, schema behind or ahead, or hooks missing.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Invalid(_) => 2,
             Self::NotFound { .. } => 3,
-            Self::Conflict(_) | Self::Refused(_) | Self::AuthenticationFailed => 4,
+            Self::Conflict(_) | Self::Refused(_) | Self::AuthenticationFailed | Self::Vetoed { .. } => 4,
             Self::Partial { .. } => 5,
-            Self::Unavailable(_) | Self::Schema(_) => 6,
+            Self::Unavailable(_) | Self::Schema(_) | Self::MissingHooks(_) => 6,
             Self::Hook { .. } | Self::Database(_) | Self::Internal(_) => 1,
         }
     }
@@ -66,6 +100,20 @@ impl Error {
         match self {
             Self::Database(sqlx::Error::Database(db)) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
             _ => false,
+        }
+    }
+
+    /// The error a command reports when hook or handler `hook` returned `err` inside a
+    /// transaction: a policy refusal ([`Error::Refused`]) becomes [`Error::Vetoed`] (exit 4),
+    /// anything else [`Error::Hook`] (exit 1). Either way the transaction rolls back.
+    pub(crate) fn from_hook(hook: &'static str, err: Error) -> Self {
+        match err {
+            Self::Refused(reason) => Self::Vetoed { hook, reason },
+            vetoed @ Self::Vetoed { .. } => vetoed,
+            other => Self::Hook {
+                hook,
+                source: Box::new(other),
+            },
         }
     }
 

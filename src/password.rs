@@ -27,6 +27,7 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {
+    /// Wraps `text`. Each clone holds its own copy, zeroed when that clone is dropped.
     pub fn new(text: String) -> Self {
         Self(Zeroizing::new(text))
     }

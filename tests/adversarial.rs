@@ -130,7 +130,7 @@ on_both_backends! {
         ctx.cli().args(["user", "create", "ext", "--external"]).assert().success();
         ctx.cli().args(["user", "create", "ext2", "--external"]).assert().success();
         create_user(&ctx, "carol", Some("carol@example.com"));
-        let app = ctx.app();
+        let app = ctx.app().await;
         app.auth().login("carol", &accountctl::password::Secret::new("long enough password".into()), true).await.expect("login");
         let before = ctx.dump().await;
         // An empty role column changes nothing; demoting the last admin, an external admin and
@@ -262,7 +262,7 @@ on_both_backends! {
             ctx.cli().args(["gdpr", "purge", &format!("--limit={limit}"), "--dry-run"]).assert().code(2);
         }
         assert_eq!(ctx.dump().await, before);
-        let erasure = ctx.app().erasure();
+        let erasure = ctx.app().await.erasure();
         let options = accountctl::services::erasure::SweepOptions { limit: 0, ..Default::default() };
         let err = erasure.purge(&options, |_, _| {}).await.expect_err("refused");
         assert_eq!(err.exit_code(), 2);
@@ -506,7 +506,7 @@ on_both_backends! {
         ctx.cli().args(["user", "delete", "bob", "--mode", "admin", "--retention", "270000y", "--yes"]).assert().code(2);
         ctx.cli().args(["gdpr", "status", "--max-age", "270000y"]).assert().code(2);
         assert_eq!(ctx.dump().await, before);
-        let invites = ctx.app().invites();
+        let invites = ctx.app().await.invites();
         let err = invites
             .create(&accountctl::services::invites::InviteRequest {
                 workspace: "Acme".into(),
@@ -598,10 +598,10 @@ on_both_backends! {
         );
         let out = ctx.cli().args(["user", "import", &jsonl, "-o", "json"]).assert().code(5).get_output().stdout.clone();
         assert_eq!(String::from_utf8_lossy(&out).matches("control characters").count(), 2, "{}", String::from_utf8_lossy(&out));
-        let err = accountctl::store::UserRef::parse("a\0b").expect_err("refused");
+        let err = accountctl::domain::UserRef::parse("a\0b").expect_err("refused");
         assert_eq!(err.exit_code(), 2);
-        let filter = accountctl::store::UserFilter { search: Some("a\0".into()), limit: 10, ..Default::default() };
-        assert_eq!(ctx.app().accounts().list(&filter).await.expect_err("refused").exit_code(), 2);
+        let filter = accountctl::domain::UserFilter { search: Some("a\0".into()), limit: 10, ..Default::default() };
+        assert_eq!(ctx.app().await.accounts().list(&filter).await.expect_err("refused").exit_code(), 2);
         ctx.cli().args(["--actor", "ops\u{1b}[2J", "user", "create", "acted", "--password-stdin"]).write_stdin("long enough password\n").assert().code(2);
         ctx.cli().args(["workspace-type", "create", "odd", "--title", "a\u{7}b"]).assert().code(2);
         ctx.cli().args(["workspace", "create", "a\u{1}b", "--type", "team"]).assert().code(2);

@@ -4,10 +4,10 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use accountctl::Error;
-use accountctl::domain::parse_duration;
-use accountctl::services::erasure::{DEFAULT_ERASURE_DELAY, SweepOptions};
-use accountctl::store::UserRef;
+use crate::Error;
+use crate::domain::UserRef;
+use crate::domain::parse_duration;
+use crate::services::erasure::{DEFAULT_ERASURE_DELAY, SweepOptions};
 
 use super::Ctx;
 use super::prompt::confirm;

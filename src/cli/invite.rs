@@ -1,9 +1,9 @@
 //! `accountctl invite …`. accountctl never sends mail or SMS itself.
 
-use accountctl::Error;
-use accountctl::domain::parse_duration;
-use accountctl::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
-use accountctl::store::UserRef;
+use crate::Error;
+use crate::domain::UserRef;
+use crate::domain::parse_duration;
+use crate::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
 use uuid::Uuid;
 
 use super::Ctx;
@@ -119,7 +119,9 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
         }
         InviteCmd::List { workspace, status } => {
             ctx.out.list(
-                &invites.list(workspace.as_deref(), status.as_deref()).await?,
+                &invites
+                    .list(workspace.as_deref(), status.as_deref().map(str::parse).transpose()?)
+                    .await?,
                 LIST_COLUMNS,
                 "id",
             );

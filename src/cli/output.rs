@@ -142,12 +142,12 @@ fn emit(text: &str) {
 
 /// Writes `bytes` to stdout. A reader that went away (`accountctl … | head -1`) is not an
 /// error: the rest of the output is dropped quietly and the command finishes normally, as
-/// ripgrep does. Errors: [`accountctl::Error::Internal`] for any other write failure.
-pub fn write_stdout(bytes: &[u8]) -> Result<(), accountctl::Error> {
+/// ripgrep does. Errors: [`crate::Error::Internal`] for any other write failure.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), crate::Error> {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(accountctl::Error::Internal(format!("cannot write to stdout: {e}"))),
+        Err(e) => Err(crate::Error::Internal(format!("cannot write to stdout: {e}"))),
     }
 }

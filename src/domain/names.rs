@@ -3,7 +3,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// A capability key: dotted lower-case segments (`docs.read`), where a trailing `*` segment
-/// is a prefix wildcard (`root.*` grants everything under `root`, 000 seed's root role).
+/// is a prefix wildcard (`root.*` grants everything under `root`: the capability of the root
+/// workspace's `root` role, as in Fireback's workspace model).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Capability(String);
@@ -36,6 +37,7 @@ impl Capability {
         Ok(Self(text.to_owned()))
     }
 
+    /// The key as given (`docs.read`, `root.*`).
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::app::PersonalData;
 use crate::domain::{
     DeletionMode, Email, InstanceRole, LogoutReason, MAX_NAME_CHARS, PassportKind, Person, Phone, Timestamp, User,
     UserView, Username, clean_identity, clean_text, now,
@@ -21,18 +22,26 @@ use crate::store::{Database, NewUserRecord, Tx, UserFilter, UserRef};
 /// What `user create` (and bootstrap, invite acceptance, import) needs to create a user.
 #[derive(Debug, Clone, Default)]
 pub struct NewUser {
+    /// The username (rules: [`crate::domain::Username`]).
     pub username: String,
+    /// The primary email passport (RFC 5321 form, normalized to lower case).
     pub email: Option<String>,
+    /// The primary phone passport (E.164; spaces, dashes, dots and parentheses dropped).
     pub phone: Option<String>,
+    /// The person's given name.
     pub given_name: Option<String>,
+    /// The person's family name.
     pub family_name: Option<String>,
     /// An external (federated) user: no password, never admin, no home folder, no storage.
     pub external: bool,
     /// The identity that signs an external user in: (provider, subject).
     pub identity: Option<(String, String)>,
+    /// Create the user as instance admin (refused for an external user).
     pub admin: bool,
     /// A workspace membership to add: (workspace name or id, role name).
     pub membership: Option<(String, String)>,
+    /// The password, hashed with argon2id (RFC 9106) before the transaction; `None` creates
+    /// the user without one. An external user has none ([`Error::Invalid`] otherwise).
     pub password: Option<Secret>,
     /// Adopt this existing person (an invited person-to-be) instead of creating one.
     pub person_id: Option<Uuid>,
@@ -41,6 +50,7 @@ pub struct NewUser {
 /// The result of [`Accounts::create`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Created {
+    /// The user (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub user: UserView,
     /// `false` when `--if-not-exists` found an identical user.
@@ -50,22 +60,60 @@ pub struct Created {
 /// A user with everything `user show` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct UserDetails {
+    /// The user as `user list` shows it (flattened into this object in JSON).
     #[serde(flatten)]
     pub user: UserView,
-    /// `{"kind", "value", "is_primary", "verified_at"}` objects.
-    pub passports: Vec<serde_json::Value>,
-    /// `{"provider", "subject", "last_verified_at"}` objects.
-    pub external_identities: Vec<serde_json::Value>,
-    /// `{"workspace": ..., "role": ...}` pairs.
-    pub memberships: Vec<serde_json::Value>,
+    /// The user's login identifiers, primary first.
+    pub passports: Vec<PassportSummary>,
+    /// The identity-provider accounts that sign the user in.
+    pub external_identities: Vec<IdentitySummary>,
+    /// The user's roles per workspace.
+    pub memberships: Vec<MembershipSummary>,
+    /// The home folder's name (internal users), if it exists.
     pub home_folder: Option<String>,
+    /// Sessions neither revoked nor expired.
     pub live_sessions: usize,
+}
+
+/// A passport as `user show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PassportSummary {
+    /// `email` or `phone`.
+    pub kind: PassportKind,
+    /// The normalized address or number.
+    pub value: String,
+    /// The primary passport of its kind.
+    pub is_primary: bool,
+    /// When the user proved control of it (an accepted invite, a verification mail…).
+    pub verified_at: Option<Timestamp>,
+}
+
+/// An external identity as `user show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentitySummary {
+    /// The identity provider's name.
+    pub provider: String,
+    /// The user's id at the provider (OpenID Connect `sub`).
+    pub subject: String,
+    /// The last sign-in through it.
+    pub last_verified_at: Option<Timestamp>,
+}
+
+/// One workspace role of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MembershipSummary {
+    /// The workspace's name.
+    pub workspace: String,
+    /// The role's name.
+    pub role: String,
 }
 
 /// The result of [`Accounts::delete`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Deleted {
+    /// The deleted user's id (kept by the tombstone after an erasure).
     pub id: Uuid,
+    /// The username it had.
     pub username: String,
     /// `admin_delete` (to the trash) or `gdpr_purge` (erased).
     pub mode: &'static str,
@@ -77,8 +125,10 @@ pub struct Deleted {
 /// whether anything changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Changed {
+    /// The user after the change (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub user: UserView,
+    /// `false` when the user already was in the requested state (nothing was written).
     pub changed: bool,
 }
 
@@ -88,6 +138,8 @@ pub struct Accounts {
     db: Database,
     lifecycle: Arc<UserLifecycleService>,
     trash_retention: chrono::Duration,
+    /// The application's personal-data declarations, erased by a GDPR purge.
+    personal_data: Arc<[PersonalData]>,
 }
 
 /// A user's validated creation input, ready for the transaction.
@@ -99,11 +151,17 @@ struct Validated {
 }
 
 impl Accounts {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>, trash_retention: chrono::Duration) -> Self {
+    pub(crate) fn new(
+        db: Database,
+        lifecycle: Arc<UserLifecycleService>,
+        trash_retention: chrono::Duration,
+        personal_data: Arc<[PersonalData]>,
+    ) -> Self {
         Self {
             db,
             lifecycle,
             trash_retention,
+            personal_data,
         }
     }
 
@@ -199,14 +257,14 @@ impl Accounts {
     /// The transactional part of [`Accounts::create`], for callers that compose it with more
     /// work in the same transaction (bootstrap, invite acceptance). The caller fires
     /// `dispatch_created` after its commit.
-    pub async fn create_in_tx(&self, tx: &mut Tx, new: &NewUser) -> Result<User> {
+    pub(crate) async fn create_in_tx(&self, tx: &mut Tx, new: &NewUser) -> Result<User> {
         let valid = Self::validate(new).await?;
         self.create_in(tx, new, valid).await
     }
 
     /// Fires `on_user_created` for a user created with [`Accounts::create_in_tx`], after the
     /// caller committed.
-    pub async fn announce_created(&self, user: &User) {
+    pub(crate) async fn announce_created(&self, user: &User) {
         self.lifecycle.dispatch_created(user).await;
     }
 
@@ -279,19 +337,28 @@ impl Accounts {
             .passports_of(user.id)
             .await?
             .into_iter()
-            .map(|p| json!({ "kind": p.kind, "value": p.value, "is_primary": p.is_primary, "verified_at": p.verified_at }))
+            .map(|p| PassportSummary {
+                kind: p.kind,
+                value: p.value,
+                is_primary: p.is_primary,
+                verified_at: p.verified_at,
+            })
             .collect();
         let external_identities = tx
             .external_identities_of(user.id)
             .await?
             .into_iter()
-            .map(|i| json!({ "provider": i.provider, "subject": i.subject, "last_verified_at": i.last_verified_at }))
+            .map(|i| IdentitySummary {
+                provider: i.provider,
+                subject: i.subject,
+                last_verified_at: i.last_verified_at,
+            })
             .collect();
         let memberships = tx
             .membership_names_of(user.id)
             .await?
             .into_iter()
-            .map(|(w, r)| json!({ "workspace": w, "role": r }))
+            .map(|(workspace, role)| MembershipSummary { workspace, role })
             .collect();
         let home_folder = tx.home_folder_name(user.id).await?;
         let live_sessions = tx.live_session_count(user.id, now()).await? as usize;
@@ -311,7 +378,8 @@ impl Accounts {
     /// data, leaving a tombstone. A trashed user can be purged; it cannot be trashed twice.
     ///
     /// Errors: [`Error::NotFound`]; [`Error::Refused`] for the last active admin or a user
-    /// already in the trash; [`Error::Hook`] when a hook aborted (nothing changed).
+    /// already in the trash; [`Error::Vetoed`] when a hook refused by policy and
+    /// [`Error::Hook`] when one failed (nothing changed either way).
     pub async fn delete(&self, user: &UserRef, mode: DeletionMode) -> Result<Deleted> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
@@ -321,7 +389,7 @@ impl Accounts {
     }
 
     /// The transactional part of [`Accounts::delete`] for an already locked user.
-    pub async fn delete_in(&self, tx: &mut Tx, user: &User, mode: DeletionMode) -> Result<Deleted> {
+    pub(crate) async fn delete_in(&self, tx: &mut Tx, user: &User, mode: DeletionMode) -> Result<Deleted> {
         if mode == DeletionMode::AdminDelete && user.is_trashed() {
             return Err(Error::Refused(format!(
                 "user {} is already in the trash",
@@ -345,6 +413,12 @@ impl Accounts {
             DeletionMode::GdprPurge | DeletionMode::Merged { .. } => {
                 // Only a root member's removal can leave the root workspace empty.
                 let root = tx.root_membership_of(user.id).await?;
+                if mode == DeletionMode::GdprPurge {
+                    // The application's declared personal data goes too, whatever its hooks did.
+                    for declaration in self.personal_data.iter() {
+                        tx.execute(&declaration.erase_sql(), &[user.id.into()]).await?;
+                    }
+                }
                 tx.erase_personal_data(user).await?;
                 if let Some(root) = root {
                     tx.refuse_if_root_emptied(root, true).await?;
@@ -458,7 +532,8 @@ impl Accounts {
 
     /// Converts between external and internal in one transaction, audited. To internal is a
     /// flag flip and fires no event: the next login's idempotent `on_user_login` provisions
-    /// what is missing (001 seed); admin stays a separate second step. To external is refused
+    /// what is missing (the OxiCloud user-lifecycle hook design); admin stays a separate
+    /// second step. To external is refused
     /// for an admin or a user with storage in use; it removes the password (external users
     /// sign in through their provider) and the empty home folder.
     pub async fn convert(&self, user: &UserRef, to_external: bool) -> Result<Changed> {
@@ -501,8 +576,9 @@ impl Accounts {
     }
 
     /// Sets the instance role (`admin | user`). Errors: [`Error::Refused`] when making an
-    /// external user admin ("convert to internal first": the friction is intentional, 001
-    /// seed) or demoting the last active admin.
+    /// external user admin ("convert to internal first": the friction is intentional, as in
+    /// the OxiCloud user-lifecycle hook design, so an identity provider's account never
+    /// becomes admin by accident) or demoting the last active admin.
     pub async fn set_instance_role(&self, user: &UserRef, role: InstanceRole) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
@@ -589,10 +665,10 @@ fn refuse_if_trashed(user: &User) -> Result<()> {
     Ok(())
 }
 
-/// Refuses to remove the last active admin (DESIGN.md: the instance always keeps one). The
-/// decision is serialized with every other one about the admins
-/// ([`Tx::lock_instance_admins`]), so two concurrent removals of the last two admins cannot
-/// both pass: the second sees the first's commit and is refused.
+/// Refuses to remove the last active admin (this project's rule: the instance always keeps
+/// one, so it can always be administered). The decision is serialized with every other one
+/// about the admins ([`Tx::lock_instance_admins`]), so two concurrent removals of the last
+/// two admins cannot both pass: the second sees the first's commit and is refused.
 pub(crate) async fn refuse_if_last_admin(tx: &mut Tx, user: &User, verb: &str) -> Result<()> {
     if user.role != InstanceRole::Admin || !user.active || user.is_trashed() {
         return Ok(());

@@ -19,7 +19,9 @@ use crate::lifecycle::UserLifecycleHook;
 use crate::store::authz::AUTHZ_CHANNEL;
 use crate::store::{Database, Tx};
 
-/// How long a cached capability set is trusted without an invalidation (001 seed: 30 s).
+/// How long a cached capability set is trusted without an invalidation: 30 s, the TTL of the
+/// OxiCloud user-lifecycle hook design's authorization cache. It bounds how long a missed
+/// invalidation can let a revoked grant live on.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
 /// A user's effective capabilities, shared between the cache and its readers.
@@ -39,7 +41,7 @@ impl Default for AuthzCache {
 }
 
 impl AuthzCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             entries: RwLock::new(HashMap::new()),
@@ -85,14 +87,16 @@ impl AuthzCache {
     }
 }
 
-/// Invalidates the cache on logout and delete, locally and for every other process.
+/// Invalidates the cache on logout and delete, locally and for every other process (the
+/// publication rides the transaction, so a rolled-back delete publishes nothing). Registered
+/// third; name `authz_cache`.
 pub struct AuthzCacheLifecycleHook {
     cache: Arc<AuthzCache>,
     db: Database,
 }
 
 impl AuthzCacheLifecycleHook {
-    pub fn new(cache: Arc<AuthzCache>, db: Database) -> Self {
+    pub(crate) fn new(cache: Arc<AuthzCache>, db: Database) -> Self {
         Self { cache, db }
     }
 }
@@ -130,6 +134,7 @@ impl UserLifecycleHook for AuthzCacheLifecycleHook {
 /// One published invalidation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Invalidation {
+    /// The user whose cached capabilities are stale.
     pub user_id: Uuid,
     /// The logout reason or deletion mode that caused it (`admin_revoked`, `gdpr_purge`…).
     pub reason: String,
@@ -145,8 +150,8 @@ enum Source {
 }
 
 /// Receives invalidations published by any process (the CLI included). On PostgreSQL it
-/// `LISTEN`s on [`AUTHZ_CHANNEL`]; on SQLite it polls `cache_invalidations` past the last id
-/// seen. Only invalidations published after [`InvalidationListener::start`] are received.
+/// `LISTEN`s on the channel `accountctl_authz_invalidation`; on SQLite it polls
+/// `cache_invalidations` past the last id seen. Only invalidations published after [`InvalidationListener::start`] are received.
 pub struct InvalidationListener {
     source: Source,
     poll: Duration,

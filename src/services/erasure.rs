@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{DeletionMode, LogoutReason, User, now};
+use crate::domain::{DeletionMode, LogoutReason, SweepOutcome, SweepStatus, SweepStop, User, now};
 use crate::error::{Error, Result};
 use crate::lifecycle::{UserLifecycleService, current_actor};
 use crate::services::accounts::Accounts;
@@ -55,39 +55,55 @@ impl Default for SweepOptions {
 /// One user the sweeper handled.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepEvent {
+    /// The user handled (pseudonymous once purged).
     pub user_id: Uuid,
+    /// Why the user was due: an erasure request or the trash's retention.
     pub reason: PurgeReason,
-    /// `purged`, `would_purge` (dry run), `skipped` (gone, restored, or locked by another
-    /// sweeper) or `failed`.
-    pub outcome: &'static str,
+    /// What the sweeper did with the user.
+    pub outcome: SweepOutcome,
+    /// Why the user failed or was vetoed, when it did.
     pub error: Option<String>,
 }
 
 /// The JSON summary of a sweeper run (`gdpr purge -o json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepReport {
+    /// The run's id in `sweeper_runs`.
     pub run_id: Uuid,
+    /// True when nothing was changed (`--dry-run`).
     pub dry_run: bool,
-    /// `ok`, `partial` (some users failed), or `interrupted` (stop requested).
-    pub status: &'static str,
+    /// `ok`, `partial` (some users failed or were vetoed), or `interrupted` (stop requested).
+    pub status: SweepStatus,
+    /// Users purged.
     pub purged: u64,
+    /// Users no longer due when their turn came (restored, purged by another sweeper…).
     pub skipped: u64,
+    /// Users whose purge failed or was vetoed (each rolled back).
     pub failed: u64,
     /// Why the run ended before the candidates did: `signal`, `max_duration`, or null.
-    pub stopped: Option<&'static str>,
+    pub stopped: Option<SweepStop>,
+    /// Pending invites past their expiry, marked `expired`.
     pub invites_expired: u64,
+    /// Expired sessions ended (`session_expired`).
     pub sessions_expired: i64,
+    /// How long the run took, in milliseconds.
     pub duration_ms: u128,
+    /// One entry per user handled.
     pub users: Vec<SweepEvent>,
 }
 
 /// `gdpr status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErasureStatus {
+    /// Erasure requests not carried out yet, due or not.
     pub pending_requests: Vec<ErasureRequest>,
+    /// Users in the trash.
     pub trashed_users: i64,
+    /// Users in the trash whose `purge_after` has passed (the next sweep purges them).
     pub trash_due: i64,
+    /// The sweeper's latest run, dry runs included.
     pub last_run: Option<SweeperRun>,
+    /// The latest run that was not a dry run and finished (`ok`, `partial` or `interrupted`).
     pub last_successful_run: Option<SweeperRun>,
     /// True when no successful (non-dry) run finished within the threshold.
     pub stale: bool,
@@ -111,7 +127,7 @@ pub struct Erasure {
 pub(crate) async fn refuse_if_erasure_pending(tx: &mut Tx, user: &User, verb: &str) -> Result<()> {
     if let Some(request) = tx.pending_erasure_request_of(user.id).await? {
         return Err(Error::Refused(format!(
-            "refusing to {verb} {}: erasure request {} is pending (due {}); withdraw it first with `accountctl gdpr cancel {}`",
+            "refusing to {verb} {}: erasure request {} is pending (due {}); withdraw it first with `gdpr cancel {}`",
             user.username,
             request.id,
             request.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -122,7 +138,7 @@ pub(crate) async fn refuse_if_erasure_pending(tx: &mut Tx, user: &User, verb: &s
 }
 
 impl Erasure {
-    pub fn new(
+    pub(crate) fn new(
         db: Database,
         lifecycle: Arc<UserLifecycleService>,
         accounts: Accounts,
@@ -251,7 +267,7 @@ impl Erasure {
         let mut report = SweepReport {
             run_id,
             dry_run: options.dry_run,
-            status: "ok",
+            status: SweepStatus::Ok,
             purged: 0,
             skipped: 0,
             failed: 0,
@@ -263,45 +279,45 @@ impl Erasure {
         };
         for (user_id, reason) in candidates {
             if options.stop.load(Ordering::SeqCst) {
-                report.stopped = Some("signal");
+                report.stopped = Some(SweepStop::Signal);
                 break;
             }
             if options.max_duration.is_some_and(|max| started.elapsed() >= max) {
-                report.stopped = Some("max_duration");
+                report.stopped = Some(SweepStop::MaxDuration);
                 break;
             }
             let event = if options.dry_run {
                 SweepEvent {
                     user_id,
                     reason,
-                    outcome: "would_purge",
+                    outcome: SweepOutcome::WouldPurge,
                     error: None,
                 }
             } else {
                 self.purge_one(user_id, reason).await
             };
             match event.outcome {
-                "purged" => report.purged += 1,
-                "skipped" => report.skipped += 1,
-                "failed" => report.failed += 1,
-                _ => {}
+                SweepOutcome::Purged => report.purged += 1,
+                SweepOutcome::Skipped => report.skipped += 1,
+                SweepOutcome::Failed => report.failed += 1,
+                SweepOutcome::WouldPurge => {}
             }
             on_event(&event, total);
             report.users.push(event);
         }
-        if !options.dry_run && report.stopped != Some("signal") {
+        if !options.dry_run && report.stopped != Some(SweepStop::Signal) {
             report.invites_expired = self.invites.prune().await?;
             report.sessions_expired = self.sessions.prune().await?.sessions_expired;
             let mut tx = self.db.begin().await?;
             tx.prune_invalidations(now() - chrono::Duration::days(1)).await?;
             tx.commit().await?;
         }
-        report.status = if report.stopped == Some("signal") {
-            "interrupted"
+        report.status = if report.stopped == Some(SweepStop::Signal) {
+            SweepStatus::Interrupted
         } else if report.failed > 0 {
-            "partial"
+            SweepStatus::Partial
         } else {
-            "ok"
+            SweepStatus::Ok
         };
         report.duration_ms = started.elapsed().as_millis();
         let summary = json!({
@@ -309,12 +325,12 @@ impl Erasure {
             "stopped": report.stopped,
             "invites_expired": report.invites_expired,
             "sessions_expired": report.sessions_expired,
-            "failures": report.users.iter().filter(|e| e.outcome == "failed").map(|e| json!({ "user_id": e.user_id, "error": e.error })).collect::<Vec<_>>(),
+            "failures": report.users.iter().filter(|e| e.outcome == SweepOutcome::Failed).map(|e| json!({ "user_id": e.user_id, "error": e.error })).collect::<Vec<_>>(),
         });
         let mut tx = self.db.begin().await?;
         tx.finish_sweeper_run(
             run_id,
-            report.status,
+            report.status.as_str(),
             report.purged as i64,
             report.failed as i64,
             &summary,
@@ -343,14 +359,14 @@ impl Erasure {
                 SweepEvent {
                     user_id,
                     reason,
-                    outcome: "purged",
+                    outcome: SweepOutcome::Purged,
                     error: None,
                 }
             }
             Ok(false) => SweepEvent {
                 user_id,
                 reason,
-                outcome: "skipped",
+                outcome: SweepOutcome::Skipped,
                 error: None,
             },
             Err(err) => {
@@ -364,7 +380,7 @@ impl Erasure {
                 SweepEvent {
                     user_id,
                     reason,
-                    outcome: "failed",
+                    outcome: SweepOutcome::Failed,
                     error: Some(message),
                 }
             }

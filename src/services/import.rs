@@ -52,25 +52,36 @@ pub enum Format {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRow {
+    /// The username (rules: [`Username`]); the key `on_conflict` matches on.
     pub username: String,
+    /// The primary email passport (RFC 5321 form). An empty cell is `None`.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub email: Option<String>,
+    /// The primary phone passport (E.164). An empty cell is `None`.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub phone: Option<String>,
+    /// The person's given name.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub given_name: Option<String>,
+    /// The person's family name.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub family_name: Option<String>,
-    /// Absent means internal for a new user and "unchanged" for an update.
+    /// An external (federated) user: no password, never admin. `true`/`false`, `1`/`0` or
+    /// `yes`/`no`. Absent or empty means internal for a new user and "unchanged" for an
+    /// update.
     #[serde(default, deserialize_with = "flexible_bool")]
     pub external: Option<bool>,
+    /// The identity provider of an external user (with `subject`).
     #[serde(default, deserialize_with = "empty_as_none")]
     pub provider: Option<String>,
+    /// The user's subject at `provider` (the OpenID Connect `sub` claim, for example).
     #[serde(default, deserialize_with = "empty_as_none")]
     pub subject: Option<String>,
     /// Instance role: `admin` or `user` (default).
     #[serde(default, deserialize_with = "empty_as_none")]
     pub role: Option<String>,
+    /// Workspace memberships as (workspace, role name) pairs: `Workspace:role;Other:role`
+    /// in CSV, that string or an array of `{"workspace": …, "role": …}` in JSON Lines.
     #[serde(default, deserialize_with = "memberships")]
     pub memberships: Vec<(String, String)>,
     /// Plaintext, hashed here with argon2id. Never echoed in an error.
@@ -219,6 +230,7 @@ pub fn parse(mut reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>>
 /// Options of [`Importer::import`].
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
+    /// What an existing username means ([`OnConflict::Fail`] by default).
     pub on_conflict: OnConflict,
     /// Validate everything, write nothing.
     pub dry_run: bool,
@@ -242,23 +254,33 @@ impl Default for ImportOptions {
 /// The outcome of one row.
 #[derive(Debug, Clone, Serialize)]
 pub struct RowResult {
+    /// The row's line number in the input (1-based, the CSV header being line 1).
     pub line: usize,
+    /// The row's username, as given.
     pub username: String,
     /// `created`, `updated`, `skipped`, `error`; with `dry_run`: `valid` (would be created or
     /// updated); with `atomic` and any error: `rolled_back` for rows that were fine.
     pub status: &'static str,
+    /// The user's id for a `created`, `updated`, `skipped` or `valid` row.
     pub id: Option<Uuid>,
+    /// Why the row failed (`status` is `error`).
     pub error: Option<String>,
 }
 
 /// Totals of an import.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportSummary {
+    /// Rows read.
     pub rows: usize,
+    /// Users created (0 in a dry run, whose rows are `valid`).
     pub created: usize,
+    /// Existing users updated ([`OnConflict::Update`]).
     pub updated: usize,
+    /// Rows skipped ([`OnConflict::Skip`]).
     pub skipped: usize,
+    /// Rows that failed.
     pub failed: usize,
+    /// Whether this was a dry run (nothing written).
     pub dry_run: bool,
 }
 
@@ -371,7 +393,7 @@ fn prepare(line: usize, row: ImportRow) -> std::result::Result<Prepared, RowResu
 }
 
 impl Importer {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>) -> Self {
+    pub(crate) fn new(db: Database, lifecycle: Arc<UserLifecycleService>) -> Self {
         Self { db, lifecycle }
     }
 

@@ -1,5 +1,7 @@
-//! Invites into workspaces (000 seed), safe by construction: the token is 256 random bits,
-//! shown once and stored only as a SHA-256 hash; acceptance is one transaction and single-use.
+//! Invites into workspaces (Fireback's workspace/invite model: an invite targets a passport,
+//! optionally forced, with a role in a workspace), safe by construction: the token is 256
+//! random bits, shown once and stored only as a SHA-256 hash; acceptance is one transaction
+//! and single-use.
 //!
 //! accountctl never sends mail or SMS: each invite queues a row in `notification_outbox`
 //! (kind, recipient, workspace, role, link template) for the application's mailer.
@@ -10,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{Email, PassportKind, Person, Phone, Timestamp, now};
+use crate::domain::{Email, InviteStatus, PassportKind, Person, Phone, Timestamp, now};
 use crate::error::{Error, Result};
 use crate::lifecycle::{UserLifecycleService, current_actor};
 use crate::password::Secret;
@@ -20,27 +22,35 @@ use crate::store::invites::{Invite, NewInvite};
 use crate::store::{Database, Tx, UserRef};
 use crate::tokens;
 
-/// Default invite lifetime (DESIGN.md: 7 days).
+/// Default invite lifetime: 7 days (this project's default; `invite create --expires-in`).
 pub const DEFAULT_INVITE_TTL: chrono::Duration = chrono::Duration::days(7);
 
 /// What `invite create` needs.
 #[derive(Debug, Clone)]
 pub struct InviteRequest {
+    /// The workspace, by name (case-insensitive) or id.
     pub workspace: String,
+    /// The role the invitee gets in that workspace, by name.
     pub role: String,
-    /// Exactly one of `email`, `phone`.
+    /// The email address to invite (RFC 5321 form). Exactly one of `email`, `phone`.
     pub email: Option<String>,
+    /// The phone number to invite (E.164). Exactly one of `email`, `phone`.
     pub phone: Option<String>,
     /// The invitee must accept with exactly this passport.
     pub force_passport: bool,
+    /// How long the invite stays acceptable from now ([`DEFAULT_INVITE_TTL`] by default).
     pub expires_in: chrono::Duration,
+    /// The invitee's given name, kept on a person created for them (when the passport belongs
+    /// to no user yet) and used when they accept as a new user.
     pub given_name: Option<String>,
+    /// The invitee's family name, kept like `given_name`.
     pub family_name: Option<String>,
 }
 
 /// A created or resent invite with its token, shown once.
 #[derive(Debug, Clone, Serialize)]
 pub struct IssuedInvite {
+    /// The invite as stored (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub invite: Invite,
     /// The bearer token: give it to the invitee. It is not stored and cannot be shown again.
@@ -53,19 +63,30 @@ pub enum Acceptor {
     /// An existing user.
     User(UserRef),
     /// A new user created through the same path as `user create`.
-    NewUser { username: String, password: Option<Secret> },
+    NewUser {
+        /// The new user's username (see [`crate::domain::Username`]).
+        username: String,
+        /// The new user's password; `None` creates the user without one.
+        password: Option<Secret>,
+    },
 }
 
 /// The result of an acceptance.
 #[derive(Debug, Clone, Serialize)]
 pub struct Accepted {
+    /// The accepted invite.
     pub invite_id: Uuid,
+    /// The user who accepted it (existing or new).
     pub user_id: Uuid,
+    /// That user's username.
     pub username: String,
+    /// The workspace joined.
     pub workspace_id: Uuid,
+    /// The role's name in that workspace.
     pub role: String,
     /// `false` when the user already held that role there (no duplicate membership).
     pub membership_created: bool,
+    /// `true` when the acceptance created the user ([`Acceptor::NewUser`]).
     pub user_created: bool,
 }
 
@@ -87,7 +108,12 @@ fn normalize(email: &Option<String>, phone: &Option<String>) -> Result<(Passport
 }
 
 impl Invites {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>, accounts: Accounts, link_template: String) -> Self {
+    pub(crate) fn new(
+        db: Database,
+        lifecycle: Arc<UserLifecycleService>,
+        accounts: Accounts,
+        link_template: String,
+    ) -> Self {
         Self {
             db,
             lifecycle,
@@ -174,14 +200,8 @@ impl Invites {
     }
 
     /// Invites, newest first.
-    pub async fn list(&self, workspace: Option<&str>, status: Option<&str>) -> Result<Vec<Invite>> {
-        if let Some(s) = status
-            && !matches!(s, "pending" | "accepted" | "revoked" | "expired")
-        {
-            return Err(Error::Invalid(format!(
-                "unknown status {s:?} (pending, accepted, revoked, expired)"
-            )));
-        }
+    pub async fn list(&self, workspace: Option<&str>, status: Option<InviteStatus>) -> Result<Vec<Invite>> {
+        let status = status.map(InviteStatus::as_str);
         let mut tx = self.db.begin_read().await?;
         let workspace_id = match workspace {
             Some(w) => Some(tx.workspace_id(w).await?),
@@ -267,7 +287,7 @@ impl Invites {
             .await?
             .ok_or_else(|| Error::Refused("unknown invite token (it may have been rotated by a resend)".into()))?;
         let at = now();
-        if invite.status != "pending" {
+        if invite.status != InviteStatus::Pending {
             return Err(Error::Refused(format!(
                 "this invite is {} and cannot be accepted",
                 invite.status

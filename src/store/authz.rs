@@ -1,5 +1,6 @@
 //! Authorization data (capabilities through memberships) and the cross-process invalidation
-//! channel of the AuthzCache (DESIGN.md): `pg_notify` on PostgreSQL, a table on SQLite.
+//! channel of the AuthzCache: `pg_notify` on PostgreSQL (delivered on commit), a
+//! `cache_invalidations` table on SQLite.
 
 use uuid::Uuid;
 
@@ -15,7 +16,12 @@ impl Tx {
     /// Publishes "drop what you cached about this user" to every process. On PostgreSQL this
     /// is `pg_notify` inside the transaction, so listeners hear it only if the transaction
     /// commits; on SQLite it is a row in `cache_invalidations`, equally transactional.
-    pub async fn publish_authz_invalidation(&mut self, user_id: Uuid, reason: &str, at: Timestamp) -> Result<()> {
+    pub(crate) async fn publish_authz_invalidation(
+        &mut self,
+        user_id: Uuid,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<()> {
         match self.backend() {
             Backend::Postgres => {
                 let payload = serde_json::json!({ "user_id": user_id, "reason": reason }).to_string();
@@ -43,7 +49,7 @@ impl Tx {
 
     /// SQLite: invalidations with an id above `after`, oldest first, as (id, user_id, reason).
     /// PostgreSQL has no such table and returns nothing.
-    pub async fn invalidations_after(&mut self, after: i64) -> Result<Vec<(i64, Uuid, String)>> {
+    pub(crate) async fn invalidations_after(&mut self, after: i64) -> Result<Vec<(i64, Uuid, String)>> {
         if self.backend() == Backend::Postgres {
             return Ok(Vec::new());
         }
@@ -57,7 +63,7 @@ impl Tx {
     }
 
     /// SQLite: the highest invalidation id so far (0 when none); a listener starts after it.
-    pub async fn last_invalidation_id(&mut self) -> Result<i64> {
+    pub(crate) async fn last_invalidation_id(&mut self) -> Result<i64> {
         if self.backend() == Backend::Postgres {
             return Ok(0);
         }
@@ -68,7 +74,7 @@ impl Tx {
     }
 
     /// The capability lists (JSON arrays) of every role the user holds, in any workspace.
-    pub async fn role_capabilities_of(&mut self, user_id: Uuid) -> Result<Vec<String>> {
+    pub(crate) async fn role_capabilities_of(&mut self, user_id: Uuid) -> Result<Vec<String>> {
         let rows: Vec<String> = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT r.capabilities FROM memberships m JOIN roles r ON r.id = m.role_id WHERE m.user_id = $1"
         )

@@ -27,7 +27,7 @@ pub struct BatchUser {
 impl Tx {
     /// Inserts a batch of users with their persons, passports, identities and memberships:
     /// five multi-row statements, whatever the batch size.
-    pub async fn insert_users_batch(&mut self, batch: &[BatchUser]) -> Result<()> {
+    pub(crate) async fn insert_users_batch(&mut self, batch: &[BatchUser]) -> Result<()> {
         for chunk in batch.chunks(STATEMENT_ROWS) {
             self.insert_users_chunk(chunk).await?;
         }
@@ -136,7 +136,7 @@ impl Tx {
     }
 
     /// Which of these lower-cased usernames exist: lower(username) → user id.
-    pub async fn existing_usernames(&mut self, lowered: &[String]) -> Result<HashMap<String, Uuid>> {
+    pub(crate) async fn existing_usernames(&mut self, lowered: &[String]) -> Result<HashMap<String, Uuid>> {
         self.lookup_ids(
             "SELECT lower(username), id FROM users WHERE lower(username) IN (",
             lowered,
@@ -145,7 +145,7 @@ impl Tx {
     }
 
     /// Which of these passport values (emails and phones) exist: value → owner id.
-    pub async fn existing_passports(&mut self, values: &[String]) -> Result<HashMap<String, Uuid>> {
+    pub(crate) async fn existing_passports(&mut self, values: &[String]) -> Result<HashMap<String, Uuid>> {
         self.lookup_ids("SELECT value, user_id FROM passports WHERE value IN (", values)
             .await
     }
@@ -168,7 +168,7 @@ impl Tx {
     }
 
     /// Appends many audit events (same actor and event name), 1,000 rows per statement.
-    pub async fn insert_audit_batch(
+    pub(crate) async fn insert_audit_batch(
         &mut self,
         at: Timestamp,
         actor: &str,
@@ -205,7 +205,7 @@ impl Tx {
     }
 
     /// Creates the missing home folders of many users, 1,000 per statement; returns how many.
-    pub async fn ensure_home_folders_batch(&mut self, users: &[(Uuid, String)], at: Timestamp) -> Result<u64> {
+    pub(crate) async fn ensure_home_folders_batch(&mut self, users: &[(Uuid, String)], at: Timestamp) -> Result<u64> {
         let mut created = 0;
         for chunk in users.chunks(STATEMENT_ROWS) {
             created += self.ensure_home_folders_chunk(chunk, at).await?;
@@ -233,7 +233,7 @@ impl Tx {
 impl Tx {
     /// Sets the given name and/or family name of a person (`None` leaves a name as it is)
     /// and recomputes the display name from the result.
-    pub async fn update_person_names(
+    pub(crate) async fn update_person_names(
         &mut self,
         person_id: Uuid,
         given_name: Option<&str>,

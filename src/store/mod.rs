@@ -1,13 +1,15 @@
 //! The store interface: [`Database`] (a pool on one of the two backends) and [`Tx`], the
 //! backend-neutral handle to an open transaction that services and lifecycle hooks share, so
-//! a hook's writes commit or roll back with the operation that fired it (001 seed, PR 4).
+//! a hook's writes commit or roll back with the operation that fired it (the `tx` argument
+//! of `on_user_deleted` in the OxiCloud user-lifecycle hook design).
 //!
 //! Every store operation is a method on [`Tx`], grouped by noun in the submodules
 //! (`users.rs`, `sessions.rs`, …). A method's body is written once and runs on either native
-//! driver through the crate-private `on_conn!` macro: it expands the body once per backend, so each copy is
-//! type-checked against its own driver (no `Any` driver; DESIGN.md says why). SQL that is the
-//! same in both dialects is written once; where the dialects differ, the method picks the
-//! text by [`Tx::backend`].
+//! driver through the crate-private `on_conn!` macro: it expands the body once per backend,
+//! so each copy is type-checked against its own driver. sqlx's `Any` driver is not used: it
+//! cannot decode a SQLite `BOOLEAN` column and has no uuid or timestamp types. SQL that is
+//! the same in both dialects is written once; where the dialects differ, the method picks
+//! the text by [`Tx::backend`].
 //!
 //! Values cross the boundary as: uuids through [`DbId`] (PostgreSQL `uuid`, SQLite
 //! hyphenated `TEXT`), timestamps as `chrono::DateTime<Utc>` (`timestamptz` / RFC 3339
@@ -15,6 +17,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -39,7 +42,6 @@ macro_rules! on_conn {
         }
     };
 }
-pub(crate) use on_conn;
 
 mod audit;
 pub mod authz;
@@ -50,19 +52,23 @@ mod identities;
 pub mod invites;
 mod merge;
 mod migrate;
+mod query;
 mod sessions;
 mod users;
 pub mod workspaces;
 
-pub use audit::AuditRow;
-pub use identities::ExternalIdentity;
-pub use migrate::SchemaStatus;
-pub use users::{NewUserRecord, UserFilter, UserRef};
+pub use crate::domain::{UserFilter, UserRef};
+pub(crate) use migrate::MigrationPlan;
+pub use migrate::{MigrateReport, Migration, Migrations, MissingHook, SchemaStatus};
+pub use query::{FromValue, Row, Value};
+pub(crate) use users::NewUserRecord;
 
 /// Which database engine a [`Database`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite (`sqlite:` URLs): the embedded default, one file, WAL mode.
     Sqlite,
+    /// PostgreSQL (`postgres:`/`postgresql:` URLs): the shared production database.
     Postgres,
 }
 
@@ -72,7 +78,8 @@ pub enum Backend {
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
-    /// The default when neither `--database-url` nor `DATABASE_URL` is given (DESIGN.md).
+    /// The default when neither `--database-url` nor `DATABASE_URL` is given: a SQLite file
+    /// in the working directory, created when missing.
     pub const DEFAULT: &'static str = "sqlite://accountctl.db";
 
     /// Accepts `sqlite:` and `postgres:`/`postgresql:` URLs. Errors: [`Error::Invalid`].
@@ -88,6 +95,7 @@ impl DatabaseUrl {
         }
     }
 
+    /// The backend the URL's scheme names.
     pub fn backend(&self) -> Backend {
         if self.0.starts_with("sqlite:") {
             Backend::Sqlite
@@ -183,6 +191,8 @@ enum Pool {
 pub struct Database {
     pool: Pool,
     url: DatabaseUrl,
+    /// Set when the database records hooks this binary lacks: every write is then refused.
+    refuse_writes: Arc<OnceLock<Vec<MissingHook>>>,
 }
 
 impl fmt::Debug for Database {
@@ -196,8 +206,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Database {
     /// Opens a pool. SQLite files are created when missing, in WAL mode with foreign keys on
-    /// and a busy timeout (DESIGN.md). Does not migrate; see [`Database::migrate`] and
-    /// [`Database::ensure_schema_current`].
+    /// and a 10 s busy timeout, so concurrent writers queue instead of failing. Does not
+    /// migrate; see [`crate::App::migrate`] and [`crate::App::ensure_schema_current`].
     ///
     /// Errors: [`Error::Invalid`] for a malformed URL, [`Error::Unavailable`] when the
     /// database cannot be reached.
@@ -241,9 +251,38 @@ impl Database {
                 Pool::Postgres(pool)
             }
         };
-        Ok(Self { pool, url: url.clone() })
+        Ok(Self::with_pool(pool, url.clone()))
     }
 
+    fn with_pool(pool: Pool, url: DatabaseUrl) -> Self {
+        Self {
+            pool,
+            url,
+            refuse_writes: Arc::default(),
+        }
+    }
+
+    /// Wraps an application's existing PostgreSQL pool (its settings are kept as they are).
+    pub fn from_pg_pool(pool: PgPool) -> Self {
+        Self::with_pool(
+            Pool::Postgres(pool),
+            DatabaseUrl("postgres://(application pool)".into()),
+        )
+    }
+
+    /// Wraps an application's existing SQLite pool. Open it with foreign keys on (sqlx's
+    /// default) and, for concurrent writers, WAL mode and a busy timeout.
+    pub fn from_sqlite_pool(pool: SqlitePool) -> Self {
+        Self::with_pool(Pool::Sqlite(pool), DatabaseUrl("sqlite://(application pool)".into()))
+    }
+
+    /// From now on, refuse every write transaction with [`Error::MissingHooks`] (the database
+    /// records hooks this binary does not register).
+    pub(crate) fn refuse_writes(&self, missing: Vec<MissingHook>) {
+        let _ = self.refuse_writes.set(missing);
+    }
+
+    /// The backend of the pool.
     pub fn backend(&self) -> Backend {
         match self.pool {
             Pool::Sqlite(_) => Backend::Sqlite,
@@ -251,6 +290,7 @@ impl Database {
         }
     }
 
+    /// The URL the pool was opened with (a placeholder for a wrapped application pool).
     pub fn url(&self) -> &DatabaseUrl {
         &self.url
     }
@@ -258,7 +298,18 @@ impl Database {
     /// Begins a transaction for work that writes. On SQLite this is `BEGIN IMMEDIATE`: the
     /// write lock is taken up front, so two writers queue on the busy timeout instead of one
     /// failing when it upgrades a read lock (which WAL mode cannot wait for).
+    ///
+    /// Errors: [`Error::MissingHooks`] (exit 6) when this binary lacks a hook that the
+    /// database records; the database's errors otherwise.
     pub async fn begin(&self) -> Result<Tx> {
+        if let Some(missing) = self.refuse_writes.get() {
+            return Err(Error::MissingHooks(missing.clone()));
+        }
+        self.begin_unguarded().await
+    }
+
+    /// [`Database::begin`] without the hook-set check: migrations and the hook registry only.
+    pub(crate) async fn begin_unguarded(&self) -> Result<Tx> {
         let inner = match &self.pool {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
@@ -268,6 +319,10 @@ impl Database {
 
     /// Begins a transaction for work that only reads (a deferred `BEGIN` on SQLite).
     pub async fn begin_read(&self) -> Result<Tx> {
+        self.begin_read_unguarded().await
+    }
+
+    pub(crate) async fn begin_read_unguarded(&self) -> Result<Tx> {
         let inner = match &self.pool {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
             Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
@@ -309,6 +364,7 @@ impl fmt::Debug for Tx {
 }
 
 impl Tx {
+    /// The backend of the transaction, for SQL whose dialects differ.
     pub fn backend(&self) -> Backend {
         match self.inner {
             TxInner::Sqlite(_) => Backend::Sqlite,
@@ -334,10 +390,9 @@ impl Tx {
         Ok(())
     }
 
-    /// Runs one statement without parameters and returns the rows it affected, for callers
-    /// outside the store (tests, benchmarks, maintenance). Values must be inlined, so never
-    /// pass it untrusted text; a merge handler uses [`Tx::move_rows`], which binds.
-    pub async fn execute_raw(&mut self, sql: &str) -> Result<u64> {
+    /// Runs one statement without parameters and returns the rows it affected (the crate's
+    /// own fixed statements only; callers outside the crate bind values with [`Tx::execute`]).
+    pub(crate) async fn execute_raw(&mut self, sql: &str) -> Result<u64> {
         Ok(on_conn!(self, |c| sqlx::query(sql)
             .execute(&mut *c)
             .await?
