@@ -49,7 +49,8 @@ impl SessionService {
         Self { db, lifecycle }
     }
 
-    /// Creates a session for `user` and returns it with its token (shown once).
+    /// Creates a session for `user` and returns it with its token (shown once). Errors:
+    /// [`crate::Error::Invalid`] for a `ttl` outside (0, [`crate::domain::MAX_DURATION`]].
     pub async fn create(&self, tx: &mut Tx, user: &User, ttl: chrono::Duration) -> Result<(Session, String)> {
         let (token, hash) = crate::tokens::new_token();
         let at = now();
@@ -58,7 +59,7 @@ impl SessionService {
             user_id: user.id,
             family_id: Uuid::now_v7(),
             created_at: at,
-            expires_at: at + ttl,
+            expires_at: crate::domain::after(at, ttl)?,
             last_seen_at: None,
             revoked_at: None,
             revoke_reason: None,
