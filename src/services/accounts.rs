@@ -202,13 +202,7 @@ impl Accounts {
                 "--provider/--subject are for external users (--external)".into(),
             ));
         }
-        let password_hash = match &new.password {
-            Some(pw) => {
-                pw.validate_new()?;
-                Some(password::hash_async(pw.clone()).await?)
-            }
-            None => None,
-        };
+        let password_hash = Self::hash_new_password(new.password.as_ref()).await?;
         Ok(Validated {
             username,
             email,
@@ -257,9 +251,36 @@ impl Accounts {
     /// The transactional part of [`Accounts::create`], for callers that compose it with more
     /// work in the same transaction (bootstrap, invite acceptance). The caller fires
     /// `dispatch_created` after its commit.
-    pub(crate) async fn create_in_tx(&self, tx: &mut Tx, new: &NewUser) -> Result<User> {
-        let valid = Self::validate(new).await?;
+    ///
+    /// `password_hash` is the new password already hashed with [`Accounts::hash_new_password`]
+    /// *before* the transaction began (SQLite's write lock is never held while hashing);
+    /// `new.password` is not looked at.
+    pub(crate) async fn create_in_tx(&self, tx: &mut Tx, new: &NewUser, password_hash: Option<String>) -> Result<User> {
+        let unhashed = NewUser {
+            password: None,
+            ..new.clone()
+        };
+        let mut valid = Self::validate(&unhashed).await?;
+        if new.external && password_hash.is_some() {
+            return Err(Error::Invalid(
+                "external users sign in through their identity provider and have no password".into(),
+            ));
+        }
+        valid.password_hash = password_hash;
         self.create_in(tx, new, valid).await
+    }
+
+    /// Checks a new password against the policy and hashes it (off the runtime), for
+    /// [`Accounts::create_in_tx`]. Call it before beginning the transaction. Errors:
+    /// [`Error::Invalid`] for a password against policy.
+    pub(crate) async fn hash_new_password(password: Option<&Secret>) -> Result<Option<String>> {
+        match password {
+            Some(pw) => {
+                pw.validate_new()?;
+                Ok(Some(password::hash_async(pw.clone()).await?))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Fires `on_user_created` for a user created with [`Accounts::create_in_tx`], after the

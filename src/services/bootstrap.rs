@@ -95,6 +95,7 @@ impl Bootstrap {
         admin.admin = true;
         admin.external = false;
         admin.membership = Some((ROOT_WORKSPACE_NAME.to_owned(), ROOT_ROLE_NAME.to_owned()));
+        let password_hash = Accounts::hash_new_password(admin.password.as_ref()).await?;
         let mut tx = self.db.begin().await?;
         // Checked under the instance-admins lock (an advisory lock on PostgreSQL, where
         // there is no admin row yet to lock; the write lock on SQLite), so concurrent
@@ -103,7 +104,7 @@ impl Bootstrap {
         if !tx.active_admin_ids().await?.is_empty() {
             return Ok(None);
         }
-        let user = self.accounts.create_in_tx(&mut tx, &admin).await?;
+        let user = self.accounts.create_in_tx(&mut tx, &admin, password_hash).await?;
         tx.commit().await?;
         self.accounts.announce_created(&user).await;
         Ok(Some(user.id))

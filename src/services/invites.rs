@@ -281,6 +281,11 @@ impl Invites {
     /// Errors: [`Error::Refused`] (exit 4) for every refusal above and an unknown token.
     pub async fn accept(&self, token: &str, acceptor: Acceptor) -> Result<Accepted> {
         let hash = tokens::hash_token(token);
+        // A new user's password is hashed before the write transaction begins.
+        let password_hash = match &acceptor {
+            Acceptor::NewUser { password, .. } => Accounts::hash_new_password(password.as_ref()).await?,
+            Acceptor::User(_) => None,
+        };
         let mut tx = self.db.begin().await?;
         let invite = tx
             .invite_by_token_hash_locked(&hash)
@@ -362,7 +367,7 @@ impl Invites {
                     password,
                     ..NewUser::default()
                 };
-                let user = self.accounts.create_in_tx(&mut tx, &new).await?;
+                let user = self.accounts.create_in_tx(&mut tx, &new, password_hash).await?;
                 (user, true)
             }
         };
