@@ -21,6 +21,7 @@ pub struct BootstrapReport {
     pub app_migrations_applied: Vec<i64>,
     /// Hooks recorded in the hook registry for the first time (`lifecycle:NAME`, `merge:NAME`).
     pub hooks_recorded: Vec<String>,
+    /// Whether this run created the root workspace (and its `root` role).
     pub root_workspace_created: bool,
     /// What happened about the first admin.
     pub admin: AdminOutcome,
