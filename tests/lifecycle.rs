@@ -186,6 +186,32 @@ on_both_backends! {
         assert!(ctx.count(total).await >= 8, "the foreign keys to users were found at all");
     }
 
+    async fn a_migration_edited_after_it_was_applied_is_refused(ctx) {
+        let app = ctx.app().await;
+        let edited = match ctx.backend {
+            common::Backend::Sqlite => "UPDATE _sqlx_migrations SET checksum = X'00' WHERE version = 20261122000002",
+            common::Backend::Postgres => "UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = 20261122000002",
+        };
+        ctx.exec(edited).await.expect("tamper");
+        let err = app.migrate().await.expect_err("refused");
+        assert_eq!(err.exit_code(), 6);
+        assert!(err.to_string().contains("20261122000002") && err.to_string().contains("changed after it was applied"), "{err}");
+    }
+
+    async fn concurrent_migrations_all_succeed_and_apply_each_migration_once(ctx) {
+        ctx.exec("DROP TABLE accountctl_hooks").await.expect("drop");
+        ctx.exec("DELETE FROM _sqlx_migrations WHERE version = 20261202000001").await.expect("forget");
+        let app = ctx.app().await;
+        let runs = futures::future::join_all((0..4).map(|_| {
+            let app = app.clone();
+            async move { app.migrate().await }
+        }))
+        .await;
+        let applied: Vec<Vec<i64>> = runs.into_iter().map(|r| r.expect("every run succeeds").applied).collect();
+        assert_eq!(applied.iter().filter(|a| a.as_slice() == [20261202000001]).count(), 1, "{applied:?}");
+        assert_eq!(applied.iter().filter(|a| a.is_empty()).count(), 3, "{applied:?}");
+    }
+
     async fn a_schema_that_is_behind_is_refused_with_a_pointer_to_migrate(ctx) {
         let app = ctx.app().await;
         assert_eq!(app.schema_status().await.expect("status"), SchemaStatus::Current);

@@ -60,7 +60,7 @@ pub struct Created {
 /// A user with everything `user show` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct UserDetails {
-    /// The user as `user list` shows it (flattened into this object in JSON).
+    /// The user as listings show it (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub user: UserView,
     /// The user's login identifiers, primary first.

@@ -55,40 +55,40 @@ impl Default for SweepOptions {
 /// One user the sweeper handled.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepEvent {
-    /// The user handled (pseudonymous once purged).
+    /// The user's id (pseudonymous once the user is erased).
     pub user_id: Uuid,
     /// Why the user was due: an erasure request or the trash's retention.
     pub reason: PurgeReason,
     /// What the sweeper did with the user.
     pub outcome: SweepOutcome,
-    /// Why the user failed or was vetoed, when it did.
+    /// Why the purge failed or was vetoed (`failed` only).
     pub error: Option<String>,
 }
 
 /// The JSON summary of a sweeper run (`gdpr purge -o json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepReport {
-    /// The run's id in `sweeper_runs`.
+    /// The run's id in `sweeper_runs` (`gdpr status` shows the last runs).
     pub run_id: Uuid,
-    /// True when nothing was changed (`--dry-run`).
+    /// Nothing was changed: the users are listed as `would_purge`.
     pub dry_run: bool,
     /// `ok`, `partial` (some users failed or were vetoed), or `interrupted` (stop requested).
     pub status: SweepStatus,
-    /// Users purged.
+    /// Users erased, each in its own transaction.
     pub purged: u64,
-    /// Users no longer due when their turn came (restored, purged by another sweeper…).
+    /// Users no longer due when locked.
     pub skipped: u64,
-    /// Users whose purge failed or was vetoed (each rolled back).
+    /// Users whose purge failed or was vetoed by a hook (still whole, request pending).
     pub failed: u64,
     /// Why the run ended before the candidates did: `signal`, `max_duration`, or null.
     pub stopped: Option<SweepStop>,
-    /// Pending invites past their expiry, marked `expired`.
+    /// Pending invites past their expiry, marked `expired` by this run.
     pub invites_expired: u64,
-    /// Expired sessions ended (`session_expired`).
+    /// Sessions past their expiry, ended by this run (`session_expired`).
     pub sessions_expired: i64,
-    /// How long the run took, in milliseconds.
+    /// The run's wall-clock time in milliseconds.
     pub duration_ms: u128,
-    /// One entry per user handled.
+    /// One event per user handled, in order.
     pub users: Vec<SweepEvent>,
 }
 

@@ -15,7 +15,7 @@ use crate::store::workspaces::{Member, Role, Workspace, WorkspaceType};
 /// `workspace show`: the workspace with its roles and members.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkspaceDetails {
-    /// The workspace as `workspace list` shows it (flattened into this object in JSON).
+    /// The workspace (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub workspace: Workspace,
     /// The workspace's roles.
