@@ -647,3 +647,36 @@ async fn a_sqlite_database_locked_past_the_busy_timeout_is_unavailable() {
     assert_eq!(err.exit_code(), 6, "{err}");
     assert!(err.to_string().contains("locked"), "{err}");
 }
+
+/// A deadlock that still surfaces (two transactions locking the same rows in opposite
+/// orders) is classified as retryable, so a bounded retry can catch it; it is not mistaken
+/// for another database error. PostgreSQL only: SQLite's writers never interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_deadlock_is_classified_as_retryable() {
+    common::run_on(common::Backend::Postgres, |ctx| async move {
+        ctx.exec("CREATE TABLE deadlock_probe (id INTEGER PRIMARY KEY, n INTEGER)")
+            .await
+            .expect("table");
+        ctx.exec("INSERT INTO deadlock_probe VALUES (1, 0), (2, 0)")
+            .await
+            .expect("rows");
+        let mut first = ctx.db.begin().await.expect("tx");
+        let mut second = ctx.db.begin().await.expect("tx");
+        first
+            .execute("UPDATE deadlock_probe SET n = 1 WHERE id = 1", &[])
+            .await
+            .expect("lock 1");
+        second
+            .execute("UPDATE deadlock_probe SET n = 1 WHERE id = 2", &[])
+            .await
+            .expect("lock 2");
+        let (a, b) = tokio::join!(
+            first.execute("UPDATE deadlock_probe SET n = 2 WHERE id = 2", &[]),
+            second.execute("UPDATE deadlock_probe SET n = 2 WHERE id = 1", &[]),
+        );
+        let err = a.err().or(b.err()).expect("one of them is the deadlock victim");
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(!accountctl::Error::Refused("x".into()).is_retryable());
+    })
+    .await;
+}
