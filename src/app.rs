@@ -476,9 +476,9 @@ impl App {
         SessionService::new(self.db.clone(), self.lifecycle.clone())
     }
 
-    /// The password sign-in path.
+    /// The sign-in paths: password and external (federated).
     pub fn auth(&self) -> AuthService {
-        AuthService::new(self.db.clone(), self.lifecycle.clone(), self.sessions())
+        AuthService::new(self.db.clone(), self.lifecycle.clone(), self.sessions(), self.accounts())
     }
 
     /// Idempotent first start: migrations, root workspace, first admin.

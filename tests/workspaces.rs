@@ -84,7 +84,8 @@ on_both_backends! {
         let dump = ctx.dump().await;
         assert!(!dump.contains(&issued.token), "the plaintext token is nowhere in the database");
         // Capabilities flow from the role.
-        let caps = app.authz().capabilities(&ctx.db, accepted.user_id).await.expect("caps");
+        let acme = app.workspace_id("acme").await.expect("acme");
+        let caps = app.authz().capabilities(&ctx.db, accepted.user_id, acme).await.expect("caps");
         assert!(caps.iter().any(|c| c.grants("docs.write")));
     }
 

@@ -10,6 +10,7 @@ pub enum AuthCmd {
     /// Check a password through the library's login path: exit 0 when it signs in, 4 when
     /// not (wrong password, unknown, disabled or trashed user: one answer for all). Like a
     /// real login it fires on_user_login and stamps last_login_at; it opens no session.
+    /// An external user has no password to check: exit 2, naming its identity provider.
     Check {
         /// Username, email, phone (+…) or id.
         user: String,
@@ -21,6 +22,25 @@ pub enum AuthCmd {
 pub async fn exec(ctx: &Ctx, cmd: AuthCmd) -> Result<(), Error> {
     match cmd {
         AuthCmd::Check { user, password } => {
+            if let Ok(user_ref) = crate::domain::UserRef::parse(&user)
+                && let Ok(details) = ctx.app.accounts().show(&user_ref).await
+                && details.user.is_external
+            {
+                let providers: Vec<String> = details
+                    .external_identities
+                    .iter()
+                    .map(|i| i.provider.clone())
+                    .collect();
+                let via = if providers.is_empty() {
+                    "its identity provider".to_owned()
+                } else {
+                    format!("its identity provider ({})", providers.join(", "))
+                };
+                return Err(Error::Invalid(format!(
+                    "user {} is external: it signs in through {via}, not with a password, so there is no password to check (the application's external sign-in path signs it in; `user convert --to-internal` and `user set-password` give it one)",
+                    details.user.username
+                )));
+            }
             let chosen = password.resolve(true, false)?.ok_or(Error::AuthenticationFailed)?;
             let outcome = ctx.app.auth().login(&user, &chosen.secret, false).await?;
             #[derive(serde::Serialize)]

@@ -498,6 +498,8 @@ impl Accounts {
         let revoked = tx
             .revoke_sessions_of(user.id, LogoutReason::AccountDisabled, at)
             .await?;
+        tx.publish_authz_invalidation(user.id, LogoutReason::AccountDisabled.as_str(), at)
+            .await?;
         audit::record(
             &mut tx,
             "user.disabled",
@@ -515,7 +517,8 @@ impl Accounts {
         })
     }
 
-    /// Re-enables a disabled user. Errors: [`Error::Refused`] for a trashed user (restore it)
+    /// Re-enables a disabled user (publishing an invalidation: its grants count again).
+    /// Errors: [`Error::Refused`] for a trashed user (restore it)
     /// or one with a pending erasure request (`gdpr cancel` it first).
     pub async fn enable(&self, user: &UserRef) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
@@ -524,7 +527,9 @@ impl Accounts {
         let changed = !user.active;
         if changed {
             refuse_if_erasure_pending(&mut tx, &user, "enable").await?;
-            tx.set_user_active(user.id, true, now()).await?;
+            let at = now();
+            tx.set_user_active(user.id, true, at).await?;
+            tx.publish_authz_invalidation(user.id, "enabled", at).await?;
             audit::record(&mut tx, "user.enabled", Some(user.id), json!({})).await?;
         }
         let view = tx.user_view(user.id).await?;
@@ -556,7 +561,9 @@ impl Accounts {
     /// what is missing (the OxiCloud user-lifecycle hook design); admin stays a separate
     /// second step. To external is refused
     /// for an admin or a user with storage in use; it removes the password (external users
-    /// sign in through their provider) and the empty home folder.
+    /// sign in through their provider) and the empty home folder, and revokes every session
+    /// ([`LogoutReason::AdminRevoked`], one spawned logout). Both directions publish an
+    /// invalidation in the transaction.
     pub async fn convert(&self, user: &UserRef, to_external: bool) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
@@ -586,10 +593,32 @@ impl Accounts {
             tx.remove_empty_home_folder(user.id).await?;
         }
         tx.set_user_external(user.id, to_external, at).await?;
+        // A password session must not outlive the password: to external ends every session.
+        let revoked = if to_external {
+            tx.revoke_sessions_of(user.id, LogoutReason::AdminRevoked, at).await?
+        } else {
+            0
+        };
         let to = if to_external { "external" } else { "internal" };
-        audit::record(&mut tx, "user.converted", Some(user.id), json!({ "to": to })).await?;
+        tx.publish_authz_invalidation(user.id, "converted", at).await?;
+        audit::record(
+            &mut tx,
+            "user.converted",
+            Some(user.id),
+            json!({ "to": to, "sessions_revoked": revoked }),
+        )
+        .await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
+        if to_external {
+            self.lifecycle.dispatch_logout(
+                &User {
+                    is_external: true,
+                    ..user
+                },
+                LogoutReason::AdminRevoked,
+            );
+        }
         Ok(Changed {
             user: view,
             changed: true,
@@ -631,7 +660,9 @@ pub(crate) async fn change_instance_role_in(tx: &mut Tx, user: &User, role: Inst
     if role == InstanceRole::User {
         refuse_if_last_admin(tx, user, "demote").await?;
     }
-    tx.set_user_role(user.id, role, now()).await?;
+    let at = now();
+    tx.set_user_role(user.id, role, at).await?;
+    tx.publish_authz_invalidation(user.id, "role_changed", at).await?;
     audit::record(
         tx,
         "user.role_changed",
@@ -665,6 +696,8 @@ pub(crate) async fn change_password_in(tx: &mut Tx, user: &User, phc: &str) -> R
     tx.set_password_hash(user.id, Some(phc), at).await?;
     let revoked = tx
         .revoke_sessions_of(user.id, LogoutReason::PasswordChanged, at)
+        .await?;
+    tx.publish_authz_invalidation(user.id, LogoutReason::PasswordChanged.as_str(), at)
         .await?;
     audit::record(
         tx,

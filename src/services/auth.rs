@@ -1,53 +1,69 @@
-//! The login path the application server calls (and `accountctl auth check` exposes).
+//! The sign-in paths the application server calls (and `accountctl auth check` exposes):
+//! password sign-in and external (federated) sign-in, each through the dispatcher, following
+//! the OxiCloud user-lifecycle hook design's login flow: credentials are verified, the login
+//! hooks fire, and only then is `last_login_at` stamped and the session issued.
 
 use std::sync::Arc;
 
-use crate::domain::{Session, User, now};
+use crate::domain::{Email, User, clean_identity, now};
 use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;
 use crate::password::{self, Secret};
-use crate::services::sessions::{DEFAULT_SESSION_TTL, SessionService};
+use crate::services::accounts::{Accounts, NewUser};
+use crate::services::sessions::{DEFAULT_SESSION_TTL, SessionService, Tokens};
 use crate::store::{Database, UserRef};
 
-/// A successful login.
+/// A successful sign-in.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LoginOutcome {
     /// The user as it was *before* `last_login_at` was stamped.
     pub user: User,
     /// True when this was the user's first login (`last_login_at` was empty).
     pub first_login: bool,
-    /// The new session and its token (shown once), when one was requested.
+    /// The new session and its tokens (shown once), when one was requested.
     #[serde(skip)]
-    pub session: Option<(Session, String)>,
+    pub session: Option<Tokens>,
     /// True when the stored hash was upgraded to the current parameters.
     pub rehashed: bool,
+    /// True when an external sign-in provisioned the user just now.
+    pub provisioned: bool,
 }
 
-/// Password login.
+/// Password and external sign-in.
 #[derive(Clone)]
 pub struct AuthService {
     db: Database,
     lifecycle: Arc<UserLifecycleService>,
     sessions: SessionService,
+    accounts: Accounts,
 }
 
 impl AuthService {
-    pub(crate) fn new(db: Database, lifecycle: Arc<UserLifecycleService>, sessions: SessionService) -> Self {
+    pub(crate) fn new(
+        db: Database,
+        lifecycle: Arc<UserLifecycleService>,
+        sessions: SessionService,
+        accounts: Accounts,
+    ) -> Self {
         Self {
             db,
             lifecycle,
             sessions,
+            accounts,
         }
     }
 
     /// Verifies `password` for the user named by `identifier` (username, email or phone
     /// passport, or id), then fires `on_user_login` *before* stamping `last_login_at` (so
     /// hooks can detect a first login: the OxiCloud user-lifecycle hook design), upgrades a
-    /// weak hash to the current argon2id parameters, and creates a session when
-    /// `issue_session` is set.
+    /// weak hash to the current argon2id parameters, and, when `issue_session` is set,
+    /// issues a session with an access and a refresh token. The transaction that stamps the
+    /// login and issues the session locks the user and checks again that it is active, not
+    /// in the trash, and still has the password that was verified: a user disabled or given
+    /// a new password meanwhile gets no session.
     ///
-    /// Unknown, inactive, trashed and password-less users take the same time as a wrong
-    /// password (a dummy argon2 verification runs) and all fail with the same
+    /// Unknown, inactive, trashed, external and password-less users take the same time as a
+    /// wrong password (a dummy argon2 verification runs) and all fail with the same
     /// [`Error::AuthenticationFailed`]: no user-enumeration oracle.
     pub async fn login(&self, identifier: &str, password: &Secret, issue_session: bool) -> Result<LoginOutcome> {
         let found = match UserRef::parse(identifier) {
@@ -68,9 +84,11 @@ impl AuthService {
         let Some((user, Some(stored))) = found else {
             return Err(Error::AuthenticationFailed);
         };
-        if !verified || !user.active || user.is_trashed() {
+        if !verified || !user.active || user.is_trashed() || user.is_external {
             return Err(Error::AuthenticationFailed);
         }
+        // Login hooks open transactions of their own, so they run before the issuing
+        // transaction (SQLite admits one writer at a time).
         self.lifecycle.dispatch_login(&user).await;
         let new_hash = if password::needs_rehash(&stored) {
             Some(password::hash_async(password.clone()).await?)
@@ -78,13 +96,21 @@ impl AuthService {
             None
         };
         let mut tx = self.db.begin().await?;
+        let current = tx.require_user(&UserRef::Id(user.id), true).await?;
+        if !current.active
+            || current.is_trashed()
+            || current.is_external
+            || tx.password_hash_of(user.id).await?.as_deref() != Some(stored.as_str())
+        {
+            return Err(Error::AuthenticationFailed);
+        }
         let at = now();
         tx.stamp_last_login(user.id, at).await?;
         if let Some(phc) = &new_hash {
             tx.set_password_hash(user.id, Some(phc), at).await?;
         }
         let session = if issue_session {
-            Some(self.sessions.create(&mut tx, &user, DEFAULT_SESSION_TTL).await?)
+            Some(self.sessions.issue(&mut tx, &user, DEFAULT_SESSION_TTL).await?)
         } else {
             None
         };
@@ -94,6 +120,141 @@ impl AuthService {
             user,
             session,
             rehashed: new_hash.is_some(),
+            provisioned: false,
         })
+    }
+
+    /// Signs in the user of an identity provider's account (`provider`, `subject`: OpenID
+    /// Connect's issuer and `sub`), after the caller verified the provider's assertion, and
+    /// issues a session with an access and a refresh token.
+    ///
+    /// An unknown identity is provisioned just in time as an external user (never admin, no
+    /// home folder), fired as created then login (the OxiCloud user-lifecycle hook design's
+    /// just-in-time flow). Its username comes from the `email` claim's local part (else the
+    /// subject), made unique; the email becomes its passport unless another user holds it
+    /// (an unverified claim never links two accounts). A known identity fires login, where
+    /// the `external_identity` hook bumps `last_verified_at`; a user converted to internal
+    /// since keeps signing in through its identity.
+    ///
+    /// Errors: [`Error::Invalid`] for an empty or malformed provider, subject or email;
+    /// [`Error::AuthenticationFailed`] for a disabled or trashed user.
+    pub async fn login_external(&self, provider: &str, subject: &str, email: Option<&str>) -> Result<LoginOutcome> {
+        let (provider, subject) = clean_identity(provider, subject)?;
+        let email = email.map(str::trim).filter(|e| !e.is_empty()).map(Email::parse).transpose()?;
+        let mut provisioned = false;
+        let user = match self.identity_owner(&provider, &subject).await? {
+            Some(user) => user,
+            None => match self.provision(&provider, &subject, email.as_ref()).await {
+                Ok(user) => {
+                    provisioned = true;
+                    self.lifecycle.dispatch_created(&user).await;
+                    user
+                }
+                // A concurrent first sign-in of the same identity created it first.
+                Err(Error::Conflict(_)) => self
+                    .identity_owner(&provider, &subject)
+                    .await?
+                    .ok_or(Error::AuthenticationFailed)?,
+                Err(other) => return Err(other),
+            },
+        };
+        if !user.active || user.is_trashed() {
+            return Err(Error::AuthenticationFailed);
+        }
+        self.lifecycle.dispatch_login(&user).await;
+        let mut tx = self.db.begin().await?;
+        let current = tx.require_user(&UserRef::Id(user.id), true).await?;
+        if !current.active
+            || current.is_trashed()
+            || tx.user_id_by_external_identity(&provider, &subject).await? != Some(user.id)
+        {
+            return Err(Error::AuthenticationFailed);
+        }
+        let at = now();
+        if !current.is_external {
+            // The hook bumps identities of external users only; a converted user's sign-in
+            // through its identity proves it current all the same.
+            tx.touch_external_identities(user.id, at).await?;
+        }
+        tx.stamp_last_login(user.id, at).await?;
+        let session = self.sessions.issue(&mut tx, &user, DEFAULT_SESSION_TTL).await?;
+        tx.commit().await?;
+        Ok(LoginOutcome {
+            first_login: user.last_login_at.is_none(),
+            user,
+            session: Some(session),
+            rehashed: false,
+            provisioned,
+        })
+    }
+
+    async fn identity_owner(&self, provider: &str, subject: &str) -> Result<Option<User>> {
+        let mut tx = self.db.begin_read().await?;
+        match tx.user_id_by_external_identity(provider, subject).await? {
+            Some(id) => tx.user_by_id(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Creates the external user of a new identity in one transaction.
+    async fn provision(&self, provider: &str, subject: &str, email: Option<&Email>) -> Result<User> {
+        let mut tx = self.db.begin().await?;
+        let base = username_base(email.map(|e| e.as_str()).unwrap_or(subject));
+        let mut username = base.clone();
+        while tx.find_user(&UserRef::Username(username.clone()), false).await?.is_some() {
+            username = format!("{base}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        }
+        let email = match email {
+            Some(e) if tx.find_user(&UserRef::Email(e.clone()), false).await?.is_none() => Some(e.as_str().to_owned()),
+            _ => None,
+        };
+        let new = NewUser {
+            username,
+            email,
+            external: true,
+            identity: Some((provider.to_owned(), subject.to_owned())),
+            ..NewUser::default()
+        };
+        let user = self.accounts.create_in_tx(&mut tx, &new, None).await?;
+        crate::services::audit::record(
+            &mut tx,
+            "user.provisioned",
+            Some(user.id),
+            serde_json::json!({ "provider": provider }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+}
+
+/// A username from an email's local part or a subject: the allowed characters (letters,
+/// digits, `.`, `_`, `-`), at most 40 of them; `user` when that is no valid username (fewer
+/// than two characters, or the shape of a uuid).
+fn username_base(text: &str) -> String {
+    let local = text.split('@').next().unwrap_or(text);
+    let cleaned: String = local
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(40)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if crate::domain::Username::parse(&cleaned).is_err() {
+        "user".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::username_base;
+
+    #[test]
+    fn usernames_of_provisioned_users_keep_only_allowed_characters() {
+        assert_eq!(username_base("Ann.Lee+x@corp.example"), "ann.leex");
+        assert_eq!(username_base("é"), "user");
+        assert_eq!(username_base(&"a".repeat(99)).len(), 40);
+        assert_eq!(username_base("0123456789abcdef0123456789abcdef"), "user");
     }
 }

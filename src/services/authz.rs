@@ -27,11 +27,11 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 /// A user's effective capabilities, shared between the cache and its readers.
 pub type CapabilitySet = Arc<Vec<Capability>>;
 
-/// In-memory capability cache of one process.
+/// In-memory capability cache of one process, per (user, workspace).
 #[derive(Debug)]
 pub struct AuthzCache {
     ttl: Duration,
-    entries: RwLock<HashMap<Uuid, (Instant, CapabilitySet)>>,
+    entries: RwLock<HashMap<Uuid, HashMap<Uuid, (Instant, CapabilitySet)>>>,
 }
 
 impl Default for AuthzCache {
@@ -48,13 +48,18 @@ impl AuthzCache {
         }
     }
 
-    /// The user's capabilities, from the cache when fresh, else from the database.
-    pub async fn capabilities(&self, db: &Database, user_id: Uuid) -> Result<CapabilitySet> {
-        if let Some(hit) = self.cached(user_id) {
+    /// What the user may do in the workspace: the union of the capabilities of the roles the
+    /// user holds in it, and of those held in the root workspace, which oversees every
+    /// workspace (Fireback's workspace model: the root workspace's `root` role carries
+    /// `root.*`). The instance role (`admin`) administers accounts and grants no workspace
+    /// capability by itself. A disabled or trashed user may do nothing. From the cache when
+    /// fresh, else from the database.
+    pub async fn capabilities(&self, db: &Database, user_id: Uuid, workspace_id: Uuid) -> Result<CapabilitySet> {
+        if let Some(hit) = self.cached(user_id, workspace_id) {
             return Ok(hit);
         }
         let mut tx = db.begin_read().await?;
-        let lists = tx.role_capabilities_of(user_id).await?;
+        let lists = tx.role_capabilities_in(user_id, workspace_id).await?;
         drop(tx);
         let mut caps: Vec<Capability> = Vec::new();
         for list in lists {
@@ -67,22 +72,40 @@ impl AuthzCache {
         }
         let caps = Arc::new(caps);
         if let Ok(mut entries) = self.entries.write() {
-            entries.insert(user_id, (Instant::now(), caps.clone()));
+            entries
+                .entry(user_id)
+                .or_default()
+                .insert(workspace_id, (Instant::now(), caps.clone()));
         }
         Ok(caps)
     }
 
+    /// Whether the user may do `wanted` in the workspace (a capability grants it exactly or,
+    /// as `x.*`, by prefix).
+    pub async fn allows(&self, db: &Database, user_id: Uuid, workspace_id: Uuid, wanted: &str) -> Result<bool> {
+        let caps = self.capabilities(db, user_id, workspace_id).await?;
+        Ok(caps.iter().any(|c| c.grants(wanted)))
+    }
+
     /// A fresh cached entry, if any.
-    pub fn cached(&self, user_id: Uuid) -> Option<CapabilitySet> {
+    pub fn cached(&self, user_id: Uuid, workspace_id: Uuid) -> Option<CapabilitySet> {
         let entries = self.entries.read().ok()?;
-        let (at, caps) = entries.get(&user_id)?;
+        let (at, caps) = entries.get(&user_id)?.get(&workspace_id)?;
         (at.elapsed() < self.ttl).then(|| caps.clone())
     }
 
-    /// Drops what this process cached about the user.
+    /// Drops what this process cached about the user, in every workspace.
     pub fn invalidate_user(&self, user_id: Uuid) {
         if let Ok(mut entries) = self.entries.write() {
             entries.remove(&user_id);
+        }
+    }
+
+    /// Drops everything this process cached (a listener that may have missed invalidations
+    /// calls it).
+    pub fn invalidate_all(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
         }
     }
 }

@@ -237,6 +237,9 @@ impl Merger {
         self.accounts
             .delete_in(&mut tx, b, DeletionMode::Merged { into: a.id })
             .await?;
+        // A gained B's memberships (and perhaps admin); B's deletion hook published for B.
+        tx.publish_authz_invalidation(a.id, "merged", ctx.at).await?;
+        tx.publish_authz_invalidation(b.id, "merged", ctx.at).await?;
         tx.commit().await?;
         self.lifecycle.dispatch_logout(b, LogoutReason::AdminRevoked);
         Ok(MergeOutcome { plan, merged: true })

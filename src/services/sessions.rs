@@ -35,6 +35,29 @@ pub struct RevokeResult {
     pub reason: LogoutReason,
 }
 
+/// A session just issued or rotated, with its two bearer tokens (shown once; the database
+/// holds only their SHA-256 hashes).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Tokens {
+    /// The session.
+    pub session: Session,
+    /// The access token: presented on every request (`Authorization: Bearer`, RFC 6750).
+    pub access_token: String,
+    /// The refresh token: exchanged once for a new pair ([`SessionService::refresh`]).
+    pub refresh_token: String,
+}
+
+/// A valid session, as [`SessionService::validate`] answers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ValidSession {
+    /// The signed-in user.
+    pub user: User,
+    /// The session's id.
+    pub session_id: Uuid,
+    /// When the session ends unless refreshed.
+    pub expires_at: crate::domain::Timestamp,
+}
+
 /// The result of `session prune`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PruneResult {
@@ -68,6 +91,161 @@ impl SessionService {
         Ok((session, token))
     }
 
+    /// Creates a session for `user` with an access token and a refresh token (the session
+    /// family starts here; see [`SessionService::refresh`]). Errors: as [`Self::create`].
+    pub(crate) async fn issue(&self, tx: &mut Tx, user: &User, ttl: chrono::Duration) -> Result<Tokens> {
+        let (session, access_token) = self.create(tx, user, ttl).await?;
+        let (refresh_token, refresh_hash) = crate::tokens::new_token();
+        tx.set_refresh_hash(session.id, &refresh_hash).await?;
+        Ok(Tokens {
+            session,
+            access_token,
+            refresh_token,
+        })
+    }
+
+    /// The session an access token opens, with its user: one indexed read, no transaction
+    /// (the per-request check of a server). A session past its expiry is ended here, once,
+    /// with [`LogoutReason::SessionExpired`] (one spawned logout).
+    ///
+    /// Errors: [`Error::AuthenticationFailed`] for an unknown, revoked or expired token and
+    /// for a disabled or trashed user (one answer for all).
+    pub async fn validate(&self, access_token: &str) -> Result<ValidSession> {
+        let hash = crate::tokens::hash_token(access_token);
+        let Some(found) = self.db.session_by_access_token(&hash).await? else {
+            return Err(Error::AuthenticationFailed);
+        };
+        let (session, user) = (found.session, found.user);
+        if session.revoked_at.is_some() || !user.active || user.is_trashed() {
+            return Err(Error::AuthenticationFailed);
+        }
+        let at = now();
+        if session.expires_at <= at {
+            self.end_expired(&session, &user).await?;
+            return Err(Error::AuthenticationFailed);
+        }
+        Ok(ValidSession {
+            user,
+            session_id: session.id,
+            expires_at: session.expires_at,
+        })
+    }
+
+    /// Ends one expired session with [`LogoutReason::SessionExpired`]; only the caller whose
+    /// update ended it fires the logout, so concurrent requests end it once.
+    async fn end_expired(&self, session: &Session, user: &User) -> Result<()> {
+        let reason = LogoutReason::SessionExpired;
+        let mut tx = self.db.begin().await?;
+        let at = now();
+        if !tx.revoke_session(session.id, reason, at).await? {
+            return Ok(());
+        }
+        tx.publish_authz_invalidation(user.id, reason.as_str(), at).await?;
+        audit::record(
+            &mut tx,
+            "session.expired",
+            Some(user.id),
+            json!({ "session_id": session.id, "reason": reason }),
+        )
+        .await?;
+        tx.commit().await?;
+        self.lifecycle.dispatch_logout(user, reason);
+        Ok(())
+    }
+
+    /// Ends the session an access token opens ([`LogoutReason::UserInitiated`]: the user
+    /// logging out), audited as `session.logout`, with one spawned logout.
+    ///
+    /// Errors: [`Error::AuthenticationFailed`] when the token opens no live session.
+    pub async fn logout(&self, access_token: &str) -> Result<RevokeResult> {
+        let hash = crate::tokens::hash_token(access_token);
+        let reason = LogoutReason::UserInitiated;
+        let mut tx = self.db.begin().await?;
+        let Some(found) = tx.session_by_token(&hash, false).await? else {
+            return Err(Error::AuthenticationFailed);
+        };
+        let (session, user) = (found.session, found.user);
+        let at = now();
+        if session.expires_at <= at || !tx.revoke_session(session.id, reason, at).await? {
+            return Err(Error::AuthenticationFailed);
+        }
+        tx.publish_authz_invalidation(user.id, reason.as_str(), at).await?;
+        audit::record(
+            &mut tx,
+            "session.logout",
+            Some(user.id),
+            json!({ "session_id": session.id, "reason": reason }),
+        )
+        .await?;
+        tx.commit().await?;
+        self.lifecycle.dispatch_logout(&user, reason);
+        Ok(RevokeResult {
+            user_id: user.id,
+            username: user.username,
+            revoked: 1,
+            reason,
+        })
+    }
+
+    /// Exchanges a refresh token for a new access token and refresh token (rotation: the
+    /// session's expiry starts again from now). Presenting a refresh token that was already
+    /// rotated away is taken as theft (RFC 6749 §10.4, RFC 6819 §5.2.2.3): the whole session
+    /// family is revoked with [`LogoutReason::TokenReused`], audited as
+    /// `session.token_reused`, with one spawned logout.
+    ///
+    /// Errors: [`Error::AuthenticationFailed`] for an unknown, reused, revoked or expired
+    /// refresh token and for a disabled or trashed user.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens> {
+        let old = crate::tokens::hash_token(refresh_token);
+        let mut tx = self.db.begin().await?;
+        let at = now();
+        if let Some(found) = tx.session_by_token(&old, true).await? {
+            let (session, user) = (found.session, found.user);
+            if session.revoked_at.is_some() || session.expires_at <= at || !user.active || user.is_trashed() {
+                return Err(Error::AuthenticationFailed);
+            }
+            let (access_token, access_hash) = crate::tokens::new_token();
+            let (refresh_token, refresh_hash) = crate::tokens::new_token();
+            let expires_at = crate::domain::after(at, DEFAULT_SESSION_TTL)?;
+            if tx
+                .rotate_session_tokens(session.id, &old, &access_hash, &refresh_hash, expires_at, at)
+                .await?
+            {
+                tx.commit().await?;
+                return Ok(Tokens {
+                    session: Session {
+                        expires_at,
+                        last_seen_at: Some(at),
+                        ..session
+                    },
+                    access_token,
+                    refresh_token,
+                });
+            }
+            // A concurrent refresh rotated it first: this presentation is a reuse.
+        }
+        let Some((user_id, family_id)) = tx.rotated_refresh_owner(&old).await? else {
+            return Err(Error::AuthenticationFailed);
+        };
+        let reason = LogoutReason::TokenReused;
+        let revoked = tx.revoke_family(family_id, reason, at).await?;
+        tx.publish_authz_invalidation(user_id, reason.as_str(), at).await?;
+        audit::record(
+            &mut tx,
+            "session.token_reused",
+            Some(user_id),
+            json!({ "family_id": family_id, "count": revoked, "reason": reason }),
+        )
+        .await?;
+        let user = tx.user_by_id(user_id).await?;
+        tx.commit().await?;
+        tracing::warn!(%user_id, %family_id, revoked, "refresh token reused: session family revoked");
+        if let Some(user) = user {
+            self.lifecycle.dispatch_logout(&user, reason);
+        }
+        Err(Error::AuthenticationFailed)
+    }
+
     /// A user's sessions, newest first. Errors: [`Error::NotFound`].
     pub async fn list(&self, user: &UserRef) -> Result<Vec<Session>> {
         let mut tx = self.db.begin_read().await?;
@@ -85,9 +263,11 @@ impl SessionService {
             .ok_or_else(|| Error::not_found("session", session_id.to_string()))?;
         let user = tx.require_user(&UserRef::Id(session.user_id), true).await?;
         let reason = LogoutReason::AdminRevoked;
-        if !tx.revoke_session(session_id, reason, now()).await? {
+        let at = now();
+        if !tx.revoke_session(session_id, reason, at).await? {
             return Err(Error::Conflict(format!("session {session_id} is already revoked")));
         }
+        tx.publish_authz_invalidation(user.id, reason.as_str(), at).await?;
         audit::record(
             &mut tx,
             "session.revoked",
@@ -109,7 +289,9 @@ impl SessionService {
     pub async fn revoke_all(&self, user: &UserRef, reason: LogoutReason) -> Result<RevokeResult> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
-        let revoked = tx.revoke_sessions_of(user.id, reason, now()).await?;
+        let at = now();
+        let revoked = tx.revoke_sessions_of(user.id, reason, at).await?;
+        tx.publish_authz_invalidation(user.id, reason.as_str(), at).await?;
         audit::record(
             &mut tx,
             "session.revoked_all",
@@ -131,9 +313,12 @@ impl SessionService {
     /// logout per affected user.
     pub async fn prune(&self) -> Result<PruneResult> {
         let mut tx = self.db.begin().await?;
-        let per_user = tx.expire_sessions(now()).await?;
+        let at = now();
+        let per_user = tx.expire_sessions(at).await?;
         let mut users = Vec::with_capacity(per_user.len());
         for (user_id, _) in &per_user {
+            tx.publish_authz_invalidation(*user_id, LogoutReason::SessionExpired.as_str(), at)
+                .await?;
             if let Some(user) = tx.user_by_id(*user_id).await? {
                 users.push(user);
             }

@@ -180,7 +180,8 @@ impl Workspaces {
         })
     }
 
-    /// Deletes a workspace with its roles, memberships and invites. Errors:
+    /// Deletes a workspace with its roles, memberships and invites, publishing an
+    /// invalidation for each former member in the same transaction. Errors:
     /// [`Error::Refused`] for the root workspace or one with child workspaces.
     pub async fn delete(&self, workspace: &str) -> Result<WorkspaceDeleted> {
         let mut tx = self.db.begin().await?;
@@ -205,7 +206,13 @@ impl Workspaces {
         }
         let roles = tx.roles(Some(id)).await?;
         let memberships = tx.workspace_members(id).await?.len();
+        let members = tx.workspace_member_ids(id).await?;
         tx.delete_workspace(id).await?;
+        // Their roles there are gone: every process drops what it cached about them.
+        let at = now();
+        for user_id in members {
+            tx.publish_authz_invalidation(user_id, "workspace_deleted", at).await?;
+        }
         audit::record(
             &mut tx,
             "workspace.deleted",
@@ -222,8 +229,13 @@ impl Workspaces {
         })
     }
 
-    /// Creates a role in a workspace. Errors: [`Error::Invalid`] for a bad name;
-    /// [`Error::NotFound`] for an unknown workspace; [`Error::Conflict`] for a taken name.
+    /// Creates a role in a workspace. Its capabilities must stay within the template of the
+    /// workspace's type (a template entry `x.*` admits `x.y` and `x.*`); the root workspace
+    /// is not bound by one. A new role has no holder yet, so no cached answer changes.
+    ///
+    /// Errors: [`Error::Invalid`] for a bad name; [`Error::NotFound`] for an unknown
+    /// workspace; [`Error::Conflict`] for a taken name; [`Error::Refused`] naming the first
+    /// capability outside the template.
     ///
     /// With `if_not_exists`, an identical role (same capabilities) is returned as is; a
     /// different one with the name is a conflict.
@@ -237,6 +249,30 @@ impl Workspaces {
         validate_role_name(name)?;
         let mut tx = self.db.begin().await?;
         let workspace_id = tx.workspace_id(workspace).await?;
+        let details = tx.workspace(workspace_id).await?;
+        if !details.is_root {
+            let kind = tx.workspace_type(&details.type_slug).await?;
+            let template = kind
+                .capabilities
+                .iter()
+                .map(|c| Capability::parse(c))
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(outside) = capabilities
+                .iter()
+                .find(|c| !template.iter().any(|t| t.grants(c.as_str())))
+            {
+                let allowed = if kind.capabilities.is_empty() {
+                    "none".to_owned()
+                } else {
+                    kind.capabilities.join(", ")
+                };
+                return Err(Error::Refused(format!(
+                    "capability {} is outside the template of workspace type {} (allowed: {allowed}): widen the type's template or choose another capability",
+                    outside.as_str(),
+                    kind.slug
+                )));
+            }
+        }
         if if_not_exists && let Ok(id) = tx.role_id(workspace_id, name).await {
             let existing = tx.role(id).await?;
             if existing.capabilities == capability_strings(capabilities) {
@@ -279,7 +315,8 @@ impl Workspaces {
         tx.role(id).await
     }
 
-    /// Deletes a role with its memberships and invites. Errors: [`Error::Refused`] for the
+    /// Deletes a role with its memberships and invites, publishing an invalidation for each
+    /// former holder in the same transaction. Errors: [`Error::Refused`] for the
     /// root role, or when it would leave the root workspace without members.
     pub async fn delete_role(&self, workspace: &str, name: &str) -> Result<Role> {
         let mut tx = self.db.begin().await?;
@@ -290,8 +327,13 @@ impl Workspaces {
             return Err(Error::Refused("the root role can never be deleted".into()));
         }
         let had_members = tx.has_members(workspace_id).await?;
+        let holders = tx.role_member_ids(id).await?;
         tx.delete_role(id).await?;
         tx.refuse_if_root_emptied(workspace_id, had_members).await?;
+        let at = now();
+        for user_id in holders {
+            tx.publish_authz_invalidation(user_id, "role_deleted", at).await?;
+        }
         audit::record(
             &mut tx,
             "role.deleted",

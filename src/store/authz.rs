@@ -73,14 +73,43 @@ impl Tx {
         Ok(id.unwrap_or(0))
     }
 
-    /// The capability lists (JSON arrays) of every role the user holds, in any workspace.
-    pub(crate) async fn role_capabilities_of(&mut self, user_id: Uuid) -> Result<Vec<String>> {
+    /// The capability lists (JSON arrays) of the roles an active, untrashed user holds in
+    /// the workspace or in the root workspace.
+    pub(crate) async fn role_capabilities_in(&mut self, user_id: Uuid, workspace_id: Uuid) -> Result<Vec<String>> {
         let rows: Vec<String> = on_conn!(self, |c| sqlx::query_scalar(
-            "SELECT r.capabilities FROM memberships m JOIN roles r ON r.id = m.role_id WHERE m.user_id = $1"
+            "SELECT r.capabilities FROM memberships m \
+             JOIN roles r ON r.id = m.role_id \
+             JOIN users u ON u.id = m.user_id \
+             JOIN workspaces w ON w.id = m.workspace_id \
+             WHERE m.user_id = $1 AND (m.workspace_id = $2 OR w.is_root) \
+               AND u.active AND u.deleted_at IS NULL"
         )
         .bind(DbId(user_id))
+        .bind(DbId(workspace_id))
         .fetch_all(&mut *c)
         .await?);
         Ok(rows)
+    }
+
+    /// The users holding a role (their capabilities change with it).
+    pub(crate) async fn role_member_ids(&mut self, role_id: Uuid) -> Result<Vec<Uuid>> {
+        let rows: Vec<DbId> = on_conn!(self, |c| sqlx::query_scalar(
+            "SELECT DISTINCT user_id FROM memberships WHERE role_id = $1"
+        )
+        .bind(DbId(role_id))
+        .fetch_all(&mut *c)
+        .await?);
+        Ok(rows.into_iter().map(|d| d.0).collect())
+    }
+
+    /// The users holding any role in a workspace.
+    pub(crate) async fn workspace_member_ids(&mut self, workspace_id: Uuid) -> Result<Vec<Uuid>> {
+        let rows: Vec<DbId> = on_conn!(self, |c| sqlx::query_scalar(
+            "SELECT DISTINCT user_id FROM memberships WHERE workspace_id = $1"
+        )
+        .bind(DbId(workspace_id))
+        .fetch_all(&mut *c)
+        .await?);
+        Ok(rows.into_iter().map(|d| d.0).collect())
     }
 }
