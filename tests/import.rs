@@ -12,7 +12,7 @@ use predicates::prelude::*;
 fn bootstrap(ctx: &common::Ctx) {
     ctx.bootstrap_cli();
     ctx.cli()
-        .args(["workspace-type", "create", "team", "--title", "Team"])
+        .args(["workspace-type", "create", "team", "--title", "Team", "--capabilities", "docs.*"])
         .assert()
         .success();
     ctx.cli()
@@ -174,7 +174,7 @@ on_both_backends! {
         let id2 = ctx.cli().args(["user", "create", "svc", "--email", "svc@example.com", "--if-not-exists", "-q"]).assert().success().stderr(predicate::str::contains("nothing changed")).get_output().stdout.clone();
         assert_eq!(id1, id2, "the existing id is printed");
         ctx.cli().args(["user", "create", "svc", "--email", "other@example.com", "--if-not-exists"]).assert().code(4);
-        ctx.cli().args(["workspace-type", "create", "team", "--title", "Team", "--if-not-exists"]).assert().success();
+        ctx.cli().args(["workspace-type", "create", "team", "--title", "Team", "--capabilities", "docs.*", "--if-not-exists"]).assert().success();
         ctx.cli().args(["workspace-type", "create", "team", "--title", "Other title", "--if-not-exists"]).assert().code(4);
         ctx.cli().args(["workspace", "create", "Acme", "--type", "team", "--if-not-exists"]).assert().success();
         ctx.cli().args(["role", "create", "member", "--workspace", "Acme", "--capabilities", "docs.read", "--if-not-exists"]).assert().success();
