@@ -10,9 +10,10 @@
 //! | hashing | import of 2,000 plaintext-password users | cores ÷ one argon2id hash time | ≥ 85 % |
 //! | list | `user list --search` first page on 1M users (library call) | the same indexed SELECT run directly | ms |
 //! | show | `accountctl user show` process start to exit | `sqlite3` / `psql` running the same query | — |
+//! | request | a warm server's per-request work: session validation by access token + capabilities in a workspace (cached) | the bare indexed SELECT of the same session and user rows on a pool | ≤ 1.5×, < 1 ms |
 //!
 //! `ACCOUNTCTL_BENCH_SCALE` (default 1) scales the row counts down for a quick run;
-//! `ACCOUNTCTL_BENCH_ONLY=merge,purge,import,hashing,list,show` picks scenarios.
+//! `ACCOUNTCTL_BENCH_ONLY=merge,purge,import,hashing,list,show,request` picks scenarios.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -141,8 +142,10 @@ async fn fresh(backend: Backend) -> Option<Fresh> {
 fn secs(d: Duration) -> String {
     if d.as_secs_f64() >= 1.0 {
         format!("{:.2} s", d.as_secs_f64())
-    } else {
+    } else if d.as_secs_f64() >= 0.001 {
         format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+    } else {
+        format!("{:.1} µs", d.as_secs_f64() * 1e6)
     }
 }
 
@@ -630,6 +633,82 @@ async fn bench_show(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     });
 }
 
+async fn bench_request(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
+    let app = f.app();
+    let ws = app.workspaces();
+    let caps = accountctl::domain::parse_capabilities("docs.*").expect("caps");
+    ws.create_type("team", "Team", &caps, false).await.expect("type");
+    ws.create("Acme", "team", None, false).await.expect("workspace");
+    ws.create_role("Acme", "editor", &caps, false).await.expect("role");
+    app.accounts()
+        .create(
+            NewUser {
+                username: "reader".into(),
+                password: Some(Secret::new("bench password".into())),
+                ..NewUser::default()
+            },
+            false,
+        )
+        .await
+        .expect("user");
+    app.memberships()
+        .assign(&UserRef::Username("reader".into()), "Acme", "editor")
+        .await
+        .expect("assign");
+    let token = app
+        .auth()
+        .login("reader", &Secret::new("bench password".into()), true)
+        .await
+        .expect("sign in")
+        .session
+        .expect("session")
+        .access_token;
+    let acme = app.workspace_id("Acme").await.expect("acme");
+    let request = || async {
+        let valid = app.sessions().validate(&token).await.expect("valid");
+        let caps = app.authz().capabilities(app.db(), valid.user.id, acme).await.expect("caps");
+        assert!(!caps.is_empty());
+    };
+    request().await;
+    let ours = median(2001, request).await;
+    // The same session and user rows by the indexed token hash, on a pool of its own.
+    let sql = "SELECT s.id, s.family_id, s.created_at, s.expires_at, s.last_seen_at, s.revoked_at, s.revoke_reason, \
+         u.id, u.person_id, u.username, u.role, u.is_external, u.active, (u.password_hash IS NOT NULL) AS has_password, \
+         u.storage_quota_bytes, u.storage_used_bytes, u.created_at, u.updated_at, u.last_login_at, u.deleted_at, u.purge_after \
+         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1";
+    let hash = accountctl::tokens::hash_token(&token);
+    let baseline = match f.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&f.url).await.expect("pool");
+            let select = || async {
+                assert!(sqlx::query(sql).bind(&hash).fetch_optional(&pool).await.expect("select").is_some());
+            };
+            select().await;
+            let t = median(2001, select).await;
+            pool.close().await;
+            t
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&f.url).await.expect("pool");
+            let select = || async {
+                assert!(sqlx::query(sql).bind(&hash).fetch_optional(&pool).await.expect("select").is_some());
+            };
+            select().await;
+            let t = median(2001, select).await;
+            pool.close().await;
+            t
+        }
+    };
+    rows.push(Row {
+        backend: label,
+        scenario: "request: validate session + capabilities (warm)",
+        ours: secs(ours),
+        baseline: secs(baseline),
+        ratio: format!("{:.2}x", ours.as_secs_f64() / baseline.as_secs_f64()),
+        target: "<= 1.5x, < 1 ms",
+    });
+}
+
 async fn run() {
     let mut rows = Vec::new();
     for (backend, label) in [(Backend::Sqlite, "sqlite"), (Backend::Postgres, "postgres")] {
@@ -653,6 +732,7 @@ async fn run() {
         scenario!("hashing", bench_hashing);
         scenario!("list", bench_list);
         scenario!("show", bench_show);
+        scenario!("request", bench_request);
     }
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::ASCII_MARKDOWN);

@@ -17,10 +17,14 @@ pub fn new_token() -> (String, String) {
 
 /// The stored form of a token: lower-case hex SHA-256 of its text.
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.trim().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(token.trim().as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
 }
 
 #[cfg(test)]
@@ -33,6 +37,11 @@ mod tests {
         assert_eq!(token.len(), 43);
         assert_eq!(hash.len(), 64);
         assert_eq!(hash_token(&token), hash);
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "SHA-256 of \"abc\" (FIPS 180-2 test vector)"
+        );
         assert_ne!(new_token().0, token);
     }
 }

@@ -173,15 +173,16 @@ impl super::Database {
     /// The session whose access token hashes to `token_hash`, with its user: one indexed
     /// lookup on the pool, outside any transaction (the per-request read of a server).
     pub(crate) async fn session_by_access_token(&self, token_hash: &str) -> Result<Option<SessionWithUser>> {
-        let sql = joined_select("token_hash");
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| joined_select("token_hash"));
+        let sql = SQL.as_str();
         let found = match &self.pool {
-            super::Pool::Sqlite(p) => sqlx::query(&sql)
+            super::Pool::Sqlite(p) => sqlx::query(sql)
                 .bind(token_hash)
                 .fetch_optional(p)
                 .await?
                 .map(|r| r.decode::<Joined>())
                 .transpose()?,
-            super::Pool::Postgres(p) => sqlx::query(&sql)
+            super::Pool::Postgres(p) => sqlx::query(sql)
                 .bind(token_hash)
                 .fetch_optional(p)
                 .await?
