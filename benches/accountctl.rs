@@ -666,7 +666,11 @@ async fn bench_request(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     let acme = app.workspace_id("Acme").await.expect("acme");
     let request = || async {
         let valid = app.sessions().validate(&token).await.expect("valid");
-        let caps = app.authz().capabilities(app.db(), valid.user.id, acme).await.expect("caps");
+        let caps = app
+            .authz()
+            .capabilities(app.db(), valid.user.id, acme)
+            .await
+            .expect("caps");
         assert!(!caps.is_empty());
     };
     request().await;
@@ -681,7 +685,14 @@ async fn bench_request(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&f.url).await.expect("pool");
             let select = || async {
-                assert!(sqlx::query(sql).bind(&hash).fetch_optional(&pool).await.expect("select").is_some());
+                assert!(
+                    sqlx::query(sql)
+                        .bind(&hash)
+                        .fetch_optional(&pool)
+                        .await
+                        .expect("select")
+                        .is_some()
+                );
             };
             select().await;
             let t = median(2001, select).await;
@@ -691,7 +702,14 @@ async fn bench_request(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&f.url).await.expect("pool");
             let select = || async {
-                assert!(sqlx::query(sql).bind(&hash).fetch_optional(&pool).await.expect("select").is_some());
+                assert!(
+                    sqlx::query(sql)
+                        .bind(&hash)
+                        .fetch_optional(&pool)
+                        .await
+                        .expect("select")
+                        .is_some()
+                );
             };
             select().await;
             let t = median(2001, select).await;

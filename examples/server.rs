@@ -179,10 +179,7 @@ async fn me(State(app): State<App>, headers: HeaderMap) -> Answer {
 async fn capabilities(State(app): State<App>, Path(name): Path<String>, headers: HeaderMap) -> Answer {
     let valid = session(&app, &headers).await?;
     let workspace_id = app.workspace_id(&name).await?;
-    let caps = app
-        .authz()
-        .capabilities(app.db(), valid.user.id, workspace_id)
-        .await?;
+    let caps = app.authz().capabilities(app.db(), valid.user.id, workspace_id).await?;
     let list: Vec<&str> = caps.iter().map(|c| c.as_str()).collect();
     Ok(axum::Json(json!({ "workspace": name, "capabilities": list })).into_response())
 }

@@ -478,7 +478,12 @@ impl App {
 
     /// The sign-in paths: password and external (federated).
     pub fn auth(&self) -> AuthService {
-        AuthService::new(self.db.clone(), self.lifecycle.clone(), self.sessions(), self.accounts())
+        AuthService::new(
+            self.db.clone(),
+            self.lifecycle.clone(),
+            self.sessions(),
+            self.accounts(),
+        )
     }
 
     /// Idempotent first start: migrations, root workspace, first admin.

@@ -34,7 +34,15 @@ fn create_user(ctx: &common::Ctx, name: &str, email: Option<&str>) {
 
 fn with_workspace(ctx: &common::Ctx) {
     ctx.cli()
-        .args(["workspace-type", "create", "team", "--title", "Team", "--capabilities", "docs.*"])
+        .args([
+            "workspace-type",
+            "create",
+            "team",
+            "--title",
+            "Team",
+            "--capabilities",
+            "docs.*",
+        ])
         .assert()
         .success();
     ctx.cli()

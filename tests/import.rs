@@ -12,7 +12,15 @@ use predicates::prelude::*;
 fn bootstrap(ctx: &common::Ctx) {
     ctx.bootstrap_cli();
     ctx.cli()
-        .args(["workspace-type", "create", "team", "--title", "Team", "--capabilities", "docs.*"])
+        .args([
+            "workspace-type",
+            "create",
+            "team",
+            "--title",
+            "Team",
+            "--capabilities",
+            "docs.*",
+        ])
         .assert()
         .success();
     ctx.cli()

@@ -132,9 +132,7 @@ impl Client {
     }
 
     async fn capabilities(&self, workspace: &str, token: &str) -> Vec<String> {
-        let (status, body) = self
-            .get(&format!("/workspaces/{workspace}/capabilities"), token)
-            .await;
+        let (status, body) = self.get(&format!("/workspaces/{workspace}/capabilities"), token).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["workspace"], workspace);
         body["capabilities"]
@@ -168,7 +166,14 @@ where
 
 fn cli_user(ctx: &common::Ctx, name: &str) {
     ctx.cli()
-        .args(["user", "create", name, "--email", &format!("{name}@example.com"), "--password-stdin"])
+        .args([
+            "user",
+            "create",
+            name,
+            "--email",
+            &format!("{name}@example.com"),
+            "--password-stdin",
+        ])
         .write_stdin(format!("{PASSWORD}\n"))
         .assert()
         .success();

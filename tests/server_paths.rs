@@ -65,8 +65,11 @@ impl UserLifecycleHook for DisableOnLogin {
     }
     async fn on_user_login(&self, user: &User) -> accountctl::Result<()> {
         let mut tx = self.0.begin().await?;
-        tx.execute("UPDATE users SET active = $1 WHERE id = $2", &[Value::from(false), user.id.into()])
-            .await?;
+        tx.execute(
+            "UPDATE users SET active = $1 WHERE id = $2",
+            &[Value::from(false), user.id.into()],
+        )
+        .await?;
         tx.commit().await
     }
     async fn on_user_logout(&self, _user: &User, _reason: LogoutReason) -> accountctl::Result<()> {

@@ -26,11 +26,7 @@ pub async fn exec(ctx: &Ctx, cmd: AuthCmd) -> Result<(), Error> {
                 && let Ok(details) = ctx.app.accounts().show(&user_ref).await
                 && details.user.is_external
             {
-                let providers: Vec<String> = details
-                    .external_identities
-                    .iter()
-                    .map(|i| i.provider.clone())
-                    .collect();
+                let providers: Vec<String> = details.external_identities.iter().map(|i| i.provider.clone()).collect();
                 let via = if providers.is_empty() {
                     "its identity provider".to_owned()
                 } else {

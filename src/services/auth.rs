@@ -140,7 +140,11 @@ impl AuthService {
     /// [`Error::AuthenticationFailed`] for a disabled or trashed user.
     pub async fn login_external(&self, provider: &str, subject: &str, email: Option<&str>) -> Result<LoginOutcome> {
         let (provider, subject) = clean_identity(provider, subject)?;
-        let email = email.map(str::trim).filter(|e| !e.is_empty()).map(Email::parse).transpose()?;
+        let email = email
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(Email::parse)
+            .transpose()?;
         let mut provisioned = false;
         let user = match self.identity_owner(&provider, &subject).await? {
             Some(user) => user,
@@ -201,7 +205,11 @@ impl AuthService {
         let mut tx = self.db.begin().await?;
         let base = username_base(email.map(|e| e.as_str()).unwrap_or(subject));
         let mut username = base.clone();
-        while tx.find_user(&UserRef::Username(username.clone()), false).await?.is_some() {
+        while tx
+            .find_user(&UserRef::Username(username.clone()), false)
+            .await?
+            .is_some()
+        {
             username = format!("{base}-{:06x}", rand::random::<u32>() & 0xff_ffff);
         }
         let email = match email {

@@ -1,5 +1,6 @@
-//! The authorization cache: each user's effective capabilities (the union of the roles they
-//! hold), cached in memory for a short TTL, and invalidated across processes.
+//! The authorization cache: what each user may do in each workspace (the union of the roles
+//! they hold there and in the root workspace), cached in memory for a short TTL, and
+//! invalidated across processes.
 //!
 //! The CLI is not the server: dropping its own cache reaches nobody. So the
 //! [`AuthzCacheLifecycleHook`] also *publishes* each invalidation through the database
@@ -27,11 +28,14 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 /// A user's effective capabilities, shared between the cache and its readers.
 pub type CapabilitySet = Arc<Vec<Capability>>;
 
+/// One user's cached capability sets by workspace id, each with the time it was read.
+type PerWorkspace = HashMap<Uuid, (Instant, CapabilitySet)>;
+
 /// In-memory capability cache of one process, per (user, workspace).
 #[derive(Debug)]
 pub struct AuthzCache {
     ttl: Duration,
-    entries: RwLock<HashMap<Uuid, HashMap<Uuid, (Instant, CapabilitySet)>>>,
+    entries: RwLock<HashMap<Uuid, PerWorkspace>>,
 }
 
 impl Default for AuthzCache {

@@ -196,7 +196,11 @@ impl super::Database {
 impl Tx {
     /// The session one of whose tokens hashes to `token_hash` (`refresh` selects the refresh
     /// token, else the access token), with its user; on PostgreSQL the session row is locked.
-    pub(crate) async fn session_by_token(&mut self, token_hash: &str, refresh: bool) -> Result<Option<SessionWithUser>> {
+    pub(crate) async fn session_by_token(
+        &mut self,
+        token_hash: &str,
+        refresh: bool,
+    ) -> Result<Option<SessionWithUser>> {
         let mut sql = joined_select(if refresh { "refresh_hash" } else { "token_hash" });
         if self.backend() == super::Backend::Postgres {
             sql.push_str(" FOR UPDATE OF s");
@@ -212,12 +216,14 @@ impl Tx {
 
     /// Sets the refresh token hash of a new session.
     pub(crate) async fn set_refresh_hash(&mut self, session_id: Uuid, refresh_hash: &str) -> Result<()> {
-        on_conn!(self, |c| sqlx::query("UPDATE sessions SET refresh_hash = $2 WHERE id = $1")
-            .bind(DbId(session_id))
-            .bind(refresh_hash)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE sessions SET refresh_hash = $2 WHERE id = $1"
+        )
+        .bind(DbId(session_id))
+        .bind(refresh_hash)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
