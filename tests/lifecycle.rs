@@ -10,7 +10,7 @@ use accountctl::domain::{DeletionMode, InstanceRole, LogoutReason, User};
 use accountctl::lifecycle::UserLifecycleHook;
 use accountctl::password::Secret;
 use accountctl::services::accounts::NewUser;
-use accountctl::services::authz::InvalidationListener;
+use accountctl::services::authz::{InvalidationListener, ListenerEvent};
 use accountctl::store::{SchemaStatus, Tx, UserRef};
 use accountctl::{App, Config, Error};
 
@@ -359,7 +359,10 @@ on_both_backends! {
         failing.accounts().delete(&UserRef::Id(kept), DeletionMode::GdprPurge).await.expect_err("rolled back");
         // The real CLI, in another process.
         ctx.cli().args(["user", "delete", "gone", "--mode", "gdpr", "--yes"]).assert().success();
-        let got = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await.expect("in time").expect("invalidation");
+        let got = match tokio::time::timeout(Duration::from_secs(10), listener.recv()).await.expect("in time").expect("invalidation") {
+            ListenerEvent::Invalidated(got) => got,
+            ListenerEvent::Resync => panic!("no reconnect expected"),
+        };
         assert_eq!(got.user_id, gone, "the first invalidation heard is the committed delete, not the rolled-back one");
         assert_eq!(got.reason, "gdpr_purge");
         let more = tokio::time::timeout(Duration::from_millis(700), listener.recv()).await;

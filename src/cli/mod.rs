@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use accountctl::store::{Database, DatabaseUrl};
+use accountctl::store::{Database, DatabaseUrl, InvalidationChannel};
 use accountctl::{App, Config, Error};
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -29,9 +29,12 @@ Exit codes:
      also a destructive command without --yes when stdin is not a terminal
   3  not found
   4  conflict or refused by an invariant (already exists, last admin, external admin,
-     expired invite, wrong password, aborted at the prompt)
+     expired invite, wrong password, aborted at the prompt, a conflict with a
+     concurrent transaction that persisted through retries)
   5  partial failure of a batch
-  6  database unavailable, or schema behind (run `accountctl migrate`)
+  6  database unavailable or read-only (a standby), a connection pooler that cannot
+     carry the command, or schema behind (run `accountctl migrate`)
+130  interrupted (Ctrl-C); the transaction in progress was rolled back
 
 Results go to stdout; logs and prompts go to stderr.";
 
@@ -155,7 +158,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
         _ => {}
     }
     let url = DatabaseUrl::parse(cli.global.database_url.as_deref().unwrap_or(DatabaseUrl::DEFAULT))?;
-    let db = Database::connect(&url).await?;
+    let channel = match std::env::var("ACCOUNTCTL_INVALIDATIONS") {
+        Ok(text) => text.parse()?,
+        Err(_) => InvalidationChannel::default(),
+    };
+    // One connection for the whole run, ended cleanly below on every path.
+    let db = Database::connect(&url).await?.with_invalidation_channel(channel);
     let mut config = Config::default();
     if let Ok(template) = std::env::var("ACCOUNTCTL_INVITE_LINK") {
         config.invite_link_template = template;
@@ -165,23 +173,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
         out,
         yes: cli.global.yes,
     };
-    let result = match cli.command {
-        Command::Migrate => migrate(&ctx).await,
-        Command::Bootstrap(args) => bootstrap::exec(&ctx, args).await,
-        command => {
-            db.ensure_schema_current().await?;
-            match command {
-                Command::User(cmd) => user::exec(&ctx, cmd).await,
-                Command::Workspace(cmd) => workspace::exec(&ctx, cmd).await,
-                Command::WorkspaceType(cmd) => workspace::exec_type(&ctx, cmd).await,
-                Command::Role(cmd) => role::exec(&ctx, cmd).await,
-                Command::Invite(cmd) => invite::exec(&ctx, cmd).await,
-                Command::Session(cmd) => session::exec(&ctx, cmd).await,
-                Command::Gdpr(cmd) => gdpr::exec(&ctx, cmd).await,
-                Command::Auth(cmd) => auth::exec(&ctx, cmd).await,
-                Command::Migrate | Command::Bootstrap(_) | Command::Completions { .. } | Command::Man => Ok(()),
-            }
-        }
+    // The sweeper stops on a signal by itself, between users; every other command is
+    // abandoned at Ctrl-C (its transaction rolls back) so the connection still ends cleanly.
+    let own_signal_handling = matches!(cli.command, Command::Gdpr(gdpr::GdprCmd::Purge { .. }));
+    let interrupted = tokio_util::sync::CancellationToken::new();
+    if !own_signal_handling {
+        spawn_interrupt_handler(db.clone(), interrupted.clone());
+    }
+    let command = exec(&ctx, &db, cli.command);
+    let result = tokio::select! {
+        result = command => result,
+        () = interrupted.cancelled() => Err(Error::Interrupted),
     };
     // A short-lived process must not lose spawned hook work (DESIGN.md): drain, bounded.
     let pending = ctx.app.lifecycle.drain(DRAIN_TIMEOUT).await;
@@ -190,6 +192,44 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
     db.close().await;
     result
+}
+
+/// Ends the run at Ctrl-C: `interrupted` makes [`run`] drop the command (rolling back its
+/// transaction) and close the connection. A command blocked in a prompt cannot notice, so
+/// after a grace period this closes the idle connection itself and exits with 130.
+fn spawn_interrupt_handler(db: Database, interrupted: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        interrupted.cancel();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), db.close()).await;
+        eprintln!("error: {}", Error::Interrupted);
+        std::process::exit(i32::from(Error::Interrupted.exit_code()));
+    });
+}
+
+/// Runs one database command.
+async fn exec(ctx: &Ctx, db: &Database, command: Command) -> Result<(), Error> {
+    match command {
+        Command::Migrate => migrate(ctx).await,
+        Command::Bootstrap(args) => bootstrap::exec(ctx, args).await,
+        command => {
+            db.ensure_schema_current().await?;
+            match command {
+                Command::User(cmd) => user::exec(ctx, cmd).await,
+                Command::Workspace(cmd) => workspace::exec(ctx, cmd).await,
+                Command::WorkspaceType(cmd) => workspace::exec_type(ctx, cmd).await,
+                Command::Role(cmd) => role::exec(ctx, cmd).await,
+                Command::Invite(cmd) => invite::exec(ctx, cmd).await,
+                Command::Session(cmd) => session::exec(ctx, cmd).await,
+                Command::Gdpr(cmd) => gdpr::exec(ctx, cmd).await,
+                Command::Auth(cmd) => auth::exec(ctx, cmd).await,
+                Command::Migrate | Command::Bootstrap(_) | Command::Completions { .. } | Command::Man => Ok(()),
+            }
+        }
+    }
 }
 
 async fn migrate(ctx: &Ctx) -> Result<(), Error> {

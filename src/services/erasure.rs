@@ -124,6 +124,11 @@ impl Erasure {
     /// (sessions revoked, logout reason `account_disabled`). Errors: [`Error::NotFound`];
     /// [`Error::Conflict`] when a request is already pending.
     pub async fn request(&self, user: &UserRef, due_in: chrono::Duration) -> Result<ErasureRequest> {
+        self.db.retrying(|| self.request_once(user, due_in)).await
+    }
+
+    /// One attempt of [`Self::request`], which runs it again when the database asks.
+    async fn request_once(&self, user: &UserRef, due_in: chrono::Duration) -> Result<ErasureRequest> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         crate::services::accounts::refuse_if_last_admin(&mut tx, &user, "request erasure of").await?;
@@ -226,7 +231,7 @@ impl Erasure {
                     error: None,
                 }
             } else {
-                self.purge_one(user_id, reason).await
+                self.purge_one(user_id, reason).await?
             };
             match event.outcome {
                 "purged" => report.purged += 1,
@@ -274,18 +279,11 @@ impl Erasure {
     }
 
     /// Purges one user in its own transaction, re-checking inside it that the purge is due.
-    async fn purge_one(&self, user_id: Uuid, reason: PurgeReason) -> SweepEvent {
-        let result: Result<bool> = async {
-            let mut tx = self.db.begin().await?;
-            let Some(user) = tx.lock_user_if_purge_due(user_id, now()).await? else {
-                return Ok(false);
-            };
-            self.accounts.delete_in(&mut tx, &user, DeletionMode::GdprPurge).await?;
-            tx.commit().await?;
-            Ok(true)
-        }
-        .await;
-        match result {
+    /// A failure is the user's event, except when the database is unavailable or read-only:
+    /// every next user would fail the same way, so that error stops the run.
+    async fn purge_one(&self, user_id: Uuid, reason: PurgeReason) -> Result<SweepEvent> {
+        let result = self.db.retrying(|| self.purge_attempt(user_id)).await;
+        Ok(match result {
             Ok(true) => {
                 tracing::info!(%user_id, ?reason, "purged");
                 SweepEvent {
@@ -301,6 +299,7 @@ impl Erasure {
                 outcome: "skipped",
                 error: None,
             },
+            Err(err) if err.is_unavailable() => return Err(err),
             Err(err) => {
                 let message = err.to_string();
                 tracing::error!(%user_id, error = %message, "purge failed");
@@ -316,6 +315,17 @@ impl Erasure {
                     error: Some(message),
                 }
             }
-        }
+        })
+    }
+
+    /// One transaction of [`Self::purge_one`]: `false` when the user is no longer due.
+    async fn purge_attempt(&self, user_id: Uuid) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let Some(user) = tx.lock_user_if_purge_due(user_id, now()).await? else {
+            return Ok(false);
+        };
+        self.accounts.delete_in(&mut tx, &user, DeletionMode::GdprPurge).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;
 use crate::password::{self, Secret};
 use crate::store::batch::BatchUser;
-use crate::store::{Database, NewUserRecord, Tx};
+use crate::store::{Database, NewUserRecord, Tx, WRITE_ATTEMPTS, retry_pause};
 
 /// What to do when a row's username already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -362,7 +362,7 @@ impl Importer {
             } else {
                 tally(&mut summary, &results);
                 on_results(&results);
-                self.lifecycle.dispatch_created_batch(&users).await;
+                self.lifecycle.dispatch_created_batch(&users).await?;
             }
         }
         if let Some(tx) = atomic_tx {
@@ -374,7 +374,7 @@ impl Importer {
                 }
             } else {
                 tx.commit().await?;
-                self.lifecycle.dispatch_created_batch(&atomic_users).await;
+                self.lifecycle.dispatch_created_batch(&atomic_users).await?;
             }
             tally(&mut summary, &atomic_results);
             on_results(&atomic_results);
@@ -390,33 +390,34 @@ impl Importer {
         options: &ImportOptions,
         directory: &mut Directory,
     ) -> Result<(Vec<RowResult>, Vec<User>)> {
-        let mut tx = self.db.begin().await?;
-        match self.write_batch(&mut tx, prepared, options, directory).await {
-            Ok(done) => {
-                if options.dry_run {
-                    tx.rollback().await?;
-                } else {
-                    tx.commit().await?;
+        let mut tries = 1;
+        let outcome = loop {
+            let outcome = self.write_batch_once(prepared, options, directory).await;
+            match outcome {
+                Err(err) if err.is_retryable() && tries < WRITE_ATTEMPTS => {
+                    tracing::info!(error = %err, attempt = tries, "batch conflicted with a concurrent transaction; retrying");
+                    tokio::time::sleep(retry_pause(tries)).await;
+                    tries += 1;
                 }
-                Ok(done)
+                outcome => break outcome,
             }
+        };
+        match outcome {
+            Ok(done) => Ok(done),
+            // Unreachable, read-only, shutting down: every next row would fail the same way,
+            // so the import stops here instead of reporting each row as bad.
+            Err(err) if err.is_unavailable() => Err(err),
             Err(err) if prepared.len() > 1 => {
                 tracing::warn!(error = %err, rows = prepared.len(), "batch failed; retrying its rows one by one");
-                drop(tx);
                 let mut results = Vec::new();
                 let mut users = Vec::new();
                 for one in prepared.chunks(1) {
-                    let mut tx = self.db.begin().await?;
-                    match self.write_batch(&mut tx, one, options, directory).await {
+                    match self.write_batch_once(one, options, directory).await {
                         Ok((r, u)) => {
-                            if options.dry_run {
-                                tx.rollback().await?;
-                            } else {
-                                tx.commit().await?;
-                            }
                             results.extend(r);
                             users.extend(u);
                         }
+                        Err(err) if err.is_unavailable() => return Err(err),
                         Err(err) => results.push(error(one[0].line, one[0].username.as_str(), err.to_string())),
                     }
                 }
@@ -427,6 +428,23 @@ impl Importer {
                 Vec::new(),
             )),
         }
+    }
+
+    /// One batch in one transaction, committed (rolled back on a dry run).
+    async fn write_batch_once(
+        &self,
+        prepared: &[Prepared],
+        options: &ImportOptions,
+        directory: &mut Directory,
+    ) -> Result<(Vec<RowResult>, Vec<User>)> {
+        let mut tx = self.db.begin().await?;
+        let done = self.write_batch(&mut tx, prepared, options, directory).await?;
+        if options.dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(done)
     }
 
     /// Writes one batch inside `tx`: conflicts resolved per `on_conflict`, new users in five

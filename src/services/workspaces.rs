@@ -58,6 +58,19 @@ impl Workspaces {
         capabilities: &[Capability],
         if_not_exists: bool,
     ) -> Result<WorkspaceType> {
+        self.db
+            .retrying(|| self.create_type_once(slug, title, capabilities, if_not_exists))
+            .await
+    }
+
+    /// One attempt of [`Self::create_type`], which runs it again when the database asks.
+    async fn create_type_once(
+        &self,
+        slug: &str,
+        title: &str,
+        capabilities: &[Capability],
+        if_not_exists: bool,
+    ) -> Result<WorkspaceType> {
         validate_slug(slug)?;
         let title = title.trim();
         if title.is_empty() || title.chars().count() > 200 {
@@ -97,6 +110,19 @@ impl Workspaces {
     /// With `if_not_exists`, an identical workspace (same type and parent) is returned as is;
     /// a different one with the name is a conflict.
     pub async fn create(
+        &self,
+        name: &str,
+        type_slug: &str,
+        parent: Option<&str>,
+        if_not_exists: bool,
+    ) -> Result<Workspace> {
+        self.db
+            .retrying(|| self.create_once(name, type_slug, parent, if_not_exists))
+            .await
+    }
+
+    /// One attempt of [`Self::create`], which runs it again when the database asks.
+    async fn create_once(
         &self,
         name: &str,
         type_slug: &str,
@@ -168,6 +194,11 @@ impl Workspaces {
     /// Deletes a workspace with its roles, memberships and invites. Errors:
     /// [`Error::Refused`] for the root workspace or one with child workspaces.
     pub async fn delete(&self, workspace: &str) -> Result<WorkspaceDeleted> {
+        self.db.retrying(|| self.delete_once(workspace)).await
+    }
+
+    /// One attempt of [`Self::delete`], which runs it again when the database asks.
+    async fn delete_once(&self, workspace: &str) -> Result<WorkspaceDeleted> {
         let mut tx = self.db.begin().await?;
         let id = tx.workspace_id(workspace).await?;
         let details = tx.workspace(id).await?;
@@ -213,6 +244,19 @@ impl Workspaces {
     /// With `if_not_exists`, an identical role (same capabilities) is returned as is; a
     /// different one with the name is a conflict.
     pub async fn create_role(
+        &self,
+        workspace: &str,
+        name: &str,
+        capabilities: &[Capability],
+        if_not_exists: bool,
+    ) -> Result<Role> {
+        self.db
+            .retrying(|| self.create_role_once(workspace, name, capabilities, if_not_exists))
+            .await
+    }
+
+    /// One attempt of [`Self::create_role`], which runs it again when the database asks.
+    async fn create_role_once(
         &self,
         workspace: &str,
         name: &str,
@@ -267,6 +311,11 @@ impl Workspaces {
     /// Deletes a role with its memberships and invites. Errors: [`Error::Refused`] for the
     /// root role, or when it would leave the root workspace without members.
     pub async fn delete_role(&self, workspace: &str, name: &str) -> Result<Role> {
+        self.db.retrying(|| self.delete_role_once(workspace, name)).await
+    }
+
+    /// One attempt of [`Self::delete_role`], which runs it again when the database asks.
+    async fn delete_role_once(&self, workspace: &str, name: &str) -> Result<Role> {
         let mut tx = self.db.begin().await?;
         let workspace_id = tx.workspace_id(workspace).await?;
         let id = tx.role_id(workspace_id, name).await?;

@@ -59,7 +59,7 @@ impl Tx {
     pub async fn audit_events(&mut self, subject_user_id: Option<Uuid>, limit: i64) -> Result<Vec<AuditRow>> {
         let rows = on_conn!(self, |c| sqlx::query(
             "SELECT id, occurred_at, actor, event, subject_user_id, fields FROM audit_events \
-             WHERE ($1 IS NULL OR subject_user_id = $1) ORDER BY id LIMIT $2"
+             WHERE ($1 IS NULL OR subject_user_id = $1) ORDER BY occurred_at, id LIMIT $2"
         )
         .bind(subject_user_id.map(DbId))
         .bind(limit)
