@@ -218,6 +218,8 @@ impl From<sqlx::Error> for Error {
                     _ => match db.code().as_deref() {
                         // serialization_failure, deadlock_detected: the transaction may
                         // succeed when run again (see Database::retrying).
+                        // query_canceled by Database::interrupt (not by a statement_timeout).
+                        Some("57014") if message.contains("user request") => Self::Interrupted,
                         Some(code @ ("40001" | "40P01")) => Self::Serialization(format!(
                             "the transaction conflicted with a concurrent one ({}, SQLSTATE {code}) and still did after retrying; nothing was changed, run the command again: {message}",
                             if code == "40001" {

@@ -168,7 +168,7 @@ on_both_backends! {
 
     async fn every_foreign_key_to_users_states_its_on_delete_policy(ctx) {
         let sql = match ctx.backend {
-            common::Backend::Postgres => "SELECT COUNT(*) FROM information_schema.referential_constraints rc \
+            common::Backend::Postgres | common::Backend::PgBouncer => "SELECT COUNT(*) FROM information_schema.referential_constraints rc \
                 JOIN information_schema.constraint_column_usage cu ON cu.constraint_name = rc.constraint_name \
                 WHERE cu.table_name = 'users' AND rc.delete_rule = 'NO ACTION'",
             common::Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master m, pragma_foreign_key_list(m.name) f \
@@ -176,7 +176,7 @@ on_both_backends! {
         };
         assert_eq!(ctx.count(sql).await, 0);
         let total = match ctx.backend {
-            common::Backend::Postgres => "SELECT COUNT(*) FROM information_schema.constraint_column_usage WHERE table_name = 'users' AND column_name = 'id' AND constraint_name LIKE '%fkey'",
+            common::Backend::Postgres | common::Backend::PgBouncer => "SELECT COUNT(*) FROM information_schema.constraint_column_usage WHERE table_name = 'users' AND column_name = 'id' AND constraint_name LIKE '%fkey'",
             common::Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master m, pragma_foreign_key_list(m.name) f WHERE m.type = 'table' AND f.\"table\" = 'users'",
         };
         assert!(ctx.count(total).await >= 8, "the foreign keys to users were found at all");

@@ -180,11 +180,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
     if !own_signal_handling {
         spawn_interrupt_handler(db.clone(), interrupted.clone());
     }
-    let command = exec(&ctx, &db, cli.command);
-    let result = tokio::select! {
-        result = command => result,
-        () = interrupted.cancelled() => Err(Error::Interrupted),
-    };
+    let result = exec(&ctx, &db, cli.command).await;
+    interrupted.cancel();
     // A short-lived process must not lose spawned hook work (DESIGN.md): drain, bounded.
     let pending = ctx.app.lifecycle.drain(DRAIN_TIMEOUT).await;
     if pending > 0 {
@@ -194,16 +191,26 @@ async fn run(cli: Cli) -> Result<(), Error> {
     result
 }
 
-/// Ends the run at Ctrl-C: `interrupted` makes [`run`] drop the command (rolling back its
-/// transaction) and close the connection. A command blocked in a prompt cannot notice, so
-/// after a grace period this closes the idle connection itself and exits with 130.
-fn spawn_interrupt_handler(db: Database, interrupted: tokio_util::sync::CancellationToken) {
+/// Ends the run at Ctrl-C without leaving the server a lost client. A statement in flight is
+/// canceled on the server: the command fails with [`Error::Interrupted`] (exit 130), its
+/// transaction rolls back and [`run`] closes the connection as on any error. When no
+/// statement was running (a prompt, hashing), the command is not waited for: the idle
+/// connection is closed here and the process exits with 130. `done` is cancelled by
+/// [`run`] once the command has returned.
+fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationToken) {
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
+        tokio::select! {
+            signal = tokio::signal::ctrl_c() => if signal.is_err() { return },
+            () = done.cancelled() => return,
+        }
+        let grace = if db.interrupt().await {
+            Duration::from_secs(3)
+        } else {
+            Duration::ZERO
+        };
+        if tokio::time::timeout(grace, done.cancelled()).await.is_ok() {
             return;
         }
-        interrupted.cancel();
-        tokio::time::sleep(Duration::from_millis(500)).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), db.close()).await;
         eprintln!("error: {}", Error::Interrupted);
         std::process::exit(i32::from(Error::Interrupted.exit_code()));

@@ -215,6 +215,41 @@ impl Database {
         Self::open(url, 1, false).await
     }
 
+    /// The `application_name` of this process's connection when the URL names none:
+    /// `accountctl/<process id>`, so [`Database::interrupt`] can find it.
+    fn session_name() -> String {
+        format!("accountctl/{}", std::process::id())
+    }
+
+    /// Cancels the statement this process's connection is running, if any (PostgreSQL's
+    /// `pg_cancel_backend`, sent over a second, short connection that is ended cleanly).
+    /// The statement then fails with SQLSTATE 57014, which is [`Error::Interrupted`], and its
+    /// transaction rolls back through the normal path. Returns whether a statement was
+    /// running; always `false` on SQLite.
+    pub async fn interrupt(&self) -> bool {
+        use sqlx::Connection as _;
+        let Pool::Postgres(pool) = &self.pool else {
+            return false;
+        };
+        let options = pool.connect_options();
+        let Some(name) = options.get_application_name().map(str::to_owned) else {
+            return false;
+        };
+        let Ok(mut conn) =
+            sqlx::PgConnection::connect_with(&options.as_ref().clone().application_name("accountctl/interrupt")).await
+        else {
+            return false;
+        };
+        let canceled: Result<Vec<bool>, _> = sqlx::query_scalar(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .fetch_all(&mut conn)
+        .await;
+        let _ = conn.close().await;
+        canceled.is_ok_and(|c| c.contains(&true))
+    }
+
     /// [`Database::connect`] with a pool of at most `max_connections`, for a long-running
     /// process (an application server): connections are opened on demand and checked before
     /// reuse, so one lost in a failover is replaced.
@@ -244,7 +279,10 @@ impl Database {
             Backend::Postgres => {
                 let targets = multihost::parse(url.expose())
                     .map_err(|e| Error::Invalid(format!("invalid database URL {url}: {e}")))?;
-                let options = multihost::choose(url, &targets).await?;
+                let mut options = multihost::choose(url, &targets).await?;
+                if max_connections == 1 && options.get_application_name().is_none() {
+                    options = options.application_name(&Self::session_name());
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(5))
@@ -357,9 +395,20 @@ impl Database {
     /// Closes the pool, waiting for connections to be returned, and ends each connection
     /// with the protocol's goodbye so the server logs no lost client.
     pub async fn close(&self) {
+        // Twice: sqlx 0.8's first close waits for connections still on their way back to the
+        // pool (a dropped transaction returns its connection from a spawned task) but, with
+        // a pool of one, does not close what arrives; the second closes those idle
+        // connections. Without it the process exits with the connection open and the
+        // server logs a lost client.
         match &self.pool {
-            Pool::Sqlite(p) => p.close().await,
-            Pool::Postgres(p) => p.close().await,
+            Pool::Sqlite(p) => {
+                p.close().await;
+                p.close().await;
+            }
+            Pool::Postgres(p) => {
+                p.close().await;
+                p.close().await;
+            }
         }
     }
 }
