@@ -367,6 +367,7 @@ on_both_backends! {
         assert_eq!(got.reason, "gdpr_purge");
         let more = tokio::time::timeout(Duration::from_millis(700), listener.recv()).await;
         assert!(more.is_err(), "nothing else was published: {more:?}");
+        listener.close().await;
     }
 
     async fn set_password_revokes_sessions_and_weak_hashes_are_upgraded_on_login(ctx) {

@@ -443,6 +443,7 @@ async fn the_listener_reconnects_after_losing_its_connection_and_asks_for_a_resy
             ListenerEvent::Invalidated(inv) => assert_eq!(inv.user_id, id),
             other => panic!("expected the invalidation, got {other:?}"),
         }
+        listener.close().await;
     })
     .await;
 }
@@ -499,6 +500,7 @@ async fn a_listener_that_cannot_hear_its_own_notification_fails_at_start() {
             1,
             "published through the table, not NOTIFY"
         );
+        listener.close().await;
         db.close().await;
     })
     .await;

@@ -167,7 +167,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 enum Source {
     Notify {
-        /// The listener's own one-connection pool, on the URL given to it.
+        /// The listener's own one-connection database handle, on the URL given to it.
+        own: Database,
         pool: sqlx::PgPool,
         /// `None` while reconnecting.
         listener: Option<Box<PgListener>>,
@@ -213,17 +214,22 @@ impl InvalidationListener {
     pub async fn start_at(db: &Database, listen_url: &DatabaseUrl) -> Result<Self> {
         let source = match db.invalidation_channel() {
             InvalidationChannel::Notify => {
-                let pool = match Database::connect(listen_url).await?.pg_pool() {
-                    Some(pool) => pool.clone(),
-                    None => {
-                        return Err(Error::Invalid(format!(
-                            "the listener URL {listen_url} is not a PostgreSQL URL"
-                        )));
-                    }
+                let own = Database::connect(listen_url).await?;
+                let Some(pool) = own.pg_pool().cloned() else {
+                    return Err(Error::Invalid(format!(
+                        "the listener URL {listen_url} is not a PostgreSQL URL"
+                    )));
                 };
                 let mut pending = VecDeque::new();
-                let listener = establish(&pool, &mut pending).await?;
+                let listener = match establish(&pool, &mut pending).await {
+                    Ok(listener) => listener,
+                    Err(err) => {
+                        own.close().await;
+                        return Err(err);
+                    }
+                };
                 Source::Notify {
+                    own,
                     pool,
                     listener: Some(Box::new(listener)),
                     pending,
@@ -255,6 +261,7 @@ impl InvalidationListener {
                 pool,
                 listener,
                 pending,
+                ..
             } => loop {
                 if let Some(next) = pending.pop_front() {
                     return Ok(ListenerEvent::Invalidated(next));
@@ -324,6 +331,16 @@ impl InvalidationListener {
                     }
                 }
             }
+        }
+    }
+
+    /// Stops listening and ends the listener's connection cleanly.
+    pub async fn close(self) {
+        if let Source::Notify { own, listener, .. } = self.source {
+            if let Some(mut listener) = listener {
+                let _ = listener.unlisten_all().await;
+            }
+            own.close().await;
         }
     }
 

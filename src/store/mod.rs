@@ -394,21 +394,29 @@ impl Database {
 
     /// Closes the pool, waiting for connections to be returned, and ends each connection
     /// with the protocol's goodbye so the server logs no lost client.
+    ///
+    /// Waits (up to 5 s) until no connection is left: sqlx 0.8's own close ends the idle
+    /// connections but may return while one is still in use or on its way back (a dropped
+    /// transaction returns its connection from a spawned task), and a connection that comes
+    /// back after it may stay open. A process that exited then, or a database dropped then,
+    /// would leave the server a lost client (`connection to client lost`).
     pub async fn close(&self) {
-        // Twice: sqlx 0.8's first close waits for connections still on their way back to the
-        // pool (a dropped transaction returns its connection from a spawned task) but, with
-        // a pool of one, does not close what arrives; the second closes those idle
-        // connections. Without it the process exits with the connection open and the
-        // server logs a lost client.
-        match &self.pool {
-            Pool::Sqlite(p) => {
-                p.close().await;
-                p.close().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = match &self.pool {
+                Pool::Sqlite(p) => {
+                    p.close().await;
+                    p.size()
+                }
+                Pool::Postgres(p) => {
+                    p.close().await;
+                    p.size()
+                }
+            };
+            if left == 0 || std::time::Instant::now() >= deadline {
+                return;
             }
-            Pool::Postgres(p) => {
-                p.close().await;
-                p.close().await;
-            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
