@@ -151,6 +151,9 @@ impl App {
 
     /// Resolves a workspace by id or case-insensitive name. Errors: [`crate::Error::NotFound`].
     pub async fn workspace_id(&self, key: &str) -> crate::Result<uuid::Uuid> {
-        self.db.begin_read().await?.workspace_id(key).await
+        let mut tx = self.db.begin_read().await?;
+        let id = tx.workspace_id(key).await?;
+        tx.end().await?;
+        Ok(id)
     }
 }

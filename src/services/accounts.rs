@@ -257,7 +257,9 @@ impl Accounts {
     /// One page of users (see [`UserFilter`]).
     pub async fn list(&self, filter: &UserFilter) -> Result<Vec<UserView>> {
         let mut tx = self.db.begin_read().await?;
-        tx.list_users(filter).await
+        let users = tx.list_users(filter).await?;
+        tx.end().await?;
+        Ok(users)
     }
 
     /// Everything about one user. Errors: [`Error::NotFound`].
@@ -285,6 +287,7 @@ impl Accounts {
             .collect();
         let home_folder = tx.home_folder_name(user.id).await?;
         let live_sessions = tx.live_session_count(user.id, now()).await? as usize;
+        tx.end().await?;
         Ok(UserDetails {
             user: view,
             passports,

@@ -59,13 +59,15 @@ impl AuthService {
         let found = match UserRef::parse(identifier) {
             Ok(user_ref) => {
                 let mut tx = self.db.begin_read().await?;
-                match tx.find_user(&user_ref, false).await? {
+                let found = match tx.find_user(&user_ref, false).await? {
                     Some(user) => {
                         let hash = tx.password_hash_of(user.id).await?;
                         Some((user, hash))
                     }
                     None => None,
-                }
+                };
+                tx.end().await?;
+                found
             }
             Err(_) => None,
         };

@@ -54,7 +54,9 @@ impl Bootstrap {
     /// Whether an active admin exists (then no first admin will be created).
     pub async fn has_admin(&self) -> Result<bool> {
         let mut tx = self.db.begin_read().await?;
-        Ok(!tx.active_admin_ids().await?.is_empty())
+        let admins = tx.active_admin_ids().await?;
+        tx.end().await?;
+        Ok(!admins.is_empty())
     }
 
     /// Creates `admin` as an instance admin and member of the root workspace with the `root`

@@ -170,6 +170,7 @@ impl Erasure {
             Some(run) => run.finished_at.is_none_or(|f| at - f > max_age),
             None => true,
         };
+        tx.end().await?;
         Ok(ErasureStatus {
             pending_requests,
             trashed_users,
@@ -198,7 +199,9 @@ impl Erasure {
         }
         let candidates = {
             let mut tx = self.db.begin_read().await?;
-            tx.purge_candidates(now(), options.limit).await?
+            let due = tx.purge_candidates(now(), options.limit).await?;
+            tx.end().await?;
+            due
         };
         let total = candidates.len();
         let mut report = SweepReport {

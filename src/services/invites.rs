@@ -184,12 +184,17 @@ impl Invites {
             Some(w) => Some(tx.workspace_id(w).await?),
             None => None,
         };
-        tx.invites(workspace_id, status).await
+        let invites = tx.invites(workspace_id, status).await?;
+        tx.end().await?;
+        Ok(invites)
     }
 
     /// One invite. Errors: [`Error::NotFound`].
     pub async fn show(&self, id: Uuid) -> Result<Invite> {
-        self.db.begin_read().await?.invite(id).await
+        let mut tx = self.db.begin_read().await?;
+        let invite = tx.invite(id).await?;
+        tx.end().await?;
+        Ok(invite)
     }
 
     /// Revokes a pending invite. Errors: [`Error::NotFound`]; [`Error::Refused`] when it is

@@ -128,9 +128,7 @@ impl Merger {
     /// changed) for A = B, a trashed user, A external while B internal, B admin without
     /// `grant_admin`; [`Error::Hook`] naming the failing merge handler or lifecycle hook.
     pub async fn merge(&self, keep: &UserRef, remove: &UserRef, options: MergeOptions) -> Result<MergeOutcome> {
-        self.db
-            .retrying(|| self.merge_once(keep, remove, options.clone()))
-            .await
+        self.db.retrying(|| self.merge_once(keep, remove, options)).await
     }
 
     /// One attempt of [`Self::merge`], which runs it again when the database asks.

@@ -65,7 +65,9 @@ impl SessionService {
     pub async fn list(&self, user: &UserRef) -> Result<Vec<Session>> {
         let mut tx = self.db.begin_read().await?;
         let user = tx.require_user(user, false).await?;
-        tx.sessions_of(user.id).await
+        let sessions = tx.sessions_of(user.id).await?;
+        tx.end().await?;
+        Ok(sessions)
     }
 
     /// Revokes one session ([`LogoutReason::AdminRevoked`]). Errors: [`Error::NotFound`];

@@ -101,7 +101,10 @@ impl Workspaces {
 
     /// Every workspace type.
     pub async fn types(&self) -> Result<Vec<WorkspaceType>> {
-        self.db.begin_read().await?.workspace_types().await
+        let mut tx = self.db.begin_read().await?;
+        let types = tx.workspace_types().await?;
+        tx.end().await?;
+        Ok(types)
     }
 
     /// Creates a workspace of type `type_slug` under `parent` (default: none). Errors:
@@ -164,7 +167,10 @@ impl Workspaces {
 
     /// Every workspace, the root first.
     pub async fn list(&self) -> Result<Vec<Workspace>> {
-        self.db.begin_read().await?.workspaces().await
+        let mut tx = self.db.begin_read().await?;
+        let workspaces = tx.workspaces().await?;
+        tx.end().await?;
+        Ok(workspaces)
     }
 
     /// A workspace with its roles and members. Errors: [`Error::NotFound`].
@@ -184,6 +190,7 @@ impl Workspaces {
             .into_iter()
             .map(|m: Member| json!({ "username": m.username, "role": m.role, "user_id": m.user_id, "since": m.since }))
             .collect();
+        tx.end().await?;
         Ok(WorkspaceDetails {
             workspace,
             roles,
@@ -297,7 +304,9 @@ impl Workspaces {
             Some(w) => Some(tx.workspace_id(w).await?),
             None => None,
         };
-        tx.roles(id).await
+        let roles = tx.roles(id).await?;
+        tx.end().await?;
+        Ok(roles)
     }
 
     /// The role as it stands (for confirmation prompts that say what goes).
@@ -305,7 +314,9 @@ impl Workspaces {
         let mut tx = self.db.begin_read().await?;
         let workspace_id = tx.workspace_id(workspace).await?;
         let id = tx.role_id(workspace_id, name).await?;
-        tx.role(id).await
+        let role = tx.role(id).await?;
+        tx.end().await?;
+        Ok(role)
     }
 
     /// Deletes a role with its memberships and invites. Errors: [`Error::Refused`] for the
