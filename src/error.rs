@@ -83,6 +83,13 @@ impl Error {
         matches!(self, Self::Unavailable(_) | Self::Schema(_))
     }
 
+    /// Whether a bulk command (import, the sweeper) stops at this error instead of going on
+    /// with the next item: the database is unavailable ([`Error::is_unavailable`]) or the
+    /// operator interrupted the command.
+    pub fn ends_a_batch(&self) -> bool {
+        self.is_unavailable() || matches!(self, Self::Interrupted)
+    }
+
     /// Whether this error means "the database gave up on this transaction because of a
     /// concurrent one; run it again" (SQLSTATE 40001 or 40P01).
     pub fn is_retryable(&self) -> bool {

@@ -302,7 +302,7 @@ impl Erasure {
                 outcome: "skipped",
                 error: None,
             },
-            Err(err) if err.is_unavailable() => return Err(err),
+            Err(err) if err.ends_a_batch() => return Err(err),
             Err(err) => {
                 let message = err.to_string();
                 tracing::error!(%user_id, error = %message, "purge failed");

@@ -404,9 +404,9 @@ impl Importer {
         };
         match outcome {
             Ok(done) => Ok(done),
-            // Unreachable, read-only, shutting down: every next row would fail the same way,
-            // so the import stops here instead of reporting each row as bad.
-            Err(err) if err.is_unavailable() => Err(err),
+            // Unreachable, read-only, shutting down: every next row would fail the same way, so
+            // the import stops here instead of reporting each row as bad; so does Ctrl-C.
+            Err(err) if err.ends_a_batch() => Err(err),
             Err(err) if prepared.len() > 1 => {
                 tracing::warn!(error = %err, rows = prepared.len(), "batch failed; retrying its rows one by one");
                 let mut results = Vec::new();
@@ -417,7 +417,7 @@ impl Importer {
                             results.extend(r);
                             users.extend(u);
                         }
-                        Err(err) if err.is_unavailable() => return Err(err),
+                        Err(err) if err.ends_a_batch() => return Err(err),
                         Err(err) => results.push(error(one[0].line, one[0].username.as_str(), err.to_string())),
                     }
                 }

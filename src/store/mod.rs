@@ -221,11 +221,13 @@ impl Database {
         format!("accountctl/{}", std::process::id())
     }
 
-    /// Cancels the statement this process's connection is running, if any (PostgreSQL's
+    /// Cancels the statement this process's connection is running (PostgreSQL's
     /// `pg_cancel_backend`, sent over a second, short connection that is ended cleanly).
-    /// The statement then fails with SQLSTATE 57014, which is [`Error::Interrupted`], and its
-    /// transaction rolls back through the normal path. Returns whether a statement was
-    /// running; always `false` on SQLite.
+    /// Between two statements of a transaction it waits (up to 3 s) for the next one, so a
+    /// transaction in progress is always the one interrupted. The statement fails with
+    /// SQLSTATE 57014, which is [`Error::Interrupted`], and its transaction rolls back
+    /// through the normal path. Returns whether a statement was canceled; `false` at once
+    /// when the connection is idle outside a transaction (a prompt), and always on SQLite.
     pub async fn interrupt(&self) -> bool {
         use sqlx::Connection as _;
         let Pool::Postgres(pool) = &self.pool else {
@@ -240,14 +242,29 @@ impl Database {
         else {
             return false;
         };
-        let canceled: Result<Vec<bool>, _> = sqlx::query_scalar(
-            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND pid <> pg_backend_pid()",
-        )
-        .bind(name)
-        .fetch_all(&mut conn)
-        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let canceled = loop {
+            // `active`: cancel it; `idle in transaction`: the next statement comes soon.
+            let state: Result<Option<(String, bool)>, _> = sqlx::query_as(
+                "SELECT state, state = 'active' AND pg_cancel_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND pid <> pg_backend_pid() LIMIT 1",
+            )
+            .bind(&name)
+            .fetch_optional(&mut conn)
+            .await;
+            match state {
+                Ok(Some((state, canceled))) if !canceled && state.starts_with("idle in transaction") => {
+                    if std::time::Instant::now() >= deadline {
+                        break false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(Some((_, canceled))) => break canceled,
+                Ok(None) | Err(_) => break false,
+            }
+        };
         let _ = conn.close().await;
-        canceled.is_ok_and(|c| c.contains(&true))
+        canceled
     }
 
     /// [`Database::connect`] with a pool of at most `max_connections`, for a long-running
