@@ -433,7 +433,9 @@ impl Database {
             if left == 0 || std::time::Instant::now() >= deadline {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Usually the last connection is only finishing its return-to-pool round trip:
+            // poll at the timer's resolution so a short-lived process is not held up.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 }
