@@ -4,12 +4,12 @@
 //!
 //! | scenario | ours | baseline | target |
 //! |---|---|---|---|
-//! | merge (issue 5) | `user merge` of a B owning 100k sessions, 100k files, 100k audit rows | bare `UPDATE … SET user_id` of the same kinds of rows | ≤ 2× |
-//! | purge (issue 6) | sweeper purging 10k due users (sessions, folder, membership, audit) | bare cascade `DELETE` of 10k such users, one transaction each | ≤ 5× |
-//! | import (7a) | `user import` of 100k users with `password_hash` and a membership | bare multi-row `INSERT`s of the same rows | ≤ 3× |
-//! | hashing (7b) | import of 2,000 plaintext-password users | cores ÷ one argon2id hash time | ≥ 85 % |
-//! | list (7c) | `user list --search` first page on 1M users (library call) | the same indexed SELECT run directly | ms |
-//! | show (7d) | `accountctl user show` process start to exit | `sqlite3` / `psql` running the same query | — |
+//! | merge | `user merge` of a B owning 100k sessions, 100k files, 100k audit rows | bare `UPDATE … SET user_id` of the same kinds of rows | ≤ 2× |
+//! | purge | sweeper purging 10k due users (sessions, folder, membership, audit) | bare cascade `DELETE` of 10k such users, one transaction each | ≤ 5× |
+//! | import | `user import` of 100k users with `password_hash` and a membership | bare multi-row `INSERT`s of the same rows | ≤ 3× |
+//! | hashing | import of 2,000 plaintext-password users | cores ÷ one argon2id hash time | ≥ 85 % |
+//! | list | `user list --search` first page on 1M users (library call) | the same indexed SELECT run directly | ms |
+//! | show | `accountctl user show` process start to exit | `sqlite3` / `psql` running the same query | — |
 //!
 //! `ACCOUNTCTL_BENCH_SCALE` (default 1) scales the row counts down for a quick run;
 //! `ACCOUNTCTL_BENCH_ONLY=merge,purge,import,hashing,list,show` picks scenarios.
@@ -17,12 +17,13 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use accountctl::App;
+use accountctl::db::{Backend, Database, DatabaseUrl};
+use accountctl::domain::{UserFilter, UserRef};
 use accountctl::password::{self, Secret};
 use accountctl::services::accounts::NewUser;
 use accountctl::services::erasure::SweepOptions;
 use accountctl::services::import::{self, Format, ImportOptions};
-use accountctl::store::{Backend, Database, DatabaseUrl, UserFilter, UserRef};
-use accountctl::{App, Config};
 
 const T: &str = "2026-01-01T00:00:00+00:00";
 const PAST: &str = "2000-01-01T00:00:00+00:00";
@@ -39,6 +40,7 @@ struct Row {
 
 struct Fresh {
     db: Database,
+    app: App,
     url: String,
     backend: Backend,
     _dir: Option<tempfile::TempDir>,
@@ -54,7 +56,7 @@ impl Fresh {
     }
 
     fn app(&self) -> App {
-        App::new(self.db.clone(), Config::default())
+        self.app.clone()
     }
 
     /// A uuid literal `00000000-0000-4000-8TTT-{i:012}` for row `i` of table tag `tag`.
@@ -76,7 +78,7 @@ impl Fresh {
 
     async fn exec(&self, sql: &str) -> u64 {
         let mut tx = self.db.begin().await.expect("tx");
-        let n = tx.execute_raw(sql).await.unwrap_or_else(|e| panic!("{e}: {sql}"));
+        let n = tx.execute(sql, &[]).await.unwrap_or_else(|e| panic!("{e}: {sql}"));
         tx.commit().await.expect("commit");
         n
     }
@@ -123,8 +125,9 @@ async fn fresh(backend: Backend) -> Option<Fresh> {
     let db = Database::connect_with(&DatabaseUrl::parse(&url).expect("url"), 4)
         .await
         .expect("connect");
-    db.migrate().await.expect("migrate");
+    let app = App::builder().database(db.clone()).build().await.expect("app");
     let fresh = Fresh {
+        app,
         db,
         url,
         backend,
@@ -176,14 +179,15 @@ async fn merge_fixture(f: &Fresh, a_name: &str, b_name: &str, tags: (u16, u16), 
     let app = f.app();
     let a = new_user(&app, a_name).await;
     let b = new_user(&app, b_name).await;
-    let home =
+    let home: uuid::Uuid =
         f.db.begin()
             .await
             .expect("tx")
-            .home_folder_id(b)
+            .fetch_one("SELECT id FROM folders WHERE user_id = $1 AND is_home", &[b.into()])
             .await
-            .expect("home")
-            .expect("home folder");
+            .expect("home folder")
+            .get("id")
+            .expect("id");
     let (bl, hl) = (f.lit(b), f.lit(home));
     let s = series(n);
     f.exec(&format!("INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) {s} SELECT {}, {bl}, {bl}, '{b_name}' || i, '{T}', '{FUTURE}' FROM s", f.id(tags.0, "i"))).await;
@@ -204,7 +208,7 @@ async fn bench_merge(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
         format!("UPDATE files SET user_id = {al} WHERE user_id = {bl}"),
         format!("UPDATE audit_events SET subject_user_id = {al} WHERE subject_user_id = {bl}"),
     ] {
-        tx.execute_raw(&sql).await.expect("baseline");
+        tx.execute(&sql, &[]).await.expect("baseline");
     }
     tx.commit().await.expect("commit");
     let baseline = started.elapsed();
@@ -301,7 +305,7 @@ async fn bench_purge(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
         for i in next..=end {
             let id = format!("00000000-0000-4000-8101-{i:012}");
             let mut tx = f.db.begin().await.expect("tx");
-            tx.execute_raw(&format!("DELETE FROM users WHERE id = {}", lit_text(f, &id)))
+            tx.execute(&format!("DELETE FROM users WHERE id = {}", lit_text(f, &id)), &[])
                 .await
                 .expect("delete");
             tx.commit().await.expect("commit");
@@ -385,20 +389,23 @@ async fn bench_import(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
             let _ = write!(members, "{sep}({u}, {ws}, {rl}, '{T}')");
         }
         let mut tx = f.db.begin().await.expect("tx");
-        tx.execute_raw(&format!(
-            "INSERT INTO persons (id, created_at, updated_at) VALUES {persons}"
-        ))
+        tx.execute(
+            &format!("INSERT INTO persons (id, created_at, updated_at) VALUES {persons}"),
+            &[],
+        )
         .await
         .expect("persons");
-        tx.execute_raw(&format!("INSERT INTO users (id, person_id, username, role, is_external, active, password_hash, created_at, updated_at) VALUES {users}")).await.expect("users");
-        tx.execute_raw(&format!(
-            "INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) VALUES {passports}"
-        ))
+        tx.execute(&format!("INSERT INTO users (id, person_id, username, role, is_external, active, password_hash, created_at, updated_at) VALUES {users}"), &[]).await.expect("users");
+        tx.execute(
+            &format!("INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) VALUES {passports}"),
+            &[],
+        )
         .await
         .expect("passports");
-        tx.execute_raw(&format!(
-            "INSERT INTO memberships (user_id, workspace_id, role_id, created_at) VALUES {members}"
-        ))
+        tx.execute(
+            &format!("INSERT INTO memberships (user_id, workspace_id, role_id, created_at) VALUES {members}"),
+            &[],
+        )
         .await
         .expect("memberships");
         tx.commit().await.expect("commit");
@@ -550,7 +557,7 @@ async fn bench_list(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     );
     let baseline = median(21, || async {
         let mut tx = f.db.begin_read().await.expect("tx");
-        tx.execute_raw(&sql).await.expect("select");
+        tx.execute(&sql, &[]).await.expect("select");
     })
     .await;
     rows.push(Row {

@@ -1,9 +1,11 @@
-//! The composition root: builds the services over one [`Database`] and registers the
-//! lifecycle hooks. An application server builds the same [`App`] and so fires the same
-//! hooks as `accountctl`.
+//! The composition root: [`App`], built once through [`AppBuilder`] with the database, the
+//! settings and the application's own lifecycle hooks, merge handlers, migrations and
+//! personal-data declarations. Every service comes from a built `App`, so no operation runs
+//! without the hooks, and the CLI ([`crate::cli`]) runs on the same `App` as the server.
 
 use std::sync::Arc;
 
+use crate::error::{Error, Result};
 use crate::lifecycle::{UserLifecycleHook, UserLifecycleService};
 use crate::services::accounts::Accounts;
 use crate::services::audit::AuditLifecycleHook;
@@ -13,8 +15,11 @@ use crate::services::bootstrap::Bootstrap;
 use crate::services::external_identity::ExternalIdentityLifecycleHook;
 use crate::services::folders::{FolderService, HomeFolderLifecycleHook};
 use crate::services::memberships::Memberships;
+use crate::services::merge::MergeHandler;
 use crate::services::sessions::{SessionRevocationLifecycleHook, SessionService};
-use crate::store::Database;
+use crate::store::{
+    Database, DatabaseUrl, InvalidationChannel, MigrateReport, MigrationPlan, Migrations, MissingHook, SchemaStatus,
+};
 
 /// Settings of the services.
 #[derive(Debug, Clone)]
@@ -36,26 +41,240 @@ impl Default for Config {
     }
 }
 
-/// The library, wired: one database, one dispatcher, the services.
-#[derive(Clone)]
-pub struct App {
-    pub db: Database,
-    pub config: Config,
-    pub lifecycle: Arc<UserLifecycleService>,
-    pub authz: Arc<AuthzCache>,
-    /// Merge handlers the application added; they run after the shipped ones.
-    pub merge_handlers: Vec<Arc<dyn crate::services::merge::MergeHandler>>,
+/// Declares that rows of an application table hold personal data of the user they reference,
+/// so that a GDPR purge (the right to erasure, GDPR Art. 17) deletes them in the purge
+/// transaction, after the lifecycle hooks ran, even if no hook does.
+///
+/// ```
+/// # use accountctl::app::PersonalData;
+/// let calendars = PersonalData::table("app_calendars", "user_id").columns(&["name"]);
+/// assert_eq!(calendars.personal_columns(), ["name"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalData {
+    table: &'static str,
+    user_column: &'static str,
+    columns: Vec<&'static str>,
 }
 
-impl App {
-    /// Wires the services with the shipped hooks.
-    pub fn new(db: Database, config: Config) -> Self {
-        Self::with_hooks(db, config, Vec::new())
+impl PersonalData {
+    /// Rows of `table` whose `user_column` holds a user's id belong to that user.
+    pub fn table(table: &'static str, user_column: &'static str) -> Self {
+        Self {
+            table,
+            user_column,
+            columns: Vec::new(),
+        }
     }
 
-    /// Wires the services with the shipped hooks followed by `extra` (an application's own),
-    /// which therefore fire after every shipped hook.
-    pub fn with_hooks(db: Database, config: Config, extra: Vec<Arc<dyn UserLifecycleHook>>) -> Self {
+    /// The columns that identify or describe the person (the others are taken to be
+    /// references or operational state).
+    pub fn columns(mut self, columns: &[&'static str]) -> Self {
+        self.columns.extend_from_slice(columns);
+        self
+    }
+
+    /// The table's name.
+    pub fn table_name(&self) -> &'static str {
+        self.table
+    }
+
+    /// The column holding the owning user's id.
+    pub fn user_column(&self) -> &'static str {
+        self.user_column
+    }
+
+    /// The columns declared personal.
+    pub fn personal_columns(&self) -> &[&'static str] {
+        &self.columns
+    }
+
+    /// Identifiers are formatted into the purge's SQL, so only plain lower-case SQL
+    /// identifiers are accepted. Errors: [`Error::Invalid`].
+    fn validate(&self) -> Result<()> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        for name in [self.table, self.user_column].iter().chain(&self.columns) {
+            if !plain(name) {
+                return Err(Error::Invalid(format!(
+                    "personal-data declaration {}.{}: {name:?} is not a plain lower-case SQL identifier",
+                    self.table, self.user_column
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The statement that erases the user's rows (`$1` is the user id).
+    pub(crate) fn erase_sql(&self) -> String {
+        format!("DELETE FROM {} WHERE {} = $1", self.table, self.user_column)
+    }
+}
+
+type HookFactory = Box<dyn FnOnce(&Database) -> Arc<dyn UserLifecycleHook> + Send>;
+
+enum DatabaseSource {
+    Url(String),
+    Database(Database),
+}
+
+/// Builds an [`App`]: the one door through which an application wires accountctl.
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # async fn example(my_hook: Arc<dyn accountctl::lifecycle::UserLifecycleHook>) -> accountctl::Result<()> {
+/// use accountctl::{App, Config};
+///
+/// let app = App::builder()
+///     .database_url("postgres://app@db.internal/accounts")
+///     .config(Config::default())
+///     .hook(my_hook)
+///     .build()
+///     .await?;
+/// app.ensure_schema_current().await?;
+/// let users = app.accounts().list(&Default::default()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Default)]
+pub struct AppBuilder {
+    database: Option<DatabaseSource>,
+    max_connections: Option<u32>,
+    invalidations: Option<InvalidationChannel>,
+    config: Config,
+    hooks: Vec<HookFactory>,
+    merge_handlers: Vec<Arc<dyn MergeHandler>>,
+    migrations: Migrations,
+    personal_data: Vec<PersonalData>,
+    program: Option<String>,
+}
+
+impl std::fmt::Debug for AppBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppBuilder")
+            .field("hooks", &self.hooks.len())
+            .field(
+                "merge_handlers",
+                &self.merge_handlers.iter().map(|h| h.name()).collect::<Vec<_>>(),
+            )
+            .field("personal_data", &self.personal_data)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppBuilder {
+    /// The database to connect to at [`AppBuilder::build`]: `sqlite://PATH` or
+    /// `postgres://USER@HOST/DB`.
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database = Some(DatabaseSource::Url(url.into()));
+        self
+    }
+
+    /// An already open database (see [`Database::from_pg_pool`] and
+    /// [`Database::from_sqlite_pool`] to wrap the application's own pool).
+    pub fn database(mut self, db: Database) -> Self {
+        self.database = Some(DatabaseSource::Database(db));
+        self
+    }
+
+    /// Whether a database was given (the CLI falls back to its default when not).
+    pub fn has_database(&self) -> bool {
+        self.database.is_some()
+    }
+
+    /// The pool size when connecting by URL (default 8).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// How the AuthzCache hook publishes invalidations to other processes (default:
+    /// `NOTIFY` on PostgreSQL; SQLite always uses the table). [`InvalidationChannel::Table`]
+    /// is for PostgreSQL-compatible engines without `LISTEN`/`NOTIFY`.
+    pub fn invalidation_channel(mut self, channel: InvalidationChannel) -> Self {
+        self.invalidations = Some(channel);
+        self
+    }
+
+    /// The admin binary's name, used in messages that tell the operator what to run (e.g.
+    /// "run `NAME migrate`"). Default `accountctl`; the CLI sets it to its own name.
+    pub fn program_name(mut self, name: impl Into<String>) -> Self {
+        self.program = Some(name.into());
+        self
+    }
+
+    /// The services' settings.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The settings, to adjust before [`AppBuilder::build`].
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    /// Registers an application lifecycle hook. Application hooks fire after every shipped
+    /// hook, in the order registered.
+    pub fn hook(self, hook: Arc<dyn UserLifecycleHook>) -> Self {
+        self.hook_with(move |_| hook)
+    }
+
+    /// Registers a lifecycle hook built from the database once it is open (for hooks that
+    /// write outside the delete transaction, on created or login). Fires in registration
+    /// order among the application's hooks.
+    pub fn hook_with(mut self, make: impl FnOnce(&Database) -> Arc<dyn UserLifecycleHook> + Send + 'static) -> Self {
+        self.hooks.push(Box::new(make));
+        self
+    }
+
+    /// Registers an application merge handler, run after the shipped ones (core data,
+    /// passports, external identities) in the order registered.
+    pub fn merge_handler(mut self, handler: Arc<dyn MergeHandler>) -> Self {
+        self.merge_handlers.push(handler);
+        self
+    }
+
+    /// The application's own migrations, applied by [`App::migrate`] (and so by `migrate`
+    /// and `bootstrap`) after accountctl's, with a history of their own.
+    pub fn migrations(mut self, migrations: Migrations) -> Self {
+        self.migrations = migrations;
+        self
+    }
+
+    /// Declares an application table holding personal data (see [`PersonalData`]).
+    pub fn personal_data(mut self, declaration: PersonalData) -> Self {
+        self.personal_data.push(declaration);
+        self
+    }
+
+    /// Opens the database (when given by URL), builds the dispatcher with the shipped hooks
+    /// followed by the application's, and checks the hook set the database records: when
+    /// this binary lacks one, the `App` may read but every write fails with
+    /// [`Error::MissingHooks`] (exit 6).
+    ///
+    /// Errors: [`Error::Invalid`] for no database, a malformed URL, duplicate hook names or an
+    /// invalid personal-data declaration; [`Error::Unavailable`] when the database cannot be
+    /// reached.
+    pub async fn build(self) -> Result<App> {
+        let db = match self.database {
+            Some(DatabaseSource::Database(db)) => db,
+            Some(DatabaseSource::Url(url)) => {
+                Database::connect_with(&DatabaseUrl::parse(&url)?, self.max_connections.unwrap_or(8)).await?
+            }
+            None => return Err(Error::Invalid("no database given: set a database URL or pool".into())),
+        };
+        let db = match self.invalidations {
+            Some(channel) => db.with_invalidation_channel(channel),
+            None => db,
+        };
+        for declaration in &self.personal_data {
+            declaration.validate()?;
+        }
         let authz = Arc::new(AuthzCache::default());
         // Registration order is firing order, and it is decided here only:
         // 1. audit first, so even an event a later hook aborts is traced (the durable row
@@ -65,7 +284,7 @@ impl App {
         // 3. authz cache: invalidate once the state changes are queued;
         // 4. session revocation: revokes in the delete transaction before the row changes;
         // 5. external identity;
-        // then the application's hooks.
+        // then the application's hooks, in the order registered.
         let mut hooks: Vec<Arc<dyn UserLifecycleHook>> = vec![
             Arc::new(AuditLifecycleHook::new(db.clone())),
             Arc::new(HomeFolderLifecycleHook::new(FolderService::new(db.clone()))),
@@ -73,55 +292,226 @@ impl App {
             Arc::new(SessionRevocationLifecycleHook),
             Arc::new(ExternalIdentityLifecycleHook::new(db.clone())),
         ];
-        hooks.extend(extra);
+        hooks.extend(self.hooks.into_iter().map(|make| make(&db)));
+        let mut merge_handlers = crate::services::merge::default_handlers();
+        merge_handlers.extend(self.merge_handlers);
+        let mut registered: Vec<(&'static str, &'static str)> = Vec::new();
+        for (kind, name) in hooks
+            .iter()
+            .map(|h| ("lifecycle", h.name()))
+            .chain(merge_handlers.iter().map(|h| ("merge", h.name())))
+        {
+            if registered.contains(&(kind, name)) {
+                return Err(Error::Invalid(format!(
+                    "two {kind} hooks are named {name:?}: names identify hooks in the database's hook registry"
+                )));
+            }
+            registered.push((kind, name));
+        }
         let lifecycle = Arc::new(UserLifecycleService::new(hooks));
-        Self {
+        let app = App {
             db,
-            config,
+            config: self.config,
             lifecycle,
             authz,
-            merge_handlers: Vec::new(),
+            merge_handlers: merge_handlers.into(),
+            plan: Arc::new(MigrationPlan {
+                app: self.migrations,
+                hooks: registered,
+            }),
+            personal_data: self.personal_data.into(),
+            program: self.program.unwrap_or_else(|| "accountctl".to_owned()).into(),
+        };
+        app.check_hook_set().await?;
+        Ok(app)
+    }
+}
+
+/// The library, wired: one database, one dispatcher (shipped hooks, then the application's),
+/// the merge handlers, and the services. Cheap to clone. Build it with [`App::builder`].
+#[derive(Clone)]
+pub struct App {
+    pub(crate) db: Database,
+    pub(crate) config: Config,
+    pub(crate) lifecycle: Arc<UserLifecycleService>,
+    pub(crate) authz: Arc<AuthzCache>,
+    merge_handlers: Arc<[Arc<dyn MergeHandler>]>,
+    plan: Arc<MigrationPlan>,
+    personal_data: Arc<[PersonalData]>,
+    program: Arc<str>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("db", &self.db)
+            .field("hooks", &self.lifecycle.hook_names())
+            .field("merge_handlers", &self.merge_handler_names())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// A builder with no database, default settings and no application hooks.
+    pub fn builder() -> AppBuilder {
+        AppBuilder::default()
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The dispatcher (to fire events from the application's own paths, and to drain
+    /// spawned logout work before a process exits).
+    pub fn lifecycle(&self) -> &Arc<UserLifecycleService> {
+        &self.lifecycle
+    }
+
+    /// The authorization cache the AuthzCache hook invalidates (a server answers
+    /// capability checks from it and runs the invalidation listener on it).
+    pub fn authz(&self) -> &Arc<AuthzCache> {
+        &self.authz
+    }
+
+    /// The lifecycle hooks' names, in firing order.
+    pub fn hook_names(&self) -> Vec<&'static str> {
+        self.lifecycle.hook_names()
+    }
+
+    /// The merge handlers' names, in running order.
+    pub fn merge_handler_names(&self) -> Vec<&'static str> {
+        self.merge_handlers.iter().map(|h| h.name()).collect()
+    }
+
+    /// The application's personal-data declarations.
+    pub fn personal_data(&self) -> &[PersonalData] {
+        &self.personal_data
+    }
+
+    /// Applies pending migrations (accountctl's, then the application's) and records this
+    /// binary's hook set, in one transaction under a migration lock: safe to run from several
+    /// processes at once. Idempotent.
+    ///
+    /// Errors: [`Error::MissingHooks`] when the database records hooks this binary lacks (a
+    /// binary without them must not migrate on their behalf); [`Error::Schema`] when the
+    /// database is ahead of this build or a migration was edited after it was applied.
+    pub async fn migrate(&self) -> Result<MigrateReport> {
+        self.db.migrate_with(&self.plan).await
+    }
+
+    /// Where the schema stands against this build's migrations (accountctl's and the
+    /// application's).
+    pub async fn schema_status(&self) -> Result<SchemaStatus> {
+        self.db.schema_status_with(&self.plan.app).await
+    }
+
+    /// Refuses to go on against a schema that is not exactly this build's.
+    ///
+    /// Errors: [`Error::Schema`] (exit code 6) naming `migrate` when the schema is behind, or
+    /// asking for a newer build when it is ahead.
+    pub async fn ensure_schema_current(&self) -> Result<()> {
+        match self.schema_status().await? {
+            SchemaStatus::Current => Ok(()),
+            SchemaStatus::Behind(v) => Err(Error::Schema(format!(
+                "the database schema at {} is behind this build ({} migration(s) pending): run `{} migrate` first",
+                self.db.url(),
+                v.len(),
+                self.program
+            ))),
+            SchemaStatus::Ahead(v) => Err(Error::Schema(format!(
+                "the database schema at {} is newer than this build (unknown migration(s) {v:?}): upgrade {}",
+                self.db.url(),
+                self.program
+            ))),
         }
     }
 
-    /// Adds an application merge handler, run after the shipped ones (core data, passports,
-    /// external identities) in the order added.
-    pub fn with_merge_handler(mut self, handler: Arc<dyn crate::services::merge::MergeHandler>) -> Self {
-        self.merge_handlers.push(handler);
-        self
+    /// The hooks the database records that this binary lacks (empty when none, or before the
+    /// first migration).
+    pub async fn missing_hooks(&self) -> Result<Vec<MissingHook>> {
+        self.db.missing_hooks(&self.plan.hooks).await
+    }
+
+    /// The hook set the database records, as `(kind, name)` with kind `lifecycle` or `merge`.
+    pub async fn recorded_hooks(&self) -> Result<Vec<(String, String)>> {
+        self.db.recorded_hooks().await
+    }
+
+    /// Removes `name` of `kind` (`lifecycle` or `merge`) from the database's hook registry,
+    /// for an application that retired a hook on purpose. Allowed even while writes are
+    /// refused for missing hooks. Returns whether it was recorded.
+    ///
+    /// Errors: [`Error::Invalid`] for another kind.
+    pub async fn forget_hook(&self, kind: &str, name: &str) -> Result<bool> {
+        if !matches!(kind, "lifecycle" | "merge") {
+            return Err(Error::Invalid(format!("hook kind {kind:?}: use lifecycle or merge")));
+        }
+        self.db.forget_hook(kind, name).await
+    }
+
+    /// Reads the hook registry and, when this binary lacks a recorded hook, makes every write
+    /// transaction fail with [`Error::MissingHooks`].
+    async fn check_hook_set(&self) -> Result<()> {
+        let missing = self.missing_hooks().await?;
+        if !missing.is_empty() {
+            tracing::info!(missing = %missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "), "this binary lacks hooks the database records: writes are refused");
+            self.db.refuse_writes(missing);
+        }
+        Ok(())
     }
 
     /// Account merge with the shipped handlers followed by the application's.
     pub fn merger(&self) -> crate::services::merge::Merger {
-        let mut handlers = crate::services::merge::default_handlers();
-        handlers.extend(self.merge_handlers.iter().cloned());
-        crate::services::merge::Merger::new(self.db.clone(), self.lifecycle.clone(), self.accounts(), handlers)
+        crate::services::merge::Merger::new(
+            self.db.clone(),
+            self.lifecycle.clone(),
+            self.accounts(),
+            self.merge_handlers.to_vec(),
+        )
     }
 
+    /// Users: create, list, show, delete, restore, disable, enable, passwords, conversion.
     pub fn accounts(&self) -> Accounts {
-        Accounts::new(self.db.clone(), self.lifecycle.clone(), self.config.trash_retention)
+        Accounts::new(
+            self.db.clone(),
+            self.lifecycle.clone(),
+            self.config.trash_retention,
+            self.personal_data.clone(),
+        )
     }
 
+    /// Sessions: list, revoke, prune.
     pub fn sessions(&self) -> SessionService {
         SessionService::new(self.db.clone(), self.lifecycle.clone())
     }
 
+    /// The password sign-in path.
     pub fn auth(&self) -> AuthService {
         AuthService::new(self.db.clone(), self.lifecycle.clone(), self.sessions())
     }
 
+    /// Idempotent first start: migrations, root workspace, first admin.
     pub fn bootstrap(&self) -> Bootstrap {
-        Bootstrap::new(self.db.clone(), self.accounts())
+        Bootstrap::new(self.clone())
     }
 
+    /// Home folders.
     pub fn folders(&self) -> FolderService {
         FolderService::new(self.db.clone())
     }
 
+    /// Workspaces, workspace types and roles.
     pub fn workspaces(&self) -> crate::services::workspaces::Workspaces {
         crate::services::workspaces::Workspaces::new(self.db.clone())
     }
 
+    /// Invites into workspaces.
     pub fn invites(&self) -> crate::services::invites::Invites {
         crate::services::invites::Invites::new(
             self.db.clone(),
@@ -131,6 +521,7 @@ impl App {
         )
     }
 
+    /// Erasure requests and the sweeper.
     pub fn erasure(&self) -> crate::services::erasure::Erasure {
         crate::services::erasure::Erasure::new(
             self.db.clone(),
@@ -141,10 +532,12 @@ impl App {
         )
     }
 
+    /// Bulk import.
     pub fn importer(&self) -> crate::services::import::Importer {
         crate::services::import::Importer::new(self.db.clone(), self.lifecycle.clone())
     }
 
+    /// Workspace role assignment.
     pub fn memberships(&self) -> Memberships {
         Memberships::new(self.db.clone())
     }
@@ -155,5 +548,17 @@ impl App {
         let id = tx.workspace_id(key).await?;
         tx.end().await?;
         Ok(id)
+    }
+}
+#[cfg(test)]
+mod send_check {
+    fn is_send<T: Send>(_: T) {}
+    #[allow(dead_code)]
+    fn check(app: &super::App, db: &crate::store::Database) {
+        is_send(app.migrate());
+        is_send(db.migrate_with(&Default::default()));
+        is_send(app.schema_status());
+        is_send(app.missing_hooks());
+        is_send(super::App::builder().build());
     }
 }

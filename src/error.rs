@@ -1,5 +1,5 @@
-//! The library's one error type. Each variant corresponds to one exit code of the CLI
-//! (DESIGN.md, "Exit codes"); [`Error::exit_code`] is the single mapping.
+//! The library's one error type. Each variant corresponds to one exit code of the CLI (the
+//! table in `accountctl --help`); [`Error::exit_code`] is the single mapping.
 
 /// Everything that can go wrong in a library call.
 #[derive(Debug, thiserror::Error)]
@@ -9,11 +9,18 @@ pub enum Error {
     Invalid(String),
     /// The named record does not exist. Exit code 3.
     #[error("{what} not found: {key}")]
-    NotFound { what: &'static str, key: String },
+    NotFound {
+        /// What was looked up: `user`, `workspace`, `role`, `invite`…
+        what: &'static str,
+        /// The key it was looked up by, as given.
+        key: String,
+    },
     /// The record already exists or the change collides with another record. Exit code 4.
     #[error("{0}")]
     Conflict(String),
     /// Refused by an invariant (last admin, external admin, expired invite…). Exit code 4.
+    /// A lifecycle hook or merge handler returns it to veto an operation by policy; the
+    /// caller then reports [`Error::Vetoed`].
     #[error("{0}")]
     Refused(String),
     /// Wrong password, unknown or inactive user on the login path. One message for all, so
@@ -24,13 +31,39 @@ pub enum Error {
     /// the transaction was rolled back and nothing changed. Exit code 1.
     #[error("{hook} (lifecycle hook or merge handler) failed; nothing was changed: {source}")]
     Hook {
+        /// The hook's or handler's `name()`.
         hook: &'static str,
+        /// The error it returned.
         #[source]
         source: Box<Error>,
     },
+    /// A lifecycle hook or merge handler refused the operation by policy (it returned
+    /// [`Error::Refused`], e.g. a user on legal hold); the transaction was rolled back and
+    /// nothing changed. Exit code 4.
+    #[error("refused by {hook}: {reason}; nothing was changed")]
+    Vetoed {
+        /// The hook's or handler's `name()`.
+        hook: &'static str,
+        /// The hook's own message.
+        reason: String,
+    },
+    /// The database records lifecycle hooks or merge handlers that this binary does not
+    /// register: it may read but every write is refused, so no change skips their work.
+    /// Exit code 6.
+    #[error(
+        "this binary lacks {} recorded in the database: {}. It may read but not write; use the application's own admin binary (the one that registers them)",
+        if .0.len() == 1 { "a hook" } else { "hooks" },
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    MissingHooks(Vec<crate::store::MissingHook>),
     /// Some items of a batch failed (the others were committed). Exit code 5.
     #[error("{failed} of {total} items failed")]
-    Partial { failed: u64, total: u64 },
+    Partial {
+        /// Items that failed.
+        failed: u64,
+        /// Items in the batch.
+        total: u64,
+    },
     /// The database cannot be reached or opened, refuses writes (a read-only standby, a
     /// server shutting down or in recovery), or a connection pooler between us and it cannot
     /// carry what the command needs. The message says what to do. Exit code 6.
@@ -57,22 +90,49 @@ pub enum Error {
 }
 
 impl Error {
-    /// The CLI exit code for this error (DESIGN.md): 1 internal, 2 invalid, 3 not found,
-    /// 4 conflict/refused, 5 partial failure, 6 database unavailable or schema behind.
+    /// The CLI exit code for this error: 1 internal (a hook that failed included),
+    /// 2 invalid, 3 not found, 4 conflict/refused (a hook's veto included), 5 partial
+    /// failure, 6 database unavailable, schema behind or ahead, or hooks missing.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Invalid(_) => 2,
             Self::NotFound { .. } => 3,
-            Self::Conflict(_) | Self::Refused(_) | Self::AuthenticationFailed | Self::Serialization(_) => 4,
+            Self::Conflict(_)
+            | Self::Refused(_)
+            | Self::AuthenticationFailed
+            | Self::Vetoed { .. }
+            | Self::Serialization(_) => 4,
             Self::Partial { .. } => 5,
-            Self::Unavailable(_) | Self::Schema(_) => 6,
+            Self::Unavailable(_) | Self::Schema(_) | Self::MissingHooks(_) => 6,
             Self::Hook { .. } | Self::Database(_) | Self::Internal(_) => 1,
             Self::Interrupted => 130,
         }
     }
 
+    /// The error a command reports when hook or handler `hook` returned `err` inside a
+    /// transaction: a policy refusal ([`Error::Refused`]) becomes [`Error::Vetoed`] (exit 4),
+    /// anything else [`Error::Hook`] (exit 1). Either way the transaction rolls back.
+    pub(crate) fn from_hook(hook: &'static str, err: Error) -> Self {
+        match err {
+            Self::Refused(reason) => Self::Vetoed { hook, reason },
+            vetoed @ Self::Vetoed { .. } => vetoed,
+            other => Self::Hook {
+                hook,
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// A [`Error::NotFound`] whose key is shown escaped and cut to a bounded length, since
+    /// it echoes what the caller typed.
     pub(crate) fn not_found(what: &'static str, key: impl Into<String>) -> Self {
-        Self::NotFound { what, key: key.into() }
+        let key: String = key.into();
+        let key = if key.chars().count() > crate::domain::ECHO_CHARS || key.chars().any(char::is_control) {
+            crate::domain::shown(&key)
+        } else {
+            key
+        };
+        Self::NotFound { what, key }
     }
 
     /// Whether the database, not the input, made this fail in a way that will fail the same
@@ -80,7 +140,7 @@ impl Error {
     /// carry the command. Bulk commands stop at the first such error instead of failing
     /// every remaining row.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Schema(_))
+        matches!(self, Self::Unavailable(_) | Self::Schema(_) | Self::MissingHooks(_))
     }
 
     /// Whether a bulk command (import, the sweeper) stops at this error instead of going on
@@ -157,6 +217,12 @@ fn constraint_message(name: &str) -> Option<&'static str> {
         "workspace_types_slug_key" => "a workspace type with that slug already exists",
         "erasure_requests_one_pending" => "an erasure request for that user is already pending",
         "folders_one_home_per_user" => "the user already has a home folder",
+        "users_username_not_an_id" => {
+            "a username may not have the shape of a user id (uuid), an email or a phone number"
+        }
+        "workspaces_name_folded_key" => {
+            "a workspace with that name already exists (names are unique regardless of case)"
+        }
         _ => return None,
     })
 }
@@ -173,7 +239,27 @@ const CONSTRAINT_NAMES: &[&str] = &[
     "workspace_types_slug_key",
     "erasure_requests_one_pending",
     "folders_one_home_per_user",
+    "users_username_not_an_id",
+    "workspaces_name_folded_key",
 ];
+
+/// SQLite names a violated plain UNIQUE index or constraint by its columns
+/// ("UNIQUE constraint failed: passports.kind, passports.value"), not by its name; this maps
+/// those column lists to the constraint names PostgreSQL reports, so both backends print
+/// the same message.
+fn sqlite_unique_columns(columns: &str) -> Option<&'static str> {
+    Some(match columns {
+        "users.username" => "users_username_ci_key",
+        "passports.kind, passports.value" => "passports_value_key",
+        "external_identities.provider, external_identities.subject" => "external_identities_provider_subject_key",
+        "workspace_types.slug" => "workspace_types_slug_key",
+        "workspaces.is_root" => "workspaces_one_root",
+        "workspaces.name_folded" => "workspaces_name_folded_key",
+        "erasure_requests.user_id" => "erasure_requests_one_pending",
+        "folders.user_id" => "folders_one_home_per_user",
+        _ => return None,
+    })
+}
 
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
@@ -204,13 +290,10 @@ impl From<sqlx::Error> for Error {
                             .map(|n| (*n).to_owned())
                     })
                     .or_else(|| {
-                        // SQLite reports a plain UNIQUE column as "UNIQUE constraint failed: table.column".
                         message
                             .strip_prefix("UNIQUE constraint failed: ")
-                            .map(|cols| match cols {
-                                "workspace_types.slug" => "workspace_types_slug_key".to_owned(),
-                                other => other.to_owned(),
-                            })
+                            .and_then(sqlite_unique_columns)
+                            .map(str::to_owned)
                     });
                 let friendly = name.as_deref().and_then(constraint_message).map(str::to_owned);
                 let sqlite_trigger = db.code().as_deref() == Some("1811");
@@ -221,12 +304,17 @@ impl From<sqlx::Error> for Error {
                     ErrorKind::CheckViolation | ErrorKind::NotNullViolation => {
                         Self::Refused(friendly.unwrap_or(message))
                     }
-                    _ if sqlite_trigger => Self::Refused(message),
+                    _ if sqlite_trigger => Self::Refused(friendly.unwrap_or(message)),
                     _ => match db.code().as_deref() {
-                        // serialization_failure, deadlock_detected: the transaction may
-                        // succeed when run again (see Database::retrying).
+                        // SQLITE_BUSY (5) and its extended codes: another writer kept the
+                        // database locked for longer than the busy timeout.
+                        Some("5" | "261" | "517" | "773") => Self::Unavailable(format!(
+                            "the SQLite database stayed locked by another writer past the busy timeout ({message}); try again"
+                        )),
                         // query_canceled by Database::interrupt (not by a statement_timeout).
                         Some("57014") if message.contains("user request") => Self::Interrupted,
+                        // serialization_failure, deadlock_detected: the transaction may
+                        // succeed when run again (see Database::retrying).
                         Some(code @ ("40001" | "40P01")) => Self::Serialization(format!(
                             "the transaction conflicted with a concurrent one ({}, SQLSTATE {code}) and still did after retrying; nothing was changed, run the command again: {message}",
                             if code == "40001" {

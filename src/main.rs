@@ -1,9 +1,8 @@
-//! `accountctl`: the admin CLI over the accountctl library. Parse, run, map the error to an
-//! exit code; everything else lives in `cli/`.
+//! `accountctl`: the admin CLI with the shipped lifecycle hooks only. An application builds
+//! its own admin binary the same way, passing a builder with its hooks to
+//! [`accountctl::cli::run`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod cli;
-
 fn main() -> std::process::ExitCode {
-    cli::main()
+    accountctl::cli::run(accountctl::App::builder())
 }

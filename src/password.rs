@@ -9,7 +9,6 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::OnceLock;
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -28,6 +27,7 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {
+    /// Wraps `text`. Each clone holds its own copy, zeroed when that clone is dropped.
     pub fn new(text: String) -> Self {
         Self(Zeroizing::new(text))
     }
@@ -90,9 +90,20 @@ pub fn hash_blocking(password: &Secret) -> Result<String> {
 }
 
 /// Verifies `password` against a stored hash in constant time: a PHC string (argon2id,
-/// argon2i or argon2d, any parameters) or a bcrypt hash (`$2a$`, `$2b$`, `$2y$`, as imported
-/// from other systems). A malformed or unsupported hash verifies as `false`.
+/// argon2i or argon2d) or a bcrypt hash (`$2a$`, `$2b$`, `$2y$`, as imported from other
+/// systems), within the cost bounds of [`check_hash`]. A malformed, unsupported or too
+/// costly hash verifies as `false` after the same work as a wrong password, so a hostile
+/// stored hash can neither exhaust memory or CPU nor be told apart by timing.
 pub fn verify_blocking(phc: &str, password: &Secret) -> bool {
+    if let Err(e) = check_hash(phc) {
+        tracing::error!(error = %e, "stored password hash refused");
+        let _ = verify_unchecked(DUMMY_PHC, password);
+        return false;
+    }
+    verify_unchecked(phc, password)
+}
+
+fn verify_unchecked(phc: &str, password: &Secret) -> bool {
     if is_bcrypt(phc) {
         return bcrypt::verify(password.expose(), phc).unwrap_or(false);
     }
@@ -108,14 +119,35 @@ fn is_bcrypt(hash: &str) -> bool {
     ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
 }
 
-/// Checks that an imported hash is one the login path can verify: an argon2 PHC string
-/// (`$argon2id$…`, `$argon2i$…`) or bcrypt (`$2b$…`). Errors: [`Error::Invalid`] naming the
-/// accepted forms. (Stored as is; the first login upgrades it to the current argon2id.)
-pub fn validate_imported_hash(hash: &str) -> Result<()> {
+/// Largest argon2 memory cost accepted, in KiB: 64 MiB, RFC 9106 §4's second recommended
+/// option (the first, 2 GiB, is for dedicated servers, not a login path any client can call).
+pub const MAX_ARGON2_MEMORY_KIB: u32 = 65_536;
+/// Largest argon2 time cost (passes) accepted.
+pub const MAX_ARGON2_TIME_COST: u32 = 10;
+/// Largest argon2 parallelism accepted (RFC 9106 §4 recommends 4 lanes).
+pub const MAX_ARGON2_LANES: u32 = 8;
+/// Largest argon2 total work accepted, memory × passes in KiB: RFC 9106's second option
+/// (64 MiB × 3 passes). Bounds the worst case of one login at a few hundred milliseconds.
+pub const MAX_ARGON2_WORK_KIB: u64 = 65_536 * 3;
+/// Largest bcrypt cost accepted: 2^14 rounds, about a second; costs 10–12 are usual.
+pub const MAX_BCRYPT_COST: u32 = 14;
+
+/// Checks that a stored or imported hash is one the login path can verify at a bounded
+/// cost: an argon2 PHC string (`$argon2id$…`, `$argon2i$…`, `$argon2d$…`) with a salt, a hash
+/// of 16–64 bytes and parameters within [`MAX_ARGON2_MEMORY_KIB`], [`MAX_ARGON2_TIME_COST`],
+/// [`MAX_ARGON2_LANES`] and [`MAX_ARGON2_WORK_KIB`]; or bcrypt (`$2b$…`) with a cost of at
+/// most [`MAX_BCRYPT_COST`]. Errors: [`Error::Invalid`] naming the form or bound broken.
+pub fn check_hash(hash: &str) -> Result<()> {
     if is_bcrypt(hash) {
-        return bcrypt::HashParts::from_str(hash)
-            .map(drop)
-            .map_err(|e| Error::Invalid(format!("malformed bcrypt hash: {e}")));
+        let parts =
+            bcrypt::HashParts::from_str(hash).map_err(|e| Error::Invalid(format!("malformed bcrypt hash: {e}")))?;
+        if parts.get_cost() > MAX_BCRYPT_COST {
+            return Err(Error::Invalid(format!(
+                "bcrypt cost {} is above the accepted maximum of {MAX_BCRYPT_COST}",
+                parts.get_cost()
+            )));
+        }
+        return Ok(());
     }
     let parsed = PasswordHash::new(hash).map_err(|e| {
         Error::Invalid(format!(
@@ -123,19 +155,76 @@ pub fn validate_imported_hash(hash: &str) -> Result<()> {
         ))
     })?;
     match parsed.algorithm.as_str() {
-        "argon2id" | "argon2i" | "argon2d" => Ok(()),
-        other => Err(Error::Invalid(format!(
-            "unsupported password_hash algorithm {other:?} (argon2id, argon2i, bcrypt)"
-        ))),
+        "argon2id" | "argon2i" | "argon2d" => {}
+        other => {
+            return Err(Error::Invalid(format!(
+                "unsupported password_hash algorithm {} (argon2id, argon2i, bcrypt)",
+                crate::domain::shown(other)
+            )));
+        }
     }
+    if parsed.salt.is_none() {
+        return Err(Error::Invalid("the argon2 password_hash has no salt".into()));
+    }
+    match &parsed.hash {
+        Some(out) if (16..=64).contains(&out.len()) => {}
+        Some(out) => {
+            return Err(Error::Invalid(format!(
+                "the argon2 password_hash output is {} bytes: 16 to 64 are accepted",
+                out.len()
+            )));
+        }
+        None => return Err(Error::Invalid("the argon2 password_hash has no hash value".into())),
+    }
+    let bound = |name: &str| {
+        parsed
+            .params
+            .get_decimal(name)
+            .ok_or_else(|| Error::Invalid(format!("the argon2 password_hash has no {name}= parameter")))
+    };
+    let (m, t, p) = (bound("m")?, bound("t")?, bound("p")?);
+    if m > MAX_ARGON2_MEMORY_KIB {
+        return Err(Error::Invalid(format!(
+            "argon2 memory cost m={m} KiB is above the accepted maximum of {MAX_ARGON2_MEMORY_KIB}"
+        )));
+    }
+    if t > MAX_ARGON2_TIME_COST {
+        return Err(Error::Invalid(format!(
+            "argon2 time cost t={t} is above the accepted maximum of {MAX_ARGON2_TIME_COST}"
+        )));
+    }
+    if p > MAX_ARGON2_LANES {
+        return Err(Error::Invalid(format!(
+            "argon2 parallelism p={p} is above the accepted maximum of {MAX_ARGON2_LANES}"
+        )));
+    }
+    if u64::from(m) * u64::from(t) > MAX_ARGON2_WORK_KIB {
+        return Err(Error::Invalid(format!(
+            "argon2 work m×t = {} KiB is above the accepted maximum of {MAX_ARGON2_WORK_KIB}",
+            u64::from(m) * u64::from(t)
+        )));
+    }
+    Params::try_from(&parsed).map_err(|e| Error::Invalid(format!("invalid argon2 parameters: {e}")))?;
+    Ok(())
 }
+
+/// Checks that an imported hash is one the login path can verify; see [`check_hash`]
+/// (stored as is; the first login upgrades it to the current argon2id).
+pub fn validate_imported_hash(hash: &str) -> Result<()> {
+    check_hash(hash)
+}
+
+/// A hash with the current parameters (m=19456, t=2, p=1) that no password matches: what an
+/// unknown or password-less user is verified against. A constant, so the first miss in a
+/// process costs one verification like every other attempt, not a hash *and* a verification
+/// (a lazily built dummy made "no such user" measurably slower from the CLI).
+const DUMMY_PHC: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$YWNjb3VudGN0bGR1bW15$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 /// Burns the same time as a real verification against nothing, so "no such user" and
 /// "wrong password" cannot be told apart by timing (no user-enumeration oracle).
 pub fn dummy_verify_blocking(password: &Secret) {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    let phc = DUMMY.get_or_init(|| hash_blocking(&Secret::random()).unwrap_or_default());
-    let _ = verify_blocking(phc, password);
+    let _ = verify_unchecked(DUMMY_PHC, password);
 }
 
 /// Whether a stored hash should be replaced by one with the current algorithm and
@@ -214,6 +303,35 @@ mod tests {
         assert!(validate_imported_hash("$2b$04$short").is_err());
         assert!(validate_imported_hash("$pbkdf2-sha256$i=1000$abc$def").is_err());
         assert!(validate_imported_hash("plaintext").is_err());
+        assert!(validate_imported_hash(&bcrypt::hash("x", 4).expect("bcrypt").replacen("$04$", "$31$", 1)).is_err());
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_current_parameters() {
+        assert!(check_hash(DUMMY_PHC).is_ok());
+        assert!(!needs_rehash(DUMMY_PHC));
+        assert!(!verify_blocking(DUMMY_PHC, &Secret::new(String::new())));
+    }
+
+    #[test]
+    fn costly_or_truncated_argon2_hashes_are_refused() {
+        let salt = "c29tZXNhbHRzb21lc2FsdA";
+        let out = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        for bad in [
+            format!("$argon2id$v=19$m=1048576,t=2,p=1${salt}${out}"),
+            format!("$argon2id$v=19$m=4294967295,t=2,p=1${salt}${out}"),
+            format!("$argon2id$v=19$m=19456,t=100000,p=1${salt}${out}"),
+            format!("$argon2id$v=19$m=65536,t=10,p=1${salt}${out}"),
+            format!("$argon2id$v=19$m=19456,t=2,p=255${salt}${out}"),
+            "$argon2id$v=19$m=19456,t=2,p=1".to_owned(),
+            format!("$argon2id$v=19$m=19456,t=2,p=1${salt}"),
+        ] {
+            assert!(check_hash(&bad).is_err(), "{bad}");
+            let started = std::time::Instant::now();
+            assert!(!verify_blocking(&bad, &Secret::new("x".into())));
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "{bad}");
+        }
+        assert!(check_hash(&format!("$argon2id$v=19$m=19456,t=2,p=1${salt}${out}")).is_ok());
     }
 
     #[test]

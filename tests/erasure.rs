@@ -1,18 +1,19 @@
-//! The deletion lifecycle and the GDPR sweeper (issue 6), on SQLite and PostgreSQL.
+//! The deletion lifecycle and the GDPR sweeper, on SQLite and PostgreSQL.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use accountctl::db::Tx;
+use accountctl::domain::UserRef;
 use accountctl::domain::{DeletionMode, LogoutReason, User, parse_capabilities};
 use accountctl::lifecycle::UserLifecycleHook;
 use accountctl::password::Secret;
 use accountctl::services::accounts::NewUser;
 use accountctl::services::erasure::SweepOptions;
 use accountctl::services::invites::{DEFAULT_INVITE_TTL, InviteRequest};
-use accountctl::store::{Tx, UserRef};
-use accountctl::{App, Config, Error};
+use accountctl::{App, Error};
 
 /// Every column of every table, classified. `personal`: identifies or describes a person and
 /// must be gone after a GDPR purge (the purge test checks the values); `pseudonymous`: a bare
@@ -94,6 +95,7 @@ const REGISTRY: &[(&str, &[(&str, &str)])] = &[
             ("parent_id", "reference"),
             ("is_root", "operational"),
             ("created_at", "operational"),
+            ("name_folded", "operational"),
         ],
     ),
     (
@@ -243,6 +245,14 @@ const REGISTRY: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "accountctl_hooks",
+        &[
+            ("kind", "operational"),
+            ("name", "operational"),
+            ("recorded_at", "operational"),
+        ],
+    ),
+    (
         "_sqlx_migrations",
         &[
             ("version", "operational"),
@@ -333,7 +343,7 @@ on_both_backends! {
     }
 
     async fn a_purged_user_leaves_no_trace_but_the_tombstone_and_pseudonymous_audit(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         app.bootstrap().run(None).await.expect("bootstrap");
         app.workspaces().create_type("team", "Team", &parse_capabilities("docs.*").expect("caps"), false).await.expect("type");
         app.workspaces().create("Zeta", "team", None, false).await.expect("ws");
@@ -357,7 +367,7 @@ on_both_backends! {
             .expect("create");
         let id = created.user.id;
         let mut tx = ctx.db.begin().await.expect("tx");
-        tx.insert_external_identity(id, "qzxprovider", "qzx-subject-42", accountctl::domain::now()).await.expect("identity");
+        tx.execute("INSERT INTO external_identities (id, user_id, provider, subject, created_at) VALUES ($1, $2, $3, $4, $5)", &[uuid::Uuid::now_v7().into(), id.into(), "qzxprovider".into(), "qzx-subject-42".into(), accountctl::domain::now().into()]).await.expect("identity");
         tx.commit().await.expect("commit");
         app.auth().login("qzxuser", &Secret::new("qzx password".into()), true).await.expect("login");
         ctx.exec("UPDATE sessions SET ip_address = '203.0.113.77', user_agent = 'QzxBrowser/1.0'").await.expect("ip");
@@ -365,7 +375,7 @@ on_both_backends! {
         let invite = InviteRequest { workspace: "Zeta".into(), role: "member".into(), email: Some("qzx.mail@qzxdomain.test".into()), phone: None, force_passport: false, expires_in: DEFAULT_INVITE_TTL, given_name: None, family_name: None };
         app.invites().create(&invite).await.expect("invite to the user");
         app.accounts().disable(&UserRef::Id(id)).await.expect("audit history");
-        app.lifecycle.drain(std::time::Duration::from_secs(5)).await;
+        app.lifecycle().drain(std::time::Duration::from_secs(5)).await;
         let before = ctx.dump().await;
         assert!(before.contains("qzx"), "the distinctive values were stored");
         app.accounts().delete(&UserRef::Id(id), DeletionMode::GdprPurge).await.expect("purge");
@@ -379,7 +389,7 @@ on_both_backends! {
     }
 
     async fn an_erasure_request_disables_at_once_and_the_sweeper_purges_when_due(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         let id = make_user(&app, "erin").await;
         let trashed = make_user(&app, "trudy").await;
         let fresh = make_user(&app, "fresh").await;
@@ -401,10 +411,10 @@ on_both_backends! {
         ctx.exec(&format!("UPDATE erasure_requests SET due_at = '{PAST}'")).await.expect("due");
         ctx.exec(&format!("UPDATE users SET purge_after = '{PAST}' WHERE id = '{trashed}'")).await.expect("due");
         let dry = app.erasure().purge(&SweepOptions { dry_run: true, ..SweepOptions::default() }, |_, _| {}).await.expect("dry");
-        assert_eq!(dry.users.iter().filter(|e| e.outcome == "would_purge").count(), 2);
+        assert_eq!(dry.users.iter().filter(|e| e.outcome == accountctl::domain::SweepOutcome::WouldPurge).count(), 2);
         assert_eq!(ctx.count("SELECT COUNT(*) FROM user_tombstones").await, 0, "a dry run changes nothing");
         let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
-        assert_eq!((report.purged, report.failed, report.status), (2, 0, "ok"));
+        assert_eq!((report.purged, report.failed, report.status), (2, 0, accountctl::domain::SweepStatus::Ok));
         assert_eq!(ctx.count("SELECT COUNT(*) FROM user_tombstones").await, 2);
         assert_eq!(ctx.count("SELECT COUNT(*) FROM erasure_requests WHERE status = 'completed'").await, 1);
         assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM users WHERE id = '{fresh}'")).await, 1, "trash not yet due stays");
@@ -415,21 +425,21 @@ on_both_backends! {
     }
 
     async fn a_failing_user_is_recorded_and_does_not_stop_the_run(ctx) {
-        let app = App::with_hooks(ctx.db.clone(), Config::default(), vec![Arc::new(FailFor("bad"))]);
+        let app = ctx.app_with(App::builder().hook(Arc::new(FailFor("bad")))).await;
         for name in ["aa", "bad", "cc"] {
             make_user(&app, name).await;
             app.erasure().request(&UserRef::Username(name.into()), chrono::Duration::days(1)).await.expect("request");
         }
         ctx.exec(&format!("UPDATE erasure_requests SET due_at = '{PAST}'")).await.expect("due");
         let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
-        assert_eq!((report.purged, report.failed, report.status), (2, 1, "partial"));
+        assert_eq!((report.purged, report.failed, report.status), (2, 1, accountctl::domain::SweepStatus::Partial));
         assert_eq!(ctx.count("SELECT COUNT(*) FROM erasure_requests WHERE status = 'pending' AND last_error LIKE '%storage backend unreachable%'").await, 1);
         assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username = 'bad'").await, 1, "the failed user is intact");
         assert_eq!(ctx.count("SELECT COUNT(*) FROM sweeper_runs WHERE status = 'partial' AND failed = 1").await, 1);
     }
 
     async fn two_sweepers_at_once_purge_each_due_user_exactly_once(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         for i in 0..40 {
             make_user(&app, &format!("due{i:02}")).await;
         }
@@ -446,17 +456,17 @@ on_both_backends! {
     }
 
     async fn sigterm_mid_purge_leaves_every_user_intact_or_fully_purged(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         app.bootstrap().run(None).await.expect("bootstrap");
         // 1,000 trashed, due users with a passport, a session and a folder each, made in bulk.
         let mut tx = ctx.db.begin().await.expect("tx");
         for i in 0..1000 {
             let (p, u) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-            tx.execute_raw(&format!("INSERT INTO persons (id, given_name, created_at, updated_at) VALUES ('{p}', 'G{i}', '{PAST}', '{PAST}')")).await.expect("person");
-            tx.execute_raw(&format!("INSERT INTO users (id, person_id, username, active, created_at, updated_at, deleted_at, purge_after) VALUES ('{u}', '{p}', 'bulk{i}', FALSE, '{PAST}', '{PAST}', '{PAST}', '{PAST}')")).await.expect("user");
-            tx.execute_raw(&format!("INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) VALUES ('{}', '{u}', 'email', 'bulk{i}@example.com', TRUE, '{PAST}')", uuid::Uuid::now_v7())).await.expect("passport");
-            tx.execute_raw(&format!("INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) VALUES ('{}', '{u}', '{u}', 'h{i}', '{PAST}', '{PAST}')", uuid::Uuid::now_v7())).await.expect("session");
-            tx.execute_raw(&format!("INSERT INTO folders (id, user_id, name, is_home, created_at) VALUES ('{}', '{u}', 'My Folder - bulk{i}', TRUE, '{PAST}')", uuid::Uuid::now_v7())).await.expect("folder");
+            tx.execute(&format!("INSERT INTO persons (id, given_name, created_at, updated_at) VALUES ('{p}', 'G{i}', '{PAST}', '{PAST}')"), &[]).await.expect("person");
+            tx.execute(&format!("INSERT INTO users (id, person_id, username, active, created_at, updated_at, deleted_at, purge_after) VALUES ('{u}', '{p}', 'bulk{i}', FALSE, '{PAST}', '{PAST}', '{PAST}', '{PAST}')"), &[]).await.expect("user");
+            tx.execute(&format!("INSERT INTO passports (id, user_id, kind, value, is_primary, created_at) VALUES ('{}', '{u}', 'email', 'bulk{i}@example.com', TRUE, '{PAST}')", uuid::Uuid::now_v7()), &[]).await.expect("passport");
+            tx.execute(&format!("INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) VALUES ('{}', '{u}', '{u}', 'h{i}', '{PAST}', '{PAST}')", uuid::Uuid::now_v7()), &[]).await.expect("session");
+            tx.execute(&format!("INSERT INTO folders (id, user_id, name, is_home, created_at) VALUES ('{}', '{u}', 'My Folder - bulk{i}', TRUE, '{PAST}')", uuid::Uuid::now_v7()), &[]).await.expect("folder");
         }
         tx.commit().await.expect("commit");
         let bin = assert_cmd::cargo::cargo_bin("accountctl");

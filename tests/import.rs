@@ -1,4 +1,4 @@
-//! Bulk import and scripted provisioning (issue 7), on SQLite and PostgreSQL.
+//! Bulk import and scripted provisioning, on SQLite and PostgreSQL.
 
 mod common;
 
@@ -114,7 +114,7 @@ on_both_backends! {
     }
 
     async fn imported_bcrypt_argon2_and_plaintext_passwords_log_in(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         let bcrypt_hash = bcrypt::hash("bcrypt password", 4).expect("bcrypt");
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
         let argon2i = argon2::Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, argon2::Params::new(8192, 2, 1, None).expect("params"))
@@ -149,7 +149,7 @@ on_both_backends! {
 
     async fn dry_run_atomic_and_update_behave_as_documented(ctx) {
         bootstrap(&ctx);
-        let app = ctx.app();
+        let app = ctx.app().await;
         let before = ctx.count("SELECT COUNT(*) FROM users").await;
         let text = "username,email,given_name,role\nnew1,n1@example.com,One,\nnew2,not-an-email,,\n";
         let opts = |dry_run, atomic, on_conflict| ImportOptions { dry_run, atomic, on_conflict, ..ImportOptions::default() };
@@ -166,7 +166,7 @@ on_both_backends! {
         let update = "username,email,given_name,role\nnew1,n1@example.com,Uno,admin\n";
         let s = app.importer().import(import::parse(update.as_bytes(), Format::Csv).expect("csv"), &opts(false, false, OnConflict::Update), |_| {}).await.expect("update");
         assert_eq!(s.updated, 1);
-        let shown = app.accounts().show(&accountctl::store::UserRef::Username("new1".into())).await.expect("show");
+        let shown = app.accounts().show(&accountctl::domain::UserRef::Username("new1".into())).await.expect("show");
         assert_eq!(shown.user.given_name.as_deref(), Some("Uno"));
         assert_eq!(shown.user.role, accountctl::domain::InstanceRole::Admin);
     }

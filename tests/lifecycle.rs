@@ -6,13 +6,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use accountctl::db::{SchemaStatus, Tx};
+use accountctl::domain::UserRef;
 use accountctl::domain::{DeletionMode, InstanceRole, LogoutReason, User};
 use accountctl::lifecycle::UserLifecycleHook;
 use accountctl::password::Secret;
 use accountctl::services::accounts::NewUser;
 use accountctl::services::authz::{InvalidationListener, ListenerEvent};
-use accountctl::store::{SchemaStatus, Tx, UserRef};
-use accountctl::{App, Config, Error};
+use accountctl::{App, Error};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -44,6 +45,8 @@ struct ProbeHook {
     fail_created: bool,
     fail_login: bool,
     fail_deleted: bool,
+    /// The hook's name (default `probe`): names must be unique in one dispatcher.
+    label: Option<&'static str>,
     seen: Mutex<Vec<String>>,
 }
 
@@ -59,7 +62,7 @@ impl ProbeHook {
 #[async_trait::async_trait]
 impl UserLifecycleHook for ProbeHook {
     fn name(&self) -> &'static str {
-        "probe"
+        self.label.unwrap_or("probe")
     }
     async fn on_user_created(&self, user: &User) -> accountctl::Result<()> {
         self.note(format!("created {}", user.username));
@@ -95,22 +98,23 @@ impl UserLifecycleHook for ProbeHook {
     }
 }
 
-fn app_with(ctx: &common::Ctx, hooks: Vec<Arc<dyn UserLifecycleHook>>) -> App {
-    App::with_hooks(ctx.db.clone(), Config::default(), hooks)
+async fn app_with(ctx: &common::Ctx, hooks: Vec<Arc<dyn UserLifecycleHook>>) -> App {
+    ctx.app_with(hooks.into_iter().fold(App::builder(), |b, h| b.hook(h)))
+        .await
 }
 
 on_both_backends! {
     async fn bootstrap_is_idempotent_and_never_resets_a_password(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         let first = app.bootstrap().run(Some(new_user("admin"))).await.expect("bootstrap");
         assert!(first.root_workspace_created);
-        assert_eq!(first.admin, "created");
+        assert_eq!(first.admin, accountctl::domain::AdminOutcome::Created);
         let hash_before = ctx.count("SELECT COUNT(*) FROM users WHERE role = 'admin'").await;
         let mut other = new_user("second-admin");
         other.password = Some(Secret::new("another password".into()));
         let again = app.bootstrap().run(Some(other)).await.expect("bootstrap again");
         assert!(!again.root_workspace_created);
-        assert_eq!(again.admin, "exists");
+        assert_eq!(again.admin, accountctl::domain::AdminOutcome::Exists);
         assert!(again.migrations_applied.is_empty());
         assert_eq!(hash_before, 1);
         assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, 1);
@@ -121,7 +125,7 @@ on_both_backends! {
     }
 
     async fn the_database_rejects_an_external_admin_even_through_raw_sql(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         let id = create(&app, "fed").await;
         app.accounts().convert(&UserRef::Id(id), true).await.expect("to external");
         let err = ctx.exec(&format!("UPDATE users SET role = 'admin' WHERE id = '{id}'")).await.expect_err("external admin");
@@ -134,7 +138,7 @@ on_both_backends! {
     }
 
     async fn usernames_and_emails_are_unique_regardless_of_case(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         create(&app, "Alice").await;
         let mut dup = new_user("alice");
         dup.email = Some("other@example.com".into());
@@ -152,7 +156,7 @@ on_both_backends! {
     }
 
     async fn there_is_one_root_workspace_and_it_cannot_be_deleted(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         app.bootstrap().run(None).await.expect("bootstrap");
         let err = ctx
             .exec("INSERT INTO workspaces (id, name, type_id, is_root, created_at) SELECT '00000000-0000-4000-8000-000000000001', 'root2', type_id, TRUE, created_at FROM workspaces")
@@ -182,17 +186,44 @@ on_both_backends! {
         assert!(ctx.count(total).await >= 8, "the foreign keys to users were found at all");
     }
 
-    async fn a_schema_that_is_behind_is_refused_with_a_pointer_to_migrate(ctx) {
-        assert_eq!(ctx.db.schema_status().await.expect("status"), SchemaStatus::Current);
-        ctx.exec("DELETE FROM _sqlx_migrations").await.expect("forget migrations");
-        let err = ctx.db.ensure_schema_current().await.expect_err("behind");
+    async fn a_migration_edited_after_it_was_applied_is_refused(ctx) {
+        let app = ctx.app().await;
+        let edited = match ctx.backend {
+            common::Backend::Sqlite => "UPDATE _sqlx_migrations SET checksum = X'00' WHERE version = 20261122000002",
+            common::Backend::Postgres | common::Backend::PgBouncer => "UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = 20261122000002",
+        };
+        ctx.exec(edited).await.expect("tamper");
+        let err = app.migrate().await.expect_err("refused");
         assert_eq!(err.exit_code(), 6);
-        assert!(err.to_string().contains("accountctl migrate"), "{err}");
+        assert!(err.to_string().contains("20261122000002") && err.to_string().contains("changed after it was applied"), "{err}");
+    }
+
+    async fn concurrent_migrations_all_succeed_and_apply_each_migration_once(ctx) {
+        ctx.exec("DROP TABLE accountctl_hooks").await.expect("drop");
+        ctx.exec("DELETE FROM _sqlx_migrations WHERE version = 20261202000001").await.expect("forget");
+        let app = ctx.app().await;
+        let runs = futures::future::join_all((0..4).map(|_| {
+            let app = app.clone();
+            async move { app.migrate().await }
+        }))
+        .await;
+        let applied: Vec<Vec<i64>> = runs.into_iter().map(|r| r.expect("every run succeeds").applied).collect();
+        assert_eq!(applied.iter().filter(|a| a.as_slice() == [20261202000001]).count(), 1, "{applied:?}");
+        assert_eq!(applied.iter().filter(|a| a.is_empty()).count(), 3, "{applied:?}");
+    }
+
+    async fn a_schema_that_is_behind_is_refused_with_a_pointer_to_migrate(ctx) {
+        let app = ctx.app().await;
+        assert_eq!(app.schema_status().await.expect("status"), SchemaStatus::Current);
+        ctx.exec("DELETE FROM _sqlx_migrations").await.expect("forget migrations");
+        let err = app.ensure_schema_current().await.expect_err("behind");
+        assert_eq!(err.exit_code(), 6);
+        assert!(err.to_string().contains("run `accountctl migrate`"), "{err}");
     }
 
     async fn a_hook_failing_on_delete_leaves_user_sessions_and_folder_intact(ctx) {
         let probe = Arc::new(ProbeHook { fail_deleted: true, ..ProbeHook::default() });
-        let app = app_with(&ctx, vec![probe.clone()]);
+        let app = app_with(&ctx, vec![probe.clone()]).await;
         create(&app, "admin0").await;
         app.accounts().set_instance_role(&by_name("admin0"), InstanceRole::Admin).await.expect("admin");
         let id = create(&app, "bob").await;
@@ -211,8 +242,8 @@ on_both_backends! {
 
     async fn created_and_login_hook_errors_are_logged_and_swallowed(ctx) {
         let failing = Arc::new(ProbeHook { fail_created: true, fail_login: true, ..ProbeHook::default() });
-        let after = Arc::new(ProbeHook::default());
-        let app = app_with(&ctx, vec![failing.clone(), after.clone()]);
+        let after = Arc::new(ProbeHook { label: Some("probe_after"), ..ProbeHook::default() });
+        let app = app_with(&ctx, vec![failing.clone(), after.clone()]).await;
         let id = create(&app, "carol").await;
         let outcome = app.auth().login("carol", &Secret::new(PASSWORD.into()), false).await.expect("login despite hook error");
         assert!(outcome.first_login);
@@ -224,10 +255,10 @@ on_both_backends! {
     }
 
     async fn hooks_fire_in_registration_order_with_login_before_the_stamp(ctx) {
-        let app = ctx.app();
-        assert_eq!(app.lifecycle.hook_names(), vec!["audit", "home_folder", "authz_cache", "session_revocation", "external_identity"]);
+        let app = ctx.app().await;
+        assert_eq!(app.lifecycle().hook_names(), vec!["audit", "home_folder", "authz_cache", "session_revocation", "external_identity"]);
         let probe = Arc::new(ProbeHook::default());
-        let app = app_with(&ctx, vec![probe.clone()]);
+        let app = app_with(&ctx, vec![probe.clone()]).await;
         create(&app, "dave").await;
         app.auth().login("dave", &Secret::new(PASSWORD.into()), false).await.expect("first login");
         app.auth().login("dave@example.com", &Secret::new(PASSWORD.into()), false).await.expect("second login by email");
@@ -236,14 +267,14 @@ on_both_backends! {
 
     async fn spawned_logout_work_is_drained(ctx) {
         let probe = Arc::new(ProbeHook::default());
-        let app = app_with(&ctx, vec![probe.clone()]);
+        let app = app_with(&ctx, vec![probe.clone()]).await;
         create(&app, "erin").await;
         for _ in 0..3 {
             app.auth().login("erin", &Secret::new(PASSWORD.into()), true).await.expect("login");
         }
         let changed = app.accounts().disable(&by_name("erin")).await.expect("disable");
         assert!(changed.changed && !changed.user.active);
-        assert_eq!(app.lifecycle.drain(Duration::from_secs(10)).await, 0);
+        assert_eq!(app.lifecycle().drain(Duration::from_secs(10)).await, 0);
         assert_eq!(probe.seen().last().map(String::as_str), Some("logout erin account_disabled"));
         assert_eq!(ctx.count("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL").await, 0, "every session revoked");
         assert_eq!(ctx.count("SELECT COUNT(*) FROM sessions WHERE revoke_reason = 'account_disabled'").await, 3);
@@ -255,14 +286,16 @@ on_both_backends! {
     }
 
     async fn admin_delete_trashes_and_restore_brings_the_user_back_intact(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         let id = create(&app, "frank").await;
+        let first_page = app.accounts().list(&accountctl::domain::UserFilter::default()).await.expect("list");
+        assert!(first_page.iter().any(|u| u.id == id), "the default filter lists the first page: {first_page:?}");
         app.auth().login("frank", &Secret::new(PASSWORD.into()), true).await.expect("login");
         let deleted = app.accounts().delete(&by_name("frank"), DeletionMode::AdminDelete).await.expect("trash");
         assert!(deleted.purge_after.is_some());
-        let listed = app.accounts().list(&accountctl::store::UserFilter { limit: 10, ..Default::default() }).await.expect("list");
+        let listed = app.accounts().list(&accountctl::domain::UserFilter { limit: 10, ..Default::default() }).await.expect("list");
         assert!(listed.iter().all(|u| u.id != id), "hidden from the list");
-        let trashed = app.accounts().list(&accountctl::store::UserFilter { limit: 10, trashed: true, ..Default::default() }).await.expect("list trash");
+        let trashed = app.accounts().list(&accountctl::domain::UserFilter { limit: 10, trashed: true, ..Default::default() }).await.expect("list trash");
         assert_eq!(trashed.len(), 1);
         let err = app.auth().login("frank", &Secret::new(PASSWORD.into()), false).await.expect_err("trashed cannot log in");
         assert!(matches!(err, Error::AuthenticationFailed));
@@ -276,7 +309,7 @@ on_both_backends! {
     }
 
     async fn gdpr_purge_erases_personal_data_and_leaves_a_tombstone(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         let mut new = new_user("gina");
         new.given_name = Some("Ginevra".into());
         new.family_name = Some("Zabriskie".into());
@@ -293,7 +326,7 @@ on_both_backends! {
     }
 
     async fn the_last_active_admin_can_be_neither_deleted_nor_disabled_nor_demoted(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         app.bootstrap().run(Some(new_user("root-admin"))).await.expect("bootstrap");
         let who = by_name("root-admin");
         for err in [
@@ -309,7 +342,7 @@ on_both_backends! {
     }
 
     async fn login_refuses_wrong_unknown_disabled_and_passwordless_alike(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         create(&app, "ivan").await;
         let mut nopw = new_user("nopw");
         nopw.password = None;
@@ -326,7 +359,7 @@ on_both_backends! {
     }
 
     async fn a_converted_external_user_gets_its_home_folder_at_first_login_only_once(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         let created = app
             .accounts()
             .create(NewUser { username: "ext".into(), email: Some("ext@example.com".into()), external: true, identity: Some(("oidc".into(), "sub-1".into())), ..NewUser::default() }, false)
@@ -350,12 +383,12 @@ on_both_backends! {
     }
 
     async fn a_cli_delete_reaches_a_listener_and_a_rolled_back_one_sends_nothing(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         let kept = create(&app, "kept").await;
         let gone = create(&app, "gone").await;
         let mut listener = InvalidationListener::start(&ctx.db).await.expect("listen");
         // A delete that a hook aborts publishes nothing.
-        let failing = app_with(&ctx, vec![Arc::new(ProbeHook { fail_deleted: true, ..ProbeHook::default() })]);
+        let failing = app_with(&ctx, vec![Arc::new(ProbeHook { fail_deleted: true, ..ProbeHook::default() })]).await;
         failing.accounts().delete(&UserRef::Id(kept), DeletionMode::GdprPurge).await.expect_err("rolled back");
         // The real CLI, in another process.
         ctx.cli().args(["user", "delete", "gone", "--mode", "gdpr", "--yes"]).assert().success();
@@ -371,7 +404,7 @@ on_both_backends! {
     }
 
     async fn set_password_revokes_sessions_and_weak_hashes_are_upgraded_on_login(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         let id = create(&app, "judy").await;
         app.auth().login("judy", &Secret::new(PASSWORD.into()), true).await.expect("login");
         app.accounts().set_password(&by_name("judy"), Secret::new("a new password".into())).await.expect("set");

@@ -1,14 +1,15 @@
-//! Account merge (issue 5), on SQLite and PostgreSQL.
+//! Account merge, on SQLite and PostgreSQL.
 
 mod common;
 
 use std::sync::Arc;
 
+use accountctl::db::Tx;
+use accountctl::domain::UserRef;
 use accountctl::domain::{InstanceRole, parse_capabilities};
 use accountctl::password::Secret;
 use accountctl::services::accounts::NewUser;
 use accountctl::services::merge::{MergeContext, MergeHandler, MergeOptions, PlanItem};
-use accountctl::store::{Tx, UserRef};
 use accountctl::{App, Error};
 
 const PW: &str = "alice password";
@@ -67,7 +68,7 @@ impl MergeHandler for BrokenAppHandler {
 
 on_both_backends! {
     async fn an_internal_and_an_external_account_of_one_person_become_one(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         setup(&app).await;
         let a = internal(&app, "alice", "Red", "member").await;
         let b = app
@@ -83,7 +84,8 @@ on_both_backends! {
         let login = app.auth().login("alice@corp.example", &Secret::new(PW.into()), false).await.expect("B's passport signs in A");
         assert_eq!(login.user.id, a);
         let mut tx = ctx.db.begin_read().await.expect("tx");
-        assert_eq!(tx.user_id_by_external_identity("oidc", "sub-77").await.expect("lookup"), Some(a));
+        let owner: uuid::Uuid = tx.fetch_one("SELECT user_id FROM external_identities WHERE provider = $1 AND subject = $2", &["oidc".into(), "sub-77".into()]).await.expect("lookup").get("user_id").expect("uuid");
+        assert_eq!(owner, a);
         drop(tx);
         let shown = app.accounts().show(&UserRef::Id(a)).await.expect("show");
         assert_eq!(shown.memberships.len(), 2, "{:?}", shown.memberships);
@@ -97,7 +99,7 @@ on_both_backends! {
     }
 
     async fn files_move_under_merged_from_and_counters_add_up(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         setup(&app).await;
         let a = internal(&app, "ann", "Red", "member").await;
         let b = internal(&app, "ann2", "Red", "owner").await;
@@ -121,18 +123,18 @@ on_both_backends! {
         assert_eq!(ctx.count(&format!("SELECT storage_used_bytes FROM users WHERE id = '{a}'")).await, 1024);
         assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM memberships WHERE user_id = '{a}'")).await, 2, "member and owner of Red, no duplicate");
         assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM sessions WHERE user_id = '{a}' AND revoke_reason = 'admin_revoked'")).await, 2);
-        app.lifecycle.drain(std::time::Duration::from_secs(5)).await;
+        app.lifecycle().drain(std::time::Duration::from_secs(5)).await;
         assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM audit_events WHERE event = 'user.logout' AND subject_user_id = '{b}' AND fields LIKE '%admin_revoked%'")).await, 1);
     }
 
     async fn a_failing_application_handler_leaves_both_users_exactly_as_they_were(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         setup(&app).await;
         internal(&app, "bea", "Red", "member").await;
         internal(&app, "bea2", "Blue", "owner").await;
         app.auth().login("bea2", &Secret::new(PW.into()), true).await.expect("login");
         let before = ctx.dump().await;
-        let broken = app.clone().with_merge_handler(Arc::new(BrokenAppHandler));
+        let broken = ctx.app_with(App::builder().merge_handler(Arc::new(BrokenAppHandler))).await;
         let err = broken.merger().merge(&by("bea"), &by("bea2"), MergeOptions::default()).await.expect_err("rolled back");
         assert!(matches!(err, Error::Hook { hook: "app_notes", .. }), "{err:?}");
         assert!(err.to_string().contains("app_notes"), "the CLI can say which handler failed: {err}");
@@ -140,7 +142,7 @@ on_both_backends! {
     }
 
     async fn merges_are_refused_when_they_would_be_wrong(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         setup(&app).await;
         internal(&app, "cid", "Red", "member").await;
         internal(&app, "cid2", "Red", "member").await;
@@ -163,7 +165,7 @@ on_both_backends! {
     }
 
     async fn the_cli_prints_the_plan_and_merges_with_yes(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         setup(&app).await;
         internal(&app, "dee", "Red", "member").await;
         internal(&app, "dee2", "Blue", "member").await;

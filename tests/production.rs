@@ -14,9 +14,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use accountctl::Error;
+use accountctl::db::{Database, DatabaseUrl, InvalidationChannel};
 use accountctl::services::accounts::NewUser;
 use accountctl::services::authz::{InvalidationListener, ListenerEvent};
-use accountctl::store::{Database, DatabaseUrl, InvalidationChannel};
 use common::{Backend, Ctx, PgBouncer, admin_exec, pg_available, pg_url_for, run_on};
 
 fn stderr(out: &Output) -> String {
@@ -343,7 +343,7 @@ async fn conflicts_the_engine_reports_are_retried_and_finally_exit_4() {
         ] {
             ctx.exec(sql).await.expect(sql);
         }
-        let app = ctx.app();
+        let app = ctx.app().await;
         let created = app
             .accounts()
             .create(
@@ -399,7 +399,7 @@ async fn the_listener_reconnects_after_losing_its_connection_and_asks_for_a_resy
         let Some(pooler) = PgBouncer::start("session", "* = host=127.0.0.1 port=5432") else {
             return;
         };
-        let app = ctx.app();
+        let app = ctx.app().await;
         let id = app
             .accounts()
             .create(
@@ -425,16 +425,16 @@ async fn the_listener_reconnects_after_losing_its_connection_and_asks_for_a_resy
         assert_eq!(first, ListenerEvent::Resync);
         app.sessions()
             .revoke_all(
-                &accountctl::store::UserRef::Id(id),
+                &accountctl::domain::UserRef::Id(id),
                 accountctl::domain::LogoutReason::AdminRevoked,
             )
             .await
             .expect("revoke");
         app.accounts()
-            .disable(&accountctl::store::UserRef::Id(id))
+            .disable(&accountctl::domain::UserRef::Id(id))
             .await
             .expect("disable");
-        assert!(app.lifecycle.drain(Duration::from_secs(5)).await == 0);
+        assert!(app.lifecycle().drain(Duration::from_secs(5)).await == 0);
         let next = tokio::time::timeout(Duration::from_secs(10), listener.recv())
             .await
             .expect("in time")
@@ -466,7 +466,11 @@ async fn a_listener_that_cannot_hear_its_own_notification_fails_at_start() {
             .expect("connect")
             .with_invalidation_channel(InvalidationChannel::Table);
         let mut listener = InvalidationListener::start(&db).await.expect("table listener");
-        let app = accountctl::App::new(db.clone(), accountctl::Config::default());
+        let app = accountctl::App::builder()
+            .database(db.clone())
+            .build()
+            .await
+            .expect("app");
         let id = app
             .accounts()
             .create(
@@ -482,7 +486,7 @@ async fn a_listener_that_cannot_hear_its_own_notification_fails_at_start() {
             .id;
         app.accounts()
             .delete(
-                &accountctl::store::UserRef::Id(id),
+                &accountctl::domain::UserRef::Id(id),
                 accountctl::domain::DeletionMode::GdprPurge,
             )
             .await

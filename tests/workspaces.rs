@@ -1,12 +1,12 @@
-//! Workspaces, roles, memberships and invites (issue 3), on SQLite and PostgreSQL.
+//! Workspaces, roles, memberships and invites, on SQLite and PostgreSQL.
 
 mod common;
 
+use accountctl::domain::UserRef;
 use accountctl::domain::{InstanceRole, parse_capabilities};
 use accountctl::password::Secret;
 use accountctl::services::accounts::NewUser;
 use accountctl::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
-use accountctl::store::UserRef;
 use accountctl::{App, Error};
 
 async fn setup(app: &App) {
@@ -62,7 +62,7 @@ async fn create_user(app: &App, name: &str) {
 
 on_both_backends! {
     async fn an_invited_person_accepts_and_becomes_a_member_and_no_token_is_stored(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         setup(&app).await;
         let issued = app.invites().create(&invite_to("Alice@Example.com")).await.expect("invite");
         assert_eq!(issued.token.len(), 43, "256 bits, URL-safe base64");
@@ -73,23 +73,23 @@ on_both_backends! {
         assert!(accepted.user_created && accepted.membership_created);
         let details = app.workspaces().show("acme").await.expect("show");
         assert_eq!(details.member_list.len(), 1);
-        assert_eq!(details.member_list[0]["username"], "alice");
-        assert_eq!(details.member_list[0]["role"], "editor");
+        assert_eq!(details.member_list[0].username, "alice");
+        assert_eq!(details.member_list[0].role, "editor");
         // The new user adopted the invited person and the verified passport.
         let shown = app.accounts().show(&UserRef::Username("alice".into())).await.expect("alice");
         assert_eq!(shown.user.given_name.as_deref(), Some("Alice"));
-        assert!(!shown.passports[0]["verified_at"].is_null());
+        assert!(shown.passports[0].verified_at.is_some());
         assert_eq!(ctx.count("SELECT COUNT(*) FROM persons").await, 2, "admin and alice, no orphan person-to-be");
         assert_eq!(shown.home_folder.as_deref(), Some("My Folder - alice"), "on_user_created fired");
         let dump = ctx.dump().await;
         assert!(!dump.contains(&issued.token), "the plaintext token is nowhere in the database");
         // Capabilities flow from the role.
-        let caps = app.authz.capabilities(&ctx.db, accepted.user_id).await.expect("caps");
+        let caps = app.authz().capabilities(&ctx.db, accepted.user_id).await.expect("caps");
         assert!(caps.iter().any(|c| c.grants("docs.write")));
     }
 
     async fn used_expired_and_revoked_tokens_are_refused_and_change_nothing(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         setup(&app).await;
         let used = app.invites().create(&invite_to("a@example.com")).await.expect("invite");
         app.invites().accept(&used.token, new_user("first")).await.expect("accept");
@@ -107,11 +107,11 @@ on_both_backends! {
         assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, users, "no user was created");
         assert_eq!(ctx.count("SELECT COUNT(*) FROM memberships").await, members);
         assert_eq!(app.invites().prune().await.expect("prune"), 1);
-        assert_eq!(app.invites().show(expired.invite.id).await.expect("show").status, "expired");
+        assert_eq!(app.invites().show(expired.invite.id).await.expect("show").status, accountctl::domain::InviteStatus::Expired);
     }
 
     async fn invites_to_existing_users_forced_passports_and_duplicate_memberships(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         setup(&app).await;
         create_user(&app, "bob").await;
         create_user(&app, "mallory").await;
@@ -136,7 +136,7 @@ on_both_backends! {
     }
 
     async fn two_concurrent_accepts_of_one_token_give_exactly_one_membership(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         setup(&app).await;
         create_user(&app, "u1").await;
         create_user(&app, "u2").await;
@@ -152,7 +152,7 @@ on_both_backends! {
     }
 
     async fn resend_rotates_the_token(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         setup(&app).await;
         let issued = app.invites().create(&invite_to("r@example.com")).await.expect("invite");
         let resent = app.invites().resend(issued.invite.id, DEFAULT_INVITE_TTL).await.expect("resend");
@@ -163,7 +163,7 @@ on_both_backends! {
     }
 
     async fn workspace_invariants_hold(ctx) {
-        let app = ctx.app();
+        let app = ctx.app().await;
         setup(&app).await;
         // The root workspace keeps at least one member and its root role.
         let err = app.memberships().revoke(&UserRef::Username("admin".into()), "root", "root").await.expect_err("last root member");

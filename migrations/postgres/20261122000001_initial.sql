@@ -1,4 +1,4 @@
--- accountctl schema, PostgreSQL. The logical model is DESIGN.md's; the SQLite history in
+-- accountctl schema, PostgreSQL. The logical model is the project's (docs/architecture.md); the SQLite history in
 -- migrations/sqlite/ expresses the same invariants in SQLite's dialect.
 --
 -- Conventions:
@@ -38,10 +38,10 @@ CREATE TABLE users (
     purge_after          timestamptz,
     CONSTRAINT users_username_format CHECK (username ~ '^[A-Za-z0-9._-]{2,64}$'),
     CONSTRAINT users_role_known CHECK (role IN ('admin', 'user')),
-    -- 001 seed: granting admin to a federated principal would let an external identity
+    -- Granting admin to a federated principal would let an external identity
     -- provider manage the instance; conversion to internal is a deliberate first step.
     CONSTRAINT users_external_never_admin CHECK (NOT (is_external AND role = 'admin')),
-    -- 001 seed: external users are grant-only recipients and consume no storage.
+    -- External users are grant-only recipients and consume no storage.
     CONSTRAINT users_external_no_storage CHECK (NOT is_external OR storage_used_bytes = 0),
     CONSTRAINT users_storage_non_negative CHECK (storage_used_bytes >= 0
         AND (storage_quota_bytes IS NULL OR storage_quota_bytes >= 0)),
@@ -102,7 +102,7 @@ CREATE TABLE workspaces (
     CONSTRAINT workspaces_root_has_no_parent CHECK (NOT is_root OR parent_id IS NULL)
 );
 CREATE UNIQUE INDEX workspaces_name_ci_key ON workspaces (lower(name));
--- 000 seed: every project has exactly one root workspace.
+-- Every instance has exactly one root workspace (Fireback's workspace model).
 CREATE UNIQUE INDEX workspaces_one_root ON workspaces (is_root) WHERE is_root;
 
 CREATE TABLE roles (
@@ -193,7 +193,7 @@ CREATE TABLE folders (
     created_at  timestamptz NOT NULL,
     CONSTRAINT folders_home_is_top_level CHECK (NOT is_home OR parent_id IS NULL)
 );
--- 001 seed: one home folder per user, "My Folder - {username}".
+-- One home folder per user (the OxiCloud hook design), "My Folder - {username}".
 CREATE UNIQUE INDEX folders_one_home_per_user ON folders (user_id) WHERE is_home;
 CREATE INDEX folders_user_idx ON folders (user_id);
 CREATE INDEX folders_parent_idx ON folders (parent_id);
@@ -256,7 +256,7 @@ CREATE TABLE sweeper_runs (
 );
 CREATE INDEX sweeper_runs_started_idx ON sweeper_runs (started_at);
 
--- The root workspace and its root role are undeletable (000 seed).
+-- The root workspace and its root role are undeletable.
 CREATE FUNCTION accountctl_refuse_root_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'the root workspace and its root role cannot be deleted'

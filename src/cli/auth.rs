@@ -1,6 +1,6 @@
 //! `accountctl auth …`.
 
-use accountctl::Error;
+use crate::Error;
 
 use super::Ctx;
 use super::prompt::PasswordArgs;

@@ -1,8 +1,9 @@
 //! `accountctl bootstrap`.
 
-use accountctl::Error;
-use accountctl::services::accounts::NewUser;
-use accountctl::services::bootstrap::BootstrapReport;
+use crate::Error;
+use crate::domain::AdminOutcome;
+use crate::services::accounts::NewUser;
+use crate::services::bootstrap::BootstrapReport;
 
 use super::Ctx;
 use super::prompt::PasswordArgs;
@@ -21,20 +22,15 @@ pub struct BootstrapArgs {
 
 /// Migrates, ensures the root workspace, and creates the first admin unless an active admin
 /// exists. Running it again changes nothing and says so; it never resets a password.
-/// JSON: `{migrations_applied, root_workspace_created, admin: created|exists|not_requested,
+/// JSON: `{migrations_applied, app_migrations_applied, hooks_recorded, root_workspace_created, admin: created|exists|not_requested,
 /// admin_id, password?}` (`password` only with `--random-password`).
 pub async fn exec(ctx: &Ctx, args: BootstrapArgs) -> Result<(), Error> {
     let bootstrap = ctx.app.bootstrap();
-    let (migrations_applied, root_workspace_created) = bootstrap.ensure_root().await?;
-    let mut report = BootstrapReport {
-        migrations_applied,
-        root_workspace_created,
-        admin: "not_requested",
-        admin_id: None,
-    };
+    let (migrations, root_workspace_created) = bootstrap.ensure_root().await?;
+    let mut report = BootstrapReport::new(migrations, root_workspace_created);
     let mut generated = None;
     if let (Some(username), Some(email)) = (&args.admin_username, &args.admin_email) {
-        report.admin = "exists";
+        report.admin = AdminOutcome::Exists;
         // Ask for a password only when an admin will actually be created.
         if !bootstrap.has_admin().await? {
             let chosen = args
@@ -51,15 +47,15 @@ pub async fn exec(ctx: &Ctx, args: BootstrapArgs) -> Result<(), Error> {
                 ..NewUser::default()
             };
             if let Some(id) = bootstrap.create_first_admin(admin).await? {
-                report.admin = "created";
+                report.admin = AdminOutcome::Created;
                 report.admin_id = Some(id);
             }
         }
-        if report.admin == "exists" {
+        if report.admin == AdminOutcome::Exists {
             eprintln!("an active admin already exists: no admin created, no password changed");
         }
     }
-    if !report.root_workspace_created && report.admin != "created" && report.migrations_applied.is_empty() {
+    if report.changed_nothing() {
         eprintln!("already bootstrapped: nothing changed");
     }
     #[derive(serde::Serialize)]

@@ -4,10 +4,10 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use accountctl::Error;
-use accountctl::domain::parse_duration;
-use accountctl::services::erasure::{DEFAULT_ERASURE_DELAY, SweepOptions};
-use accountctl::store::UserRef;
+use crate::Error;
+use crate::domain::UserRef;
+use crate::domain::parse_duration;
+use crate::services::erasure::{DEFAULT_ERASURE_DELAY, SweepOptions};
 
 use super::Ctx;
 use super::prompt::confirm;
@@ -22,6 +22,9 @@ pub enum GdprCmd {
         #[arg(long, default_value = "30d", value_name = "DURATION")]
         due_in: String,
     },
+    /// Withdraw a user's pending erasure request (audited). Nothing else changes: the
+    /// account stays disabled until `user enable`. Exit 3 when no request is pending.
+    Cancel { user: String },
     /// The sweeper, for cron: purge due erasure requests and trash past retention (one
     /// transaction per user), mark expired invites, end expired sessions. Safe to run twice
     /// at once; SIGTERM/SIGINT finish the current user and stop. Exit 5 when a user failed.
@@ -30,8 +33,8 @@ pub enum GdprCmd {
         /// List what is due and change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Purge at most this many users.
-        #[arg(long, default_value_t = 10_000)]
+        /// Purge at most this many users (at least 1).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
         /// Start no new user after this long, e.g. 10m.
         #[arg(long, value_name = "DURATION")]
@@ -59,6 +62,10 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
             confirm(ctx.yes, &format!("disable {user} now and erase it when due"))?;
             ctx.out.record(&erasure.request(&user_ref, due_in).await?, "id");
         }
+        GdprCmd::Cancel { user } => {
+            let user_ref = UserRef::parse(&user)?;
+            ctx.out.record(&erasure.cancel(&user_ref).await?, "id");
+        }
         GdprCmd::Status { max_age } => {
             let status = erasure.status(parse_duration(&max_age)?).await?;
             let stale = status.stale;
@@ -78,7 +85,7 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
             spawn_stop_on_signal(stop.clone());
             let options = SweepOptions {
                 dry_run,
-                limit: limit.max(1),
+                limit,
                 max_duration: max_duration
                     .as_deref()
                     .map(parse_duration)

@@ -1,9 +1,9 @@
 //! `accountctl invite …`. accountctl never sends mail or SMS itself.
 
-use accountctl::Error;
-use accountctl::domain::parse_duration;
-use accountctl::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
-use accountctl::store::UserRef;
+use crate::Error;
+use crate::domain::UserRef;
+use crate::domain::parse_duration;
+use crate::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
 use uuid::Uuid;
 
 use super::Ctx;
@@ -64,11 +64,21 @@ pub enum InviteCmd {
         expires_in: String,
     },
     /// Accept an invite with its token, as an existing user or as a new one.
+    ///
+    /// Prefer `-` (the token read from stdin) or `--token-file`: a token given as an
+    /// argument is visible to other local users in `ps` while the command runs.
     Accept {
-        /// The token from `invite create` (or read it from stdin with `-`). Tokens are
-        /// URL-safe base64 and may start with `-`; that is accepted as the token.
-        #[arg(allow_hyphen_values = true)]
-        token: String,
+        /// The token from `invite create`, or `-` to read it from stdin (preferred). Tokens
+        /// are URL-safe base64 and may start with `-`; that is accepted as the token.
+        #[arg(
+            allow_hyphen_values = true,
+            required_unless_present = "token_file",
+            conflicts_with = "token_file"
+        )]
+        token: Option<String>,
+        /// Read the token from this file (its first line), e.g. one only its owner can read.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<std::path::PathBuf>,
         /// Accept as this existing user.
         #[arg(long, required_unless_present = "new_username", conflicts_with = "new_username")]
         user: Option<String>,
@@ -109,7 +119,9 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
         }
         InviteCmd::List { workspace, status } => {
             ctx.out.list(
-                &invites.list(workspace.as_deref(), status.as_deref()).await?,
+                &invites
+                    .list(workspace.as_deref(), status.as_deref().map(str::parse).transpose()?)
+                    .await?,
                 LIST_COLUMNS,
                 "id",
             );
@@ -130,18 +142,33 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
         }
         InviteCmd::Accept {
             token,
+            token_file,
             user,
             new_username,
             password,
         } => {
-            let token = if token == "-" {
-                let mut line = String::new();
-                std::io::stdin()
-                    .read_line(&mut line)
-                    .map_err(|e| Error::Invalid(format!("cannot read the token from stdin: {e}")))?;
-                line.trim().to_owned()
-            } else {
-                token
+            let token = match (token.as_deref(), token_file) {
+                (_, Some(path)) => std::fs::read_to_string(&path)
+                    .map_err(|e| Error::Invalid(format!("cannot read the token from {}: {e}", path.display())))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+                (Some("-"), None) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| Error::Invalid(format!("cannot read the token from stdin: {e}")))?;
+                    line.trim().to_owned()
+                }
+                (Some(token), None) => {
+                    tracing::warn!(
+                        "the invite token was given as an argument, which other local users can see in `ps`: pass `-` and the token on stdin, or --token-file"
+                    );
+                    token.to_owned()
+                }
+                (None, None) => return Err(Error::Invalid("give the token, `-` (stdin) or --token-file".into())),
             };
             let acceptor = match (user, new_username) {
                 (Some(user), _) => Acceptor::User(UserRef::parse(&user)?),

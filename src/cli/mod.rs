@@ -1,16 +1,35 @@
-//! The command line: global options, the command tree (one module per noun), and the one
-//! place where an error becomes a message and an exit code.
+//! The admin command line, as a library entry point: [`run`] parses the arguments, builds
+//! the [`App`] from the caller's [`AppBuilder`] (so an application's own admin binary fires
+//! its own hooks, Django's `manage.py` model), runs the command, and maps the outcome to an
+//! exit code. The `accountctl` binary is `run(App::builder())`.
+//!
+//! ```no_run
+//! // src/bin/myapp-admin.rs of an application
+//! # use std::sync::Arc;
+//! # struct CalendarHook;
+//! # fn calendar_hook() -> Arc<dyn accountctl::lifecycle::UserLifecycleHook> { unimplemented!() }
+//! fn main() -> std::process::ExitCode {
+//!     accountctl::cli::run(accountctl::App::builder().hook(calendar_hook()))
+//! }
+//! ```
+//!
+//! Layout: global options and the command tree here, one module per noun (`user.rs`,
+//! `invite.rs`, …), results through one printer (`output.rs`), prompts in `prompt.rs`. The
+//! CLI uses services and domain types only; it never writes SQL.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use accountctl::store::{Database, DatabaseUrl, InvalidationChannel};
-use accountctl::{App, Config, Error};
-use clap::{CommandFactory, Parser, Subcommand};
+use crate::app::AppBuilder;
+use crate::db::{Database, DatabaseUrl, InvalidationChannel};
+use crate::{App, Error};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod auth;
 mod bootstrap;
 mod gdpr;
+mod hooks;
 mod invite;
 mod output;
 mod prompt;
@@ -24,16 +43,17 @@ use output::{Format, Printer};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  internal error (including a lifecycle hook that aborted a delete)
+  1  internal error (including a lifecycle hook that failed)
   2  usage error or invalid value (malformed email, username, duration...);
      also a destructive command without --yes when stdin is not a terminal
   3  not found
   4  conflict or refused by an invariant (already exists, last admin, external admin,
-     expired invite, wrong password, aborted at the prompt, a conflict with a
-     concurrent transaction that persisted through retries)
+     expired invite, wrong password, a hook's veto, aborted at the prompt, a conflict
+     with a concurrent transaction that persisted through retries)
   5  partial failure of a batch
   6  database unavailable or read-only (a standby), a connection pooler that cannot
-     carry the command, or schema behind (run `accountctl migrate`)
+     carry the command, schema behind (run `migrate`), or this binary lacks a
+     lifecycle hook the database records (use the application's admin binary)
 130  interrupted (Ctrl-C); the transaction in progress was rolled back
 
 Results go to stdout; logs and prompts go to stderr.";
@@ -42,7 +62,7 @@ Results go to stdout; logs and prompts go to stderr.";
 /// user-lifecycle hooks as the application server.
 #[derive(Debug, Parser)]
 #[command(name = "accountctl", version, about, after_long_help = EXIT_CODES)]
-pub struct Cli {
+struct Cli {
     #[command(flatten)]
     global: Global,
     #[command(subcommand)]
@@ -51,7 +71,7 @@ pub struct Cli {
 
 /// Options every command takes.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Global {
+struct Global {
     /// Database URL: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
     /// Default: sqlite://accountctl.db in the working directory.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
@@ -111,92 +131,140 @@ enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// The hook registry: which lifecycle hooks and merge handlers the database records.
+    #[command(subcommand)]
+    Hooks(hooks::HooksCmd),
 }
 
 /// What a command needs: the wired library, the printer and the confirmation switch.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub app: App,
     pub out: Printer,
     pub yes: bool,
 }
 
-/// Parses the command line, runs the command, drains spawned hook work, and maps the
-/// outcome to an exit code.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// Runs the command line of this process (`std::env::args_os`) over `builder`, and returns
+/// the exit code: parse, build the [`App`] (database from `--database-url`, `DATABASE_URL`,
+/// the builder's own, or the SQLite default, in that order), run, drain spawned hook work,
+/// map the outcome. Help, completions and man pages carry the binary's own name.
+pub fn run(builder: AppBuilder) -> ExitCode {
+    run_from(std::env::args_os(), builder)
+}
+
+/// [`run`] with explicit arguments (the first is the program name).
+pub fn run_from<I, T>(args: I, builder: AppBuilder) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let bin = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "accountctl".to_owned());
+    let command = cli_command(&bin);
+    let cli = match command
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     init_tracing(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&Error::Internal(format!("cannot start the async runtime: {e}"))),
     };
     let actor = cli.global.actor.clone().unwrap_or_else(os_user);
-    match runtime.block_on(accountctl::lifecycle::with_actor(actor, run(cli))) {
+    // The actor is stored in every audit row and printed back: the same rule as names.
+    let actor = match crate::domain::clean_text("actor", &actor, 200) {
+        Ok(Some(actor)) => actor,
+        Ok(None) => os_user(),
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(crate::lifecycle::with_actor(actor, execute(cli, builder, bin))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
 }
 
+/// The command tree under the binary's own name.
+fn cli_command(bin: &str) -> clap::Command {
+    let name: &'static str = Box::leak(bin.to_owned().into_boxed_str());
+    Cli::command().name(name).bin_name(name)
+}
+
 /// How long the CLI waits at exit for spawned hook work (logout hooks) to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn run(cli: Cli) -> Result<(), Error> {
+async fn execute(cli: Cli, mut builder: AppBuilder, bin: String) -> Result<(), Error> {
     let out = Printer {
         format: cli.global.output,
         quiet: cli.global.quiet,
     };
     match cli.command {
+        // Rendered into memory first: the generators panic or fail on a closed pipe.
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "accountctl", &mut std::io::stdout());
-            return Ok(());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cli_command(&bin), bin.clone(), &mut script);
+            return output::write_stdout(&script);
         }
         Command::Man => {
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cli_command(&bin))
+                .render(&mut page)
                 .map_err(|e| Error::Internal(format!("cannot render the man page: {e}")))?;
-            return Ok(());
+            return output::write_stdout(&page);
         }
         _ => {}
     }
-    let url = DatabaseUrl::parse(cli.global.database_url.as_deref().unwrap_or(DatabaseUrl::DEFAULT))?;
-    let channel = match std::env::var("ACCOUNTCTL_INVALIDATIONS") {
-        Ok(text) => text.parse()?,
-        Err(_) => InvalidationChannel::default(),
-    };
-    // One connection for the whole run, ended cleanly below on every path.
-    let db = Database::connect(&url).await?.with_invalidation_channel(channel);
-    let mut config = Config::default();
-    if let Ok(template) = std::env::var("ACCOUNTCTL_INVITE_LINK") {
-        config.invite_link_template = template;
+    if let Some(url) = cli.global.database_url.as_deref() {
+        builder = builder.database_url(DatabaseUrl::parse(url)?.expose());
+    } else if !builder.has_database() {
+        builder = builder.database_url(DatabaseUrl::DEFAULT);
     }
+    if let Ok(template) = std::env::var("ACCOUNTCTL_INVITE_LINK") {
+        builder.config_mut().invite_link_template = template;
+    }
+    if let Ok(channel) = std::env::var("ACCOUNTCTL_INVALIDATIONS") {
+        builder = builder.invalidation_channel(channel.parse::<InvalidationChannel>()?);
+    }
+    // One connection for the whole run (a short-lived process needs no more), ended cleanly
+    // by the close below on every path.
+    let app = builder.max_connections(1).program_name(bin).build().await?;
     let ctx = Ctx {
-        app: App::new(db.clone(), config),
+        app,
         out,
         yes: cli.global.yes,
     };
-    // The sweeper stops on a signal by itself, between users; every other command is
-    // abandoned at Ctrl-C (its transaction rolls back) so the connection still ends cleanly.
+    // The sweeper stops on a signal by itself, between users; for every other command,
+    // Ctrl-C cancels the statement in flight so the connection still ends cleanly.
     let own_signal_handling = matches!(cli.command, Command::Gdpr(gdpr::GdprCmd::Purge { .. }));
-    let interrupted = tokio_util::sync::CancellationToken::new();
+    let done = tokio_util::sync::CancellationToken::new();
     if !own_signal_handling {
-        spawn_interrupt_handler(db.clone(), interrupted.clone());
+        spawn_interrupt_handler(ctx.app.db().clone(), done.clone());
     }
-    let result = exec(&ctx, &db, cli.command).await;
-    interrupted.cancel();
-    // A short-lived process must not lose spawned hook work (DESIGN.md): drain, bounded.
+    let result = exec(&ctx, cli.command).await;
+    done.cancel();
+    // A short-lived process must not lose spawned hook work: drain, bounded.
     let pending = ctx.app.lifecycle.drain(DRAIN_TIMEOUT).await;
     if pending > 0 {
         tracing::warn!(pending, "spawned hook work did not finish before exit");
     }
-    db.close().await;
+    ctx.app.db.close().await;
     result
 }
 
 /// Ends the run at Ctrl-C without leaving the server a lost client. A statement in flight is
 /// canceled on the server: the command fails with [`Error::Interrupted`] (exit 130), its
-/// transaction rolls back and [`run`] closes the connection as on any error. When no
+/// transaction rolls back and the run closes the connection as on any error. When no
 /// statement was running (a prompt, hashing), the command is not waited for: the idle
-/// connection is closed here and the process exits with 130. `done` is cancelled by
-/// [`run`] once the command has returned.
+/// connection is closed here and the process exits with 130. `done` is cancelled once
+/// the command has returned.
 fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationToken) {
     tokio::spawn(async move {
         tokio::select! {
@@ -218,12 +286,13 @@ fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationTok
 }
 
 /// Runs one database command.
-async fn exec(ctx: &Ctx, db: &Database, command: Command) -> Result<(), Error> {
+async fn exec(ctx: &Ctx, command: Command) -> Result<(), Error> {
     match command {
         Command::Migrate => migrate(ctx).await,
         Command::Bootstrap(args) => bootstrap::exec(ctx, args).await,
+        Command::Hooks(cmd) => hooks::exec(ctx, cmd).await,
         command => {
-            db.ensure_schema_current().await?;
+            ctx.app.ensure_schema_current().await?;
             match command {
                 Command::User(cmd) => user::exec(ctx, cmd).await,
                 Command::Workspace(cmd) => workspace::exec(ctx, cmd).await,
@@ -233,31 +302,35 @@ async fn exec(ctx: &Ctx, db: &Database, command: Command) -> Result<(), Error> {
                 Command::Session(cmd) => session::exec(ctx, cmd).await,
                 Command::Gdpr(cmd) => gdpr::exec(ctx, cmd).await,
                 Command::Auth(cmd) => auth::exec(ctx, cmd).await,
-                Command::Migrate | Command::Bootstrap(_) | Command::Completions { .. } | Command::Man => Ok(()),
+                Command::Migrate
+                | Command::Bootstrap(_)
+                | Command::Hooks(_)
+                | Command::Completions { .. }
+                | Command::Man => Ok(()),
             }
         }
     }
 }
 
+/// `migrate`. JSON: `{applied: [versions], app_applied: [versions], hooks_recorded: [names]}`.
 async fn migrate(ctx: &Ctx) -> Result<(), Error> {
-    let applied = ctx.app.db.migrate().await?;
-    #[derive(serde::Serialize)]
-    struct Migrated {
-        applied: Vec<i64>,
-    }
-    if applied.is_empty() {
+    let report = ctx.app.migrate().await?;
+    if report.applied.is_empty() && report.app_applied.is_empty() {
         tracing::info!("schema already current");
     }
-    ctx.out.record(&Migrated { applied }, "applied");
+    ctx.out.record(&report, "applied");
     Ok(())
 }
 
 /// The one mapping from an error to a message on stderr and an exit code.
 fn fail(err: &Error) -> ExitCode {
-    let mut message = format!("error: {err}");
+    let mut message = format!("error: {}", output::escape_controls(&err.to_string()));
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
-        message.push_str(&format!("\n  caused by: {cause}"));
+        message.push_str(&format!(
+            "\n  caused by: {}",
+            output::escape_controls(&cause.to_string())
+        ));
         source = cause.source();
     }
     eprintln!("{message}");
@@ -303,7 +376,7 @@ mod tests {
             Command::Invite(invite::InviteCmd::Accept {
                 token, new_username, ..
             }) => {
-                assert_eq!(token, "-X16LyNLOzQ");
+                assert_eq!(token.as_deref(), Some("-X16LyNLOzQ"));
                 assert_eq!(new_username.as_deref(), Some("alice"));
             }
             other => panic!("parsed as {other:?}"),

@@ -99,7 +99,7 @@ fn pretty(value: &Value) -> String {
 fn plain(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => escape_controls(s),
         Value::Array(items) if items.is_empty() => "-".into(),
         Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join("\n"),
         Value::Object(map) => map
@@ -113,7 +113,41 @@ fn plain(value: &Value) -> String {
 }
 
 /// Writes one block to stdout. A closed pipe (`| head`) is not an error worth a panic.
+/// Text with every control character (ESC, BEL, CR, newline, NUL…) written as a visible
+/// escape (`\u{1b}`), so a stored value can neither drive the terminal (retitle, clear,
+/// move the cursor) nor break a table's rows. Input validation already refuses control
+/// characters; this covers rows written before that rule or by other programs.
+pub fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn emit(text: &str) {
+    let mut line = text.as_bytes().to_vec();
+    line.push(b'\n');
+    if let Err(e) = write_stdout(&line) {
+        eprintln!("error: {e}");
+    }
+}
+
+/// Writes `bytes` to stdout. A reader that went away (`accountctl … | head -1`) is not an
+/// error: the rest of the output is dropped quietly and the command finishes normally, as
+/// ripgrep does. Errors: [`crate::Error::Internal`] for any other write failure.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), crate::Error> {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(crate::Error::Internal(format!("cannot write to stdout: {e}"))),
+    }
 }

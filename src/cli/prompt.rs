@@ -4,11 +4,12 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
-use accountctl::Error;
-use accountctl::password::Secret;
+use crate::Error;
+use crate::password::Secret;
 use dialoguer::console::Term;
 
-/// The password options (DESIGN.md): never a password on argv. Without any of them, a
+/// The password options: never a password on argv, where other local users can read it in
+/// the process list and shells keep it in their history. Without any of them, a
 /// terminal gets a prompt with confirmation.
 #[derive(Debug, Clone, Default, clap::Args)]
 #[group(id = "password_source", multiple = false)]
@@ -100,7 +101,8 @@ fn strip_newline(mut line: String) -> String {
 }
 
 /// Asks before a destructive action. With `--yes` it proceeds; without a terminal it refuses
-/// with exit code 2 (DESIGN.md); a "no" at the prompt aborts with exit code 4, nothing changed.
+/// with exit code 2, so a script never destroys by accident; a "no" at the prompt aborts with
+/// exit code 4, nothing changed.
 pub fn confirm(yes: bool, question: &str) -> Result<(), Error> {
     if yes {
         return Ok(());

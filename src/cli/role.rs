@@ -1,8 +1,8 @@
 //! `accountctl role …`.
 
-use accountctl::Error;
-use accountctl::domain::{InstanceRole, parse_capabilities};
-use accountctl::store::UserRef;
+use crate::Error;
+use crate::domain::UserRef;
+use crate::domain::{InstanceRole, parse_capabilities};
 
 use super::Ctx;
 use super::prompt::confirm;

@@ -1,8 +1,8 @@
 //! `accountctl session …`.
 
-use accountctl::Error;
-use accountctl::domain::LogoutReason;
-use accountctl::store::UserRef;
+use crate::Error;
+use crate::domain::LogoutReason;
+use crate::domain::UserRef;
 use uuid::Uuid;
 
 use super::Ctx;

@@ -1,9 +1,9 @@
 //! `accountctl user …`.
 
-use accountctl::Error;
-use accountctl::domain::{DeletionMode, InstanceRole, parse_duration};
-use accountctl::services::accounts::{Accounts, NewUser};
-use accountctl::store::{UserFilter, UserRef};
+use crate::Error;
+use crate::domain::{DeletionMode, InstanceRole, parse_duration};
+use crate::domain::{UserFilter, UserRef};
+use crate::services::accounts::{Accounts, NewUser};
 
 use super::Ctx;
 use super::prompt::{PasswordArgs, confirm};
@@ -386,7 +386,7 @@ async fn list(ctx: &Ctx, accounts: &Accounts, args: ListArgs) -> Result<(), Erro
 }
 
 async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
-    use accountctl::services::merge::MergeOptions;
+    use crate::services::merge::MergeOptions;
     let merger = ctx.app.merger();
     let (keep, remove) = (UserRef::parse(&args.keep)?, UserRef::parse(&args.remove)?);
     let options = MergeOptions {
@@ -423,7 +423,7 @@ async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
 }
 
 async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
-    use accountctl::services::import::{self, Format, ImportOptions, OnConflict};
+    use crate::services::import::{self, Format, ImportOptions, OnConflict};
     use std::io::{BufReader, IsTerminal, Write};
 
     let format = match args.format {

@@ -1,7 +1,7 @@
 //! `accountctl workspace …` and `accountctl workspace-type …`.
 
-use accountctl::Error;
-use accountctl::domain::parse_capabilities;
+use crate::Error;
+use crate::domain::parse_capabilities;
 
 use super::Ctx;
 use super::prompt::confirm;
@@ -34,7 +34,7 @@ pub enum WorkspaceCmd {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkspaceTypeCmd {
-    /// Create a workspace type (000 seed: what public sign-up creates workspaces of).
+    /// Create a workspace type (what public sign-up creates workspaces of).
     Create {
         /// Lower-case letters, digits, '_' and '-'.
         slug: String,

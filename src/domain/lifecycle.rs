@@ -7,8 +7,9 @@ use uuid::Uuid;
 use super::Timestamp;
 use crate::error::Error;
 
-/// Why a user's session ended (001 seed, kept exactly). Stored in `sessions.revoke_reason`
-/// as the snake_case name.
+/// Why a user's session ended: the six reasons of the OxiCloud user-lifecycle hook design,
+/// kept exactly. Stored in `sessions.revoke_reason` as the snake_case name and passed to
+/// `on_user_logout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogoutReason {
@@ -22,11 +23,13 @@ pub enum LogoutReason {
     AccountDisabled,
     /// The password changed (`user set-password`): sibling sessions invalidated.
     PasswordChanged,
-    /// Refresh-token reuse was detected in the session family.
+    /// Refresh-token reuse was detected in the session family: the whole family is revoked
+    /// (refresh-token rotation: RFC 6749 §10.4, RFC 6819 §5.2.2.3).
     TokenReused,
 }
 
 impl LogoutReason {
+    /// The stored name (`user_initiated`, `session_expired`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::UserInitiated => "user_initiated",
@@ -60,7 +63,9 @@ impl fmt::Display for LogoutReason {
     }
 }
 
-/// How a user is being deleted (001 seed's two modes, plus `Merged` from DESIGN.md's merge).
+/// How a user is being deleted: the two modes of the OxiCloud user-lifecycle hook design, plus
+/// `Merged` for the account merge (after Serverpod's account merge). Passed to
+/// `on_user_deleted`; every hook handles each mode explicitly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case", tag = "mode")]
 pub enum DeletionMode {
@@ -69,7 +74,10 @@ pub enum DeletionMode {
     /// GDPR right to erasure: every row of personal data goes; a tombstone remains.
     GdprPurge,
     /// The user was merged into `into`; its data moved there before the delete.
-    Merged { into: Uuid },
+    Merged {
+        /// The id of the user that was kept (A in `user merge --keep A --remove B`).
+        into: Uuid,
+    },
 }
 
 impl DeletionMode {
@@ -92,13 +100,23 @@ impl fmt::Display for DeletionMode {
 /// A login session. The token is never stored, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Session {
+    /// The session's id.
     pub id: Uuid,
+    /// The user it signs in.
     pub user_id: Uuid,
+    /// The refresh-token family: sessions rotated from one sign-in share it, so an
+    /// application that detects reuse of a rotated-out refresh token can revoke the whole
+    /// family ([`LogoutReason::TokenReused`]). A new session starts a family of its own.
     pub family_id: Uuid,
+    /// When the session was opened.
     pub created_at: Timestamp,
+    /// When it stops being valid (its TTL passed).
     pub expires_at: Timestamp,
+    /// When the application last saw the session in use (accountctl itself never sets it).
     pub last_seen_at: Option<Timestamp>,
+    /// When it was revoked; `None` while not revoked.
     pub revoked_at: Option<Timestamp>,
+    /// Why it was revoked; set together with `revoked_at`.
     pub revoke_reason: Option<LogoutReason>,
 }
 

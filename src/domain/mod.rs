@@ -1,17 +1,29 @@
-//! Plain domain types and the validation rules of the account model (DESIGN.md, "Logical
-//! model"). Nothing here knows about SQL or the CLI.
+//! Plain domain types and the validation rules of the account model: users and the persons
+//! behind them, passports (login identifiers), capabilities, the lifecycle enums. Nothing here
+//! knows about SQL or the CLI.
 
 mod duration;
 mod lifecycle;
 mod names;
 mod passport;
+mod status;
+mod text;
 mod user;
+mod user_ref;
 
-pub use duration::parse_duration;
+pub use duration::{MAX_DURATION, after, parse_duration};
 pub use lifecycle::{DeletionMode, LogoutReason, Session};
 pub use names::{Capability, parse_capabilities, validate_role_name, validate_slug, validate_workspace_name};
 pub use passport::{Email, Passport, PassportKind, Phone};
+pub use status::{AdminOutcome, ErasureRequestStatus, InviteStatus, SweepOutcome, SweepStatus, SweepStop};
+pub use text::{ECHO_CHARS, MAX_NAME_CHARS, MAX_PROVIDER_CHARS, MAX_SUBJECT_CHARS, clean_identity, clean_text, shown};
 pub use user::{InstanceRole, Person, User, UserView, Username};
+pub use user_ref::{UserFilter, UserRef};
+
+// Records read from the database, as services return them (defined beside their SQL).
+pub use crate::store::erasure::{ErasureRequest, PurgeReason, SweeperRun};
+pub use crate::store::invites::Invite;
+pub use crate::store::workspaces::{Member, Role, Workspace, WorkspaceType};
 
 /// A point in time, UTC, at microsecond precision (what PostgreSQL's `timestamptz` keeps).
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

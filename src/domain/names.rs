@@ -3,7 +3,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// A capability key: dotted lower-case segments (`docs.read`), where a trailing `*` segment
-/// is a prefix wildcard (`root.*` grants everything under `root`, 000 seed's root role).
+/// is a prefix wildcard (`root.*` grants everything under `root`: the capability of the root
+/// workspace's `root` role, as in Fireback's workspace model).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Capability(String);
@@ -13,7 +14,7 @@ impl Capability {
     /// `*` anywhere but as the whole last segment.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let text = text.trim();
-        let bad = |why: &str| Error::Invalid(format!("invalid capability {text:?}: {why}"));
+        let bad = |why: &str| Error::Invalid(format!("invalid capability {}: {why}", super::shown(text)));
         if text.is_empty() || text.len() > 128 {
             return Err(bad("must be 1 to 128 characters"));
         }
@@ -36,6 +37,7 @@ impl Capability {
         Ok(Self(text.to_owned()))
     }
 
+    /// The key as given (`docs.read`, `root.*`).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -74,7 +76,8 @@ pub fn validate_slug(text: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "invalid slug {text:?}: lower-case letters, digits, '_' and '-', 1 to 64 characters"
+            "invalid slug {}: lower-case letters, digits, '_' and '-', 1 to 64 characters",
+            super::shown(text)
         )))
     }
 }
@@ -89,7 +92,8 @@ pub fn validate_role_name(text: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "invalid role name {text:?}: letters, digits, '.', '_' and '-', 1 to 64 characters"
+            "invalid role name {}: letters, digits, '.', '_' and '-', 1 to 64 characters",
+            super::shown(text)
         )))
     }
 }
@@ -105,7 +109,8 @@ pub fn validate_workspace_name(text: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "invalid workspace name {text:?}: 1 to 200 characters, no surrounding spaces, not a uuid"
+            "invalid workspace name {}: 1 to 200 characters, no control characters, no surrounding spaces, not a uuid",
+            super::shown(text)
         )))
     }
 }

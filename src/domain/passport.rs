@@ -7,15 +7,19 @@ use uuid::Uuid;
 use super::Timestamp;
 use crate::error::Error;
 
-/// The kind of a login identifier (000 seed: "user passport (email/phone)").
+/// The kind of a login identifier, a "passport" in Fireback's workspace model: a user signs
+/// in with an email address or a phone number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PassportKind {
+    /// An email address ([`Email`]).
     Email,
+    /// A phone number in E.164 form ([`Phone`]).
     Phone,
 }
 
 impl PassportKind {
+    /// The stored and printed name: `email` or `phone`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Email => "email",
@@ -38,17 +42,27 @@ impl FromStr for PassportKind {
 /// A login identifier of a user, stored normalized and unique across all users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Passport {
+    /// The passport's id.
     pub id: Uuid,
+    /// The user it signs in.
     pub user_id: Uuid,
+    /// Email or phone.
     pub kind: PassportKind,
+    /// The normalized value ([`Email`] or [`Phone`] form), unique across all users.
     pub value: String,
+    /// When the user proved to own it (e.g. by accepting an invite sent to it); `None` when
+    /// unverified.
     pub verified_at: Option<Timestamp>,
+    /// The user's primary passport of its kind (what [`super::UserView`]'s `email` and
+    /// `phone` show).
     pub is_primary: bool,
+    /// When it was added.
     pub created_at: Timestamp,
 }
 
 /// A normalized email address: trimmed and lower-cased, one `@` with a non-empty local part
-/// and a dotted domain, no whitespace, at most 254 characters (RFC 5321 §4.5.3.1.3).
+/// of at most 64 characters (RFC 5321 §4.5.3.1.1) and a dotted domain, no whitespace, at
+/// most 254 characters in all (RFC 5321 §4.5.3.1.3, less the path's angle brackets).
 /// Lower-casing the local part is a deliberate simplification: no mainstream provider treats
 /// it as case-sensitive, and it makes uniqueness case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,7 +72,7 @@ impl Email {
     /// Errors: [`Error::Invalid`] for a malformed address.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let value = text.trim().to_lowercase();
-        let bad = || Error::Invalid(format!("invalid email address {text:?}"));
+        let bad = || Error::Invalid(format!("invalid email address {}", super::shown(text)));
         if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
@@ -76,6 +90,7 @@ impl Email {
         Ok(Self(value))
     }
 
+    /// The normalized address.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -105,12 +120,14 @@ impl Phone {
             (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');
         if !ok {
             return Err(Error::Invalid(format!(
-                "invalid phone number {text:?}: use E.164 form, e.g. +4915112345678"
+                "invalid phone number {}: use E.164 form, e.g. +4915112345678",
+                super::shown(text)
             )));
         }
         Ok(Self(compact))
     }
 
+    /// The number in E.164 form (`+4915112345678`).
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,6 +1,6 @@
-//! Who is acting, for audit rows. The hook trait carries no actor (the 001 contract is kept
-//! exactly), so the caller scopes one around its work; the dispatcher carries it into the
-//! logout tasks it spawns.
+//! Who is acting, for audit rows. The hook trait carries no actor (the OxiCloud hook contract
+//! is kept exactly), so the caller scopes one around its work; the dispatcher carries it into
+//! the logout tasks it spawns.
 
 use std::future::Future;
 

@@ -119,15 +119,18 @@ impl UserLifecycleService {
     }
 
     /// Fires `on_user_deleted` on every hook inside `tx`. The first `Err` stops the fan-out
-    /// and is returned as [`Error::Hook`]; the caller drops `tx`, rolling everything back.
+    /// and is returned as [`Error::Vetoed`] when the hook refused by policy
+    /// ([`Error::Refused`]), else as [`Error::Hook`]; the caller drops `tx`, rolling
+    /// everything back.
     pub async fn dispatch_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<(), Error> {
         for hook in &self.hooks {
             if let Err(err) = hook.on_user_deleted(user, mode, tx).await {
-                tracing::error!(hook = hook.name(), user_id = %user.id, %mode, error = %err, "on_user_deleted failed; rolling back");
-                return Err(Error::Hook {
-                    hook: hook.name(),
-                    source: Box::new(err),
-                });
+                if matches!(err, Error::Refused(_)) {
+                    tracing::warn!(hook = hook.name(), user_id = %user.id, %mode, reason = %err, "on_user_deleted vetoed the delete; rolling back");
+                } else {
+                    tracing::error!(hook = hook.name(), user_id = %user.id, %mode, error = %err, "on_user_deleted failed; rolling back");
+                }
+                return Err(Error::from_hook(hook.name(), err));
             }
         }
         Ok(())
@@ -135,7 +138,7 @@ impl UserLifecycleService {
 
     /// Waits up to `within` for every spawned task (logout hooks) to finish. Returns how many
     /// were still running when the time ran out (0 when all finished). A short-lived process
-    /// calls this before exiting so spawned work is not lost (DESIGN.md).
+    /// calls this before exiting so spawned work is not lost (the CLI waits up to 10 s).
     pub async fn drain(&self, within: Duration) -> usize {
         self.spawned.close();
         let finished = tokio::time::timeout(within, self.spawned.wait()).await.is_ok();

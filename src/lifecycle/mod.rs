@@ -1,5 +1,7 @@
 //! User-lifecycle hooks: the observer contract through which every service reacts to a user
-//! being created, logging in, logging out and being deleted (001 seed, kept exactly; DESIGN.md).
+//! being created, logging in, logging out and being deleted: the OxiCloud user-lifecycle hook
+//! design, kept exactly. The full contract, with the registry of hook names the database
+//! keeps, is in `docs/hooks.md`.
 //!
 //! An application server links this library and registers the same hooks, so a user created
 //! or deleted by `accountctl` gets exactly what the server would have done.
@@ -13,12 +15,19 @@
 //! | logout | spawned | logged, never propagated |
 //! | deleted | yes, inside the delete transaction | the first `Err` aborts: everything rolls back |
 //!
-//! Hooks fire in registration order, which is built in one place: [`crate::app::App`].
+//! A deleted hook's `Err` is reported naming the hook: [`Error::Refused`] is a veto, a policy
+//! decision ([`Error::Vetoed`], CLI exit 4); any other error is a failure ([`Error::Hook`],
+//! exit 1). Either way nothing changed.
+//!
+//! Hooks fire in registration order, which is built in one place: [`crate::app::App`]. The
+//! shipped hooks come first (`audit`, `home_folder`, `authz_cache`, `session_revocation`,
+//! `external_identity`), then the application's, in the order it registered them.
 //!
 //! # Tips for implementors
 //!
 //! * **No default bodies.** Every hook declares all four methods; return `Ok(())` for events
-//!   you do not care about. This forces a conscious decision per event.
+//!   you do not care about. This forces a conscious decision per event. (Only the later
+//!   batch method `on_users_created` has a default, which calls `on_user_created`.)
 //! * **First-ever login.** `on_user_login` fires *before* `last_login_at` is stamped, so
 //!   `user.last_login_at.is_none()` reliably means "first login since the account exists".
 //! * **External users short-circuit.** A hook that provisions per-user resources (home folder,
@@ -42,7 +51,8 @@
 //! * **`on_user_deleted` runs inside the delete transaction**, with the user row still present.
 //!   Use the `tx` handle so your writes commit or roll back with the delete. Returning `Err`
 //!   aborts the whole delete (the admin's command fails, the user stays intact): a heavy
-//!   hammer, use it only when going on would lose data.
+//!   hammer. Return [`Error::Refused`] to veto by policy (a user on legal hold); return
+//!   another error only when going on would lose data.
 //! * **Every [`DeletionMode`] is handled explicitly:** `AdminDelete` (to the trash, restorable),
 //!   `GdprPurge` (erase personal data), `Merged { into }` (data already moved to `into`).
 //! * **Logout work is spawned.** The dispatcher tracks what it spawned; a short-lived process
@@ -82,8 +92,8 @@ pub trait UserLifecycleHook: Send + Sync {
     /// `on_user_created` for a batch of committed users (bulk import). Awaited; an `Err` is
     /// logged and ignored, like `on_user_created`.
     ///
-    /// The one default body of the trait (the 001 seed's rule for events added later: a
-    /// default so existing hooks need not change): it calls [`Self::on_user_created`] for each
+    /// The one default body of the trait (the OxiCloud design's rule for events added later:
+    /// a default so existing hooks need not change): it calls [`Self::on_user_created`] for each
     /// user in order and returns the first error after trying them all. Hooks with set-based
     /// work override it with one statement per batch.
     async fn on_users_created(&self, users: &[User]) -> Result<(), Error> {

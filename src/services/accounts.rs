@@ -7,31 +7,41 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::app::PersonalData;
 use crate::domain::{
-    DeletionMode, Email, InstanceRole, LogoutReason, PassportKind, Person, Phone, Timestamp, User, UserView, Username,
-    now,
+    DeletionMode, Email, InstanceRole, LogoutReason, MAX_NAME_CHARS, PassportKind, Person, Phone, Timestamp, User,
+    UserView, Username, clean_identity, clean_text, now,
 };
 use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;
 use crate::password::{self, Secret};
 use crate::services::audit;
+use crate::services::erasure::refuse_if_erasure_pending;
 use crate::store::{Database, NewUserRecord, Tx, UserFilter, UserRef};
 
 /// What `user create` (and bootstrap, invite acceptance, import) needs to create a user.
 #[derive(Debug, Clone, Default)]
 pub struct NewUser {
+    /// The username (rules: [`crate::domain::Username`]).
     pub username: String,
+    /// The primary email passport (RFC 5321 form, normalized to lower case).
     pub email: Option<String>,
+    /// The primary phone passport (E.164; spaces, dashes, dots and parentheses dropped).
     pub phone: Option<String>,
+    /// The person's given name.
     pub given_name: Option<String>,
+    /// The person's family name.
     pub family_name: Option<String>,
     /// An external (federated) user: no password, never admin, no home folder, no storage.
     pub external: bool,
     /// The identity that signs an external user in: (provider, subject).
     pub identity: Option<(String, String)>,
+    /// Create the user as instance admin (refused for an external user).
     pub admin: bool,
     /// A workspace membership to add: (workspace name or id, role name).
     pub membership: Option<(String, String)>,
+    /// The password, hashed with argon2id (RFC 9106) before the transaction; `None` creates
+    /// the user without one. An external user has none ([`Error::Invalid`] otherwise).
     pub password: Option<Secret>,
     /// Adopt this existing person (an invited person-to-be) instead of creating one.
     pub person_id: Option<Uuid>,
@@ -40,6 +50,7 @@ pub struct NewUser {
 /// The result of [`Accounts::create`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Created {
+    /// The user (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub user: UserView,
     /// `false` when `--if-not-exists` found an identical user.
@@ -49,22 +60,60 @@ pub struct Created {
 /// A user with everything `user show` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct UserDetails {
+    /// The user as listings show it (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub user: UserView,
-    /// `{"kind", "value", "is_primary", "verified_at"}` objects.
-    pub passports: Vec<serde_json::Value>,
-    /// `{"provider", "subject", "last_verified_at"}` objects.
-    pub external_identities: Vec<serde_json::Value>,
-    /// `{"workspace": ..., "role": ...}` pairs.
-    pub memberships: Vec<serde_json::Value>,
+    /// The user's login identifiers, primary first.
+    pub passports: Vec<PassportSummary>,
+    /// The identity-provider accounts that sign the user in.
+    pub external_identities: Vec<IdentitySummary>,
+    /// The user's roles per workspace.
+    pub memberships: Vec<MembershipSummary>,
+    /// The home folder's name (internal users), if it exists.
     pub home_folder: Option<String>,
+    /// Sessions neither revoked nor expired.
     pub live_sessions: usize,
+}
+
+/// A passport as `user show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PassportSummary {
+    /// `email` or `phone`.
+    pub kind: PassportKind,
+    /// The normalized address or number.
+    pub value: String,
+    /// The primary passport of its kind.
+    pub is_primary: bool,
+    /// When the user proved control of it (an accepted invite, a verification mail…).
+    pub verified_at: Option<Timestamp>,
+}
+
+/// An external identity as `user show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentitySummary {
+    /// The identity provider's name.
+    pub provider: String,
+    /// The user's id at the provider (OpenID Connect `sub`).
+    pub subject: String,
+    /// The last sign-in through it.
+    pub last_verified_at: Option<Timestamp>,
+}
+
+/// One workspace role of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MembershipSummary {
+    /// The workspace's name.
+    pub workspace: String,
+    /// The role's name.
+    pub role: String,
 }
 
 /// The result of [`Accounts::delete`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Deleted {
+    /// The deleted user's id (kept by the tombstone after an erasure).
     pub id: Uuid,
+    /// The username it had.
     pub username: String,
     /// `admin_delete` (to the trash) or `gdpr_purge` (erased).
     pub mode: &'static str,
@@ -76,8 +125,10 @@ pub struct Deleted {
 /// whether anything changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Changed {
+    /// The user after the change (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub user: UserView,
+    /// `false` when the user already was in the requested state (nothing was written).
     pub changed: bool,
 }
 
@@ -87,6 +138,8 @@ pub struct Accounts {
     db: Database,
     lifecycle: Arc<UserLifecycleService>,
     trash_retention: chrono::Duration,
+    /// The application's personal-data declarations, erased by a GDPR purge.
+    personal_data: Arc<[PersonalData]>,
 }
 
 /// A user's validated creation input, ready for the transaction.
@@ -98,11 +151,17 @@ struct Validated {
 }
 
 impl Accounts {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>, trash_retention: chrono::Duration) -> Self {
+    pub(crate) fn new(
+        db: Database,
+        lifecycle: Arc<UserLifecycleService>,
+        trash_retention: chrono::Duration,
+        personal_data: Arc<[PersonalData]>,
+    ) -> Self {
         Self {
             db,
             lifecycle,
             trash_retention,
+            personal_data,
         }
     }
 
@@ -117,6 +176,14 @@ impl Accounts {
     /// Validates input and hashes the password (off the runtime), before any transaction.
     async fn validate(new: &NewUser) -> Result<Validated> {
         let username = Username::parse(&new.username)?;
+        for (field, value) in [("given name", &new.given_name), ("family name", &new.family_name)] {
+            if let Some(value) = value {
+                clean_text(field, value, MAX_NAME_CHARS)?;
+            }
+        }
+        if let Some((provider, subject)) = &new.identity {
+            clean_identity(provider, subject)?;
+        }
         let email = new.email.as_deref().map(Email::parse).transpose()?;
         let phone = new.phone.as_deref().map(Phone::parse).transpose()?;
         if new.external {
@@ -135,13 +202,7 @@ impl Accounts {
                 "--provider/--subject are for external users (--external)".into(),
             ));
         }
-        let password_hash = match &new.password {
-            Some(pw) => {
-                pw.validate_new()?;
-                Some(password::hash_async(pw.clone()).await?)
-            }
-            None => None,
-        };
+        let password_hash = Self::hash_new_password(new.password.as_ref()).await?;
         Ok(Validated {
             username,
             email,
@@ -195,14 +256,41 @@ impl Accounts {
     /// The transactional part of [`Accounts::create`], for callers that compose it with more
     /// work in the same transaction (bootstrap, invite acceptance). The caller fires
     /// `dispatch_created` after its commit.
-    pub async fn create_in_tx(&self, tx: &mut Tx, new: &NewUser) -> Result<User> {
-        let valid = Self::validate(new).await?;
+    ///
+    /// `password_hash` is the new password already hashed with [`Accounts::hash_new_password`]
+    /// *before* the transaction began (SQLite's write lock is never held while hashing);
+    /// `new.password` is not looked at.
+    pub(crate) async fn create_in_tx(&self, tx: &mut Tx, new: &NewUser, password_hash: Option<String>) -> Result<User> {
+        let unhashed = NewUser {
+            password: None,
+            ..new.clone()
+        };
+        let mut valid = Self::validate(&unhashed).await?;
+        if new.external && password_hash.is_some() {
+            return Err(Error::Invalid(
+                "external users sign in through their identity provider and have no password".into(),
+            ));
+        }
+        valid.password_hash = password_hash;
         self.create_in(tx, new, valid).await
+    }
+
+    /// Checks a new password against the policy and hashes it (off the runtime), for
+    /// [`Accounts::create_in_tx`]. Call it before beginning the transaction. Errors:
+    /// [`Error::Invalid`] for a password against policy.
+    pub(crate) async fn hash_new_password(password: Option<&Secret>) -> Result<Option<String>> {
+        match password {
+            Some(pw) => {
+                pw.validate_new()?;
+                Ok(Some(password::hash_async(pw.clone()).await?))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Fires `on_user_created` for a user created with [`Accounts::create_in_tx`], after the
     /// caller committed.
-    pub async fn announce_created(&self, user: &User) -> Result<()> {
+    pub(crate) async fn announce_created(&self, user: &User) -> Result<()> {
         self.lifecycle.dispatch_created(user).await
     }
 
@@ -254,8 +342,14 @@ impl Accounts {
         Ok(user)
     }
 
-    /// One page of users (see [`UserFilter`]).
+    /// One page of users (see [`UserFilter`]). Errors: [`Error::Invalid`] for control
+    /// characters in the search text or cursor (no username or email has any).
     pub async fn list(&self, filter: &UserFilter) -> Result<Vec<UserView>> {
+        for (field, value) in [("search", &filter.search), ("cursor", &filter.after)] {
+            if let Some(value) = value {
+                clean_text(field, value, 254)?;
+            }
+        }
         let mut tx = self.db.begin_read().await?;
         let users = tx.list_users(filter).await?;
         tx.end().await?;
@@ -271,19 +365,28 @@ impl Accounts {
             .passports_of(user.id)
             .await?
             .into_iter()
-            .map(|p| json!({ "kind": p.kind, "value": p.value, "is_primary": p.is_primary, "verified_at": p.verified_at }))
+            .map(|p| PassportSummary {
+                kind: p.kind,
+                value: p.value,
+                is_primary: p.is_primary,
+                verified_at: p.verified_at,
+            })
             .collect();
         let external_identities = tx
             .external_identities_of(user.id)
             .await?
             .into_iter()
-            .map(|i| json!({ "provider": i.provider, "subject": i.subject, "last_verified_at": i.last_verified_at }))
+            .map(|i| IdentitySummary {
+                provider: i.provider,
+                subject: i.subject,
+                last_verified_at: i.last_verified_at,
+            })
             .collect();
         let memberships = tx
             .membership_names_of(user.id)
             .await?
             .into_iter()
-            .map(|(w, r)| json!({ "workspace": w, "role": r }))
+            .map(|(workspace, role)| MembershipSummary { workspace, role })
             .collect();
         let home_folder = tx.home_folder_name(user.id).await?;
         let live_sessions = tx.live_session_count(user.id, now()).await? as usize;
@@ -304,7 +407,8 @@ impl Accounts {
     /// data, leaving a tombstone. A trashed user can be purged; it cannot be trashed twice.
     ///
     /// Errors: [`Error::NotFound`]; [`Error::Refused`] for the last active admin or a user
-    /// already in the trash; [`Error::Hook`] when a hook aborted (nothing changed).
+    /// already in the trash; [`Error::Vetoed`] when a hook refused by policy and
+    /// [`Error::Hook`] when one failed (nothing changed either way).
     pub async fn delete(&self, user: &UserRef, mode: DeletionMode) -> Result<Deleted> {
         self.db.retrying(|| self.delete_once(user, mode)).await
     }
@@ -319,7 +423,7 @@ impl Accounts {
     }
 
     /// The transactional part of [`Accounts::delete`] for an already locked user.
-    pub async fn delete_in(&self, tx: &mut Tx, user: &User, mode: DeletionMode) -> Result<Deleted> {
+    pub(crate) async fn delete_in(&self, tx: &mut Tx, user: &User, mode: DeletionMode) -> Result<Deleted> {
         if mode == DeletionMode::AdminDelete && user.is_trashed() {
             return Err(Error::Refused(format!(
                 "user {} is already in the trash",
@@ -331,7 +435,7 @@ impl Accounts {
         let at = now();
         match mode {
             DeletionMode::AdminDelete => {
-                let purge_after = at + self.trash_retention;
+                let purge_after = crate::domain::after(at, self.trash_retention)?;
                 tx.trash_user(user.id, at, purge_after).await?;
                 Ok(Deleted {
                     id: user.id,
@@ -343,6 +447,12 @@ impl Accounts {
             DeletionMode::GdprPurge | DeletionMode::Merged { .. } => {
                 // Only a root member's removal can leave the root workspace empty.
                 let root = tx.root_membership_of(user.id).await?;
+                if mode == DeletionMode::GdprPurge {
+                    // The application's declared personal data goes too, whatever its hooks did.
+                    for declaration in self.personal_data.iter() {
+                        tx.execute(&declaration.erase_sql(), &[user.id.into()]).await?;
+                    }
+                }
                 tx.erase_personal_data(user).await?;
                 if let Some(root) = root {
                     tx.refuse_if_root_emptied(root, true).await?;
@@ -363,7 +473,7 @@ impl Accounts {
     }
 
     /// Brings a user back out of the trash, active again. Errors: [`Error::NotFound`];
-    /// [`Error::Refused`] when the user is not in the trash.
+    /// [`Error::Refused`] when the user is not in the trash or has a pending erasure request.
     pub async fn restore(&self, user: &UserRef) -> Result<Changed> {
         self.db.retrying(|| self.restore_once(user)).await
     }
@@ -375,6 +485,7 @@ impl Accounts {
         if !user.is_trashed() {
             return Err(Error::Refused(format!("user {} is not in the trash", user.username)));
         }
+        refuse_if_erasure_pending(&mut tx, &user, "restore").await?;
         tx.restore_user(user.id, now()).await?;
         audit::record(&mut tx, "user.restored", Some(user.id), json!({})).await?;
         let view = tx.user_view(user.id).await?;
@@ -427,7 +538,8 @@ impl Accounts {
         })
     }
 
-    /// Re-enables a disabled user. Errors: [`Error::Refused`] for a trashed user (restore it).
+    /// Re-enables a disabled user. Errors: [`Error::Refused`] for a trashed user (restore it)
+    /// or one with a pending erasure request (`gdpr cancel` it first).
     pub async fn enable(&self, user: &UserRef) -> Result<Changed> {
         self.db.retrying(|| self.enable_once(user)).await
     }
@@ -439,6 +551,7 @@ impl Accounts {
         refuse_if_trashed(&user)?;
         let changed = !user.active;
         if changed {
+            refuse_if_erasure_pending(&mut tx, &user, "enable").await?;
             tx.set_user_active(user.id, true, now()).await?;
             audit::record(&mut tx, "user.enabled", Some(user.id), json!({})).await?;
         }
@@ -463,24 +576,7 @@ impl Accounts {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         refuse_if_trashed(&user)?;
-        if user.is_external {
-            return Err(Error::Refused(format!(
-                "user {} is external and signs in through its identity provider: convert it to internal first",
-                user.username
-            )));
-        }
-        let at = now();
-        tx.set_password_hash(user.id, Some(&phc), at).await?;
-        let revoked = tx
-            .revoke_sessions_of(user.id, LogoutReason::PasswordChanged, at)
-            .await?;
-        audit::record(
-            &mut tx,
-            "user.password_changed",
-            Some(user.id),
-            json!({ "sessions_revoked": revoked }),
-        )
-        .await?;
+        change_password_in(&mut tx, &user, &phc).await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
         self.lifecycle.dispatch_logout(&user, LogoutReason::PasswordChanged);
@@ -492,7 +588,8 @@ impl Accounts {
 
     /// Converts between external and internal in one transaction, audited. To internal is a
     /// flag flip and fires no event: the next login's idempotent `on_user_login` provisions
-    /// what is missing (001 seed); admin stays a separate second step. To external is refused
+    /// what is missing (the OxiCloud user-lifecycle hook design); admin stays a separate
+    /// second step. To external is refused
     /// for an admin or a user with storage in use; it removes the password (external users
     /// sign in through their provider) and the empty home folder.
     pub async fn convert(&self, user: &UserRef, to_external: bool) -> Result<Changed> {
@@ -540,8 +637,9 @@ impl Accounts {
     }
 
     /// Sets the instance role (`admin | user`). Errors: [`Error::Refused`] when making an
-    /// external user admin ("convert to internal first": the friction is intentional, 001
-    /// seed) or demoting the last active admin.
+    /// external user admin ("convert to internal first": the friction is intentional, as in
+    /// the OxiCloud user-lifecycle hook design, so an identity provider's account never
+    /// becomes admin by accident) or demoting the last active admin.
     pub async fn set_instance_role(&self, user: &UserRef, role: InstanceRole) -> Result<Changed> {
         self.db.retrying(|| self.set_instance_role_once(user, role)).await
     }
@@ -551,37 +649,76 @@ impl Accounts {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         refuse_if_trashed(&user)?;
-        if user.role == role {
-            let view = tx.user_view(user.id).await?;
-            return Ok(Changed {
-                user: view,
-                changed: false,
-            });
-        }
-        if role == InstanceRole::Admin && user.is_external {
-            return Err(Error::Refused(format!(
-                "user {} is external and external users can never be admin: convert to internal first (user convert {} --to-internal)",
-                user.username, user.username
-            )));
-        }
-        if role == InstanceRole::User {
-            refuse_if_last_admin(&mut tx, &user, "demote").await?;
-        }
-        tx.set_user_role(user.id, role, now()).await?;
-        audit::record(
-            &mut tx,
-            "user.role_changed",
-            Some(user.id),
-            json!({ "from": user.role, "to": role }),
-        )
-        .await?;
+        let changed = change_instance_role_in(&mut tx, &user, role).await?;
         let view = tx.user_view(user.id).await?;
-        tx.commit().await?;
-        Ok(Changed {
-            user: view,
-            changed: true,
-        })
+        if changed {
+            tx.commit().await?;
+        }
+        Ok(Changed { user: view, changed })
     }
+}
+
+/// The rules and events of an instance-role change, for a user whose row the caller locked
+/// inside its write transaction (`role assign|revoke`, `user import --on-conflict update`):
+/// an external user is never made admin ("convert to internal first", 001 seed), the last
+/// active admin is never demoted, and a change is audited as `user.role_changed`. Returns
+/// whether the role changed. Errors: [`Error::Refused`], with nothing written.
+pub(crate) async fn change_instance_role_in(tx: &mut Tx, user: &User, role: InstanceRole) -> Result<bool> {
+    if user.role == role {
+        return Ok(false);
+    }
+    if role == InstanceRole::Admin && user.is_external {
+        return Err(Error::Refused(format!(
+            "user {} is external and external users can never be admin: convert to internal first (user convert {} --to-internal)",
+            user.username, user.username
+        )));
+    }
+    if role == InstanceRole::User {
+        refuse_if_last_admin(tx, user, "demote").await?;
+    }
+    tx.set_user_role(user.id, role, now()).await?;
+    audit::record(
+        tx,
+        "user.role_changed",
+        Some(user.id),
+        json!({ "from": user.role, "to": role }),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Refuses a password for an external user (it signs in through its identity provider).
+pub(crate) fn refuse_password_for_external(user: &User) -> Result<()> {
+    if user.is_external {
+        return Err(Error::Refused(format!(
+            "user {} is external and signs in through its identity provider: convert it to internal first",
+            user.username
+        )));
+    }
+    Ok(())
+}
+
+/// The rules and events of a password change, for a user whose row the caller locked inside
+/// its write transaction (`set-password`, `user import --on-conflict update`): refused for an
+/// external user; the new PHC string is stored, every session is revoked
+/// ([`LogoutReason::PasswordChanged`]) and the change audited as `user.password_changed`.
+/// Returns the number of sessions revoked; the caller fires the one spawned logout after
+/// its commit. Errors: [`Error::Refused`], with nothing written.
+pub(crate) async fn change_password_in(tx: &mut Tx, user: &User, phc: &str) -> Result<u64> {
+    refuse_password_for_external(user)?;
+    let at = now();
+    tx.set_password_hash(user.id, Some(phc), at).await?;
+    let revoked = tx
+        .revoke_sessions_of(user.id, LogoutReason::PasswordChanged, at)
+        .await?;
+    audit::record(
+        tx,
+        "user.password_changed",
+        Some(user.id),
+        json!({ "sessions_revoked": revoked }),
+    )
+    .await?;
+    Ok(revoked)
 }
 
 fn refuse_if_trashed(user: &User) -> Result<()> {
@@ -594,11 +731,15 @@ fn refuse_if_trashed(user: &User) -> Result<()> {
     Ok(())
 }
 
-/// Refuses to remove the last active admin (DESIGN.md: the instance always keeps one).
+/// Refuses to remove the last active admin (this project's rule: the instance always keeps
+/// one, so it can always be administered). The decision is serialized with every other one
+/// about the admins ([`Tx::lock_instance_admins`]), so two concurrent removals of the last
+/// two admins cannot both pass: the second sees the first's commit and is refused.
 pub(crate) async fn refuse_if_last_admin(tx: &mut Tx, user: &User, verb: &str) -> Result<()> {
     if user.role != InstanceRole::Admin || !user.active || user.is_trashed() {
         return Ok(());
     }
+    tx.lock_instance_admins().await?;
     let admins = tx.active_admin_ids().await?;
     if admins.iter().all(|id| *id == user.id) {
         return Err(Error::Refused(format!(

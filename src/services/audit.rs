@@ -31,13 +31,15 @@ pub async fn record_standalone(db: &Database, event: &str, subject: Option<Uuid>
 
 /// Audits all four lifecycle events (`user.created`, `user.login`, `user.logout`,
 /// `user.deleted`) with `is_external` as a field. Cross-cutting, so it lives with the audit
-/// trail rather than with a domain owner (001 seed).
+/// trail rather than with a domain owner (the exception to the OxiCloud user-lifecycle hook
+/// design's owner-located convention). Registered first, so even an event a later hook
+/// aborts is traced; name `audit`.
 pub struct AuditLifecycleHook {
     db: Database,
 }
 
 impl AuditLifecycleHook {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 }

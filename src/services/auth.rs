@@ -32,7 +32,7 @@ pub struct AuthService {
 }
 
 impl AuthService {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>, sessions: SessionService) -> Self {
+    pub(crate) fn new(db: Database, lifecycle: Arc<UserLifecycleService>, sessions: SessionService) -> Self {
         Self {
             db,
             lifecycle,
@@ -42,8 +42,9 @@ impl AuthService {
 
     /// Verifies `password` for the user named by `identifier` (username, email or phone
     /// passport, or id), then fires `on_user_login` *before* stamping `last_login_at` (so
-    /// hooks can detect a first login, 001 seed), upgrades a weak hash, and creates a session
-    /// when `issue_session` is set.
+    /// hooks can detect a first login: the OxiCloud user-lifecycle hook design), upgrades a
+    /// weak hash to the current argon2id parameters, and creates a session when
+    /// `issue_session` is set.
     ///
     /// Unknown, inactive, trashed and password-less users take the same time as a wrong
     /// password (a dummy argon2 verification runs) and all fail with the same

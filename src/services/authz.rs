@@ -20,7 +20,9 @@ use crate::lifecycle::UserLifecycleHook;
 use crate::store::authz::AUTHZ_CHANNEL;
 use crate::store::{Database, DatabaseUrl, InvalidationChannel, Tx};
 
-/// How long a cached capability set is trusted without an invalidation (001 seed: 30 s).
+/// How long a cached capability set is trusted without an invalidation: 30 s, the TTL of the
+/// OxiCloud user-lifecycle hook design's authorization cache. It bounds how long a missed
+/// invalidation can let a revoked grant live on.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
 /// A user's effective capabilities, shared between the cache and its readers.
@@ -40,7 +42,7 @@ impl Default for AuthzCache {
 }
 
 impl AuthzCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             entries: RwLock::new(HashMap::new()),
@@ -94,14 +96,16 @@ impl AuthzCache {
     }
 }
 
-/// Invalidates the cache on logout and delete, locally and for every other process.
+/// Invalidates the cache on logout and delete, locally and for every other process (the
+/// publication rides the transaction, so a rolled-back delete publishes nothing). Registered
+/// third; name `authz_cache`.
 pub struct AuthzCacheLifecycleHook {
     cache: Arc<AuthzCache>,
     db: Database,
 }
 
 impl AuthzCacheLifecycleHook {
-    pub fn new(cache: Arc<AuthzCache>, db: Database) -> Self {
+    pub(crate) fn new(cache: Arc<AuthzCache>, db: Database) -> Self {
         Self { cache, db }
     }
 }
@@ -143,6 +147,7 @@ impl UserLifecycleHook for AuthzCacheLifecycleHook {
 /// One published invalidation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Invalidation {
+    /// The user whose cached capabilities are stale.
     pub user_id: Uuid,
     /// The logout reason or deletion mode that caused it (`admin_revoked`, `gdpr_purge`…).
     pub reason: String,
@@ -185,7 +190,7 @@ enum Source {
 /// Receives invalidations published by any process (the CLI included), from the moment
 /// [`InvalidationListener::start`] returns.
 ///
-/// With `NOTIFY` (PostgreSQL's default) it `LISTEN`s on [`AUTHZ_CHANNEL`] over a connection of
+/// With `NOTIFY` (PostgreSQL's default) it `LISTEN`s on the channel `accountctl_authz_invalidation` over a connection of
 /// its own, which must be direct or through a session-mode pooler: a transaction-mode pooler
 /// hands `LISTEN` to a server connection the listener does not keep. At start-up it sends
 /// itself a test notification and fails unless it comes back. After a lost connection it

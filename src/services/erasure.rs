@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{DeletionMode, LogoutReason, now};
+use crate::domain::{DeletionMode, LogoutReason, SweepOutcome, SweepStatus, SweepStop, User, now};
 use crate::error::{Error, Result};
 use crate::lifecycle::{UserLifecycleService, current_actor};
 use crate::services::accounts::Accounts;
@@ -23,7 +23,7 @@ use crate::services::audit;
 use crate::services::invites::Invites;
 use crate::services::sessions::SessionService;
 use crate::store::erasure::{ErasureRequest, PurgeReason, SweeperRun};
-use crate::store::{Database, UserRef};
+use crate::store::{Database, Tx, UserRef};
 
 /// Default delay between an erasure request and the purge (GDPR Art. 12(3): one month).
 pub const DEFAULT_ERASURE_DELAY: chrono::Duration = chrono::Duration::days(30);
@@ -55,39 +55,55 @@ impl Default for SweepOptions {
 /// One user the sweeper handled.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepEvent {
+    /// The user's id (pseudonymous once the user is erased).
     pub user_id: Uuid,
+    /// Why the user was due: an erasure request or the trash's retention.
     pub reason: PurgeReason,
-    /// `purged`, `would_purge` (dry run), `skipped` (gone, restored, or locked by another
-    /// sweeper) or `failed`.
-    pub outcome: &'static str,
+    /// What the sweeper did with the user.
+    pub outcome: SweepOutcome,
+    /// Why the purge failed or was vetoed (`failed` only).
     pub error: Option<String>,
 }
 
 /// The JSON summary of a sweeper run (`gdpr purge -o json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepReport {
+    /// The run's id in `sweeper_runs` (`gdpr status` shows the last runs).
     pub run_id: Uuid,
+    /// Nothing was changed: the users are listed as `would_purge`.
     pub dry_run: bool,
-    /// `ok`, `partial` (some users failed), or `interrupted` (stop requested).
-    pub status: &'static str,
+    /// `ok`, `partial` (some users failed or were vetoed), or `interrupted` (stop requested).
+    pub status: SweepStatus,
+    /// Users erased, each in its own transaction.
     pub purged: u64,
+    /// Users no longer due when locked.
     pub skipped: u64,
+    /// Users whose purge failed or was vetoed by a hook (still whole, request pending).
     pub failed: u64,
     /// Why the run ended before the candidates did: `signal`, `max_duration`, or null.
-    pub stopped: Option<&'static str>,
+    pub stopped: Option<SweepStop>,
+    /// Pending invites past their expiry, marked `expired` by this run.
     pub invites_expired: u64,
+    /// Sessions past their expiry, ended by this run (`session_expired`).
     pub sessions_expired: i64,
+    /// The run's wall-clock time in milliseconds.
     pub duration_ms: u128,
+    /// One event per user handled, in order.
     pub users: Vec<SweepEvent>,
 }
 
 /// `gdpr status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErasureStatus {
+    /// Erasure requests not carried out yet, due or not.
     pub pending_requests: Vec<ErasureRequest>,
+    /// Users in the trash.
     pub trashed_users: i64,
+    /// Users in the trash whose `purge_after` has passed (the next sweep purges them).
     pub trash_due: i64,
+    /// The sweeper's latest run, dry runs included.
     pub last_run: Option<SweeperRun>,
+    /// The latest run that was not a dry run and finished (`ok`, `partial` or `interrupted`).
     pub last_successful_run: Option<SweeperRun>,
     /// True when no successful (non-dry) run finished within the threshold.
     pub stale: bool,
@@ -103,8 +119,26 @@ pub struct Erasure {
     invites: Invites,
 }
 
+/// Refuses an operation that would defeat a pending right-to-erasure request (GDPR Art. 17):
+/// reactivating the user (the sweeper would then erase an active account) or merging it
+/// (its personal data would move into the kept user and survive). `verb` names the refused
+/// operation. Call it with the user's row locked. Errors: [`Error::Refused`] naming the
+/// request and `gdpr cancel`.
+pub(crate) async fn refuse_if_erasure_pending(tx: &mut Tx, user: &User, verb: &str) -> Result<()> {
+    if let Some(request) = tx.pending_erasure_request_of(user.id).await? {
+        return Err(Error::Refused(format!(
+            "refusing to {verb} {}: erasure request {} is pending (due {}); withdraw it first with `gdpr cancel {}`",
+            user.username,
+            request.id,
+            request.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            user.username
+        )));
+    }
+    Ok(())
+}
+
 impl Erasure {
-    pub fn new(
+    pub(crate) fn new(
         db: Database,
         lifecycle: Arc<UserLifecycleService>,
         accounts: Accounts,
@@ -134,7 +168,7 @@ impl Erasure {
         crate::services::accounts::refuse_if_last_admin(&mut tx, &user, "request erasure of").await?;
         let at = now();
         let id = tx
-            .insert_erasure_request(user.id, at + due_in, &current_actor(), at)
+            .insert_erasure_request(user.id, crate::domain::after(at, due_in)?, &current_actor(), at)
             .await?;
         tx.set_user_active(user.id, false, at).await?;
         let revoked = tx
@@ -155,6 +189,35 @@ impl Erasure {
         if user.active {
             self.lifecycle.dispatch_logout(&user, LogoutReason::AccountDisabled);
         }
+        Ok(request)
+    }
+
+    /// Withdraws the user's pending erasure request (the person changed their mind, or it was
+    /// filed by mistake), audited as `erasure.cancelled`. Nothing else happens: the account
+    /// stays disabled until `user enable`, and no lifecycle hook fires. Returns the request as
+    /// it is now (`status: cancelled`).
+    ///
+    /// Errors: [`Error::NotFound`] for an unknown user or when no request is pending.
+    pub async fn cancel(&self, user: &UserRef) -> Result<ErasureRequest> {
+        let mut tx = self.db.begin().await?;
+        let user = tx.require_user(user, true).await?;
+        let request = tx
+            .pending_erasure_request_of(user.id)
+            .await?
+            .ok_or_else(|| Error::not_found("pending erasure request for user", user.username.clone()))?;
+        tx.cancel_erasure_request(request.id).await?;
+        audit::record(
+            &mut tx,
+            "erasure.cancelled",
+            Some(user.id),
+            json!({ "request_id": request.id }),
+        )
+        .await?;
+        let request = tx
+            .erasure_request(request.id)
+            .await?
+            .ok_or_else(|| Error::Internal("request vanished".into()))?;
+        tx.commit().await?;
         Ok(request)
     }
 
@@ -185,11 +248,16 @@ impl Erasure {
     /// and ends expired sessions. `on_event` is called once per user handled (the CLI logs a
     /// line and advances its progress bar). Per-user failures are recorded and do not stop
     /// the run; the report says how many failed.
+    ///
+    /// Errors: [`Error::Invalid`] for a `limit` below 1 (nothing is purged, no run recorded).
     pub async fn purge(
         &self,
         options: &SweepOptions,
         mut on_event: impl FnMut(&SweepEvent, usize),
     ) -> Result<SweepReport> {
+        if options.limit < 1 {
+            return Err(Error::Invalid(format!("invalid limit {}: at least 1", options.limit)));
+        }
         let started = Instant::now();
         let run_id = Uuid::now_v7();
         {
@@ -207,7 +275,7 @@ impl Erasure {
         let mut report = SweepReport {
             run_id,
             dry_run: options.dry_run,
-            status: "ok",
+            status: SweepStatus::Ok,
             purged: 0,
             skipped: 0,
             failed: 0,
@@ -219,45 +287,45 @@ impl Erasure {
         };
         for (user_id, reason) in candidates {
             if options.stop.load(Ordering::SeqCst) {
-                report.stopped = Some("signal");
+                report.stopped = Some(SweepStop::Signal);
                 break;
             }
             if options.max_duration.is_some_and(|max| started.elapsed() >= max) {
-                report.stopped = Some("max_duration");
+                report.stopped = Some(SweepStop::MaxDuration);
                 break;
             }
             let event = if options.dry_run {
                 SweepEvent {
                     user_id,
                     reason,
-                    outcome: "would_purge",
+                    outcome: SweepOutcome::WouldPurge,
                     error: None,
                 }
             } else {
                 self.purge_one(user_id, reason).await?
             };
             match event.outcome {
-                "purged" => report.purged += 1,
-                "skipped" => report.skipped += 1,
-                "failed" => report.failed += 1,
-                _ => {}
+                SweepOutcome::Purged => report.purged += 1,
+                SweepOutcome::Skipped => report.skipped += 1,
+                SweepOutcome::Failed => report.failed += 1,
+                SweepOutcome::WouldPurge => {}
             }
             on_event(&event, total);
             report.users.push(event);
         }
-        if !options.dry_run && report.stopped != Some("signal") {
+        if !options.dry_run && report.stopped != Some(SweepStop::Signal) {
             report.invites_expired = self.invites.prune().await?;
             report.sessions_expired = self.sessions.prune().await?.sessions_expired;
             let mut tx = self.db.begin().await?;
             tx.prune_invalidations(now() - chrono::Duration::days(1)).await?;
             tx.commit().await?;
         }
-        report.status = if report.stopped == Some("signal") {
-            "interrupted"
+        report.status = if report.stopped == Some(SweepStop::Signal) {
+            SweepStatus::Interrupted
         } else if report.failed > 0 {
-            "partial"
+            SweepStatus::Partial
         } else {
-            "ok"
+            SweepStatus::Ok
         };
         report.duration_ms = started.elapsed().as_millis();
         let summary = json!({
@@ -265,12 +333,12 @@ impl Erasure {
             "stopped": report.stopped,
             "invites_expired": report.invites_expired,
             "sessions_expired": report.sessions_expired,
-            "failures": report.users.iter().filter(|e| e.outcome == "failed").map(|e| json!({ "user_id": e.user_id, "error": e.error })).collect::<Vec<_>>(),
+            "failures": report.users.iter().filter(|e| e.outcome == SweepOutcome::Failed).map(|e| json!({ "user_id": e.user_id, "error": e.error })).collect::<Vec<_>>(),
         });
         let mut tx = self.db.begin().await?;
         tx.finish_sweeper_run(
             run_id,
-            report.status,
+            report.status.as_str(),
             report.purged as i64,
             report.failed as i64,
             &summary,
@@ -292,14 +360,14 @@ impl Erasure {
                 SweepEvent {
                     user_id,
                     reason,
-                    outcome: "purged",
+                    outcome: SweepOutcome::Purged,
                     error: None,
                 }
             }
             Ok(false) => SweepEvent {
                 user_id,
                 reason,
-                outcome: "skipped",
+                outcome: SweepOutcome::Skipped,
                 error: None,
             },
             Err(err) if err.ends_a_batch() => return Err(err),
@@ -314,7 +382,7 @@ impl Erasure {
                 SweepEvent {
                     user_id,
                     reason,
-                    outcome: "failed",
+                    outcome: SweepOutcome::Failed,
                     error: Some(message),
                 }
             }

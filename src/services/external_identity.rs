@@ -6,14 +6,15 @@ use crate::error::Result;
 use crate::lifecycle::UserLifecycleHook;
 use crate::store::{Database, Tx};
 
-/// Keeps `last_verified_at` of a user's identities current, so stale federated accounts can
-/// be found (001 seed: "bump last_verified_at for GDPR-sweeper purposes").
+/// Keeps `last_verified_at` of a user's identities current at every login of an external
+/// user, so federated accounts nobody signs in with any more can be found and erased (GDPR
+/// Art. 5(1)(e), storage limitation). Registered fifth; name `external_identity`.
 pub struct ExternalIdentityLifecycleHook {
     db: Database,
 }
 
 impl ExternalIdentityLifecycleHook {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 }

@@ -1,4 +1,5 @@
-//! Home folders: `My Folder - {username}` for every internal user (001 seed), and the hook
+//! Home folders: `My Folder - {username}` for every internal user (the OxiCloud
+//! user-lifecycle hook design's HomeFolder hook; external users get none), and the hook
 //! that provisions them idempotently on creation and on every login (the safety net that
 //! also covers external users converted to internal).
 
@@ -7,7 +8,7 @@ use crate::error::Result;
 use crate::lifecycle::UserLifecycleHook;
 use crate::store::{Database, Tx};
 
-/// The home folder's name for `username` (001 seed).
+/// The home folder's name for `username`: `My Folder - {username}`.
 pub fn home_folder_name(username: &str) -> String {
     format!("My Folder - {username}")
 }
@@ -19,7 +20,7 @@ pub struct FolderService {
 }
 
 impl FolderService {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 
@@ -46,13 +47,15 @@ impl FolderService {
     }
 }
 
-/// Provisions the home folder on `on_user_created` and `on_user_login` (idempotent).
+/// Provisions the home folder on `on_user_created` and `on_user_login` (idempotent, so the
+/// next login repairs a failed creation or a converted external user). Registered second;
+/// name `home_folder`.
 pub struct HomeFolderLifecycleHook {
     folders: FolderService,
 }
 
 impl HomeFolderLifecycleHook {
-    pub fn new(folders: FolderService) -> Self {
+    pub(crate) fn new(folders: FolderService) -> Self {
         Self { folders }
     }
 }

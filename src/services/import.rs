@@ -16,12 +16,14 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{Email, InstanceRole, Person, Phone, User, Username, now};
+use crate::domain::{
+    Email, InstanceRole, LogoutReason, MAX_NAME_CHARS, Person, Phone, User, Username, clean_identity, clean_text, now,
+};
 use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;
 use crate::password::{self, Secret};
 use crate::store::batch::BatchUser;
-use crate::store::{Database, NewUserRecord, Tx, WRITE_ATTEMPTS, retry_pause};
+use crate::store::{Database, NewUserRecord, Tx, UserRef, WRITE_ATTEMPTS, retry_pause};
 
 /// What to do when a row's username already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,31 +52,44 @@ pub enum Format {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRow {
+    /// The username (rules: [`Username`]); the key `on_conflict` matches on.
     pub username: String,
+    /// The primary email passport (RFC 5321 form). An empty cell is `None`.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub email: Option<String>,
+    /// The primary phone passport (E.164). An empty cell is `None`.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub phone: Option<String>,
+    /// The person's given name.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub given_name: Option<String>,
+    /// The person's family name.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub family_name: Option<String>,
+    /// An external (federated) user: no password, never admin. `true`/`false`, `1`/`0` or
+    /// `yes`/`no`. Absent or empty means internal for a new user and "unchanged" for an
+    /// update.
     #[serde(default, deserialize_with = "flexible_bool")]
-    pub external: bool,
+    pub external: Option<bool>,
+    /// The identity provider of an external user (with `subject`).
     #[serde(default, deserialize_with = "empty_as_none")]
     pub provider: Option<String>,
+    /// The user's subject at `provider` (the OpenID Connect `sub` claim, for example).
     #[serde(default, deserialize_with = "empty_as_none")]
     pub subject: Option<String>,
     /// Instance role: `admin` or `user` (default).
     #[serde(default, deserialize_with = "empty_as_none")]
     pub role: Option<String>,
+    /// Workspace memberships as (workspace, role name) pairs: `Workspace:role;Other:role`
+    /// in CSV, that string or an array of `{"workspace": …, "role": …}` in JSON Lines.
     #[serde(default, deserialize_with = "memberships")]
     pub memberships: Vec<(String, String)>,
-    /// Plaintext, hashed here with argon2id.
-    #[serde(default, deserialize_with = "empty_as_none")]
+    /// Plaintext, hashed here with argon2id. Never echoed in an error.
+    #[serde(default, deserialize_with = "secret_string")]
     pub password: Option<String>,
-    /// Already hashed: argon2 PHC string or bcrypt `$2b$`, stored as is.
-    #[serde(default, deserialize_with = "empty_as_none")]
+    /// Already hashed: argon2 PHC string or bcrypt `$2b$`, stored as is (within the cost
+    /// bounds of [`password::check_hash`]). Never echoed in an error.
+    #[serde(default, deserialize_with = "secret_string")]
     pub password_hash: Option<String>,
 }
 
@@ -83,7 +98,15 @@ fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<
     Ok(value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
 }
 
-fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+/// [`empty_as_none`] for a secret: a value of the wrong type (a JSON number…) is refused
+/// without the deserializer's usual echo of the value.
+fn secret_string<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let value: Option<String> = Option::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("a password field must be a string (not shown)"))?;
+    Ok(value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+}
+
+fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<bool>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum B {
@@ -91,12 +114,16 @@ fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<
         Text(String),
     }
     match Option::<B>::deserialize(d)? {
-        None => Ok(false),
-        Some(B::Bool(b)) => Ok(b),
+        None => Ok(None),
+        Some(B::Bool(b)) => Ok(Some(b)),
         Some(B::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
-            "" | "false" | "0" | "no" | "n" => Ok(false),
-            "true" | "1" | "yes" | "y" => Ok(true),
-            other => Err(serde::de::Error::custom(format!("invalid boolean {other:?}"))),
+            "" => Ok(None),
+            "false" | "0" | "no" | "n" => Ok(Some(false)),
+            "true" | "1" | "yes" | "y" => Ok(Some(true)),
+            other => Err(serde::de::Error::custom(format!(
+                "invalid boolean {}",
+                crate::domain::shown(other)
+            ))),
         },
     }
 }
@@ -132,8 +159,9 @@ fn memberships<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
 /// A parsed row or the reason it could not be read, with its line number.
 pub type ParsedRow = (usize, std::result::Result<ImportRow, String>);
 
-/// Reads every row. CSV line numbers count the header as line 1.
-pub fn parse(reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>> {
+/// Reads every row. Line numbers are 1-based lines of the input (the CSV header is line 1),
+/// whatever the line endings (`\n` or `\r\n`).
+pub fn parse(mut reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>> {
     match format {
         Format::Jsonl => {
             let mut out = Vec::new();
@@ -150,7 +178,25 @@ pub fn parse(reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>> {
             Ok(out)
         }
         Format::Csv => {
-            let mut csv = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(reader);
+            // The csv crate's own line count is off by one per record with CRLF endings, so
+            // the line is counted here from the record's byte offset.
+            let mut input = Vec::new();
+            reader
+                .read_to_end(&mut input)
+                .map_err(|e| Error::Invalid(format!("cannot read the input: {e}")))?;
+            let newlines: Vec<usize> = input
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| (*b == b'\n').then_some(i))
+                .collect();
+            // With `\r\n` endings a record's offset can point at the `\n` that ends the line
+            // before it, so a newline *at* the offset counts as before the record.
+            let line_at = |pos: Option<&csv::Position>| {
+                pos.map_or(0, |p| newlines.partition_point(|&nl| nl <= p.byte() as usize) + 1)
+            };
+            let mut csv = csv::ReaderBuilder::new()
+                .trim(csv::Trim::All)
+                .from_reader(input.as_slice());
             let headers = csv
                 .headers()
                 .map_err(|e| Error::Invalid(format!("cannot read the CSV header: {e}")))?
@@ -162,7 +208,7 @@ pub fn parse(reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>> {
             for record in csv.records() {
                 match record {
                     Ok(record) => {
-                        let line = record.position().map_or(0, |p| p.line() as usize);
+                        let line = line_at(record.position());
                         out.push((
                             line,
                             record
@@ -171,7 +217,7 @@ pub fn parse(reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>> {
                         ));
                     }
                     Err(e) => {
-                        let line = e.position().map_or(0, |p| p.line() as usize);
+                        let line = line_at(e.position());
                         out.push((line, Err(e.to_string())));
                     }
                 }
@@ -184,6 +230,7 @@ pub fn parse(reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>> {
 /// Options of [`Importer::import`].
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
+    /// What an existing username means ([`OnConflict::Fail`] by default).
     pub on_conflict: OnConflict,
     /// Validate everything, write nothing.
     pub dry_run: bool,
@@ -207,23 +254,33 @@ impl Default for ImportOptions {
 /// The outcome of one row.
 #[derive(Debug, Clone, Serialize)]
 pub struct RowResult {
+    /// The row's line number in the input (1-based, the CSV header being line 1).
     pub line: usize,
+    /// The row's username, as given.
     pub username: String,
     /// `created`, `updated`, `skipped`, `error`; with `dry_run`: `valid` (would be created or
     /// updated); with `atomic` and any error: `rolled_back` for rows that were fine.
     pub status: &'static str,
+    /// The user's id for a `created`, `updated`, `skipped` or `valid` row.
     pub id: Option<Uuid>,
+    /// Why the row failed (`status` is `error`).
     pub error: Option<String>,
 }
 
 /// Totals of an import.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportSummary {
+    /// Rows read.
     pub rows: usize,
+    /// Users created (0 in a dry run, whose rows are `valid`).
     pub created: usize,
+    /// Existing users updated ([`OnConflict::Update`]).
     pub updated: usize,
+    /// Rows skipped ([`OnConflict::Skip`]).
     pub skipped: usize,
+    /// Rows that failed.
     pub failed: usize,
+    /// Whether this was a dry run (nothing written).
     pub dry_run: bool,
 }
 
@@ -234,7 +291,8 @@ struct Prepared {
     email: Option<Email>,
     phone: Option<Phone>,
     row: ImportRow,
-    role: InstanceRole,
+    /// `None` when the row has no role: `user` for a new user, unchanged for an update.
+    role: Option<InstanceRole>,
     password_hash: Option<String>,
     plaintext: Option<Secret>,
 }
@@ -246,13 +304,27 @@ pub struct Importer {
     lifecycle: Arc<UserLifecycleService>,
 }
 
+/// The longest row error message reported, in characters.
+const MAX_ERROR_CHARS: usize = 300;
+
+/// A failed row. The username and message are cut to bounded lengths: a hostile file must
+/// not turn a megabyte value into megabytes of output (values are echoed through
+/// [`crate::domain::shown`] already; this also bounds the parsers' own messages).
 fn error(line: usize, username: &str, message: impl Into<String>) -> RowResult {
+    let cut = |text: &str, max: usize| -> String {
+        if text.chars().count() <= max {
+            text.to_owned()
+        } else {
+            let head: String = text.chars().take(max).collect();
+            format!("{head}…")
+        }
+    };
     RowResult {
         line,
-        username: username.to_owned(),
+        username: cut(username, crate::domain::ECHO_CHARS),
         status: "error",
         id: None,
-        error: Some(message.into()),
+        error: Some(cut(&message.into(), MAX_ERROR_CHARS)),
     }
 }
 
@@ -261,17 +333,32 @@ fn prepare(line: usize, row: ImportRow) -> std::result::Result<Prepared, RowResu
     let username = Username::parse(&row.username).map_err(fail)?;
     let email = row.email.as_deref().map(Email::parse).transpose().map_err(fail)?;
     let phone = row.phone.as_deref().map(Phone::parse).transpose().map_err(fail)?;
-    let role = match &row.role {
-        Some(r) => r.parse::<InstanceRole>().map_err(fail)?,
-        None => InstanceRole::User,
-    };
-    if row.external && role == InstanceRole::Admin {
+    let role = row
+        .role
+        .as_deref()
+        .map(str::parse::<InstanceRole>)
+        .transpose()
+        .map_err(fail)?;
+    for (field, value) in [("given name", &row.given_name), ("family name", &row.family_name)] {
+        if let Some(value) = value {
+            clean_text(field, value, MAX_NAME_CHARS).map_err(fail)?;
+        }
+    }
+    if let (Some(provider), Some(subject)) = (&row.provider, &row.subject) {
+        clean_identity(provider, subject).map_err(fail)?;
+    }
+    for (workspace, role) in &row.memberships {
+        clean_text("membership workspace", workspace, 200).map_err(fail)?;
+        clean_text("membership role", role, 64).map_err(fail)?;
+    }
+    let external = row.external == Some(true);
+    if external && role == Some(InstanceRole::Admin) {
         return Err(error(line, &row.username, "an external user can never be admin"));
     }
-    if row.external && (row.password.is_some() || row.password_hash.is_some()) {
+    if external && (row.password.is_some() || row.password_hash.is_some()) {
         return Err(error(line, &row.username, "external users have no password"));
     }
-    if row.provider.is_some() != row.subject.is_some() || (row.provider.is_some() && !row.external) {
+    if row.provider.is_some() != row.subject.is_some() || (row.provider.is_some() && !external) {
         return Err(error(
             line,
             &row.username,
@@ -306,11 +393,22 @@ fn prepare(line: usize, row: ImportRow) -> std::result::Result<Prepared, RowResu
 }
 
 impl Importer {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>) -> Self {
+    pub(crate) fn new(db: Database, lifecycle: Arc<UserLifecycleService>) -> Self {
         Self { db, lifecycle }
     }
 
     /// Imports `rows`, calling `on_results` with each batch's results as they are final.
+    ///
+    /// A row whose username exists is, with [`OnConflict::Update`], applied through the same
+    /// rules and events as the single-user commands: an absent column changes nothing; a
+    /// role goes through `role assign|revoke`'s rules (never an external admin, never the
+    /// last admin demoted, audited), a password through `set-password`'s (refused for
+    /// external users, sessions revoked, audited, one spawned logout), a membership through
+    /// `role assign`'s (audited, invalidation published). A refused row is an error row.
+    ///
+    /// Passwords are hashed before the write transaction begins, so the database's write
+    /// lock (SQLite) is never held while hashing: with `atomic` every row is prepared and
+    /// hashed first, then written in one transaction.
     pub async fn import(
         &self,
         rows: Vec<ParsedRow>,
@@ -324,60 +422,51 @@ impl Importer {
         };
         let mut seen: HashSet<String> = HashSet::new();
         let mut directory = Directory::default();
-        let mut atomic_tx = if options.atomic && !options.dry_run {
-            Some(self.db.begin().await?)
-        } else {
-            None
-        };
-        let mut atomic_results: Vec<RowResult> = Vec::new();
-        let mut atomic_users: Vec<User> = Vec::new();
-        for chunk in rows.chunks(options.batch_size.max(1)) {
-            let mut results = Vec::with_capacity(chunk.len());
-            let mut prepared = Vec::with_capacity(chunk.len());
-            for (line, parsed) in chunk {
-                match parsed {
-                    Err(message) => results.push(error(*line, "", message.clone())),
-                    Ok(row) => {
-                        if !seen.insert(row.username.to_lowercase()) {
-                            results.push(error(*line, &row.username, "duplicate username in the input"));
-                            continue;
-                        }
-                        match prepare(*line, row.clone()) {
-                            Ok(p) => prepared.push(p),
-                            Err(r) => results.push(r),
-                        }
-                    }
-                }
+        if options.atomic && !options.dry_run {
+            let mut staged = Vec::new();
+            for chunk in rows.chunks(options.batch_size.max(1)) {
+                staged.push(prepare_chunk(chunk, &mut seen).await?);
             }
-            hash_plaintexts(&mut prepared).await?;
-            let (batch_results, users) = match atomic_tx.as_mut() {
-                Some(tx) => self.write_batch(tx, &prepared, options, &mut directory).await?,
-                None => self.write_batch_isolated(&prepared, options, &mut directory).await?,
-            };
-            results.extend(batch_results);
-            results.sort_by_key(|r| r.line);
-            if atomic_tx.is_some() {
-                atomic_results.extend(results);
-                atomic_users.extend(users);
-            } else {
-                tally(&mut summary, &results);
-                on_results(&results);
-                self.lifecycle.dispatch_created_batch(&users).await?;
+            let mut tx = self.db.begin().await?;
+            let mut all_results: Vec<RowResult> = Vec::new();
+            let mut created = Vec::new();
+            let mut logouts = Vec::new();
+            for (results, prepared) in staged {
+                let written = self.write_batch(&mut tx, &prepared, options, &mut directory).await?;
+                all_results.extend(results);
+                all_results.extend(written.results);
+                created.extend(written.created);
+                logouts.extend(written.logouts);
             }
-        }
-        if let Some(tx) = atomic_tx {
-            if atomic_results.iter().any(|r| r.status == "error") {
+            all_results.sort_by_key(|r| r.line);
+            if all_results.iter().any(|r| r.status == "error") {
                 tx.rollback().await?;
-                for r in atomic_results.iter_mut().filter(|r| r.status != "error") {
+                for r in all_results.iter_mut().filter(|r| r.status != "error") {
                     r.status = "rolled_back";
                     r.id = None;
                 }
             } else {
                 tx.commit().await?;
-                self.lifecycle.dispatch_created_batch(&atomic_users).await?;
+                self.lifecycle.dispatch_created_batch(&created).await?;
+                for user in &logouts {
+                    self.lifecycle.dispatch_logout(user, LogoutReason::PasswordChanged);
+                }
             }
-            tally(&mut summary, &atomic_results);
-            on_results(&atomic_results);
+            tally(&mut summary, &all_results);
+            on_results(&all_results);
+            return Ok(summary);
+        }
+        for chunk in rows.chunks(options.batch_size.max(1)) {
+            let (mut results, prepared) = prepare_chunk(chunk, &mut seen).await?;
+            let written = self.write_batch_isolated(&prepared, options, &mut directory).await?;
+            results.extend(written.results);
+            results.sort_by_key(|r| r.line);
+            tally(&mut summary, &results);
+            on_results(&results);
+            self.lifecycle.dispatch_created_batch(&written.created).await?;
+            for user in &written.logouts {
+                self.lifecycle.dispatch_logout(user, LogoutReason::PasswordChanged);
+            }
         }
         Ok(summary)
     }
@@ -389,11 +478,10 @@ impl Importer {
         prepared: &[Prepared],
         options: &ImportOptions,
         directory: &mut Directory,
-    ) -> Result<(Vec<RowResult>, Vec<User>)> {
+    ) -> Result<Written> {
         let mut tries = 1;
         let outcome = loop {
-            let outcome = self.write_batch_once(prepared, options, directory).await;
-            match outcome {
+            match self.write_batch_once(prepared, options, directory).await {
                 Err(err) if err.is_retryable() && tries < WRITE_ATTEMPTS => {
                     tracing::info!(error = %err, attempt = tries, "batch conflicted with a concurrent transaction; retrying");
                     tokio::time::sleep(retry_pause(tries)).await;
@@ -409,41 +497,47 @@ impl Importer {
             Err(err) if err.ends_a_batch() => Err(err),
             Err(err) if prepared.len() > 1 => {
                 tracing::warn!(error = %err, rows = prepared.len(), "batch failed; retrying its rows one by one");
-                let mut results = Vec::new();
-                let mut users = Vec::new();
+                let mut all = Written::default();
                 for one in prepared.chunks(1) {
                     match self.write_batch_once(one, options, directory).await {
-                        Ok((r, u)) => {
-                            results.extend(r);
-                            users.extend(u);
+                        Ok(done) => {
+                            all.results.extend(done.results);
+                            all.created.extend(done.created);
+                            all.logouts.extend(done.logouts);
                         }
                         Err(err) if err.ends_a_batch() => return Err(err),
-                        Err(err) => results.push(error(one[0].line, one[0].username.as_str(), err.to_string())),
+                        Err(err) => all
+                            .results
+                            .push(error(one[0].line, one[0].username.as_str(), err.to_string())),
                     }
                 }
-                Ok((results, users))
+                Ok(all)
             }
-            Err(err) => Ok((
-                vec![error(prepared[0].line, prepared[0].username.as_str(), err.to_string())],
-                Vec::new(),
-            )),
+            Err(err) => Ok(Written {
+                results: vec![error(prepared[0].line, prepared[0].username.as_str(), err.to_string())],
+                ..Written::default()
+            }),
         }
     }
 
-    /// One batch in one transaction, committed (rolled back on a dry run).
+    /// One batch in one transaction, committed; on a dry run rolled back, with only the
+    /// results kept.
     async fn write_batch_once(
         &self,
         prepared: &[Prepared],
         options: &ImportOptions,
         directory: &mut Directory,
-    ) -> Result<(Vec<RowResult>, Vec<User>)> {
+    ) -> Result<Written> {
         let mut tx = self.db.begin().await?;
         let done = self.write_batch(&mut tx, prepared, options, directory).await?;
         if options.dry_run {
             tx.rollback().await?;
-        } else {
-            tx.commit().await?;
+            return Ok(Written {
+                results: done.results,
+                ..Written::default()
+            });
         }
+        tx.commit().await?;
         Ok(done)
     }
 
@@ -455,7 +549,7 @@ impl Importer {
         prepared: &[Prepared],
         options: &ImportOptions,
         directory: &mut Directory,
-    ) -> Result<(Vec<RowResult>, Vec<User>)> {
+    ) -> Result<Written> {
         let lowered: Vec<String> = prepared.iter().map(|p| p.username.as_str().to_lowercase()).collect();
         let existing = tx.existing_usernames(&lowered).await?;
         let values: Vec<String> = prepared
@@ -523,8 +617,8 @@ impl Importer {
                         id: Uuid::now_v7(),
                         person_id: person.id,
                         username: name.to_owned(),
-                        role: p.role,
-                        is_external: p.row.external,
+                        role: p.role.unwrap_or(InstanceRole::User),
+                        is_external: p.row.external == Some(true),
                         password_hash: p.password_hash.clone(),
                         created_at: at,
                     };
@@ -547,37 +641,143 @@ impl Importer {
             }
         }
         tx.insert_users_batch(&batch).await?;
+        let mut logouts = Vec::new();
         for (p, id, memberships) in updates {
-            let changed = tx
-                .update_imported_user(
-                    id,
-                    p.row.given_name.as_deref(),
-                    p.row.family_name.as_deref(),
-                    p.role,
-                    p.password_hash.as_deref(),
-                    &memberships,
-                    at,
-                )
-                .await;
-            match changed {
-                Ok(()) => results.push(RowResult {
-                    line: p.line,
-                    username: p.username.as_str().to_owned(),
-                    status: if options.dry_run { "valid" } else { "updated" },
-                    id: Some(id),
-                    error: None,
-                }),
-                Err(e) => return Err(e),
+            match update_existing(tx, p, id, &memberships, at).await? {
+                Ok(logout) => {
+                    logouts.extend(logout);
+                    results.push(RowResult {
+                        line: p.line,
+                        username: p.username.as_str().to_owned(),
+                        status: if options.dry_run { "valid" } else { "updated" },
+                        id: Some(id),
+                        error: None,
+                    });
+                }
+                Err(refusal) => results.push(error(p.line, p.username.as_str(), refusal)),
             }
         }
         // The users as the database now holds them, built from what was just inserted rather
         // than read back (the hooks get exactly these values).
-        let users = if options.dry_run {
+        let created = if options.dry_run {
             Vec::new()
         } else {
             batch.iter().map(created_user).collect()
         };
-        Ok((results, users))
+        Ok(Written {
+            results,
+            created,
+            logouts,
+        })
+    }
+}
+
+/// What writing a batch did: its row results, the users it created (for
+/// `on_user_created`) and the users whose password it changed (for one spawned logout each).
+#[derive(Default)]
+struct Written {
+    results: Vec<RowResult>,
+    created: Vec<User>,
+    logouts: Vec<User>,
+}
+
+/// Reads one chunk's rows into validated [`Prepared`] rows (and error rows for the rest),
+/// then hashes their plaintext passwords, all outside any transaction.
+async fn prepare_chunk(chunk: &[ParsedRow], seen: &mut HashSet<String>) -> Result<(Vec<RowResult>, Vec<Prepared>)> {
+    let mut results = Vec::with_capacity(chunk.len());
+    let mut prepared = Vec::with_capacity(chunk.len());
+    for (line, parsed) in chunk {
+        match parsed {
+            Err(message) => results.push(error(*line, "", message.clone())),
+            Ok(row) => {
+                if !seen.insert(row.username.to_lowercase()) {
+                    results.push(error(*line, &row.username, "duplicate username in the input"));
+                    continue;
+                }
+                match prepare(*line, row.clone()) {
+                    Ok(p) => prepared.push(p),
+                    Err(r) => results.push(r),
+                }
+            }
+        }
+    }
+    hash_plaintexts(&mut prepared).await?;
+    Ok((results, prepared))
+}
+
+/// Applies an `--on-conflict update` row to the existing user `id` with the rules of the
+/// single-user commands (see [`Importer::import`]). Every check runs before the first
+/// write, so a refused row changes nothing. Returns `Ok(Err(reason))` for a refusal and
+/// `Ok(Ok(Some(user)))` when the password changed (the caller fires the logout after commit).
+async fn update_existing(
+    tx: &mut Tx,
+    p: &Prepared,
+    id: Uuid,
+    memberships: &[(Uuid, Uuid)],
+    at: crate::domain::Timestamp,
+) -> Result<std::result::Result<Option<User>, String>> {
+    use crate::services::accounts::{change_instance_role_in, change_password_in, refuse_password_for_external};
+    let user = tx.require_user(&UserRef::Id(id), true).await?;
+    if user.is_trashed() {
+        return Ok(Err(format!(
+            "user {} is in the trash: restore it first (user restore)",
+            user.username
+        )));
+    }
+    if let Some(external) = p.row.external
+        && external != user.is_external
+    {
+        return Ok(Err(format!(
+            "user {} is {}: an import does not convert users (use user convert)",
+            user.username,
+            if user.is_external { "external" } else { "internal" }
+        )));
+    }
+    if let (Some(provider), Some(subject)) = (&p.row.provider, &p.row.subject)
+        && tx.user_id_by_external_identity(provider, subject).await? != Some(user.id)
+    {
+        return Ok(Err(format!(
+            "an import does not change the external identities of existing user {}",
+            user.username
+        )));
+    }
+    if p.password_hash.is_some()
+        && let Err(e) = refuse_password_for_external(&user)
+    {
+        return Ok(Err(e.to_string()));
+    }
+    if let Some(role) = p.role {
+        match change_instance_role_in(tx, &user, role).await {
+            Ok(_) => {}
+            Err(e @ (Error::Refused(_) | Error::Invalid(_))) => return Ok(Err(e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    tx.update_person_names(
+        user.person_id,
+        p.row.given_name.as_deref(),
+        p.row.family_name.as_deref(),
+        at,
+    )
+    .await?;
+    for (workspace_id, role_id) in memberships {
+        if tx.insert_membership(user.id, *workspace_id, *role_id, at).await? {
+            crate::services::audit::record(
+                tx,
+                "membership.assigned",
+                Some(user.id),
+                serde_json::json!({ "workspace_id": workspace_id, "role_id": role_id }),
+            )
+            .await?;
+            tx.publish_authz_invalidation(user.id, "membership_changed", at).await?;
+        }
+    }
+    match &p.password_hash {
+        Some(phc) => {
+            change_password_in(tx, &user, phc).await?;
+            Ok(Ok(Some(user)))
+        }
+        None => Ok(Ok(None)),
     }
 }
 

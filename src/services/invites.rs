@@ -1,5 +1,7 @@
-//! Invites into workspaces (000 seed), safe by construction: the token is 256 random bits,
-//! shown once and stored only as a SHA-256 hash; acceptance is one transaction and single-use.
+//! Invites into workspaces (Fireback's workspace/invite model: an invite targets a passport,
+//! optionally forced, with a role in a workspace), safe by construction: the token is 256
+//! random bits, shown once and stored only as a SHA-256 hash; acceptance is one transaction
+//! and single-use.
 //!
 //! accountctl never sends mail or SMS: each invite queues a row in `notification_outbox`
 //! (kind, recipient, workspace, role, link template) for the application's mailer.
@@ -10,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{Email, PassportKind, Person, Phone, Timestamp, now};
+use crate::domain::{Email, InviteStatus, PassportKind, Person, Phone, Timestamp, now};
 use crate::error::{Error, Result};
 use crate::lifecycle::{UserLifecycleService, current_actor};
 use crate::password::Secret;
@@ -20,27 +22,35 @@ use crate::store::invites::{Invite, NewInvite};
 use crate::store::{Database, Tx, UserRef};
 use crate::tokens;
 
-/// Default invite lifetime (DESIGN.md: 7 days).
+/// Default invite lifetime: 7 days (this project's default; `invite create --expires-in`).
 pub const DEFAULT_INVITE_TTL: chrono::Duration = chrono::Duration::days(7);
 
 /// What `invite create` needs.
 #[derive(Debug, Clone)]
 pub struct InviteRequest {
+    /// The workspace, by name (case-insensitive) or id.
     pub workspace: String,
+    /// The role the invitee gets in that workspace, by name.
     pub role: String,
-    /// Exactly one of `email`, `phone`.
+    /// The email address to invite (RFC 5321 form). Exactly one of `email`, `phone`.
     pub email: Option<String>,
+    /// The phone number to invite (E.164). Exactly one of `email`, `phone`.
     pub phone: Option<String>,
     /// The invitee must accept with exactly this passport.
     pub force_passport: bool,
+    /// How long the invite stays acceptable from now ([`DEFAULT_INVITE_TTL`] by default).
     pub expires_in: chrono::Duration,
+    /// The invitee's given name, kept on a person created for them (when the passport belongs
+    /// to no user yet) and used when they accept as a new user.
     pub given_name: Option<String>,
+    /// The invitee's family name, kept like `given_name`.
     pub family_name: Option<String>,
 }
 
 /// A created or resent invite with its token, shown once.
 #[derive(Debug, Clone, Serialize)]
 pub struct IssuedInvite {
+    /// The invite as stored (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub invite: Invite,
     /// The bearer token: give it to the invitee. It is not stored and cannot be shown again.
@@ -53,19 +63,30 @@ pub enum Acceptor {
     /// An existing user.
     User(UserRef),
     /// A new user created through the same path as `user create`.
-    NewUser { username: String, password: Option<Secret> },
+    NewUser {
+        /// The new user's username (see [`crate::domain::Username`]).
+        username: String,
+        /// The new user's password; `None` creates the user without one.
+        password: Option<Secret>,
+    },
 }
 
 /// The result of an acceptance.
 #[derive(Debug, Clone, Serialize)]
 pub struct Accepted {
+    /// The accepted invite.
     pub invite_id: Uuid,
+    /// The user who accepted it (existing or new).
     pub user_id: Uuid,
+    /// That user's username.
     pub username: String,
+    /// The workspace joined.
     pub workspace_id: Uuid,
+    /// The role's name in that workspace.
     pub role: String,
     /// `false` when the user already held that role there (no duplicate membership).
     pub membership_created: bool,
+    /// `true` when the acceptance created the user ([`Acceptor::NewUser`]).
     pub user_created: bool,
 }
 
@@ -87,7 +108,12 @@ fn normalize(email: &Option<String>, phone: &Option<String>) -> Result<(Passport
 }
 
 impl Invites {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>, accounts: Accounts, link_template: String) -> Self {
+    pub(crate) fn new(
+        db: Database,
+        lifecycle: Arc<UserLifecycleService>,
+        accounts: Accounts,
+        link_template: String,
+    ) -> Self {
         Self {
             db,
             lifecycle,
@@ -105,12 +131,20 @@ impl Invites {
     /// One attempt of [`Self::create`], which runs it again when the database asks.
     async fn create_once(&self, req: &InviteRequest) -> Result<IssuedInvite> {
         let (kind, passport) = normalize(&req.email, &req.phone)?;
+        let given_name = match &req.given_name {
+            Some(g) => crate::domain::clean_text("given name", g, crate::domain::MAX_NAME_CHARS)?,
+            None => None,
+        };
+        let family_name = match &req.family_name {
+            Some(f) => crate::domain::clean_text("family name", f, crate::domain::MAX_NAME_CHARS)?,
+            None => None,
+        };
         let mut tx = self.db.begin().await?;
         let workspace_id = tx.workspace_id(&req.workspace).await?;
         let role_id = tx.role_id(workspace_id, &req.role).await?;
         let at = now();
         let invitee_user_id = tx.user_id_by_passport(kind, &passport).await?;
-        let person_id = match (&invitee_user_id, &req.given_name, &req.family_name) {
+        let person_id = match (&invitee_user_id, &given_name, &family_name) {
             (None, g, f) if g.is_some() || f.is_some() => {
                 let person = Person {
                     id: Uuid::now_v7(),
@@ -133,7 +167,7 @@ impl Invites {
             invitee_user_id,
             person_id,
             token_hash,
-            expires_at: at + req.expires_in,
+            expires_at: crate::domain::after(at, req.expires_in)?,
             created_by: current_actor(),
         };
         let id = tx.insert_invite(&new, at).await?;
@@ -171,14 +205,8 @@ impl Invites {
     }
 
     /// Invites, newest first.
-    pub async fn list(&self, workspace: Option<&str>, status: Option<&str>) -> Result<Vec<Invite>> {
-        if let Some(s) = status
-            && !matches!(s, "pending" | "accepted" | "revoked" | "expired")
-        {
-            return Err(Error::Invalid(format!(
-                "unknown status {s:?} (pending, accepted, revoked, expired)"
-            )));
-        }
+    pub async fn list(&self, workspace: Option<&str>, status: Option<InviteStatus>) -> Result<Vec<Invite>> {
+        let status = status.map(InviteStatus::as_str);
         let mut tx = self.db.begin_read().await?;
         let workspace_id = match workspace {
             Some(w) => Some(tx.workspace_id(w).await?),
@@ -234,7 +262,10 @@ impl Invites {
         let invite = tx.invite(id).await?;
         let (token, token_hash) = tokens::new_token();
         let at = now();
-        if !tx.rotate_invite_token(id, &token_hash, at + expires_in).await? {
+        if !tx
+            .rotate_invite_token(id, &token_hash, crate::domain::after(at, expires_in)?)
+            .await?
+        {
             return Err(Error::Refused(format!("invite {id} is {}, not pending", invite.status)));
         }
         let invite = tx.invite(id).await?;
@@ -280,13 +311,18 @@ impl Invites {
     /// One attempt of [`Self::accept`], which runs it again when the database asks.
     async fn accept_once(&self, token: &str, acceptor: Acceptor) -> Result<Accepted> {
         let hash = tokens::hash_token(token);
+        // A new user's password is hashed before the write transaction begins.
+        let password_hash = match &acceptor {
+            Acceptor::NewUser { password, .. } => Accounts::hash_new_password(password.as_ref()).await?,
+            Acceptor::User(_) => None,
+        };
         let mut tx = self.db.begin().await?;
         let invite = tx
             .invite_by_token_hash_locked(&hash)
             .await?
             .ok_or_else(|| Error::Refused("unknown invite token (it may have been rotated by a resend)".into()))?;
         let at = now();
-        if invite.status != "pending" {
+        if invite.status != InviteStatus::Pending {
             return Err(Error::Refused(format!(
                 "this invite is {} and cannot be accepted",
                 invite.status
@@ -295,6 +331,9 @@ impl Invites {
         if invite.expires_at <= at {
             return Err(Error::Refused(format!("this invite expired at {}", invite.expires_at)));
         }
+        // Who owns the invite's passport *now*: it may have been registered by someone since
+        // the invite was created, and then only that owner may accept (and verify) it.
+        let owner = tx.user_id_by_passport(invite.passport_kind, &invite.passport).await?;
         let (user, created) = match acceptor {
             Acceptor::User(user_ref) => {
                 let user = tx.require_user(&user_ref, true).await?;
@@ -308,6 +347,14 @@ impl Invites {
                     && invitee != user.id
                 {
                     return Err(Error::Refused("this invite is addressed to another user".into()));
+                }
+                if let Some(owner) = owner
+                    && owner != user.id
+                {
+                    return Err(Error::Refused(format!(
+                        "the invite's {} now belongs to another user, and only that user can accept it",
+                        invite.passport_kind.as_str()
+                    )));
                 }
                 if invite.force_passport {
                     let owns = tx
@@ -327,7 +374,7 @@ impl Invites {
                 (user, false)
             }
             Acceptor::NewUser { username, password } => {
-                if invite.invitee_user_id.is_some() {
+                if invite.invitee_user_id.is_some() || owner.is_some() {
                     return Err(Error::Refused(
                         "this invite is addressed to an existing user: accept it with --user".into(),
                     ));
@@ -350,11 +397,11 @@ impl Invites {
                     password,
                     ..NewUser::default()
                 };
-                let user = self.accounts.create_in_tx(&mut tx, &new).await?;
+                let user = self.accounts.create_in_tx(&mut tx, &new, password_hash).await?;
                 (user, true)
             }
         };
-        tx.mark_passport_verified(invite.passport_kind, &invite.passport, at)
+        tx.mark_passport_verified(user.id, invite.passport_kind, &invite.passport, at)
             .await?;
         let membership_created = tx
             .insert_membership(user.id, invite.workspace_id, invite.role_id, at)

@@ -1,4 +1,5 @@
-//! Workspace memberships: which role a user holds in which workspace (000 seed).
+//! Workspace memberships: which role a user holds in which workspace (Fireback's
+//! workspace/role model: a user's capabilities are the union of its roles' capabilities).
 
 use serde::Serialize;
 use serde_json::json;
@@ -12,9 +13,13 @@ use crate::store::{Database, UserRef};
 /// The result of assigning or revoking a workspace role.
 #[derive(Debug, Clone, Serialize)]
 pub struct MembershipChange {
+    /// The member.
     pub user_id: Uuid,
+    /// The member's username.
     pub username: String,
+    /// The workspace.
     pub workspace_id: Uuid,
+    /// The role's name in that workspace.
     pub role: String,
     /// `false` when the user already held (assign) or did not hold (revoke) the role.
     pub changed: bool,
@@ -28,7 +33,7 @@ pub struct Memberships {
 }
 
 impl Memberships {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 

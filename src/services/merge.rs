@@ -1,4 +1,4 @@
-//! Account merge (002 seed; DESIGN.md "Account merge"): two accounts of one person become
+//! Account merge (after Serverpod's account merge): two accounts of one person become
 //! one. `keep` (A) absorbs `remove` (B) in one transaction, through an ordered list of
 //! [`MergeHandler`]s — the core-data handler, one handler per identity provider (passports,
 //! federated identities), then the application's own — after which B is deleted through the
@@ -27,12 +27,14 @@ pub struct MergeContext {
     pub keep: User,
     /// B: the account that is merged into A and then deleted.
     pub remove: User,
+    /// The merge's one timestamp: every row a handler stamps uses it.
     pub at: Timestamp,
 }
 
 /// What one handler will move, for the plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanItem {
+    /// The handler's [`MergeHandler::name`].
     pub handler: &'static str,
     /// `passports`, `memberships`, `folder_entries`…
     pub kind: &'static str,
@@ -43,11 +45,15 @@ pub struct PlanItem {
 }
 
 /// One step of a merge. Handlers run in order inside the merge transaction; an `Err` rolls
-/// the whole merge back and is reported with the handler's name. Implement one for each
-/// application table that references users (002 seed: "application-specific logic"), e.g.
-/// `tx.move_rows("UPDATE notes SET owner_id = $2 WHERE owner_id = $1", b, a, None)`.
+/// the whole merge back and is reported with the handler's name ([`Error::Refused`] as a
+/// policy refusal, exit 4; anything else as a failure, exit 1). Implement one for each
+/// application table that references users (Serverpod's account merge: core data, each
+/// identity provider, then the application's own data), e.g.
+/// `tx.execute("UPDATE notes SET owner_id = $2 WHERE owner_id = $1", &[b.id.into(), a.id.into()])`.
 #[async_trait::async_trait]
 pub trait MergeHandler: Send + Sync {
+    /// A stable name, unique among merge handlers: it names the handler in errors and in
+    /// the database's hook registry (so renaming it makes older binaries refuse writes).
     fn name(&self) -> &'static str;
     /// What [`MergeHandler::merge`] would do, read-only.
     async fn plan(&self, ctx: &MergeContext, tx: &mut Tx) -> Result<Vec<PlanItem>>;
@@ -55,13 +61,40 @@ pub trait MergeHandler: Send + Sync {
     async fn merge(&self, ctx: &MergeContext, tx: &mut Tx) -> Result<()>;
 }
 
+/// One side of a merge as the plan shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MergeParty {
+    /// The user's id.
+    pub id: uuid::Uuid,
+    /// The user's username.
+    pub username: String,
+    /// Whether the user signs in through an identity provider only.
+    pub is_external: bool,
+    /// The instance role.
+    pub role: InstanceRole,
+}
+
+impl MergeParty {
+    fn of(user: &User) -> Self {
+        Self {
+            id: user.id,
+            username: user.username.clone(),
+            is_external: user.is_external,
+            role: user.role,
+        }
+    }
+}
+
 /// The merge plan (`user merge … --dry-run` prints it).
 #[derive(Debug, Clone, Serialize)]
 pub struct MergePlan {
-    pub keep: serde_json::Value,
-    pub remove: serde_json::Value,
+    /// A: the account that stays.
+    pub keep: MergeParty,
+    /// B: the account merged into A and deleted.
+    pub remove: MergeParty,
     /// B is an admin and A is not: A becomes admin (only with `--grant-admin`).
     pub grants_admin: bool,
+    /// What each handler moves, in handler order.
     pub items: Vec<PlanItem>,
     /// B's live sessions, revoked by the merge (`admin_revoked`).
     pub sessions_revoked: i64,
@@ -72,6 +105,8 @@ pub struct MergePlan {
 /// The result of a merge.
 #[derive(Debug, Clone, Serialize)]
 pub struct MergeOutcome {
+    /// The plan that was carried out (or, for a dry run, would be); its fields are flattened
+    /// into the JSON object.
     #[serde(flatten)]
     pub plan: MergePlan,
     /// False for a dry run.
@@ -81,7 +116,8 @@ pub struct MergeOutcome {
 /// Options of [`Merger::merge`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MergeOptions {
-    /// Allow A to become admin because B was (never implied: DESIGN.md).
+    /// Allow A to become admin because B was. Never implied: a merge must not silently
+    /// widen anyone's rights, so without it merging an admin B into a non-admin A is refused.
     pub grant_admin: bool,
     /// Plan only; change nothing.
     pub dry_run: bool,
@@ -107,7 +143,7 @@ pub fn default_handlers() -> Vec<Arc<dyn MergeHandler>> {
 
 impl Merger {
     /// `handlers` in firing order (see [`default_handlers`]).
-    pub fn new(
+    pub(crate) fn new(
         db: Database,
         lifecycle: Arc<UserLifecycleService>,
         accounts: Accounts,
@@ -126,7 +162,9 @@ impl Merger {
     ///
     /// Errors: [`Error::NotFound`] for a missing user; [`Error::Refused`] (exit 4, nothing
     /// changed) for A = B, a trashed user, A external while B internal, B admin without
-    /// `grant_admin`; [`Error::Hook`] naming the failing merge handler or lifecycle hook.
+    /// `grant_admin`; [`Error::Vetoed`] (exit 4) naming a merge handler or lifecycle hook
+    /// that refused by policy; [`Error::Hook`] (exit 1) naming one that failed. Either way
+    /// the transaction rolls back and nothing changes.
     pub async fn merge(&self, keep: &UserRef, remove: &UserRef, options: MergeOptions) -> Result<MergeOutcome> {
         self.db.retrying(|| self.merge_once(keep, remove, options)).await
     }
@@ -150,6 +188,7 @@ impl Merger {
                     user.username
                 )));
             }
+            crate::services::erasure::refuse_if_erasure_pending(&mut tx, user, "merge").await?;
         }
         if a.is_external && !b.is_external {
             return Err(Error::Refused(format!(
@@ -177,10 +216,7 @@ impl Merger {
         for handler in &self.handlers {
             if let Err(err) = handler.merge(&ctx, &mut tx).await {
                 tracing::error!(handler = handler.name(), keep = %a.id, remove = %b.id, error = %err, "merge handler failed; rolling back");
-                return Err(Error::Hook {
-                    hook: handler.name(),
-                    source: Box::new(err),
-                });
+                return Err(Error::from_hook(handler.name(), err));
             }
         }
         // B's sessions end (admin_revoked) and move to A as history.
@@ -214,7 +250,12 @@ impl Merger {
     async fn plan(&self, ctx: &MergeContext, tx: &mut Tx, grants_admin: bool) -> Result<MergePlan> {
         let mut items = Vec::new();
         for handler in &self.handlers {
-            items.extend(handler.plan(ctx, tx).await?);
+            items.extend(
+                handler
+                    .plan(ctx, tx)
+                    .await
+                    .map_err(|err| Error::from_hook(handler.name(), err))?,
+            );
         }
         let (a, b) = (&ctx.keep, &ctx.remove);
         let sessions_revoked = tx.live_session_count(b.id, ctx.at).await?;
@@ -226,8 +267,8 @@ impl Merger {
             )
             .await?;
         Ok(MergePlan {
-            keep: json!({ "id": a.id, "username": a.username, "is_external": a.is_external, "role": a.role }),
-            remove: json!({ "id": b.id, "username": b.username, "is_external": b.is_external, "role": b.role }),
+            keep: MergeParty::of(a),
+            remove: MergeParty::of(b),
             grants_admin,
             items,
             sessions_revoked,
@@ -236,9 +277,9 @@ impl Merger {
     }
 }
 
-/// Core data (002 seed's `mergeCoreServerpodData`): memberships (union), home-folder
+/// Core data, moved first as in Serverpod's account merge: memberships (union), home-folder
 /// contents (under `Merged from {B}`), storage counters, person fields A lacks, and invites
-/// and notifications that reference B.
+/// and notifications that reference B. Name `core_data`.
 pub struct CoreDataMergeHandler;
 
 #[async_trait::async_trait]
@@ -427,7 +468,8 @@ impl MergeHandler for CoreDataMergeHandler {
 }
 
 /// The email/phone identity provider: B's passports become A's. A keeps its primary
-/// passport of each kind; B's primary becomes A's primary only where A has none.
+/// passport of each kind; B's primary becomes A's primary only where A has none. Name
+/// `passports`.
 pub struct PassportMergeHandler;
 
 #[async_trait::async_trait]
@@ -478,7 +520,7 @@ impl MergeHandler for PassportMergeHandler {
 }
 
 /// Federated identity providers: B's (provider, subject) identities move to A, so B's
-/// sign-in keeps working and now signs in A.
+/// sign-in keeps working and now signs in A. Name `external_identities`.
 pub struct ExternalIdentityMergeHandler;
 
 #[async_trait::async_trait]

@@ -1,6 +1,8 @@
 //! Services: the operations an operator or application performs, each in one transaction
 //! (or a documented sequence of independent ones). Each service module also holds the
-//! lifecycle hook for the work it owns (OxiCloud's owner-located convention, 001 seed).
+//! lifecycle hook for the work it owns (the OxiCloud user-lifecycle hook design's
+//! owner-located convention): the home-folder hook lives in `folders`, session revocation in
+//! `sessions`, and so on. `audit` is the cross-cutting exception.
 
 pub mod accounts;
 pub mod audit;

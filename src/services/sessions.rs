@@ -1,5 +1,5 @@
-//! Login sessions: listing, revoking (with the logout reasons of the 001 contract), pruning
-//! expired ones, and the hook that revokes a deleted user's sessions observably.
+//! Login sessions: listing, revoking (with the [`LogoutReason`]s of the hook contract),
+//! pruning expired ones, and the hook that revokes a deleted user's sessions observably.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use crate::lifecycle::{UserLifecycleHook, UserLifecycleService};
 use crate::services::audit;
 use crate::store::{Database, Tx, UserRef};
 
-/// How long a new session lives.
+/// How long a new session lives: 30 days (this project's default).
 pub const DEFAULT_SESSION_TTL: chrono::Duration = chrono::Duration::days(30);
 
 /// Session operations. Every revocation fires `on_user_logout` once per call (spawned).
@@ -25,25 +25,32 @@ pub struct SessionService {
 /// The result of `session revoke --user U --all` and similar calls.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RevokeResult {
+    /// The user whose sessions were revoked.
     pub user_id: Uuid,
+    /// That user's username.
     pub username: String,
+    /// How many sessions this call revoked (0 when none was live).
     pub revoked: u64,
+    /// The reason recorded on each session and passed to `on_user_logout`.
     pub reason: LogoutReason,
 }
 
 /// The result of `session prune`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PruneResult {
+    /// Expired sessions ended by this call.
     pub sessions_expired: i64,
+    /// Distinct users they belonged to (each got one `on_user_logout`).
     pub users: usize,
 }
 
 impl SessionService {
-    pub fn new(db: Database, lifecycle: Arc<UserLifecycleService>) -> Self {
+    pub(crate) fn new(db: Database, lifecycle: Arc<UserLifecycleService>) -> Self {
         Self { db, lifecycle }
     }
 
-    /// Creates a session for `user` and returns it with its token (shown once).
+    /// Creates a session for `user` and returns it with its token (shown once). Errors:
+    /// [`crate::Error::Invalid`] for a `ttl` outside (0, [`crate::domain::MAX_DURATION`]].
     pub async fn create(&self, tx: &mut Tx, user: &User, ttl: chrono::Duration) -> Result<(Session, String)> {
         let (token, hash) = crate::tokens::new_token();
         let at = now();
@@ -52,7 +59,7 @@ impl SessionService {
             user_id: user.id,
             family_id: Uuid::now_v7(),
             created_at: at,
-            expires_at: at + ttl,
+            expires_at: crate::domain::after(at, ttl)?,
             last_seen_at: None,
             revoked_at: None,
             revoke_reason: None,
@@ -170,7 +177,8 @@ impl SessionService {
 }
 
 /// Revokes a deleted user's sessions inside the delete transaction and audits how many,
-/// instead of letting `ON DELETE CASCADE` remove them silently (001 seed).
+/// instead of letting `ON DELETE CASCADE` remove them silently (the OxiCloud user-lifecycle
+/// hook design's SessionRevocation hook). Registered fourth; name `session_revocation`.
 pub struct SessionRevocationLifecycleHook;
 
 #[async_trait::async_trait]

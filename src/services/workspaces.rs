@@ -1,5 +1,6 @@
-//! Workspace types, workspaces and their roles (000 seed). The root workspace and its `root`
-//! role are created by bootstrap and can never be deleted (the database refuses too).
+//! Workspace types, workspaces and their roles (Fireback's workspace model: typed, nested
+//! workspaces, each with named roles carrying capability lists). The root workspace and its
+//! `root` role are created by bootstrap and can never be deleted (the database refuses too).
 
 use serde::Serialize;
 use serde_json::json;
@@ -14,20 +15,36 @@ use crate::store::workspaces::{Member, Role, Workspace, WorkspaceType};
 /// `workspace show`: the workspace with its roles and members.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkspaceDetails {
+    /// The workspace (its fields are flattened into the JSON object).
     #[serde(flatten)]
     pub workspace: Workspace,
-    /// `{"name", "capabilities", "members"}` objects.
-    pub roles: Vec<serde_json::Value>,
-    /// `{"username", "role", "user_id", "since"}` objects.
-    pub member_list: Vec<serde_json::Value>,
+    /// The workspace's roles.
+    pub roles: Vec<RoleSummary>,
+    /// The members with their roles, by username.
+    pub member_list: Vec<Member>,
+}
+
+/// A role as `workspace show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleSummary {
+    /// The role's name.
+    pub name: String,
+    /// What the role allows (`workspace.invite`, `files.*`…).
+    pub capabilities: Vec<String>,
+    /// How many members hold it.
+    pub members: i64,
 }
 
 /// What deleting a workspace took with it.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkspaceDeleted {
+    /// The deleted workspace's id.
     pub id: Uuid,
+    /// Its name.
     pub name: String,
+    /// How many of its roles were deleted with it.
     pub roles_deleted: usize,
+    /// How many memberships (users holding those roles) were deleted with it.
     pub memberships_deleted: usize,
 }
 
@@ -42,7 +59,7 @@ fn capability_strings(caps: &[Capability]) -> Vec<String> {
 }
 
 impl Workspaces {
-    pub fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database) -> Self {
         Self { db }
     }
 
@@ -72,10 +89,9 @@ impl Workspaces {
         if_not_exists: bool,
     ) -> Result<WorkspaceType> {
         validate_slug(slug)?;
-        let title = title.trim();
-        if title.is_empty() || title.chars().count() > 200 {
-            return Err(Error::Invalid("the title must be 1 to 200 characters".into()));
-        }
+        let title = crate::domain::clean_text("title", title, 200)?
+            .ok_or_else(|| Error::Invalid("the title must be 1 to 200 characters".into()))?;
+        let title = title.as_str();
         let mut tx = self.db.begin().await?;
         if if_not_exists && let Ok(existing) = tx.workspace_type(slug).await {
             if existing.title == title && existing.capabilities == capability_strings(capabilities) {
@@ -182,14 +198,13 @@ impl Workspaces {
             .roles(Some(id))
             .await?
             .into_iter()
-            .map(|r: Role| json!({ "name": r.name, "capabilities": r.capabilities.join(","), "members": r.members }))
+            .map(|r: Role| RoleSummary {
+                name: r.name,
+                capabilities: r.capabilities,
+                members: r.members,
+            })
             .collect();
-        let member_list = tx
-            .workspace_members(id)
-            .await?
-            .into_iter()
-            .map(|m: Member| json!({ "username": m.username, "role": m.role, "user_id": m.user_id, "since": m.since }))
-            .collect();
+        let member_list = tx.workspace_members(id).await?;
         tx.end().await?;
         Ok(WorkspaceDetails {
             workspace,

@@ -1,5 +1,5 @@
 //! Authorization data (capabilities through memberships) and the cross-process invalidation
-//! channel of the AuthzCache (DESIGN.md): `pg_notify` on PostgreSQL, a table on SQLite, and
+//! channel of the AuthzCache: `pg_notify` on PostgreSQL, a table on SQLite, and
 //! the table on PostgreSQL too when [`InvalidationChannel::Table`] is configured.
 
 use uuid::Uuid;
@@ -17,7 +17,12 @@ impl Tx {
     /// is `pg_notify` inside the transaction, so listeners hear it only if the transaction
     /// commits; on SQLite (and with [`InvalidationChannel::Table`]) it is a row in
     /// `cache_invalidations`, equally transactional.
-    pub async fn publish_authz_invalidation(&mut self, user_id: Uuid, reason: &str, at: Timestamp) -> Result<()> {
+    pub(crate) async fn publish_authz_invalidation(
+        &mut self,
+        user_id: Uuid,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<()> {
         match self.invalidations {
             InvalidationChannel::Notify => {
                 let payload = serde_json::json!({ "user_id": user_id, "reason": reason }).to_string();
@@ -45,7 +50,7 @@ impl Tx {
 
     /// Invalidations published through the table with an id above `after`, oldest first,
     /// as (id, user_id, reason).
-    pub async fn invalidations_after(&mut self, after: i64) -> Result<Vec<(i64, Uuid, String)>> {
+    pub(crate) async fn invalidations_after(&mut self, after: i64) -> Result<Vec<(i64, Uuid, String)>> {
         let rows: Vec<(i64, DbId, String)> = on_conn!(self, |c| sqlx::query_as(
             "SELECT id, user_id, reason FROM cache_invalidations WHERE id > $1 ORDER BY id LIMIT 1000"
         )
@@ -57,7 +62,7 @@ impl Tx {
 
     /// The highest invalidation id in the table so far (0 when none); a listener starts
     /// after it.
-    pub async fn last_invalidation_id(&mut self) -> Result<i64> {
+    pub(crate) async fn last_invalidation_id(&mut self) -> Result<i64> {
         let id: Option<i64> = on_conn!(self, |c| sqlx::query_scalar("SELECT MAX(id) FROM cache_invalidations")
             .fetch_one(&mut *c)
             .await?);
@@ -65,7 +70,7 @@ impl Tx {
     }
 
     /// The capability lists (JSON arrays) of every role the user holds, in any workspace.
-    pub async fn role_capabilities_of(&mut self, user_id: Uuid) -> Result<Vec<String>> {
+    pub(crate) async fn role_capabilities_of(&mut self, user_id: Uuid) -> Result<Vec<String>> {
         let rows: Vec<String> = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT r.capabilities FROM memberships m JOIN roles r ON r.id = m.role_id WHERE m.user_id = $1"
         )

@@ -27,7 +27,7 @@ pub struct BatchUser {
 impl Tx {
     /// Inserts a batch of users with their persons, passports, identities and memberships:
     /// five multi-row statements, whatever the batch size.
-    pub async fn insert_users_batch(&mut self, batch: &[BatchUser]) -> Result<()> {
+    pub(crate) async fn insert_users_batch(&mut self, batch: &[BatchUser]) -> Result<()> {
         for chunk in batch.chunks(STATEMENT_ROWS) {
             self.insert_users_chunk(chunk).await?;
         }
@@ -136,7 +136,7 @@ impl Tx {
     }
 
     /// Which of these lower-cased usernames exist: lower(username) → user id.
-    pub async fn existing_usernames(&mut self, lowered: &[String]) -> Result<HashMap<String, Uuid>> {
+    pub(crate) async fn existing_usernames(&mut self, lowered: &[String]) -> Result<HashMap<String, Uuid>> {
         self.lookup_ids(
             "SELECT lower(username), id FROM users WHERE lower(username) IN (",
             lowered,
@@ -145,7 +145,7 @@ impl Tx {
     }
 
     /// Which of these passport values (emails and phones) exist: value → owner id.
-    pub async fn existing_passports(&mut self, values: &[String]) -> Result<HashMap<String, Uuid>> {
+    pub(crate) async fn existing_passports(&mut self, values: &[String]) -> Result<HashMap<String, Uuid>> {
         self.lookup_ids("SELECT value, user_id FROM passports WHERE value IN (", values)
             .await
     }
@@ -168,7 +168,7 @@ impl Tx {
     }
 
     /// Appends many audit events (same actor and event name), 1,000 rows per statement.
-    pub async fn insert_audit_batch(
+    pub(crate) async fn insert_audit_batch(
         &mut self,
         at: Timestamp,
         actor: &str,
@@ -205,7 +205,7 @@ impl Tx {
     }
 
     /// Creates the missing home folders of many users, 1,000 per statement; returns how many.
-    pub async fn ensure_home_folders_batch(&mut self, users: &[(Uuid, String)], at: Timestamp) -> Result<u64> {
+    pub(crate) async fn ensure_home_folders_batch(&mut self, users: &[(Uuid, String)], at: Timestamp) -> Result<u64> {
         let mut created = 0;
         for chunk in users.chunks(STATEMENT_ROWS) {
             created += self.ensure_home_folders_chunk(chunk, at).await?;
@@ -231,41 +231,33 @@ impl Tx {
 }
 
 impl Tx {
-    /// `--on-conflict update`: sets the names given, the instance role, the password hash
-    /// when given, and adds the memberships (existing ones stay).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn update_imported_user(
+    /// Sets the given name and/or family name of a person (`None` leaves a name as it is)
+    /// and recomputes the display name from the result.
+    pub(crate) async fn update_person_names(
         &mut self,
-        user_id: Uuid,
+        person_id: Uuid,
         given_name: Option<&str>,
         family_name: Option<&str>,
-        role: crate::domain::InstanceRole,
-        password_hash: Option<&str>,
-        memberships: &[(Uuid, Uuid)],
         at: Timestamp,
     ) -> Result<()> {
-        on_conn!(self, |c| {
-            sqlx::query(
-                "UPDATE persons SET given_name = COALESCE($2, given_name), family_name = COALESCE($3, family_name), updated_at = $4 \
-                 WHERE id = (SELECT person_id FROM users WHERE id = $1)",
-            )
-            .bind(DbId(user_id))
-            .bind(given_name)
-            .bind(family_name)
-            .bind(at)
-            .execute(&mut *c)
-            .await?;
-            sqlx::query("UPDATE users SET role = $2, password_hash = COALESCE($3, password_hash), updated_at = $4 WHERE id = $1")
-                .bind(DbId(user_id))
-                .bind(role.as_str())
-                .bind(password_hash)
-                .bind(at)
-                .execute(&mut *c)
-                .await?;
-        });
-        for (ws, role_id) in memberships {
-            self.insert_membership(user_id, *ws, *role_id, at).await?;
+        if given_name.is_none() && family_name.is_none() {
+            return Ok(());
         }
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE persons SET given_name = COALESCE($2, given_name), family_name = COALESCE($3, family_name), \
+             display_name = CASE \
+               WHEN COALESCE($2, given_name) IS NOT NULL AND COALESCE($3, family_name) IS NOT NULL \
+                 THEN COALESCE($2, given_name) || ' ' || COALESCE($3, family_name) \
+               ELSE COALESCE($2, given_name, $3, family_name) END, \
+             updated_at = $4 WHERE id = $1",
+        )
+        .bind(DbId(person_id))
+        .bind(given_name)
+        .bind(family_name)
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
         Ok(())
     }
 }

@@ -4,21 +4,30 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::users::USER_COLUMNS;
-use super::{Backend, DbId, DbRow, Tx, from_row, get_id};
-use crate::domain::{Timestamp, User};
+use super::{Backend, DbId, DbRow, Tx, from_row, get_id, parse_enum};
+use crate::domain::{ErasureRequestStatus, SweepStatus, Timestamp, User};
 use crate::error::Result;
 
 /// A pending (or finished) right-to-erasure request. `user_id` is pseudonymous: the row
 /// outlives the user it names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErasureRequest {
+    /// The request's id.
     pub id: Uuid,
+    /// The user to erase (kept after the erasure as a pseudonymous id).
     pub user_id: Uuid,
+    /// When the request was made.
     pub requested_at: Timestamp,
+    /// When the sweeper may carry it out (one month later by default: GDPR Art. 12(3)).
     pub due_at: Timestamp,
+    /// Who made the request (the actor, as in the audit trail).
     pub requested_by: String,
-    pub status: String,
+    /// Where the request stands.
+    pub status: ErasureRequestStatus,
+    /// When the user was erased.
     pub completed_at: Option<Timestamp>,
+    /// Why the sweeper's last attempt failed (a hook's veto or failure, for instance); the
+    /// request stays pending.
     pub last_error: Option<String>,
 }
 
@@ -28,7 +37,7 @@ from_row!(ErasureRequest, |r| ErasureRequest {
     requested_at: r.try_get("requested_at")?,
     due_at: r.try_get("due_at")?,
     requested_by: r.try_get("requested_by")?,
-    status: r.try_get("status")?,
+    status: parse_enum(&r.try_get::<String, _>("status")?, "status")?,
     completed_at: r.try_get("completed_at")?,
     last_error: r.try_get("last_error")?,
 });
@@ -36,14 +45,22 @@ from_row!(ErasureRequest, |r| ErasureRequest {
 /// One run of the sweeper.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SweeperRun {
+    /// The run's id (`run_id` in the sweeper's report).
     pub id: Uuid,
+    /// When the run started.
     pub started_at: Timestamp,
+    /// When it finished; `None` while it runs, or when it died without finishing.
     pub finished_at: Option<Timestamp>,
-    /// `running`, `ok`, `partial` (some users failed), `failed` or `interrupted`.
-    pub status: String,
+    /// How the run ended (`running` while it runs, or when it died without finishing).
+    pub status: SweepStatus,
+    /// A dry run: nothing was purged.
     pub dry_run: bool,
+    /// Users purged.
     pub purged: i64,
+    /// Users whose purge failed (or was vetoed by a hook).
     pub failed: i64,
+    /// The rest of the report: `{skipped, stopped, invites_expired, sessions_expired,
+    /// failures: [{user_id, error}]}`.
     pub summary: serde_json::Value,
 }
 
@@ -51,7 +68,7 @@ from_row!(SweeperRun, |r| SweeperRun {
     id: get_id!(r, "id"),
     started_at: r.try_get("started_at")?,
     finished_at: r.try_get("finished_at")?,
-    status: r.try_get("status")?,
+    status: parse_enum(&r.try_get::<String, _>("status")?, "status")?,
     dry_run: r.try_get("dry_run")?,
     purged: r.try_get("purged")?,
     failed: r.try_get("failed")?,
@@ -71,7 +88,7 @@ pub enum PurgeReason {
 impl Tx {
     /// Records an erasure request. Errors: [`crate::Error::Conflict`] when one is already
     /// pending for the user.
-    pub async fn insert_erasure_request(
+    pub(crate) async fn insert_erasure_request(
         &mut self,
         user_id: Uuid,
         due_at: Timestamp,
@@ -96,7 +113,7 @@ impl Tx {
     }
 
     /// One erasure request by id, if it exists.
-    pub async fn erasure_request(&mut self, id: Uuid) -> Result<Option<ErasureRequest>> {
+    pub(crate) async fn erasure_request(&mut self, id: Uuid) -> Result<Option<ErasureRequest>> {
         let row = on_conn!(self, |c| sqlx::query("SELECT * FROM erasure_requests WHERE id = $1")
             .bind(DbId(id))
             .fetch_optional(&mut *c)
@@ -106,8 +123,33 @@ impl Tx {
         Ok(row)
     }
 
+    /// The user's pending erasure request, if any (at most one: `erasure_requests_one_pending`).
+    pub async fn pending_erasure_request_of(&mut self, user_id: Uuid) -> Result<Option<ErasureRequest>> {
+        let row = on_conn!(self, |c| sqlx::query(
+            "SELECT * FROM erasure_requests WHERE user_id = $1 AND status = 'pending'"
+        )
+        .bind(DbId(user_id))
+        .fetch_optional(&mut *c)
+        .await?
+        .map(|r| r.decode::<ErasureRequest>())
+        .transpose()?);
+        Ok(row)
+    }
+
+    /// Marks a pending erasure request `cancelled`; returns whether it was pending.
+    pub async fn cancel_erasure_request(&mut self, id: Uuid) -> Result<bool> {
+        let n = on_conn!(self, |c| sqlx::query(
+            "UPDATE erasure_requests SET status = 'cancelled' WHERE id = $1 AND status = 'pending'"
+        )
+        .bind(DbId(id))
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
     /// Pending erasure requests, soonest due first.
-    pub async fn pending_erasure_requests(&mut self) -> Result<Vec<ErasureRequest>> {
+    pub(crate) async fn pending_erasure_requests(&mut self) -> Result<Vec<ErasureRequest>> {
         let rows = on_conn!(self, |c| sqlx::query(
             "SELECT * FROM erasure_requests WHERE status = 'pending' ORDER BY due_at, id"
         )
@@ -121,7 +163,7 @@ impl Tx {
 
     /// Users due for purging at `at`: due erasure requests first, then trash past retention;
     /// at most `limit`.
-    pub async fn purge_candidates(&mut self, at: Timestamp, limit: i64) -> Result<Vec<(Uuid, PurgeReason)>> {
+    pub(crate) async fn purge_candidates(&mut self, at: Timestamp, limit: i64) -> Result<Vec<(Uuid, PurgeReason)>> {
         let rows: Vec<(DbId, i64)> = on_conn!(self, |c| {
             sqlx::query_as(
             "SELECT user_id, CAST(0 AS BIGINT) AS why, due_at AS due FROM erasure_requests WHERE status = 'pending' AND due_at <= $1 \
@@ -157,7 +199,7 @@ impl Tx {
     /// due. `None` when the user is gone (purged by a concurrent sweeper), no longer due
     /// (restored, request cancelled), or — on PostgreSQL — locked by another sweeper right now
     /// (`FOR UPDATE SKIP LOCKED`; SQLite's write lock already excludes other writers).
-    pub async fn lock_user_if_purge_due(&mut self, user_id: Uuid, at: Timestamp) -> Result<Option<User>> {
+    pub(crate) async fn lock_user_if_purge_due(&mut self, user_id: Uuid, at: Timestamp) -> Result<Option<User>> {
         // One statement: lock, re-check and read. PostgreSQL re-evaluates the condition on the
         // row version it locks, so a user restored meanwhile is not purged.
         let lock = match self.backend() {
@@ -179,7 +221,7 @@ impl Tx {
     }
 
     /// Notes the last purge error on the user's pending erasure request.
-    pub async fn note_erasure_error(&mut self, user_id: Uuid, error: &str) -> Result<()> {
+    pub(crate) async fn note_erasure_error(&mut self, user_id: Uuid, error: &str) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE erasure_requests SET last_error = $2 WHERE user_id = $1 AND status = 'pending'"
         )
@@ -192,7 +234,7 @@ impl Tx {
     }
 
     /// Trashed users: (total, due by `at`).
-    pub async fn trash_counts(&mut self, at: Timestamp) -> Result<(i64, i64)> {
+    pub(crate) async fn trash_counts(&mut self, at: Timestamp) -> Result<(i64, i64)> {
         let row: (i64, i64) = on_conn!(self, |c| {
             sqlx::query_as(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN purge_after <= $1 THEN 1 ELSE 0 END), 0) FROM users WHERE deleted_at IS NOT NULL"
@@ -205,7 +247,7 @@ impl Tx {
     }
 
     /// Starts a sweeper run record.
-    pub async fn insert_sweeper_run(&mut self, id: Uuid, dry_run: bool, at: Timestamp) -> Result<()> {
+    pub(crate) async fn insert_sweeper_run(&mut self, id: Uuid, dry_run: bool, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "INSERT INTO sweeper_runs (id, started_at, status, dry_run) VALUES ($1, $2, 'running', $3)"
         )
@@ -219,7 +261,7 @@ impl Tx {
     }
 
     /// Finishes a sweeper run record.
-    pub async fn finish_sweeper_run(
+    pub(crate) async fn finish_sweeper_run(
         &mut self,
         id: Uuid,
         status: &str,
@@ -247,7 +289,7 @@ impl Tx {
     }
 
     /// The latest run, and the latest finished non-dry run that did not fail outright.
-    pub async fn last_sweeper_runs(&mut self) -> Result<(Option<SweeperRun>, Option<SweeperRun>)> {
+    pub(crate) async fn last_sweeper_runs(&mut self) -> Result<(Option<SweeperRun>, Option<SweeperRun>)> {
         let last = on_conn!(self, |c| sqlx::query(
             "SELECT * FROM sweeper_runs ORDER BY started_at DESC, id DESC LIMIT 1"
         )
@@ -269,7 +311,7 @@ impl Tx {
 
     /// Drops table-published cache invalidations older than `before` (listeners poll recent
     /// ones).
-    pub async fn prune_invalidations(&mut self, before: Timestamp) -> Result<u64> {
+    pub(crate) async fn prune_invalidations(&mut self, before: Timestamp) -> Result<u64> {
         let n = on_conn!(self, |c| sqlx::query(
             "DELETE FROM cache_invalidations WHERE created_at < $1"
         )

@@ -1,4 +1,4 @@
-//! Home folders (`My Folder - {username}`, internal users only: 001 seed).
+//! Home folders (`My Folder - {username}`, internal users only, one per user).
 
 use uuid::Uuid;
 
@@ -9,7 +9,7 @@ use crate::error::Result;
 impl Tx {
     /// Creates the user's home folder unless one exists; returns whether it was created.
     /// Idempotent by the partial unique index `folders_one_home_per_user`.
-    pub async fn ensure_home_folder(&mut self, user_id: Uuid, name: &str, at: Timestamp) -> Result<bool> {
+    pub(crate) async fn ensure_home_folder(&mut self, user_id: Uuid, name: &str, at: Timestamp) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "INSERT INTO folders (id, user_id, name, is_home, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (user_id) WHERE is_home DO NOTHING"
@@ -26,7 +26,7 @@ impl Tx {
     }
 
     /// The name of the user's home folder, if it has one.
-    pub async fn home_folder_name(&mut self, user_id: Uuid) -> Result<Option<String>> {
+    pub(crate) async fn home_folder_name(&mut self, user_id: Uuid) -> Result<Option<String>> {
         let name = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT name FROM folders WHERE user_id = $1 AND is_home"
         )
@@ -35,23 +35,12 @@ impl Tx {
         .await?);
         Ok(name)
     }
-
-    /// How many folders (home and others) the user owns.
-    pub async fn folder_count(&mut self, user_id: Uuid) -> Result<i64> {
-        let n = on_conn!(self, |c| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM folders WHERE user_id = $1"
-        )
-        .bind(DbId(user_id))
-        .fetch_one(&mut *c)
-        .await?);
-        Ok(n)
-    }
 }
 
 impl Tx {
     /// Removes the user's home folder if it holds no files and no subfolders (used when a
     /// user becomes external, who has no home folder). Returns whether it was removed.
-    pub async fn remove_empty_home_folder(&mut self, user_id: Uuid) -> Result<bool> {
+    pub(crate) async fn remove_empty_home_folder(&mut self, user_id: Uuid) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "DELETE FROM folders WHERE user_id = $1 AND is_home \
              AND NOT EXISTS (SELECT 1 FROM files f WHERE f.folder_id = folders.id) \

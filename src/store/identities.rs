@@ -30,7 +30,7 @@ from_row!(ExternalIdentity, |r| ExternalIdentity {
 impl Tx {
     /// Records an identity. Errors: [`crate::Error::Conflict`] when (provider, subject)
     /// already belongs to a user.
-    pub async fn insert_external_identity(
+    pub(crate) async fn insert_external_identity(
         &mut self,
         user_id: Uuid,
         provider: &str,
@@ -53,7 +53,7 @@ impl Tx {
     }
 
     /// The identities of a user.
-    pub async fn external_identities_of(&mut self, user_id: Uuid) -> Result<Vec<ExternalIdentity>> {
+    pub(crate) async fn external_identities_of(&mut self, user_id: Uuid) -> Result<Vec<ExternalIdentity>> {
         let rows = on_conn!(self, |c| sqlx::query(
             "SELECT * FROM external_identities WHERE user_id = $1 ORDER BY provider, subject"
         )
@@ -66,8 +66,8 @@ impl Tx {
         Ok(rows)
     }
 
-    /// The user an identity signs in, if any.
-    pub async fn user_id_by_external_identity(&mut self, provider: &str, subject: &str) -> Result<Option<Uuid>> {
+    /// The user an external identity (provider, subject) belongs to, if any.
+    pub(crate) async fn user_id_by_external_identity(&mut self, provider: &str, subject: &str) -> Result<Option<Uuid>> {
         let id: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT user_id FROM external_identities WHERE provider = $1 AND subject = $2"
         )
@@ -80,7 +80,7 @@ impl Tx {
 
     /// Stamps `last_verified_at` on every identity of the user (a successful sign-in proves
     /// them current; the GDPR sweeper can find stale ones).
-    pub async fn touch_external_identities(&mut self, user_id: Uuid, at: Timestamp) -> Result<u64> {
+    pub(crate) async fn touch_external_identities(&mut self, user_id: Uuid, at: Timestamp) -> Result<u64> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE external_identities SET last_verified_at = $2 WHERE user_id = $1"
         )

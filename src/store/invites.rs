@@ -1,34 +1,47 @@
-//! Invites into workspaces and the notification outbox (000 seed). Tokens are stored only as
-//! SHA-256 hashes.
+//! Invites into workspaces (Fireback's workspace/invite model) and the notification outbox.
+//! Tokens are stored only as SHA-256 hashes.
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::{Backend, DbId, DbRow, Tx, from_row, get_id, get_opt_id, parse_enum};
-use crate::domain::{PassportKind, Timestamp};
+use crate::domain::{InviteStatus, PassportKind, Timestamp};
 use crate::error::{Error, Result};
 
 /// An invite as `invite list/show` prints it (no token: it is not stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Invite {
+    /// The invite's id.
     pub id: Uuid,
+    /// The workspace the invitee joins.
     pub workspace_id: Uuid,
+    /// That workspace's name.
     pub workspace: String,
+    /// The role the invitee gets there.
     pub role_id: Uuid,
+    /// That role's name.
     pub role: String,
+    /// Whether the invite was sent to an email address or a phone number.
     pub passport_kind: PassportKind,
+    /// The invited email address or phone number, normalized.
     pub passport: String,
+    /// The invitee must accept with exactly this passport (a company address, say).
     pub force_passport: bool,
     /// The existing user the invite targets, when its passport already belonged to one.
     pub invitee_user_id: Option<Uuid>,
     /// The person-to-be (names given at invite time), for invites to non-users.
     pub person_id: Option<Uuid>,
-    /// `pending`, `accepted`, `revoked` or `expired`.
-    pub status: String,
+    /// Where the invite stands.
+    pub status: InviteStatus,
+    /// After this the invite can no longer be accepted (`invite prune` marks it expired).
     pub expires_at: Timestamp,
+    /// Who created it (the actor, as in the audit trail).
     pub created_by: String,
+    /// When it was created.
     pub created_at: Timestamp,
+    /// When it was accepted.
     pub accepted_at: Option<Timestamp>,
+    /// The user who accepted it.
     pub accepted_by_user_id: Option<Uuid>,
 }
 
@@ -43,7 +56,7 @@ from_row!(Invite, |r| Invite {
     force_passport: r.try_get("force_passport")?,
     invitee_user_id: get_opt_id!(r, "invitee_user_id"),
     person_id: get_opt_id!(r, "person_id"),
-    status: r.try_get("status")?,
+    status: parse_enum(&r.try_get::<String, _>("status")?, "status")?,
     expires_at: r.try_get("expires_at")?,
     created_by: r.try_get("created_by")?,
     created_at: r.try_get("created_at")?,
@@ -71,7 +84,7 @@ pub struct NewInvite {
 
 impl Tx {
     /// Inserts an invite; returns its id.
-    pub async fn insert_invite(&mut self, new: &NewInvite, at: Timestamp) -> Result<Uuid> {
+    pub(crate) async fn insert_invite(&mut self, new: &NewInvite, at: Timestamp) -> Result<Uuid> {
         let id = Uuid::now_v7();
         on_conn!(self, |c| sqlx::query(
             "INSERT INTO invites (id, workspace_id, role_id, passport_kind, passport_value, force_passport, \
@@ -97,7 +110,7 @@ impl Tx {
     }
 
     /// One invite by id. Errors: [`Error::NotFound`].
-    pub async fn invite(&mut self, id: Uuid) -> Result<Invite> {
+    pub(crate) async fn invite(&mut self, id: Uuid) -> Result<Invite> {
         let sql = format!("{INVITE_SELECT} WHERE i.id = $1");
         let row = on_conn!(self, |c| sqlx::query(&sql)
             .bind(DbId(id))
@@ -110,7 +123,7 @@ impl Tx {
 
     /// The invite whose token hashes to `token_hash`, locked on PostgreSQL (`FOR UPDATE`) so
     /// two concurrent accepts of one token serialize; SQLite's write lock does the same.
-    pub async fn invite_by_token_hash_locked(&mut self, token_hash: &str) -> Result<Option<Invite>> {
+    pub(crate) async fn invite_by_token_hash_locked(&mut self, token_hash: &str) -> Result<Option<Invite>> {
         let id: Option<DbId> = match self.backend() {
             Backend::Postgres => on_conn!(self, |c| sqlx::query_scalar(
                 "SELECT id FROM invites WHERE token_hash = $1 FOR UPDATE"
@@ -132,7 +145,7 @@ impl Tx {
     }
 
     /// Invites, newest first, optionally of one workspace and/or status.
-    pub async fn invites(&mut self, workspace_id: Option<Uuid>, status: Option<&str>) -> Result<Vec<Invite>> {
+    pub(crate) async fn invites(&mut self, workspace_id: Option<Uuid>, status: Option<&str>) -> Result<Vec<Invite>> {
         let sql = format!(
             "{INVITE_SELECT} WHERE ($1 IS NULL OR i.workspace_id = $1) AND ($2 IS NULL OR i.status = $2) ORDER BY i.created_at DESC, i.id"
         );
@@ -148,7 +161,7 @@ impl Tx {
     }
 
     /// Sets a pending invite's status (`revoked` or `expired`); returns whether it was pending.
-    pub async fn close_invite(&mut self, id: Uuid, status: &str) -> Result<bool> {
+    pub(crate) async fn close_invite(&mut self, id: Uuid, status: &str) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE invites SET status = $2 WHERE id = $1 AND status = 'pending'"
         )
@@ -161,7 +174,7 @@ impl Tx {
     }
 
     /// Marks a pending invite accepted by `user_id`; returns whether it was pending.
-    pub async fn accept_invite(&mut self, id: Uuid, user_id: Uuid, at: Timestamp) -> Result<bool> {
+    pub(crate) async fn accept_invite(&mut self, id: Uuid, user_id: Uuid, at: Timestamp) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE invites SET status = 'accepted', accepted_at = $3, accepted_by_user_id = $2, person_id = NULL \
              WHERE id = $1 AND status = 'pending'"
@@ -176,7 +189,12 @@ impl Tx {
     }
 
     /// Replaces a pending invite's token and expiry (`invite resend`).
-    pub async fn rotate_invite_token(&mut self, id: Uuid, token_hash: &str, expires_at: Timestamp) -> Result<bool> {
+    pub(crate) async fn rotate_invite_token(
+        &mut self,
+        id: Uuid,
+        token_hash: &str,
+        expires_at: Timestamp,
+    ) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE invites SET token_hash = $2, expires_at = $3 WHERE id = $1 AND status = 'pending'"
         )
@@ -190,7 +208,7 @@ impl Tx {
     }
 
     /// Marks every pending invite past its expiry as `expired`; returns how many.
-    pub async fn expire_invites(&mut self, at: Timestamp) -> Result<u64> {
+    pub(crate) async fn expire_invites(&mut self, at: Timestamp) -> Result<u64> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE invites SET status = 'expired' WHERE status = 'pending' AND expires_at <= $1"
         )
@@ -202,7 +220,7 @@ impl Tx {
     }
 
     /// Queues a notification for the application's mailer.
-    pub async fn insert_outbox(
+    pub(crate) async fn insert_outbox(
         &mut self,
         kind: &str,
         recipient: &str,
@@ -232,7 +250,7 @@ impl Tx {
     }
 
     /// The user owning a passport, if any.
-    pub async fn user_id_by_passport(&mut self, kind: PassportKind, value: &str) -> Result<Option<Uuid>> {
+    pub(crate) async fn user_id_by_passport(&mut self, kind: PassportKind, value: &str) -> Result<Option<Uuid>> {
         let id: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT user_id FROM passports WHERE kind = $1 AND value = $2"
         )
@@ -243,17 +261,27 @@ impl Tx {
         Ok(id.map(|d| d.0))
     }
 
-    /// Stamps `verified_at` on a passport (accepting an invite proves control of it).
-    pub async fn mark_passport_verified(&mut self, kind: PassportKind, value: &str, at: Timestamp) -> Result<()> {
-        on_conn!(self, |c| sqlx::query(
-            "UPDATE passports SET verified_at = $3 WHERE kind = $1 AND value = $2 AND verified_at IS NULL"
+    /// Stamps `verified_at` on a passport of `user_id` (accepting an invite proves control
+    /// of it). A passport of that value owned by anyone else is left alone.
+    pub(crate) async fn mark_passport_verified(
+        &mut self,
+        user_id: Uuid,
+        kind: PassportKind,
+        value: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        on_conn!(self, |c| {
+            sqlx::query(
+            "UPDATE passports SET verified_at = $3 WHERE kind = $1 AND value = $2 AND user_id = $4 AND verified_at IS NULL"
         )
         .bind(kind.as_str())
         .bind(value)
         .bind(at)
+        .bind(DbId(user_id))
         .execute(&mut *c)
         .await?
-        .rows_affected());
+        .rows_affected()
+        });
         Ok(())
     }
 }

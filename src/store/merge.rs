@@ -1,5 +1,5 @@
-//! Set-based statements that move one user's rows to another (account merge, 002 seed). Each
-//! is one statement per table, whatever the row count.
+//! Set-based statements that move one user's rows to another (the account merge). Each is
+//! one statement per table, whatever the row count.
 
 use uuid::Uuid;
 
@@ -10,7 +10,7 @@ use crate::error::Result;
 impl Tx {
     /// Locks both users in id order (PostgreSQL `FOR UPDATE`), so two merges, or a merge and
     /// a delete, touching the same users serialize instead of deadlocking or interleaving.
-    pub async fn lock_users(&mut self, a: Uuid, b: Uuid) -> Result<()> {
+    pub(crate) async fn lock_users(&mut self, a: Uuid, b: Uuid) -> Result<()> {
         if self.backend() == Backend::Postgres {
             on_conn!(self, |c| sqlx::query(
                 "SELECT id FROM users WHERE id = $1 OR id = $2 ORDER BY id FOR UPDATE"
@@ -25,7 +25,7 @@ impl Tx {
     }
 
     /// A single `COUNT(*)` with one or two uuid parameters (`$1`, `$2`), for merge plans.
-    pub async fn count_for(&mut self, sql: &str, a: Uuid, b: Option<Uuid>) -> Result<i64> {
+    pub(crate) async fn count_for(&mut self, sql: &str, a: Uuid, b: Option<Uuid>) -> Result<i64> {
         let n: i64 = match b {
             Some(b) => on_conn!(self, |c| sqlx::query_scalar(sql)
                 .bind(DbId(a))
@@ -43,7 +43,7 @@ impl Tx {
     /// Runs one statement binding `$1` = from, `$2` = into (and `$3` = `at` when `with_time`);
     /// returns the rows affected. The building block of merge handlers, application ones
     /// included (`UPDATE my_table SET user_id = $2 WHERE user_id = $1`).
-    pub async fn move_rows(&mut self, sql: &str, from: Uuid, into: Uuid, at: Option<Timestamp>) -> Result<u64> {
+    pub(crate) async fn move_rows(&mut self, sql: &str, from: Uuid, into: Uuid, at: Option<Timestamp>) -> Result<u64> {
         let n = match at {
             Some(at) => on_conn!(self, |c| sqlx::query(sql)
                 .bind(DbId(from))
@@ -63,7 +63,7 @@ impl Tx {
     }
 
     /// The id of the user's home folder, if it has one.
-    pub async fn home_folder_id(&mut self, user_id: Uuid) -> Result<Option<Uuid>> {
+    pub(crate) async fn home_folder_id(&mut self, user_id: Uuid) -> Result<Option<Uuid>> {
         let id: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT id FROM folders WHERE user_id = $1 AND is_home"
         )
@@ -74,7 +74,13 @@ impl Tx {
     }
 
     /// Creates a (non-home) folder; returns its id.
-    pub async fn insert_folder(&mut self, user_id: Uuid, parent_id: Uuid, name: &str, at: Timestamp) -> Result<Uuid> {
+    pub(crate) async fn insert_folder(
+        &mut self,
+        user_id: Uuid,
+        parent_id: Uuid,
+        name: &str,
+        at: Timestamp,
+    ) -> Result<Uuid> {
         let id = Uuid::now_v7();
         on_conn!(self, |c| sqlx::query(
             "INSERT INTO folders (id, user_id, parent_id, name, is_home, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
@@ -94,7 +100,7 @@ impl Tx {
     /// Moves B's folder tree and files into `target` (a folder of A): top-level children of
     /// B's home folder are re-parented under `target`, every folder and file of B changes
     /// owner. Returns (folders moved, files moved).
-    pub async fn move_folder_contents(
+    pub(crate) async fn move_folder_contents(
         &mut self,
         from: Uuid,
         into: Uuid,

@@ -1,15 +1,44 @@
-//! Embedded migrations (`migrations/postgres/`, `migrations/sqlite/`) and the check every
-//! command but `migrate` and `bootstrap` makes before it touches the database.
+//! Migrations and the hook registry.
+//!
+//! Two sets of migrations can live in one database: accountctl's own (embedded from
+//! `migrations/postgres/` and `migrations/sqlite/`, history in `_sqlx_migrations`, the table
+//! and format sqlx's migrator uses, so databases migrated by earlier builds carry on) and an
+//! embedding application's ([`Migrations`], history in `_accountctl_app_migrations`), applied
+//! after accountctl's. Each set keeps its own history, so their version numbers never collide.
+//!
+//! A migration run is **one transaction**: it takes the migration lock (a transaction-level
+//! advisory lock on PostgreSQL, released by the commit itself, so it never outlives the
+//! transaction even behind a transaction-mode pooler; `BEGIN IMMEDIATE` on SQLite), applies
+//! every pending migration of both sets, records the hook set of the running binary, and
+//! commits. Concurrent runs (init containers starting together) queue on the lock, and all
+//! but the first find nothing to do.
+//!
+//! The **hook registry** (`accountctl_hooks`) holds the names of the lifecycle hooks and merge
+//! handlers that the binaries which migrated the database register. A binary lacking one of
+//! them would skip that hook's work, so [`Database::missing_hooks`] lets the application refuse
+//! to write (see `App`).
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use sha2::{Digest, Sha384};
 use sqlx::migrate::Migrator;
 
-use super::{Database, Pool};
+use super::{Backend, Database, Tx};
 use crate::error::{Error, Result};
 
 static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// Where a database's schema stands relative to this build's migrations.
+/// History table of accountctl's own migrations (sqlx's name and layout).
+const CORE_HISTORY: &str = "_sqlx_migrations";
+/// History table of the embedding application's migrations.
+const APP_HISTORY: &str = "_accountctl_app_migrations";
+/// The key of the PostgreSQL advisory lock that serializes migration runs ("actlmigr").
+const MIGRATION_LOCK_KEY: i64 = 0x6163_746c_6d69_6772;
+
+/// Where a database's schema stands relative to this build's migrations (accountctl's and,
+/// when the application registered some, the application's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemaStatus {
     /// Every migration this build knows is applied, and no other.
@@ -20,81 +49,361 @@ pub enum SchemaStatus {
     Ahead(Vec<i64>),
 }
 
+/// One migration: a version (its order), a description and its SQL (several statements may
+/// be separated by `;`). Runs inside the migration transaction.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// Applied in ascending order; unique within its set.
+    pub version: i64,
+    /// Shown in the history table.
+    pub description: Cow<'static, str>,
+    /// The statements.
+    pub sql: Cow<'static, str>,
+}
+
+/// An application's own migrations, one list per backend, applied after accountctl's by
+/// `migrate` and `bootstrap`, with a history of their own (`_accountctl_app_migrations`).
+#[derive(Debug, Clone, Default)]
+pub struct Migrations {
+    postgres: Vec<Migration>,
+    sqlite: Vec<Migration>,
+}
+
+impl Migrations {
+    /// From two lists (PostgreSQL, SQLite). Order does not matter; versions must be unique
+    /// per list (checked when the migrations run: [`Error::Invalid`]).
+    pub fn new(postgres: Vec<Migration>, sqlite: Vec<Migration>) -> Self {
+        Self { postgres, sqlite }
+    }
+
+    /// From sqlx migrators, e.g. `sqlx::migrate!("migrations/postgres")` and
+    /// `sqlx::migrate!("migrations/sqlite")` (files named `<VERSION>_<description>.sql`).
+    pub fn from_sqlx(postgres: &Migrator, sqlite: &Migrator) -> Self {
+        let list = |m: &Migrator| {
+            m.iter()
+                .filter(|m| m.migration_type.is_up_migration())
+                .map(|m| Migration {
+                    version: m.version,
+                    description: Cow::Owned(m.description.to_string()),
+                    sql: Cow::Owned(m.sql.to_string()),
+                })
+                .collect()
+        };
+        Self::new(list(postgres), list(sqlite))
+    }
+
+    fn for_backend(&self, backend: Backend) -> &[Migration] {
+        match backend {
+            Backend::Postgres => &self.postgres,
+            Backend::Sqlite => &self.sqlite,
+        }
+    }
+}
+
+fn core_migrations(backend: Backend) -> Vec<Migration> {
+    let migrator = match backend {
+        Backend::Postgres => &POSTGRES,
+        Backend::Sqlite => &SQLITE,
+    };
+    Migrations::from_sqlx(migrator, migrator).postgres
+}
+
+/// What one migration run must do: the application's migrations and the hook set to record.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MigrationPlan {
+    pub app: Migrations,
+    /// `(kind, name)`: kind is `lifecycle` or `merge`.
+    pub hooks: Vec<(&'static str, &'static str)>,
+}
+
+/// What a migration run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MigrateReport {
+    /// accountctl's migrations applied by this run (versions).
+    pub applied: Vec<i64>,
+    /// The application's migrations applied by this run (versions).
+    pub app_applied: Vec<i64>,
+    /// Hooks recorded for the first time by this run (`lifecycle:NAME`, `merge:NAME`).
+    pub hooks_recorded: Vec<String>,
+}
+
+/// A hook the database records that the running binary does not register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingHook {
+    /// `lifecycle` or `merge`.
+    pub kind: String,
+    /// The hook's or handler's `name()`.
+    pub name: String,
+}
+
+impl std::fmt::Display for MissingHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.kind == "merge" {
+            "merge handler"
+        } else {
+            "lifecycle hook"
+        };
+        write!(f, "{} ({kind})", self.name)
+    }
+}
+
+/// The recorded hooks that `registered` lacks.
+fn subtract(recorded: Vec<(String, String)>, registered: &[(&'static str, &'static str)]) -> Vec<MissingHook> {
+    recorded
+        .into_iter()
+        .filter(|(kind, name)| !registered.iter().any(|(k, n)| k == kind && n == name))
+        .map(|(kind, name)| MissingHook { kind, name })
+        .collect()
+}
+
+/// Checksums (SHA-384, hex) that accountctl's own migrations had before an edit of their
+/// comments only; a database migrated before the edit still matches. Never list an edit that
+/// changes a statement: that needs a new migration.
+const COMMENT_ONLY_EDITS: &[(i64, &str)] = &[(
+    20261122000001,
+    "e4a5e6ca575e804ab6bde1133986a5412ae51545a24ba2293e9f6a57269e7e1d89a7facad35c6dd886eeca873ae1edc6",
+)];
+
+/// Whether `stored` (the checksum recorded when version `version` was applied) matches `sql`.
+fn checksum_matches(version: i64, stored: &[u8], sql: &str) -> bool {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    stored == checksum(sql).as_slice()
+        || COMMENT_ONLY_EDITS
+            .iter()
+            .any(|(v, old)| *v == version && hex(stored) == *old)
+}
+
+fn checksum(sql: &str) -> Vec<u8> {
+    Sha384::digest(sql.as_bytes()).to_vec()
+}
+
 impl Database {
-    fn migrator(&self) -> &'static Migrator {
-        match self.pool {
-            Pool::Sqlite(_) => &SQLITE,
-            Pool::Postgres(_) => &POSTGRES,
+    /// Applies pending migrations (accountctl's, then `plan.app`) and records `plan.hooks`,
+    /// in one transaction under the migration lock (module docs).
+    ///
+    /// Errors: [`Error::MissingHooks`] when the database records a hook that `plan` lacks
+    /// (nothing applied); [`Error::Schema`] when the database holds migrations this build does
+    /// not know or one whose SQL changed since it was applied; [`Error::Invalid`] for
+    /// duplicate versions; the database's errors otherwise (the run rolls back whole).
+    pub(crate) async fn migrate_with(&self, plan: &MigrationPlan) -> Result<MigrateReport> {
+        let mut tx = self.begin_unguarded().await?;
+        if tx.backend() == Backend::Postgres {
+            on_conn!(tx, |c| sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
         }
+        if tx.table_exists("accountctl_hooks").await? {
+            let missing = tx.missing_hooks(&plan.hooks).await?;
+            if !missing.is_empty() {
+                return Err(Error::MissingHooks(missing));
+            }
+        }
+        let backend = tx.backend();
+        let mut report = MigrateReport {
+            applied: tx.apply(CORE_HISTORY, &core_migrations(backend)).await?,
+            ..MigrateReport::default()
+        };
+        let app = plan.app.for_backend(backend);
+        if !app.is_empty() {
+            report.app_applied = tx.apply(APP_HISTORY, app).await?;
+        }
+        for (kind, name) in &plan.hooks {
+            let sql = match backend {
+                Backend::Postgres => {
+                    "INSERT INTO accountctl_hooks (kind, name, recorded_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+                }
+                Backend::Sqlite => {
+                    "INSERT OR IGNORE INTO accountctl_hooks (kind, name, recorded_at) VALUES ($1, $2, $3)"
+                }
+            };
+            let at = crate::domain::now();
+            let n = on_conn!(tx, |c| sqlx::query(sql)
+                .bind(*kind)
+                .bind(*name)
+                .bind(at)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
+            if n > 0 {
+                report.hooks_recorded.push(format!("{kind}:{name}"));
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
     }
 
-    /// Applies pending migrations; returns the versions it applied. Safe to run while
-    /// another process runs it too (sqlx takes a migration lock).
-    pub async fn migrate(&self) -> Result<Vec<i64>> {
-        let before = self.applied_versions().await?;
-        match &self.pool {
-            Pool::Sqlite(p) => self.migrator().run(p).await?,
-            Pool::Postgres(p) => self.migrator().run(p).await?,
+    /// Compares the applied migrations with this build's (accountctl's and `app`'s).
+    pub(crate) async fn schema_status_with(&self, app: &Migrations) -> Result<SchemaStatus> {
+        let mut tx = self.begin_read_unguarded().await?;
+        let backend = tx.backend();
+        let mut ahead = Vec::new();
+        let mut behind = Vec::new();
+        let mut sets = vec![(CORE_HISTORY, core_migrations(backend))];
+        if !app.for_backend(backend).is_empty() {
+            sets.push((APP_HISTORY, app.for_backend(backend).to_vec()));
         }
-        let after = self.applied_versions().await?;
-        Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
-    }
-
-    /// Compares the applied migrations with this build's.
-    pub async fn schema_status(&self) -> Result<SchemaStatus> {
-        let applied = self.applied_versions().await?;
-        let known: Vec<i64> = self.migrator().iter().map(|m| m.version).collect();
-        let ahead: Vec<i64> = applied.iter().copied().filter(|v| !known.contains(v)).collect();
-        if !ahead.is_empty() {
-            return Ok(SchemaStatus::Ahead(ahead));
+        for (table, known) in sets {
+            let applied: Vec<i64> = tx.applied(table).await?.into_iter().map(|(v, _)| v).collect();
+            ahead.extend(applied.iter().filter(|v| !known.iter().any(|m| m.version == **v)));
+            behind.extend(known.iter().map(|m| m.version).filter(|v| !applied.contains(v)));
         }
-        let behind: Vec<i64> = known.into_iter().filter(|v| !applied.contains(v)).collect();
-        Ok(if behind.is_empty() {
+        tx.rollback().await?;
+        Ok(if !ahead.is_empty() {
+            SchemaStatus::Ahead(ahead)
+        } else if behind.is_empty() {
             SchemaStatus::Current
         } else {
             SchemaStatus::Behind(behind)
         })
     }
 
-    /// Refuses to go on against a schema that is not exactly this build's.
-    ///
-    /// Errors: [`Error::Schema`] (exit code 6) naming `accountctl migrate` when the schema is
-    /// behind, or asking for a newer accountctl when it is ahead.
-    pub async fn ensure_schema_current(&self) -> Result<()> {
-        match self.schema_status().await? {
-            SchemaStatus::Current => Ok(()),
-            SchemaStatus::Behind(v) => Err(Error::Schema(format!(
-                "the database schema at {} is behind this accountctl ({} migration(s) pending): run `accountctl migrate` first",
-                self.url,
-                v.len()
-            ))),
-            SchemaStatus::Ahead(v) => Err(Error::Schema(format!(
-                "the database schema at {} is newer than this accountctl (unknown migration(s) {v:?}): upgrade accountctl",
-                self.url
-            ))),
-        }
+    /// The recorded hooks that `registered` lacks; empty when the registry does not exist yet.
+    pub(crate) async fn missing_hooks(&self, registered: &[(&'static str, &'static str)]) -> Result<Vec<MissingHook>> {
+        let mut tx = self.begin_read_unguarded().await?;
+        let missing = if tx.table_exists("accountctl_hooks").await? {
+            tx.missing_hooks(registered).await?
+        } else {
+            Vec::new()
+        };
+        tx.rollback().await?;
+        Ok(missing)
     }
 
-    /// Successfully applied migration versions; empty when the database was never migrated.
-    async fn applied_versions(&self) -> Result<Vec<i64>> {
-        let mut tx = self.begin_read().await?;
-        let exists_sql = match tx.backend() {
-            super::Backend::Sqlite => {
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
-            }
-            super::Backend::Postgres => {
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+    /// Forgets a recorded hook (an application that retired one on purpose), so binaries
+    /// without it may write again. Returns whether it was recorded.
+    pub(crate) async fn forget_hook(&self, kind: &str, name: &str) -> Result<bool> {
+        let mut tx = self.begin_unguarded().await?;
+        let n = on_conn!(tx, |c| sqlx::query(
+            "DELETE FROM accountctl_hooks WHERE kind = $1 AND name = $2"
+        )
+        .bind(kind)
+        .bind(name)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// The recorded hook set, `(kind, name)` ordered.
+    pub(crate) async fn recorded_hooks(&self) -> Result<Vec<(String, String)>> {
+        let mut tx = self.begin_read_unguarded().await?;
+        let rows = if tx.table_exists("accountctl_hooks").await? {
+            on_conn!(tx, |c| sqlx::query_as::<_, (String, String)>(
+                "SELECT kind, name FROM accountctl_hooks ORDER BY kind, name"
+            )
+            .fetch_all(&mut *c)
+            .await?)
+        } else {
+            Vec::new()
+        };
+        tx.rollback().await?;
+        Ok(rows)
+    }
+}
+
+impl Tx {
+    async fn table_exists(&mut self, table: &str) -> Result<bool> {
+        let sql = match self.backend() {
+            Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
             }
         };
-        let exists: i64 = super::on_conn!(tx, |c| sqlx::query_scalar(exists_sql).fetch_one(&mut *c).await?);
-        if exists == 0 {
-            return Ok(Vec::new());
-        }
-        let versions: Vec<i64> = super::on_conn!(tx, |c| sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version"
+        let n: i64 = on_conn!(self, |c| sqlx::query_scalar(sql).bind(table).fetch_one(&mut *c).await?);
+        Ok(n > 0)
+    }
+
+    async fn missing_hooks(&mut self, registered: &[(&'static str, &'static str)]) -> Result<Vec<MissingHook>> {
+        let recorded: Vec<(String, String)> = on_conn!(self, |c| sqlx::query_as(
+            "SELECT kind, name FROM accountctl_hooks ORDER BY kind, name"
         )
         .fetch_all(&mut *c)
         .await?);
-        Ok(versions)
+        Ok(subtract(recorded, registered))
+    }
+
+    /// `(version, checksum)` of the successfully applied migrations in `table`; empty when
+    /// the table does not exist.
+    async fn applied(&mut self, table: &str) -> Result<Vec<(i64, Vec<u8>)>> {
+        if !self.table_exists(table).await? {
+            return Ok(Vec::new());
+        }
+        // `table` is one of the two constants above, never input.
+        let sql = format!("SELECT version, checksum FROM {table} WHERE success ORDER BY version");
+        Ok(on_conn!(self, |c| sqlx::query_as(&sql).fetch_all(&mut *c).await?))
+    }
+
+    /// Applies the pending ones of `migrations` and records them in `table`.
+    async fn apply(&mut self, table: &str, migrations: &[Migration]) -> Result<Vec<i64>> {
+        let create = match self.backend() {
+            Backend::Postgres => format!(
+                "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+                 installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, \
+                 checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL)"
+            ),
+            Backend::Sqlite => format!(
+                "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+                 installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+                 checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)"
+            ),
+        };
+        self.execute_raw(&create).await?;
+        let applied = self.applied(table).await?;
+        let mut seen = BTreeSet::new();
+        for m in migrations {
+            if !seen.insert(m.version) {
+                return Err(Error::Invalid(format!(
+                    "two migrations have version {} in {table}",
+                    m.version
+                )));
+            }
+        }
+        let ahead: Vec<i64> = applied.iter().map(|(v, _)| *v).filter(|v| !seen.contains(v)).collect();
+        if !ahead.is_empty() {
+            return Err(Error::Schema(format!(
+                "the database has migrations this build does not know ({table}: {ahead:?}): it was migrated by a newer build; upgrade this one"
+            )));
+        }
+        let mut pending: Vec<&Migration> = Vec::new();
+        for m in migrations {
+            match applied.iter().find(|(v, _)| *v == m.version) {
+                Some((_, sum)) if !checksum_matches(m.version, sum, &m.sql) => {
+                    return Err(Error::Schema(format!(
+                        "migration {} ({}) in {table} was changed after it was applied: restore its original SQL and add a new migration instead",
+                        m.version, m.description
+                    )));
+                }
+                Some(_) => {}
+                None => pending.push(m),
+            }
+        }
+        pending.sort_by_key(|m| m.version);
+        let mut done = Vec::new();
+        for m in pending {
+            let started = std::time::Instant::now();
+            let sql: &str = &m.sql;
+            // No parameters: the simple-query protocol, which runs several statements.
+            on_conn!(self, |c| sqlx::Executor::execute(&mut *c, sql).await?.rows_affected());
+            let elapsed = i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX);
+            let insert = format!(
+                "INSERT INTO {table} (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, $4)"
+            );
+            let description: &str = &m.description;
+            let sum = checksum(sql);
+            on_conn!(self, |c| sqlx::query(&insert)
+                .bind(m.version)
+                .bind(description)
+                .bind(&sum)
+                .bind(elapsed)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
+            tracing::info!(version = m.version, description, table, "applied migration");
+            done.push(m.version);
+        }
+        Ok(done)
     }
 }

@@ -1,13 +1,15 @@
 //! The store interface: [`Database`] (a pool on one of the two backends) and [`Tx`], the
 //! backend-neutral handle to an open transaction that services and lifecycle hooks share, so
-//! a hook's writes commit or roll back with the operation that fired it (001 seed, PR 4).
+//! a hook's writes commit or roll back with the operation that fired it (the `tx` argument
+//! of `on_user_deleted` in the OxiCloud user-lifecycle hook design).
 //!
 //! Every store operation is a method on [`Tx`], grouped by noun in the submodules
 //! (`users.rs`, `sessions.rs`, …). A method's body is written once and runs on either native
-//! driver through the crate-private `on_conn!` macro: it expands the body once per backend, so each copy is
-//! type-checked against its own driver (no `Any` driver; DESIGN.md says why). SQL that is the
-//! same in both dialects is written once; where the dialects differ, the method picks the
-//! text by [`Tx::backend`].
+//! driver through the crate-private `on_conn!` macro: it expands the body once per backend,
+//! so each copy is type-checked against its own driver. sqlx's `Any` driver is not used: it
+//! cannot decode a SQLite `BOOLEAN` column and has no uuid or timestamp types. SQL that is
+//! the same in both dialects is written once; where the dialects differ, the method picks
+//! the text by [`Tx::backend`].
 //!
 //! Values cross the boundary as: uuids through [`DbId`] (PostgreSQL `uuid`, SQLite
 //! hyphenated `TEXT`), timestamps as `chrono::DateTime<Utc>` (`timestamptz` / RFC 3339
@@ -15,6 +17,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -39,7 +42,6 @@ macro_rules! on_conn {
         }
     };
 }
-pub(crate) use on_conn;
 
 mod audit;
 pub mod authz;
@@ -51,19 +53,23 @@ pub mod invites;
 mod merge;
 mod migrate;
 mod multihost;
+mod query;
 mod sessions;
 mod users;
 pub mod workspaces;
 
-pub use audit::AuditRow;
-pub use identities::ExternalIdentity;
-pub use migrate::SchemaStatus;
-pub use users::{NewUserRecord, UserFilter, UserRef};
+pub use crate::domain::{UserFilter, UserRef};
+pub(crate) use migrate::MigrationPlan;
+pub use migrate::{MigrateReport, Migration, Migrations, MissingHook, SchemaStatus};
+pub use query::{FromValue, Row, Value};
+pub(crate) use users::NewUserRecord;
 
 /// Which database engine a [`Database`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite (`sqlite:` URLs): the embedded default, one file, WAL mode.
     Sqlite,
+    /// PostgreSQL (`postgres:`/`postgresql:` URLs): the shared production database.
     Postgres,
 }
 
@@ -73,7 +79,8 @@ pub enum Backend {
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
-    /// The default when neither `--database-url` nor `DATABASE_URL` is given (DESIGN.md).
+    /// The default when neither `--database-url` nor `DATABASE_URL` is given: a SQLite file
+    /// in the working directory, created when missing.
     pub const DEFAULT: &'static str = "sqlite://accountctl.db";
 
     /// Accepts `sqlite:` and `postgres:`/`postgresql:` URLs. Errors: [`Error::Invalid`].
@@ -89,6 +96,7 @@ impl DatabaseUrl {
         }
     }
 
+    /// The backend the URL's scheme names.
     pub fn backend(&self) -> Backend {
         if self.0.starts_with("sqlite:") {
             Backend::Sqlite
@@ -102,14 +110,36 @@ impl DatabaseUrl {
         &self.0
     }
 
+    /// The URL with every secret replaced by `***`: the password of `user:pass@`, and the
+    /// query parameters that carry one (`password`, `sslpassword`, and any other whose name
+    /// contains "password", "secret" or "token"), which libpq and sqlx accept as well.
     fn redacted(&self) -> String {
+        fn secret_key(key: &str) -> bool {
+            let key = key.to_ascii_lowercase();
+            ["password", "secret", "token"].iter().any(|s| key.contains(s))
+        }
         match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("***"));
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
+                }
+                if u.query_pairs().any(|(k, _)| secret_key(&k)) {
+                    let pairs: Vec<(String, String)> = u
+                        .query_pairs()
+                        .map(|(k, v)| {
+                            let v = if secret_key(&k) {
+                                "***".to_owned()
+                            } else {
+                                v.into_owned()
+                            };
+                            (k.into_owned(), v)
+                        })
+                        .collect();
+                    u.query_pairs_mut().clear().extend_pairs(pairs);
+                }
                 u.to_string()
             }
-            Ok(u) => u.to_string(),
-            Err(_) if self.0.contains('@') => "<unparseable database URL>".to_owned(),
+            Err(_) if self.0.contains('@') || self.0.contains('?') => "<unparseable database URL>".to_owned(),
             Err(_) => self.0.clone(),
         }
     }
@@ -155,6 +185,30 @@ impl FromStr for InvalidationChannel {
     }
 }
 
+/// Creates a missing SQLite database file readable and writable by its owner only (0600):
+/// it holds password hashes and personal data, and a process umask of 022 would otherwise
+/// leave it world-readable. SQLite gives the `-wal` and `-shm` files it creates later the
+/// permissions of the database file, so they are private too. An existing file is left as
+/// it is (its owner chose its mode); `:memory:` and other non-files are skipped.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with(':') || path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Another process created it first: it is that process's file now.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Unavailable(format!(
+            "cannot create the SQLite database {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 #[derive(Clone)]
 enum Pool {
     Sqlite(SqlitePool),
@@ -167,6 +221,8 @@ pub struct Database {
     pool: Pool,
     url: DatabaseUrl,
     invalidations: InvalidationChannel,
+    /// Set when the database records hooks this binary lacks: every write is then refused.
+    refuse_writes: Arc<OnceLock<Vec<MissingHook>>>,
 }
 
 impl fmt::Debug for Database {
@@ -202,8 +258,9 @@ fn unavailable(url: &DatabaseUrl, e: sqlx::Error) -> Error {
 impl Database {
     /// Opens the database for a short-lived process such as the CLI: exactly one connection,
     /// ended cleanly by [`Database::close`]. SQLite files are created when missing, in WAL
-    /// mode with foreign keys on and a busy timeout (DESIGN.md). Does not migrate; see
-    /// [`Database::migrate`] and [`Database::ensure_schema_current`].
+    /// mode with foreign keys on and a 10 s busy timeout, so concurrent writers queue instead of
+    /// failing. Does not migrate; see [`crate::App::migrate`] and
+    /// [`crate::App::ensure_schema_current`].
     ///
     /// PostgreSQL URLs are libpq's: `postgres://USER@HOST[:PORT][,HOST[:PORT]...]/DB`, with
     /// `target_session_attrs=any|read-write|read-only|primary|standby|prefer-standby`
@@ -278,8 +335,9 @@ impl Database {
         let invalid = |e: sqlx::Error| Error::Invalid(format!("invalid database URL {url}: {e}"));
         let pool = match url.backend() {
             Backend::Sqlite => {
-                let options = SqliteConnectOptions::from_str(url.expose())
-                    .map_err(invalid)?
+                let options = SqliteConnectOptions::from_str(url.expose()).map_err(invalid)?;
+                create_private(options.get_filename())?;
+                let options = options
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .foreign_keys(true)
@@ -310,11 +368,7 @@ impl Database {
                 Pool::Postgres(pool)
             }
         };
-        Ok(Self {
-            pool,
-            url: url.clone(),
-            invalidations: InvalidationChannel::default(),
-        })
+        Ok(Self::with_pool(pool, url.clone()))
     }
 
     /// The same database publishing AuthzCache invalidations through `channel`
@@ -361,6 +415,36 @@ impl Database {
         }
     }
 
+    fn with_pool(pool: Pool, url: DatabaseUrl) -> Self {
+        Self {
+            pool,
+            url,
+            invalidations: InvalidationChannel::default(),
+            refuse_writes: Arc::default(),
+        }
+    }
+
+    /// Wraps an application's existing PostgreSQL pool (its settings are kept as they are).
+    pub fn from_pg_pool(pool: PgPool) -> Self {
+        Self::with_pool(
+            Pool::Postgres(pool),
+            DatabaseUrl("postgres://(application pool)".into()),
+        )
+    }
+
+    /// Wraps an application's existing SQLite pool. Open it with foreign keys on (sqlx's
+    /// default) and, for concurrent writers, WAL mode and a busy timeout.
+    pub fn from_sqlite_pool(pool: SqlitePool) -> Self {
+        Self::with_pool(Pool::Sqlite(pool), DatabaseUrl("sqlite://(application pool)".into()))
+    }
+
+    /// From now on, refuse every write transaction with [`Error::MissingHooks`] (the database
+    /// records hooks this binary does not register).
+    pub(crate) fn refuse_writes(&self, missing: Vec<MissingHook>) {
+        let _ = self.refuse_writes.set(missing);
+    }
+
+    /// The backend of the pool.
     pub fn backend(&self) -> Backend {
         match self.pool {
             Pool::Sqlite(_) => Backend::Sqlite,
@@ -368,6 +452,7 @@ impl Database {
         }
     }
 
+    /// The URL the pool was opened with (a placeholder for a wrapped application pool).
     pub fn url(&self) -> &DatabaseUrl {
         &self.url
     }
@@ -375,7 +460,18 @@ impl Database {
     /// Begins a transaction for work that writes. On SQLite this is `BEGIN IMMEDIATE`: the
     /// write lock is taken up front, so two writers queue on the busy timeout instead of one
     /// failing when it upgrades a read lock (which WAL mode cannot wait for).
+    ///
+    /// Errors: [`Error::MissingHooks`] (exit 6) when this binary lacks a hook that the
+    /// database records; the database's errors otherwise.
     pub async fn begin(&self) -> Result<Tx> {
+        if let Some(missing) = self.refuse_writes.get() {
+            return Err(Error::MissingHooks(missing.clone()));
+        }
+        self.begin_unguarded().await
+    }
+
+    /// [`Database::begin`] without the hook-set check: migrations and the hook registry only.
+    pub(crate) async fn begin_unguarded(&self) -> Result<Tx> {
         let inner = match &self.pool {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
@@ -391,6 +487,10 @@ impl Database {
     /// sent when the connection is next used, which keeps a pooler's server connection
     /// pinned and may never happen at process exit.
     pub async fn begin_read(&self) -> Result<Tx> {
+        self.begin_read_unguarded().await
+    }
+
+    pub(crate) async fn begin_read_unguarded(&self) -> Result<Tx> {
         let inner = match &self.pool {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
             Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
@@ -458,6 +558,7 @@ impl fmt::Debug for Tx {
 }
 
 impl Tx {
+    /// The backend of the transaction, for SQL whose dialects differ.
     pub fn backend(&self) -> Backend {
         match self.inner {
             TxInner::Sqlite(_) => Backend::Sqlite,
@@ -489,10 +590,9 @@ impl Tx {
         Ok(())
     }
 
-    /// Runs one statement without parameters and returns the rows it affected, for callers
-    /// outside the store (tests, benchmarks, maintenance). Values must be inlined, so never
-    /// pass it untrusted text; a merge handler uses [`Tx::move_rows`], which binds.
-    pub async fn execute_raw(&mut self, sql: &str) -> Result<u64> {
+    /// Runs one statement without parameters and returns the rows it affected (the crate's
+    /// own fixed statements only; callers outside the crate bind values with [`Tx::execute`]).
+    pub(crate) async fn execute_raw(&mut self, sql: &str) -> Result<u64> {
         Ok(on_conn!(self, |c| sqlx::query(sql)
             .execute(&mut *c)
             .await?
@@ -625,6 +725,11 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("db.example"));
         assert_eq!(url.backend(), Backend::Postgres);
+        let url =
+            DatabaseUrl::parse("postgres://app@db.example/accounts?sslmode=require&password=s3cret").expect("valid");
+        let shown = format!("{url} {url:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("sslmode=require"), "{shown}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ const SESSION_COLUMNS: &str = "id, user_id, family_id, created_at, expires_at, l
 
 impl Tx {
     /// Inserts a session whose token hashes to `token_hash`.
-    pub async fn insert_session(&mut self, session: &Session, token_hash: &str) -> Result<()> {
+    pub(crate) async fn insert_session(&mut self, session: &Session, token_hash: &str) -> Result<()> {
         on_conn!(self, |c| {
             sqlx::query(
             "INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
@@ -43,7 +43,7 @@ impl Tx {
     }
 
     /// A user's sessions, newest first.
-    pub async fn sessions_of(&mut self, user_id: Uuid) -> Result<Vec<Session>> {
+    pub(crate) async fn sessions_of(&mut self, user_id: Uuid) -> Result<Vec<Session>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id");
         let rows = on_conn!(self, |c| sqlx::query(&sql)
             .bind(DbId(user_id))
@@ -56,7 +56,7 @@ impl Tx {
     }
 
     /// One session by id.
-    pub async fn session(&mut self, id: Uuid) -> Result<Option<Session>> {
+    pub(crate) async fn session(&mut self, id: Uuid) -> Result<Option<Session>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
         let row = on_conn!(self, |c| sqlx::query(&sql)
             .bind(DbId(id))
@@ -68,7 +68,7 @@ impl Tx {
     }
 
     /// How many sessions of the user are live (unrevoked, unexpired) at `at`.
-    pub async fn live_session_count(&mut self, user_id: Uuid, at: Timestamp) -> Result<i64> {
+    pub(crate) async fn live_session_count(&mut self, user_id: Uuid, at: Timestamp) -> Result<i64> {
         let n = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2"
         )
@@ -80,7 +80,7 @@ impl Tx {
     }
 
     /// Revokes one session if it is not revoked yet; returns whether it was.
-    pub async fn revoke_session(&mut self, id: Uuid, reason: LogoutReason, at: Timestamp) -> Result<bool> {
+    pub(crate) async fn revoke_session(&mut self, id: Uuid, reason: LogoutReason, at: Timestamp) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL"
         )
@@ -94,7 +94,12 @@ impl Tx {
     }
 
     /// Revokes every unrevoked, unexpired session of a user in one statement; returns how many.
-    pub async fn revoke_sessions_of(&mut self, user_id: Uuid, reason: LogoutReason, at: Timestamp) -> Result<u64> {
+    pub(crate) async fn revoke_sessions_of(
+        &mut self,
+        user_id: Uuid,
+        reason: LogoutReason,
+        at: Timestamp,
+    ) -> Result<u64> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 \
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2"
@@ -110,7 +115,7 @@ impl Tx {
 
     /// Marks every unrevoked session that expired by `at` as ended with
     /// [`LogoutReason::SessionExpired`]; returns `(user_id, sessions ended)` per user.
-    pub async fn expire_sessions(&mut self, at: Timestamp) -> Result<Vec<(Uuid, i64)>> {
+    pub(crate) async fn expire_sessions(&mut self, at: Timestamp) -> Result<Vec<(Uuid, i64)>> {
         let users: Vec<(DbId, i64)> = on_conn!(self, |c| sqlx::query_as(
             "SELECT user_id, COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at <= $1 GROUP BY user_id"
         )

@@ -3,46 +3,12 @@
 use uuid::Uuid;
 
 use super::{Backend, DbId, DbRow, Tx, from_row, get_id, parse_enum};
-use crate::domain::{Email, InstanceRole, Passport, PassportKind, Person, Phone, Timestamp, User, UserView};
+use crate::domain::{InstanceRole, Passport, PassportKind, Person, Timestamp, User, UserFilter, UserRef, UserView};
 use crate::error::{Error, Result};
 
-/// How a `<user>` argument names a user (DESIGN.md: a username, an email or an id; a phone
-/// passport works too).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserRef {
-    Id(Uuid),
-    Username(String),
-    Email(Email),
-    Phone(Phone),
-}
-
-impl UserRef {
-    /// A uuid is an id, text with `@` an email, text starting with `+` a phone number, and
-    /// anything else a username. Errors: [`Error::Invalid`] for a malformed email/phone.
-    pub fn parse(text: &str) -> Result<Self> {
-        let text = text.trim();
-        if let Ok(id) = Uuid::parse_str(text) {
-            Ok(Self::Id(id))
-        } else if text.contains('@') {
-            Ok(Self::Email(Email::parse(text)?))
-        } else if text.starts_with('+') {
-            Ok(Self::Phone(Phone::parse(text)?))
-        } else {
-            Ok(Self::Username(text.to_owned()))
-        }
-    }
-}
-
-impl std::fmt::Display for UserRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Id(id) => write!(f, "{id}"),
-            Self::Username(u) => f.write_str(u),
-            Self::Email(e) => write!(f, "{e}"),
-            Self::Phone(p) => write!(f, "{p}"),
-        }
-    }
-}
+/// The PostgreSQL advisory-lock key of [`Tx::lock_instance_admins`] (arbitrary, fixed:
+/// "acctadm1" in ASCII).
+const INSTANCE_ADMINS_LOCK: i64 = 0x6163_6374_6164_6d31;
 
 /// The columns of a new `users` row (the person row is inserted first).
 #[derive(Debug, Clone)]
@@ -55,24 +21,6 @@ pub struct NewUserRecord {
     /// A PHC string, already hashed.
     pub password_hash: Option<String>,
     pub created_at: Timestamp,
-}
-
-/// Filters and keyset pagination for [`Tx::list_users`].
-#[derive(Debug, Clone, Default)]
-pub struct UserFilter {
-    /// `Some(true)` external users only, `Some(false)` internal only.
-    pub external: Option<bool>,
-    pub role: Option<InstanceRole>,
-    /// Members of this workspace only.
-    pub workspace_id: Option<Uuid>,
-    /// Case-insensitive prefix of the username or of the primary email.
-    pub search: Option<String>,
-    /// List the trash instead of live users.
-    pub trashed: bool,
-    /// Page size.
-    pub limit: i64,
-    /// Usernames after this one (lower-cased comparison): the cursor of the previous page.
-    pub after: Option<String>,
 }
 
 pub(super) const USER_COLUMNS: &str = "u.id, u.person_id, u.username, u.role, u.is_external, u.active, \
@@ -143,7 +91,7 @@ from_row!(Passport, |r| Passport {
 
 impl Tx {
     /// Inserts a person (the human behind a user, or an invited person-to-be).
-    pub async fn insert_person(&mut self, person: &Person, at: Timestamp) -> Result<()> {
+    pub(crate) async fn insert_person(&mut self, person: &Person, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "INSERT INTO persons (id, given_name, family_name, display_name, phone, locale, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
@@ -162,7 +110,7 @@ impl Tx {
     }
 
     /// The person row, if any.
-    pub async fn person(&mut self, id: Uuid) -> Result<Option<Person>> {
+    pub(crate) async fn person(&mut self, id: Uuid) -> Result<Option<Person>> {
         let row = on_conn!(self, |c| sqlx::query("SELECT * FROM persons WHERE id = $1")
             .bind(DbId(id))
             .fetch_optional(&mut *c)
@@ -175,7 +123,7 @@ impl Tx {
     /// Inserts a user row and returns it as read back.
     /// Errors: [`Error::Conflict`] when the username is taken (case-insensitively),
     /// [`Error::Refused`] when a database invariant forbids the row (external admin).
-    pub async fn insert_user(&mut self, new: &NewUserRecord) -> Result<User> {
+    pub(crate) async fn insert_user(&mut self, new: &NewUserRecord) -> Result<User> {
         on_conn!(self, |c| {
             sqlx::query(
             "INSERT INTO users (id, person_id, username, role, is_external, active, password_hash, created_at, updated_at) \
@@ -200,7 +148,7 @@ impl Tx {
 
     /// Adds a passport to a user. Errors: [`Error::Conflict`] when the value already belongs
     /// to any user.
-    pub async fn insert_passport(
+    pub(crate) async fn insert_passport(
         &mut self,
         user_id: Uuid,
         kind: PassportKind,
@@ -225,7 +173,7 @@ impl Tx {
     }
 
     /// The passports of a user, primary first.
-    pub async fn passports_of(&mut self, user_id: Uuid) -> Result<Vec<Passport>> {
+    pub(crate) async fn passports_of(&mut self, user_id: Uuid) -> Result<Vec<Passport>> {
         let rows = on_conn!(self, |c| sqlx::query(
             "SELECT * FROM passports WHERE user_id = $1 ORDER BY is_primary DESC, kind, value"
         )
@@ -239,7 +187,7 @@ impl Tx {
     }
 
     /// The user with this id, trashed or not.
-    pub async fn user_by_id(&mut self, id: Uuid) -> Result<Option<User>> {
+    pub(crate) async fn user_by_id(&mut self, id: Uuid) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
         let user = on_conn!(self, |c| sqlx::query(&sql)
             .bind(DbId(id))
@@ -253,7 +201,7 @@ impl Tx {
     /// Resolves a `<user>` argument, trashed users included. On PostgreSQL the row is locked
     /// (`FOR UPDATE`) when `lock` is set, so concurrent changes to the same user queue; on
     /// SQLite the write transaction already excludes other writers.
-    pub async fn find_user(&mut self, user: &UserRef, lock: bool) -> Result<Option<User>> {
+    pub(crate) async fn find_user(&mut self, user: &UserRef, lock: bool) -> Result<Option<User>> {
         let (condition, key): (&str, String) = match user {
             UserRef::Id(id) => ("u.id = $1", id.to_string()),
             UserRef::Username(name) => ("lower(u.username) = lower($1)", name.clone()),
@@ -290,14 +238,14 @@ impl Tx {
     }
 
     /// Like [`Tx::find_user`], but a missing user is [`Error::NotFound`] (exit code 3).
-    pub async fn require_user(&mut self, user: &UserRef, lock: bool) -> Result<User> {
+    pub(crate) async fn require_user(&mut self, user: &UserRef, lock: bool) -> Result<User> {
         self.find_user(user, lock)
             .await?
             .ok_or_else(|| Error::not_found("user", user.to_string()))
     }
 
     /// The list/show shape of one user.
-    pub async fn user_view(&mut self, id: Uuid) -> Result<UserView> {
+    pub(crate) async fn user_view(&mut self, id: Uuid) -> Result<UserView> {
         let sql = format!("{VIEW_SELECT} WHERE u.id = $1");
         let view = on_conn!(self, |c| sqlx::query(&sql)
             .bind(DbId(id))
@@ -310,7 +258,7 @@ impl Tx {
 
     /// One page of users ordered by lower-cased username (keyset pagination on the unique
     /// index, so every page costs the same however deep).
-    pub async fn list_users(&mut self, filter: &UserFilter) -> Result<Vec<UserView>> {
+    pub(crate) async fn list_users(&mut self, filter: &UserFilter) -> Result<Vec<UserView>> {
         // Bytewise order on both backends (the indexes of migration 2), so that prefix search
         // is an index range: [prefix, prefix + U+10FFFF).
         let (key, email) = match self.backend() {
@@ -395,7 +343,7 @@ impl Tx {
     }
 
     /// The stored PHC string, if the user has a password.
-    pub async fn password_hash_of(&mut self, user_id: Uuid) -> Result<Option<String>> {
+    pub(crate) async fn password_hash_of(&mut self, user_id: Uuid) -> Result<Option<String>> {
         let hash: Option<Option<String>> = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT password_hash FROM users WHERE id = $1"
         )
@@ -406,7 +354,7 @@ impl Tx {
     }
 
     /// Replaces the password hash (a PHC string, or `None` to remove the password).
-    pub async fn set_password_hash(&mut self, user_id: Uuid, phc: Option<&str>, at: Timestamp) -> Result<()> {
+    pub(crate) async fn set_password_hash(&mut self, user_id: Uuid, phc: Option<&str>, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1"
         )
@@ -420,7 +368,7 @@ impl Tx {
     }
 
     /// Sets `active`.
-    pub async fn set_user_active(&mut self, user_id: Uuid, active: bool, at: Timestamp) -> Result<()> {
+    pub(crate) async fn set_user_active(&mut self, user_id: Uuid, active: bool, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE users SET active = $2, updated_at = $3 WHERE id = $1"
         )
@@ -435,7 +383,7 @@ impl Tx {
 
     /// Sets the instance role. Errors: [`Error::Refused`] when the database forbids it (an
     /// external admin).
-    pub async fn set_user_role(&mut self, user_id: Uuid, role: InstanceRole, at: Timestamp) -> Result<()> {
+    pub(crate) async fn set_user_role(&mut self, user_id: Uuid, role: InstanceRole, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1"
         )
@@ -449,7 +397,7 @@ impl Tx {
     }
 
     /// Sets `is_external`. Errors: [`Error::Refused`] when the database forbids it.
-    pub async fn set_user_external(&mut self, user_id: Uuid, external: bool, at: Timestamp) -> Result<()> {
+    pub(crate) async fn set_user_external(&mut self, user_id: Uuid, external: bool, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE users SET is_external = $2, updated_at = $3 WHERE id = $1"
         )
@@ -462,8 +410,9 @@ impl Tx {
         Ok(())
     }
 
-    /// Stamps `last_login_at` (after `on_user_login` has fired: 001 seed).
-    pub async fn stamp_last_login(&mut self, user_id: Uuid, at: Timestamp) -> Result<()> {
+    /// Stamps `last_login_at`, after `on_user_login` has fired, so hooks can detect a first
+    /// login (the OxiCloud user-lifecycle hook design).
+    pub(crate) async fn stamp_last_login(&mut self, user_id: Uuid, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE users SET last_login_at = $2 WHERE id = $1"
         )
@@ -477,7 +426,7 @@ impl Tx {
 
     /// Moves a user to the trash: inactive, `deleted_at` and `purge_after` set. Username and
     /// passports stay, so they remain reserved.
-    pub async fn trash_user(&mut self, user_id: Uuid, at: Timestamp, purge_after: Timestamp) -> Result<()> {
+    pub(crate) async fn trash_user(&mut self, user_id: Uuid, at: Timestamp, purge_after: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE users SET active = $2, deleted_at = $3, purge_after = $4, updated_at = $3 WHERE id = $1"
         )
@@ -492,7 +441,7 @@ impl Tx {
     }
 
     /// Takes a user out of the trash and makes it active again.
-    pub async fn restore_user(&mut self, user_id: Uuid, at: Timestamp) -> Result<()> {
+    pub(crate) async fn restore_user(&mut self, user_id: Uuid, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(
             "UPDATE users SET active = $2, deleted_at = NULL, purge_after = NULL, updated_at = $3 WHERE id = $1"
         )
@@ -510,7 +459,7 @@ impl Tx {
     /// user row (passports, identities, memberships, sessions, folders and files follow by
     /// `ON DELETE CASCADE`) and the person behind it. Pending erasure requests for the user
     /// are marked completed. Audit rows hold only the pseudonymous id and stay.
-    pub async fn erase_personal_data(&mut self, user: &User) -> Result<()> {
+    pub(crate) async fn erase_personal_data(&mut self, user: &User) -> Result<()> {
         let at = crate::domain::now();
         on_conn!(self, |c| {
             let id = DbId(user.id);
@@ -561,7 +510,7 @@ impl Tx {
     }
 
     /// Records that a user id existed and how it ended (GDPR purge or merge).
-    pub async fn insert_tombstone(
+    pub(crate) async fn insert_tombstone(
         &mut self,
         user_id: Uuid,
         mode: &str,
@@ -582,18 +531,35 @@ impl Tx {
         Ok(())
     }
 
-    /// Active, untrashed admins. On PostgreSQL their rows are locked so two concurrent
-    /// demotions/deletions of the last two admins serialize instead of both succeeding.
-    pub async fn active_admin_ids(&mut self) -> Result<Vec<Uuid>> {
-        let sql = match self.backend() {
-            Backend::Postgres => {
-                "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id FOR UPDATE"
-            }
-            Backend::Sqlite => {
-                "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id"
-            }
-        };
-        let ids: Vec<DbId> = on_conn!(self, |c| sqlx::query_scalar(sql).fetch_all(&mut *c).await?);
+    /// Serializes every decision about the set of instance admins ("there is always one
+    /// active admin", "bootstrap creates the first admin only") until the transaction ends.
+    /// The rule is about a set of rows that may be empty, so there is no row to lock:
+    /// PostgreSQL takes a transaction-scoped advisory lock; SQLite's write transaction
+    /// (`BEGIN IMMEDIATE`) already excludes every other writer. Read the admins with
+    /// [`Tx::active_admin_ids`] *after* this: under READ COMMITTED that statement sees what a
+    /// transaction that held the lock before committed.
+    ///
+    /// Lock order: a caller locks the user rows it changes first, then this, so two callers
+    /// never wait on each other in a cycle.
+    pub(crate) async fn lock_instance_admins(&mut self) -> Result<()> {
+        if self.backend() == Backend::Postgres {
+            on_conn!(self, |c| sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(INSTANCE_ADMINS_LOCK)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
+        }
+        Ok(())
+    }
+
+    /// Active, untrashed admins. A decision based on them takes
+    /// [`Tx::lock_instance_admins`] first.
+    pub(crate) async fn active_admin_ids(&mut self) -> Result<Vec<Uuid>> {
+        let ids: Vec<DbId> = on_conn!(self, |c| sqlx::query_scalar(
+            "SELECT id FROM users WHERE role = 'admin' AND active AND deleted_at IS NULL ORDER BY id"
+        )
+        .fetch_all(&mut *c)
+        .await?);
         Ok(ids.into_iter().map(|d| d.0).collect())
     }
 }

@@ -1,8 +1,8 @@
-//! Workspace types, workspaces, roles and memberships (000 seed).
+//! Workspace types, workspaces, roles and memberships (Fireback's workspace model).
 
 use uuid::Uuid;
 
-use super::{DbId, DbRow, Tx};
+use super::{Backend, DbId, DbRow, Tx};
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
 
@@ -10,8 +10,11 @@ use crate::error::{Error, Result};
 pub const ROOT_TYPE_SLUG: &str = "root";
 /// The name of the root workspace.
 pub const ROOT_WORKSPACE_NAME: &str = "root";
-/// The name of the root workspace's system role, which carries `root.*` (000 seed).
+/// The name of the root workspace's system role, which carries `root.*`.
 pub const ROOT_ROLE_NAME: &str = "root";
+
+/// The key of the PostgreSQL advisory lock that serializes root-workspace creation ("actlroot").
+const ROOT_WORKSPACE_LOCK: i64 = 0x6163_746c_726f_6f74;
 
 /// The root workspace and its `root` role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,9 +23,17 @@ pub struct RootWorkspace {
     pub root_role_id: Uuid,
 }
 
+/// The case-insensitive key of a workspace name (column `name_folded`): Unicode lower case
+/// computed here rather than by the database, whose `lower()` folds only ASCII on SQLite and
+/// follows the locale on PostgreSQL, so both backends agree that `Ärzte` and `ärzte` are
+/// the same name.
+pub(crate) fn fold_name(name: &str) -> String {
+    name.to_lowercase()
+}
+
 impl Tx {
     /// The root workspace, if bootstrap created it.
-    pub async fn root_workspace(&mut self) -> Result<Option<RootWorkspace>> {
+    pub(crate) async fn root_workspace(&mut self) -> Result<Option<RootWorkspace>> {
         let row: Option<(DbId, DbId)> = on_conn!(self, |c| sqlx::query_as(
             "SELECT w.id, r.id FROM workspaces w JOIN roles r ON r.workspace_id = w.id AND r.is_system \
              WHERE w.is_root"
@@ -37,7 +48,16 @@ impl Tx {
 
     /// Creates the root workspace type, the root workspace and its `root` role (`root.*`)
     /// unless they exist. Returns them and whether anything was created.
-    pub async fn ensure_root_workspace(&mut self, at: Timestamp) -> Result<(RootWorkspace, bool)> {
+    pub(crate) async fn ensure_root_workspace(&mut self, at: Timestamp) -> Result<(RootWorkspace, bool)> {
+        // Concurrent bootstraps (init containers) queue here, so only the first creates the
+        // root workspace and the others find it (SQLite's BEGIN IMMEDIATE already serializes).
+        if self.backend() == Backend::Postgres {
+            on_conn!(self, |c| sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(ROOT_WORKSPACE_LOCK)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
+        }
         if let Some(root) = self.root_workspace().await? {
             return Ok((root, false));
         }
@@ -62,13 +82,14 @@ impl Tx {
                 .fetch_one(&mut *c)
                 .await?;
             sqlx::query(
-                "INSERT INTO workspaces (id, name, type_id, parent_id, is_root, created_at) VALUES ($1, $2, $3, NULL, $4, $5)",
+                "INSERT INTO workspaces (id, name, type_id, parent_id, is_root, created_at, name_folded) VALUES ($1, $2, $3, NULL, $4, $5, $6)",
             )
             .bind(DbId(workspace_id))
             .bind(ROOT_WORKSPACE_NAME)
             .bind(type_id)
             .bind(true)
             .bind(at)
+            .bind(fold_name(ROOT_WORKSPACE_NAME))
             .execute(&mut *c)
             .await?;
             sqlx::query(
@@ -94,7 +115,7 @@ impl Tx {
 
     /// Adds a membership unless the user already holds that role there; returns whether it
     /// was added. Errors: [`Error::Conflict`] when the role is not in the workspace.
-    pub async fn insert_membership(
+    pub(crate) async fn insert_membership(
         &mut self,
         user_id: Uuid,
         workspace_id: Uuid,
@@ -116,7 +137,7 @@ impl Tx {
     }
 
     /// The (workspace name, role name) pairs of a user, ordered by workspace.
-    pub async fn membership_names_of(&mut self, user_id: Uuid) -> Result<Vec<(String, String)>> {
+    pub(crate) async fn membership_names_of(&mut self, user_id: Uuid) -> Result<Vec<(String, String)>> {
         let rows: Vec<(String, String)> = on_conn!(self, |c| sqlx::query_as(
             "SELECT w.name, r.name FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
              JOIN roles r ON r.id = m.role_id WHERE m.user_id = $1 ORDER BY lower(w.name), lower(r.name)"
@@ -128,15 +149,18 @@ impl Tx {
     }
 
     /// Resolves a workspace by id or case-insensitive name. Errors: [`Error::NotFound`].
-    pub async fn workspace_id(&mut self, key: &str) -> Result<Uuid> {
+    pub(crate) async fn workspace_id(&mut self, key: &str) -> Result<Uuid> {
         let found: Option<DbId> = match Uuid::parse_str(key) {
             Ok(id) => on_conn!(self, |c| sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
                 .bind(DbId(id))
                 .fetch_optional(&mut *c)
                 .await?),
+            // `lower(name)` finds SQLite rows folded (ASCII-only) before `name_folded` existed.
             Err(_) => on_conn!(self, |c| sqlx::query_scalar(
-                "SELECT id FROM workspaces WHERE lower(name) = lower($1)"
+                "SELECT id FROM workspaces WHERE name_folded = $1 OR lower(name) = lower($2) \
+                 ORDER BY CASE WHEN name_folded = $1 THEN 0 ELSE 1 END LIMIT 1"
             )
+            .bind(fold_name(key))
             .bind(key)
             .fetch_optional(&mut *c)
             .await?),
@@ -145,7 +169,7 @@ impl Tx {
     }
 
     /// Resolves a role of a workspace by case-insensitive name. Errors: [`Error::NotFound`].
-    pub async fn role_id(&mut self, workspace_id: Uuid, name: &str) -> Result<Uuid> {
+    pub(crate) async fn role_id(&mut self, workspace_id: Uuid, name: &str) -> Result<Uuid> {
         let found: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT id FROM roles WHERE workspace_id = $1 AND lower(name) = lower($2)"
         )
@@ -159,7 +183,7 @@ impl Tx {
 
 impl Tx {
     /// Removes one membership; returns whether it existed.
-    pub async fn delete_membership(&mut self, user_id: Uuid, workspace_id: Uuid, role_id: Uuid) -> Result<bool> {
+    pub(crate) async fn delete_membership(&mut self, user_id: Uuid, workspace_id: Uuid, role_id: Uuid) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "DELETE FROM memberships WHERE user_id = $1 AND workspace_id = $2 AND role_id = $3"
         )
@@ -172,18 +196,26 @@ impl Tx {
         Ok(n == 1)
     }
 
-    /// Refuses (000 seed: the root workspace keeps at least one member) when `workspace_id`
-    /// is the root workspace and had members before a removal but has none after it. Call it
-    /// inside the removing transaction with [`Tx::has_members`] taken before; an `Err` rolls
-    /// it back.
-    pub async fn refuse_if_root_emptied(&mut self, workspace_id: Uuid, had_members: bool) -> Result<()> {
+    /// Refuses (this project's rule: the root workspace keeps at least one member, so someone
+    /// can always administer it) when `workspace_id` is the root workspace and had members
+    /// before a removal but has none after it. Call it inside the removing transaction with
+    /// [`Tx::has_members`] taken before; an `Err` rolls it back.
+    ///
+    /// The root workspace's row is locked (`FOR NO KEY UPDATE` on PostgreSQL, which still
+    /// lets others add members; SQLite's write lock) before members are counted, so of two
+    /// concurrent removals of the last two members the second counts after the first
+    /// committed and is refused.
+    pub(crate) async fn refuse_if_root_emptied(&mut self, workspace_id: Uuid, had_members: bool) -> Result<()> {
         if !had_members {
             return Ok(());
         }
-        let is_root = self
-            .root_workspace()
-            .await?
-            .is_some_and(|r| r.workspace_id == workspace_id);
+        let lock = match self.backend() {
+            super::Backend::Postgres => " FOR NO KEY UPDATE",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT id FROM workspaces WHERE is_root{lock}");
+        let root: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(&sql).fetch_optional(&mut *c).await?);
+        let is_root = root.is_some_and(|r| r.0 == workspace_id);
         if is_root && !self.has_members(workspace_id).await? {
             return Err(Error::Refused(
                 "the root workspace must keep at least one member: add another member first".into(),
@@ -193,7 +225,7 @@ impl Tx {
     }
 
     /// The root workspace's id when the user is one of its members (one probe), else `None`.
-    pub async fn root_membership_of(&mut self, user_id: Uuid) -> Result<Option<Uuid>> {
+    pub(crate) async fn root_membership_of(&mut self, user_id: Uuid) -> Result<Option<Uuid>> {
         let id: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT w.id FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
              WHERE m.user_id = $1 AND w.is_root LIMIT 1"
@@ -205,7 +237,7 @@ impl Tx {
     }
 
     /// Whether anyone holds a membership in the workspace (one index probe).
-    pub async fn has_members(&mut self, workspace_id: Uuid) -> Result<bool> {
+    pub(crate) async fn has_members(&mut self, workspace_id: Uuid) -> Result<bool> {
         let found: bool = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM memberships WHERE workspace_id = $1)"
         )
@@ -216,46 +248,70 @@ impl Tx {
     }
 }
 
-/// A workspace type (000 seed): what public sign-up creates workspaces of.
+/// A workspace type (Fireback's workspace model): what public sign-up creates workspaces of.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WorkspaceType {
+    /// The type's id.
     pub id: Uuid,
+    /// Its key: lower-case letters, digits, `_` and `-` (unique).
     pub slug: String,
+    /// Its human-readable title.
     pub title: String,
+    /// The capabilities template of workspaces of this type.
     pub capabilities: Vec<String>,
+    /// When it was created.
     pub created_at: Timestamp,
 }
 
 /// A workspace with its type and parent, as `workspace list` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Workspace {
+    /// The workspace's id.
     pub id: Uuid,
+    /// Its name (unique case-insensitively).
     pub name: String,
+    /// Its type's slug.
     pub type_slug: String,
+    /// The parent workspace's name, for a nested workspace.
     pub parent: Option<String>,
+    /// The root workspace (exactly one exists; it can never be deleted).
     pub is_root: bool,
+    /// How many distinct users are members.
     pub members: i64,
+    /// When it was created.
     pub created_at: Timestamp,
 }
 
 /// A role of a workspace.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Role {
+    /// The role's id.
     pub id: Uuid,
+    /// Its workspace.
     pub workspace_id: Uuid,
+    /// That workspace's name.
     pub workspace: String,
+    /// Its name (unique case-insensitively within the workspace).
     pub name: String,
+    /// The capabilities it grants (`x.*` a prefix wildcard).
     pub capabilities: Vec<String>,
+    /// A role the system created and keeps (the root workspace's `root`): the database
+    /// refuses to delete it.
     pub is_system: bool,
+    /// How many users hold it.
     pub members: i64,
 }
 
 /// A member of a workspace with one of its roles.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Member {
+    /// The member.
     pub user_id: Uuid,
+    /// The member's username.
     pub username: String,
+    /// The name of the role held.
     pub role: String,
+    /// When the membership was created.
     pub since: Timestamp,
 }
 
@@ -308,7 +364,7 @@ const ROLE_SELECT: &str = "SELECT r.id, r.workspace_id, w.name AS workspace, r.n
 
 impl Tx {
     /// Inserts a workspace type. Errors: [`Error::Conflict`] for a taken slug.
-    pub async fn insert_workspace_type(
+    pub(crate) async fn insert_workspace_type(
         &mut self,
         slug: &str,
         title: &str,
@@ -338,7 +394,7 @@ impl Tx {
     }
 
     /// Every workspace type, by slug.
-    pub async fn workspace_types(&mut self) -> Result<Vec<WorkspaceType>> {
+    pub(crate) async fn workspace_types(&mut self) -> Result<Vec<WorkspaceType>> {
         let rows = on_conn!(self, |c| sqlx::query("SELECT * FROM workspace_types ORDER BY slug")
             .fetch_all(&mut *c)
             .await?
@@ -349,7 +405,7 @@ impl Tx {
     }
 
     /// One workspace type by slug. Errors: [`Error::NotFound`].
-    pub async fn workspace_type(&mut self, slug: &str) -> Result<WorkspaceType> {
+    pub(crate) async fn workspace_type(&mut self, slug: &str) -> Result<WorkspaceType> {
         let row = on_conn!(self, |c| sqlx::query("SELECT * FROM workspace_types WHERE slug = $1")
             .bind(slug)
             .fetch_optional(&mut *c)
@@ -360,7 +416,7 @@ impl Tx {
     }
 
     /// Inserts a workspace. Errors: [`Error::Conflict`] for a taken name.
-    pub async fn insert_workspace(
+    pub(crate) async fn insert_workspace(
         &mut self,
         name: &str,
         type_id: Uuid,
@@ -368,8 +424,9 @@ impl Tx {
         at: Timestamp,
     ) -> Result<Uuid> {
         let id = Uuid::now_v7();
-        on_conn!(self, |c| sqlx::query(
-            "INSERT INTO workspaces (id, name, type_id, parent_id, is_root, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
+        on_conn!(self, |c| {
+            sqlx::query(
+            "INSERT INTO workspaces (id, name, type_id, parent_id, is_root, created_at, name_folded) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )
         .bind(DbId(id))
         .bind(name)
@@ -377,14 +434,16 @@ impl Tx {
         .bind(parent_id.map(DbId))
         .bind(false)
         .bind(at)
+        .bind(fold_name(name))
         .execute(&mut *c)
         .await?
-        .rows_affected());
+        .rows_affected()
+        });
         Ok(id)
     }
 
     /// Every workspace, by name.
-    pub async fn workspaces(&mut self) -> Result<Vec<Workspace>> {
+    pub(crate) async fn workspaces(&mut self) -> Result<Vec<Workspace>> {
         let sql = format!("{WORKSPACE_SELECT} ORDER BY w.is_root DESC, lower(w.name)");
         let rows = on_conn!(self, |c| sqlx::query(&sql)
             .fetch_all(&mut *c)
@@ -396,7 +455,7 @@ impl Tx {
     }
 
     /// One workspace by id. Errors: [`Error::NotFound`].
-    pub async fn workspace(&mut self, id: Uuid) -> Result<Workspace> {
+    pub(crate) async fn workspace(&mut self, id: Uuid) -> Result<Workspace> {
         let sql = format!("{WORKSPACE_SELECT} WHERE w.id = $1");
         let row = on_conn!(self, |c| sqlx::query(&sql)
             .bind(DbId(id))
@@ -408,7 +467,7 @@ impl Tx {
     }
 
     /// The members of a workspace with their roles, by username.
-    pub async fn workspace_members(&mut self, workspace_id: Uuid) -> Result<Vec<Member>> {
+    pub(crate) async fn workspace_members(&mut self, workspace_id: Uuid) -> Result<Vec<Member>> {
         let rows = on_conn!(self, |c| sqlx::query(
             "SELECT m.user_id, u.username, r.name AS role, m.created_at FROM memberships m \
              JOIN users u ON u.id = m.user_id JOIN roles r ON r.id = m.role_id \
@@ -426,7 +485,7 @@ impl Tx {
     /// Deletes a workspace (its roles, memberships and invites follow by cascade).
     /// Errors: [`Error::Refused`] for the root workspace; [`Error::Conflict`] while child
     /// workspaces exist.
-    pub async fn delete_workspace(&mut self, id: Uuid) -> Result<()> {
+    pub(crate) async fn delete_workspace(&mut self, id: Uuid) -> Result<()> {
         on_conn!(self, |c| sqlx::query("DELETE FROM workspaces WHERE id = $1")
             .bind(DbId(id))
             .execute(&mut *c)
@@ -436,7 +495,7 @@ impl Tx {
     }
 
     /// Inserts a role. Errors: [`Error::Conflict`] for a taken name in the workspace.
-    pub async fn insert_role(
+    pub(crate) async fn insert_role(
         &mut self,
         workspace_id: Uuid,
         name: &str,
@@ -463,7 +522,7 @@ impl Tx {
     }
 
     /// Roles, of one workspace or of all, by workspace then name.
-    pub async fn roles(&mut self, workspace_id: Option<Uuid>) -> Result<Vec<Role>> {
+    pub(crate) async fn roles(&mut self, workspace_id: Option<Uuid>) -> Result<Vec<Role>> {
         let sql =
             format!("{ROLE_SELECT} WHERE ($1 IS NULL OR r.workspace_id = $1) ORDER BY lower(w.name), lower(r.name)");
         let rows = on_conn!(self, |c| sqlx::query(&sql)
@@ -477,7 +536,7 @@ impl Tx {
     }
 
     /// One role by id. Errors: [`Error::NotFound`].
-    pub async fn role(&mut self, id: Uuid) -> Result<Role> {
+    pub(crate) async fn role(&mut self, id: Uuid) -> Result<Role> {
         let sql = format!("{ROLE_SELECT} WHERE r.id = $1");
         let row = on_conn!(self, |c| sqlx::query(&sql)
             .bind(DbId(id))
@@ -490,7 +549,7 @@ impl Tx {
 
     /// Deletes a role (its memberships and invites follow by cascade). Errors:
     /// [`Error::Refused`] for the root role.
-    pub async fn delete_role(&mut self, id: Uuid) -> Result<()> {
+    pub(crate) async fn delete_role(&mut self, id: Uuid) -> Result<()> {
         on_conn!(self, |c| sqlx::query("DELETE FROM roles WHERE id = $1")
             .bind(DbId(id))
             .execute(&mut *c)

@@ -15,8 +15,9 @@ use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use accountctl::store::{Database, DatabaseUrl};
-use accountctl::{App, Config};
+use accountctl::App;
+use accountctl::db::Database;
+use accountctl::db::DatabaseUrl;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -46,8 +47,13 @@ pub struct Ctx {
 
 impl Ctx {
     /// The library wired with the shipped hooks.
-    pub fn app(&self) -> App {
-        App::new(self.db.clone(), Config::default())
+    pub async fn app(&self) -> App {
+        self.app_with(App::builder()).await
+    }
+
+    /// The library wired by `builder` (an application's hooks, handlers…) on this database.
+    pub async fn app_with(&self, builder: accountctl::app::AppBuilder) -> App {
+        builder.database(self.db.clone()).build().await.expect("build the app")
     }
 
     /// Bootstraps through the CLI: root workspace and the first admin `admin`, password
@@ -71,7 +77,7 @@ impl Ctx {
     /// come back classified as the library classifies them).
     pub async fn exec(&self, sql: &str) -> accountctl::Result<u64> {
         let mut tx = self.db.begin().await?;
-        let n = tx.execute_raw(sql).await?;
+        let n = tx.execute(sql, &[]).await?;
         tx.commit().await?;
         Ok(n)
     }
@@ -173,13 +179,39 @@ impl Ctx {
 
     /// The `accountctl` binary pointed at this database, with a fixed actor.
     pub fn cli(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("accountctl").expect("binary built");
+        self.command(assert_cmd::cargo::cargo_bin("accountctl"))
+    }
+
+    /// The example application's admin binary (`examples/app_admin`, built by `cargo test`
+    /// with the other targets) pointed at this database, with a fixed actor.
+    pub fn app_admin(&self) -> assert_cmd::Command {
+        self.command(example_bin("app_admin"))
+    }
+
+    fn command(&self, program: std::path::PathBuf) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::new(program);
         cmd.env("DATABASE_URL", &self.url)
             .env("ACCOUNTCTL_ACTOR", "tester")
             .env_remove("RUST_LOG")
             .current_dir(self.dir.path());
         cmd
     }
+}
+
+/// The path of an example's binary: `cargo test` builds examples into `target/<profile>/examples`
+/// next to the `deps` folder this test binary runs from.
+pub fn example_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
 }
 
 /// The first admin's password in [`Ctx::bootstrap_cli`] and [`bootstrap_admin`].
@@ -265,7 +297,14 @@ where
     let direct = Database::connect_with(&DatabaseUrl::parse(&direct_url).expect("url"), 1)
         .await
         .expect("connect test database");
-    direct.migrate().await.expect("migrate");
+    App::builder()
+        .database(direct.clone())
+        .build()
+        .await
+        .expect("build the app")
+        .migrate()
+        .await
+        .expect("migrate");
     direct.close().await;
     let url = match (&pgbouncer, &pg_name) {
         (Some(b), Some((_, name))) => b.url(name),
