@@ -208,7 +208,10 @@ async fn a_multi_host_url_reaches_the_primary_when_asked_for_read_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_transaction_pooler_every_command_works_or_exits_6_naming_the_setting() {
-    run_on(Backend::Postgres, |ctx| async move {
+    // Tagged: behind PgBouncer < 1.21 in transaction mode the pooler itself drops a server
+    // connection whose client left after a prepared-statement error, which the server logs
+    // as FATAL; `.ci/run` leaves this database's lines out of its no-FATAL check.
+    common::run_on_tagged(Backend::Postgres, "txpool", |ctx| async move {
         let Some(version) = PgBouncer::version() else {
             assert!(std::env::var_os("CI").is_none(), "PgBouncer is required in CI");
             return;

@@ -275,6 +275,16 @@ where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    run_on_tagged(backend, "t", test).await
+}
+
+/// [`run_on`] with the PostgreSQL database named `accountctl_<tag>_<uuid>`, so the server log
+/// lines of one kind of test can be told apart (see `.ci/run`).
+pub async fn run_on_tagged<F, Fut>(backend: Backend, tag: &str, test: F)
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     init_logging();
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let pgbouncer = match backend {
@@ -288,7 +298,7 @@ where
         Backend::Sqlite => (format!("sqlite://{}", dir.path().join("test.db").display()), None),
         Backend::Postgres | Backend::PgBouncer => {
             let Some(admin_url) = pg_available().await else { return };
-            let name = format!("accountctl_t_{}", uuid::Uuid::new_v4().simple());
+            let name = format!("accountctl_{tag}_{}", uuid::Uuid::new_v4().simple());
             admin_exec(&admin_url, &format!("CREATE DATABASE {name}")).await;
             (pg_url_for(&name), Some((admin_url, name)))
         }
