@@ -325,10 +325,12 @@ impl Database {
     }
 
     /// [`Database::connect`] with a pool of at most `max_connections`, for a long-running
-    /// process (an application server): connections are opened on demand and checked before
-    /// reuse, so one lost in a failover is replaced.
+    /// process (an application server): connections are opened on demand and, with more than
+    /// one, checked before reuse, so one lost in a failover is replaced. With one it is
+    /// exactly [`Database::connect`] (no check: a short-lived process pays no extra round
+    /// trip per transaction).
     pub async fn connect_with(url: &DatabaseUrl, max_connections: u32) -> Result<Self> {
-        Self::open(url, max_connections, true).await
+        Self::open(url, max_connections, max_connections > 1).await
     }
 
     async fn open(url: &DatabaseUrl, max_connections: u32, test_before_acquire: bool) -> Result<Self> {
