@@ -337,6 +337,8 @@ where
     drop(pgbouncer);
     if let Some((admin_url, name)) = pg_name {
         admin_exec(&admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        // A test's read-only twin (tests/production.rs), also when the test panicked.
+        admin_exec(&admin_url, &format!("DROP DATABASE IF EXISTS {name}_ro WITH (FORCE)")).await;
     }
     if let Err(err) = outcome {
         match err.try_into_panic() {
