@@ -31,6 +31,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use accountctl::db::DatabaseUrl;
 use accountctl::services::authz::InvalidationListener;
 use accountctl::services::sessions::{Tokens, ValidSession};
 use accountctl::{App, Error};
@@ -53,6 +54,14 @@ struct Args {
     /// The database (default: the CLI's, sqlite://accountctl.db).
     #[arg(long, env = "DATABASE_URL", default_value = accountctl::db::DatabaseUrl::DEFAULT, hide_env_values = true)]
     database_url: String,
+    /// A direct (or session-mode pooler) URL for the invalidation listener's `LISTEN`, when
+    /// `DATABASE_URL` goes through a transaction-mode pooler (default: `DATABASE_URL`).
+    #[arg(long, env = "ACCOUNTCTL_LISTEN_URL", hide_env_values = true)]
+    listen_database_url: Option<String>,
+    /// How invalidations travel: `notify` (PostgreSQL's default) or `table` (SQLite's, and
+    /// for engines without LISTEN/NOTIFY). Must match what the CLI uses.
+    #[arg(long, env = "ACCOUNTCTL_INVALIDATIONS")]
+    invalidations: Option<accountctl::db::InvalidationChannel>,
 }
 
 /// Why a request failed, as the client sees it.
@@ -202,21 +211,25 @@ async fn logout(State(app): State<App>, headers: HeaderMap) -> Answer {
 }
 
 /// Applies the invalidations every process publishes (the CLI's included) to this server's
-/// capability cache. When the listener fails it may have missed some, so the whole cache is
-/// dropped before listening again.
-async fn listen_for_invalidations(app: App) {
+/// capability cache. The listener rides out lost connections itself (reconnecting, then
+/// dropping the whole cache); should it still stop, it may have missed some, so the whole
+/// cache is dropped before listening again.
+async fn listen_for_invalidations(app: App, listen_url: DatabaseUrl, mut listener: InvalidationListener) {
     loop {
-        match InvalidationListener::start(app.db()).await {
-            Ok(listener) => {
-                tracing::info!("invalidation listener started");
-                if let Err(err) = listener.run(app.authz().clone()).await {
-                    tracing::warn!(error = %err, "invalidation listener stopped; restarting");
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "invalidation listener cannot start; retrying"),
+        if let Err(err) = listener.run(app.authz().clone()).await {
+            tracing::warn!(error = %err, "invalidation listener stopped; restarting");
         }
         app.authz().invalidate_all();
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match InvalidationListener::start_at(app.db(), &listen_url).await {
+                Ok(fresh) => {
+                    listener = fresh;
+                    break;
+                }
+                Err(err) => tracing::warn!(error = %err, "invalidation listener cannot start yet"),
+            }
+        }
     }
 }
 
@@ -261,13 +274,21 @@ fn router(app: App) -> Router {
 }
 
 async fn serve(args: Args) -> accountctl::Result<()> {
-    let app = App::builder()
+    let mut builder = App::builder()
         .database_url(&args.database_url)
-        .program_name("accountctl")
-        .build()
-        .await?;
+        .program_name("accountctl");
+    if let Some(channel) = args.invalidations {
+        builder = builder.invalidation_channel(channel);
+    }
+    let app = builder.build().await?;
     app.ensure_schema_current().await?;
-    let listener_task = tokio::spawn(listen_for_invalidations(app.clone()));
+    // Started before serving: the server never answers from a cache nobody invalidates.
+    let listen_url = match &args.listen_database_url {
+        Some(url) => DatabaseUrl::parse(url)?,
+        None => app.db().url().clone(),
+    };
+    let listener = InvalidationListener::start_at(app.db(), &listen_url).await?;
+    let listener_task = tokio::spawn(listen_for_invalidations(app.clone(), listen_url, listener));
     let socket = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", args.listen)))?;

@@ -66,16 +66,25 @@ impl AuthService {
     /// wrong password (a dummy argon2 verification runs) and all fail with the same
     /// [`Error::AuthenticationFailed`]: no user-enumeration oracle.
     pub async fn login(&self, identifier: &str, password: &Secret, issue_session: bool) -> Result<LoginOutcome> {
+        self.db
+            .retrying(|| self.login_once(identifier, password, issue_session))
+            .await
+    }
+
+    /// One attempt of [`Self::login`], which runs it again when the database asks.
+    async fn login_once(&self, identifier: &str, password: &Secret, issue_session: bool) -> Result<LoginOutcome> {
         let found = match UserRef::parse(identifier) {
             Ok(user_ref) => {
                 let mut tx = self.db.begin_read().await?;
-                match tx.find_user(&user_ref, false).await? {
+                let found = match tx.find_user(&user_ref, false).await? {
                     Some(user) => {
                         let hash = tx.password_hash_of(user.id).await?;
                         Some((user, hash))
                     }
                     None => None,
-                }
+                };
+                tx.end().await?;
+                found
             }
             Err(_) => None,
         };
@@ -89,7 +98,7 @@ impl AuthService {
         }
         // Login hooks open transactions of their own, so they run before the issuing
         // transaction (SQLite admits one writer at a time).
-        self.lifecycle.dispatch_login(&user).await;
+        self.lifecycle.dispatch_login(&user).await?;
         let new_hash = if password::needs_rehash(&stored) {
             Some(password::hash_async(password.clone()).await?)
         } else {
@@ -139,6 +148,13 @@ impl AuthService {
     /// Errors: [`Error::Invalid`] for an empty or malformed provider, subject or email;
     /// [`Error::AuthenticationFailed`] for a disabled or trashed user.
     pub async fn login_external(&self, provider: &str, subject: &str, email: Option<&str>) -> Result<LoginOutcome> {
+        self.db
+            .retrying(|| self.login_external_once(provider, subject, email))
+            .await
+    }
+
+    /// One attempt of [`Self::login_external`], which runs it again when the database asks.
+    async fn login_external_once(&self, provider: &str, subject: &str, email: Option<&str>) -> Result<LoginOutcome> {
         let (provider, subject) = clean_identity(provider, subject)?;
         let email = email
             .map(str::trim)
@@ -151,7 +167,7 @@ impl AuthService {
             None => match self.provision(&provider, &subject, email.as_ref()).await {
                 Ok(user) => {
                     provisioned = true;
-                    self.lifecycle.dispatch_created(&user).await;
+                    self.lifecycle.dispatch_created(&user).await?;
                     user
                 }
                 // A concurrent first sign-in of the same identity created it first.
@@ -165,7 +181,7 @@ impl AuthService {
         if !user.active || user.is_trashed() {
             return Err(Error::AuthenticationFailed);
         }
-        self.lifecycle.dispatch_login(&user).await;
+        self.lifecycle.dispatch_login(&user).await?;
         let mut tx = self.db.begin().await?;
         let current = tx.require_user(&UserRef::Id(user.id), true).await?;
         if !current.active

@@ -158,6 +158,11 @@ impl SessionService {
     ///
     /// Errors: [`Error::AuthenticationFailed`] when the token opens no live session.
     pub async fn logout(&self, access_token: &str) -> Result<RevokeResult> {
+        self.db.retrying(|| self.logout_once(access_token)).await
+    }
+
+    /// One attempt of [`Self::logout`], which runs it again when the database asks.
+    async fn logout_once(&self, access_token: &str) -> Result<RevokeResult> {
         let hash = crate::tokens::hash_token(access_token);
         let reason = LogoutReason::UserInitiated;
         let mut tx = self.db.begin().await?;
@@ -196,6 +201,11 @@ impl SessionService {
     /// Errors: [`Error::AuthenticationFailed`] for an unknown, reused, revoked or expired
     /// refresh token and for a disabled or trashed user.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens> {
+        self.db.retrying(|| self.refresh_once(refresh_token)).await
+    }
+
+    /// One attempt of [`Self::refresh`], which runs it again when the database asks.
+    async fn refresh_once(&self, refresh_token: &str) -> Result<Tokens> {
         let old = crate::tokens::hash_token(refresh_token);
         let mut tx = self.db.begin().await?;
         let at = now();
@@ -250,12 +260,19 @@ impl SessionService {
     pub async fn list(&self, user: &UserRef) -> Result<Vec<Session>> {
         let mut tx = self.db.begin_read().await?;
         let user = tx.require_user(user, false).await?;
-        tx.sessions_of(user.id).await
+        let sessions = tx.sessions_of(user.id).await?;
+        tx.end().await?;
+        Ok(sessions)
     }
 
     /// Revokes one session ([`LogoutReason::AdminRevoked`]). Errors: [`Error::NotFound`];
     /// [`Error::Conflict`] when it was already revoked.
     pub async fn revoke(&self, session_id: Uuid) -> Result<RevokeResult> {
+        self.db.retrying(|| self.revoke_once(session_id)).await
+    }
+
+    /// One attempt of [`Self::revoke`], which runs it again when the database asks.
+    async fn revoke_once(&self, session_id: Uuid) -> Result<RevokeResult> {
         let mut tx = self.db.begin().await?;
         let session = tx
             .session(session_id)
@@ -287,6 +304,11 @@ impl SessionService {
 
     /// Revokes every live session of a user with `reason`, in one statement.
     pub async fn revoke_all(&self, user: &UserRef, reason: LogoutReason) -> Result<RevokeResult> {
+        self.db.retrying(|| self.revoke_all_once(user, reason)).await
+    }
+
+    /// One attempt of [`Self::revoke_all`], which runs it again when the database asks.
+    async fn revoke_all_once(&self, user: &UserRef, reason: LogoutReason) -> Result<RevokeResult> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         let at = now();
@@ -312,6 +334,11 @@ impl SessionService {
     /// Ends every expired, unrevoked session ([`LogoutReason::SessionExpired`]) and fires one
     /// logout per affected user.
     pub async fn prune(&self) -> Result<PruneResult> {
+        self.db.retrying(|| self.prune_once()).await
+    }
+
+    /// One attempt of [`Self::prune`], which runs it again when the database asks.
+    async fn prune_once(&self) -> Result<PruneResult> {
         let mut tx = self.db.begin().await?;
         let at = now();
         let per_user = tx.expire_sessions(at).await?;
