@@ -165,6 +165,15 @@ const REGISTRY: &[(&str, &[(&str, &str)])] = &[
             ("user_agent", "personal"),
             ("revoked_at", "operational"),
             ("revoke_reason", "operational"),
+            ("refresh_hash", "operational"),
+        ],
+    ),
+    (
+        "rotated_refresh_tokens",
+        &[
+            ("token_hash", "operational"),
+            ("session_id", "reference"),
+            ("rotated_at", "operational"),
         ],
     ),
     (
