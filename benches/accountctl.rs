@@ -21,7 +21,8 @@
 //! --search` first page, a deep keyset page, one `user show` process, `gdpr purge` of 10k due
 //! users next to a bare per-user cascade `DELETE`, a merge of a user owning 100k rows and the
 //! whole list paged through. The import file is written under `ACCOUNTCTL_BENCH_DIR` (default
-//! the temporary directory; 10M rows take 1.4 GB) and deleted after the import.
+//! the temporary directory; 10M rows take 1.4 GB) and deleted after the import;
+//! `ACCOUNTCTL_BENCH_BACKEND=sqlite|postgres` runs one backend only.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -380,7 +381,8 @@ async fn engine_bulk_load(
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(&f.url).await.expect("connect");
             let mut tx = conn.begin().await.expect("tx");
-            let tables: [(&str, Box<dyn Fn(usize) -> String>); 6] = [
+            type CsvRow<'a> = Box<dyn Fn(usize) -> String + 'a>;
+            let tables: [(&str, CsvRow); 6] = [
                 (
                     "persons (id, created_at, updated_at)",
                     Box::new(|i| format!("{},{T},{T}\n", id(0, i))),
@@ -533,38 +535,29 @@ fn import_file(dir: &std::path::Path, prefix: &str, n: usize, phc: &str) -> std:
 }
 
 /// Runs `accountctl` with `args` against `f`, stdout to /dev/null; returns the wall time and
-/// the process's peak resident set (VmHWM, sampled every 10 ms until it exits).
+/// the process's peak resident set (`ru_maxrss` from `wait4`).
 fn run_cli(f: &Fresh, args: &[&str]) -> (Duration, u64) {
     let started = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_accountctl"))
+    // Reaped by `wait4` below.
+    #[allow(clippy::zombie_processes)]
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_accountctl"))
         .args(args)
         .env("DATABASE_URL", &f.url)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn accountctl");
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak_kb = 0;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(&status_file)
-            && let Some(kb) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            peak_kb = peak_kb.max(kb);
-        }
-        match child.try_wait().expect("wait") {
-            Some(status) => {
-                assert!(
-                    status.code().is_some_and(|c| c == 0 || c == 5),
-                    "accountctl {args:?}: {status}"
-                );
-                return (started.elapsed(), peak_kb * 1024);
-            }
-            None => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value, and `wait4` writes only into the two
+    // out-parameters, both live for the call. The child is reaped here (std's `wait` would
+    // not return its resource usage), so `Child` is not waited on again.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let took = started.elapsed();
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    assert!(matches!(code, Some(0 | 5)), "accountctl {args:?}: exit {code:?}");
+    (took, usage.ru_maxrss as u64 * 1024)
 }
 
 fn mib(bytes: u64) -> String {
@@ -1035,7 +1028,11 @@ async fn bench_growth(f: &Fresh, n: usize, out: &mut Vec<Growth>, label: &'stati
 
 async fn run_growth(sizes: &[usize]) {
     let mut out = Vec::new();
+    let only = std::env::var("ACCOUNTCTL_BENCH_BACKEND").ok();
     for (backend, label) in [(Backend::Sqlite, "sqlite"), (Backend::Postgres, "postgres")] {
+        if only.as_deref().is_some_and(|o| o != label) {
+            continue;
+        }
         for &n in sizes {
             match fresh(backend).await {
                 Some(db) => {

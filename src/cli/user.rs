@@ -95,7 +95,7 @@ pub struct ImportArgs {
     #[arg(long)]
     atomic: bool,
     /// Rows per transaction.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     batch_size: u32,
 }
 
