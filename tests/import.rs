@@ -202,4 +202,123 @@ on_both_backends! {
         assert_ne!(page1, page2);
         assert_eq!(String::from_utf8_lossy(&page2).trim(), String::from_utf8_lossy(&id1).trim(), "keyset page after admin is svc");
     }
+
+    async fn duplicates_across_batches_name_the_line_of_the_first_occurrence(ctx) {
+        bootstrap(&ctx);
+        let app = ctx.app().await;
+        // CRLF endings and batches of 3: the first occurrences are batches behind.
+        let text = "username,email,phone\r\nann,ann@example.com,\r\nbob,bob@example.com,+15550100\r\ncid,cid@example.com,\r\n\
+                    dan,dan@example.com,\r\nANN,ann2@example.com,\r\neve,BOB@example.com,\r\nfay,fay@example.com,+15550100\r\ngus,gus@example.com,\r\n";
+        let options = ImportOptions { batch_size: 3, ..ImportOptions::default() };
+        let mut results = Vec::new();
+        let s = app
+            .importer()
+            .import(import::rows(text.as_bytes(), Format::Csv).expect("csv").collect::<Vec<_>>(), &options, |r| results.extend(r.iter().map(|x| (x.line, x.status, x.error.clone().unwrap_or_default()))))
+            .await
+            .expect("import");
+        assert_eq!((s.rows, s.created, s.failed), (8, 5, 3));
+        let errors: Vec<(usize, String)> = results.iter().filter(|r| r.1 == "error").map(|r| (r.0, r.2.clone())).collect();
+        assert_eq!(
+            errors,
+            vec![
+                (6, "duplicate username in the input (first on line 2)".to_owned()),
+                (7, "duplicate email in the input (first on line 3)".to_owned()),
+                (8, "duplicate phone in the input (first on line 3)".to_owned()),
+            ]
+        );
+        assert_eq!(results.iter().map(|r| r.0).collect::<Vec<_>>(), (2..=9).collect::<Vec<_>>(), "results in line order");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username IN ('ann', 'bob', 'cid', 'dan', 'gus')").await, 5);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username IN ('eve', 'fay') OR lower(username) = 'ann' AND username <> 'ann'").await, 0);
+    }
+
+    async fn a_dry_run_streams_every_batch_and_still_finds_duplicates_without_writing(ctx) {
+        bootstrap(&ctx);
+        let app = ctx.app().await;
+        let before = ctx.count("SELECT COUNT(*) FROM users").await;
+        let mut text = String::from("username,email,memberships\n");
+        for i in 0..50 {
+            writeln!(text, "dry{i},dry{i}@example.com,Acme:member").ok();
+        }
+        writeln!(text, "dry3,other@example.com,").ok();
+        let options = ImportOptions { dry_run: true, batch_size: 7, ..ImportOptions::default() };
+        let mut batches = 0;
+        let mut statuses = Vec::new();
+        let s = app
+            .importer()
+            .import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &options, |r| {
+                batches += 1;
+                statuses.extend(r.iter().map(|x| (x.status, x.error.clone())));
+            })
+            .await
+            .expect("dry run");
+        assert_eq!((s.rows, s.created, s.failed, s.dry_run), (51, 0, 1, true));
+        assert_eq!(batches, 8, "results arrive batch by batch");
+        assert_eq!(statuses.iter().filter(|(s, _)| *s == "valid").count(), 50);
+        assert_eq!(statuses[50], ("error", Some("duplicate username in the input (first on line 5)".to_owned())));
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, before, "a dry run writes nothing");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM memberships m JOIN roles r ON r.id = m.role_id WHERE r.name = 'member'").await, 0);
+    }
+
+    async fn an_atomic_import_of_many_batches_commits_all_fires_hooks_per_batch_or_rolls_all_back(ctx) {
+        bootstrap(&ctx);
+        let app = ctx.app().await;
+        let before = ctx.count("SELECT COUNT(*) FROM users").await;
+        let mut text = String::from("username,email,password,memberships\n");
+        for i in 0..40 {
+            writeln!(text, "at{i},at{i}@example.com,,Acme:member").ok();
+        }
+        // A row the database refuses (unknown workspace), in the last batch.
+        let bad = format!("{text}atbad,atbad@example.com,,Nowhere:member\n");
+        let options = ImportOptions { atomic: true, batch_size: 6, ..ImportOptions::default() };
+        let mut results = Vec::new();
+        let s = app
+            .importer()
+            .import(import::parse(bad.as_bytes(), Format::Csv).expect("csv"), &options, |r| results.extend(r.iter().map(|x| (x.line, x.status, x.id))))
+            .await
+            .expect("atomic");
+        assert_eq!((s.rows, s.created, s.failed), (41, 0, 1));
+        assert_eq!(results.len(), 41);
+        assert!(results[..40].iter().all(|r| r.1 == "rolled_back" && r.2.is_none()), "{results:?}");
+        assert_eq!(results[40].1, "error");
+        assert_eq!(results.iter().map(|r| r.0).collect::<Vec<_>>(), (2..=42).collect::<Vec<_>>());
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, before, "nothing from any batch stays");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM audit_events WHERE event = 'user.created'").await, before);
+
+        // A plaintext password is hashed before the transaction; a within-file duplicate
+        // fails the whole import too.
+        let dup = format!("{text}at7,again@example.com,,\n");
+        let s = app.importer().import(import::parse(dup.as_bytes(), Format::Csv).expect("csv"), &options, |_| {}).await.expect("atomic dup");
+        assert_eq!((s.created, s.failed), (0, 1));
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, before);
+
+        let good = text.replace("at0,at0@example.com,,", "at0,at0@example.com,long enough password,");
+        let mut created = 0;
+        let s = app
+            .importer()
+            .import(import::parse(good.as_bytes(), Format::Csv).expect("csv"), &options, |r| created += r.iter().filter(|x| x.status == "created" && x.id.is_some()).count())
+            .await
+            .expect("atomic ok");
+        assert_eq!((s.rows, s.created, s.failed, created), (40, 40, 0, 40));
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, before + 40);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM memberships m JOIN roles r ON r.id = m.role_id WHERE r.name = 'member'").await, 40);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM folders WHERE is_home AND name LIKE 'My Folder - at%'").await, 40, "on_user_created fired after the commit");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM audit_events WHERE event = 'user.created'").await, before + 40);
+        app.auth().login("at0", &Secret::new("long enough password".into()), false).await.expect("the hashed password works");
+    }
+
+    async fn the_cli_streams_an_import_from_stdin(ctx) {
+        bootstrap(&ctx);
+        let mut text = String::from("{\"username\": \"s0\"}\n\n");
+        for i in 1..30 {
+            writeln!(text, "{{\"username\": \"s{i}\", \"email\": \"s{i}@example.com\"}}").ok();
+        }
+        writeln!(text, "{{\"username\": \"S2\"}}").ok();
+        let out = ctx.cli().args(["user", "import", "-", "--format", "jsonl", "--batch-size", "4", "-o", "json"]).write_stdin(text).assert().code(5).get_output().stdout.clone();
+        let results: Vec<serde_json::Value> = String::from_utf8_lossy(&out).lines().map(|l| serde_json::from_str(l).expect("JSONL")).collect();
+        assert_eq!(results.len(), 31);
+        assert_eq!(results[1]["line"], 3, "blank lines keep their numbers");
+        assert_eq!(results[30]["line"], 32);
+        assert_eq!(results[30]["error"], "duplicate username in the input (first on line 4)");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username LIKE 's%'").await, 30);
+    }
 }

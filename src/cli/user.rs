@@ -95,7 +95,7 @@ pub struct ImportArgs {
     #[arg(long)]
     atomic: bool,
     /// Rows per transaction.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     batch_size: u32,
 }
 
@@ -432,13 +432,15 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
         None if args.file.ends_with(".jsonl") || args.file.ends_with(".ndjson") => Format::Jsonl,
         None => Format::Csv,
     };
-    let rows = if args.file == "-" {
-        import::parse(std::io::stdin().lock(), format)?
+    // Rows are read as the import consumes them: memory does not grow with the input.
+    let input: Box<dyn std::io::BufRead + Send> = if args.file == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
     } else {
         let file =
             std::fs::File::open(&args.file).map_err(|e| Error::Invalid(format!("cannot open {}: {e}", args.file)))?;
-        import::parse(BufReader::new(file), format)?
+        Box::new(BufReader::new(file))
     };
+    let rows = import::rows(input, format)?;
     let options = ImportOptions {
         on_conflict: match args.on_conflict {
             ConflictPolicy::Fail => OnConflict::Fail,
@@ -450,8 +452,9 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
         batch_size: args.batch_size as usize,
     };
     let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(rows.len() as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows, {per_sec}, eta {eta}") {
+        // The number of rows is known only at the end of the input.
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {pos} rows, {per_sec}") {
             bar.set_style(style);
         }
         bar
