@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Error;
 use crate::domain::UserRef;
-use crate::domain::parse_duration;
+use crate::domain::{parse_duration, parse_erasure_due};
 use crate::services::erasure::{DEFAULT_ERASURE_DELAY, SweepOptions};
 
 use super::Ctx;
@@ -17,9 +17,11 @@ pub enum GdprCmd {
     /// Record a right-to-erasure request and disable the account at once (sessions revoked).
     /// The sweeper purges the user when the request is due.
     Request {
+        /// Username, email, phone (+…) or id.
         user: String,
-        /// Delay before the purge (GDPR Art. 12(3): within one month).
-        #[arg(long, default_value = "30d", value_name = "DURATION")]
+        /// When the purge is due: days or weeks (30d, 2w; 0d = at the next sweep) or an RFC
+        /// 3339 date (2027-01-31). GDPR Art. 12(3): within one month.
+        #[arg(long, default_value = "30d", value_name = "DAYS|DATE")]
         due_in: String,
     },
     /// Withdraw a user's pending erasure request (audited). Nothing else changes: the
@@ -52,15 +54,25 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
     let erasure = ctx.app.erasure();
     match cmd {
         GdprCmd::Request { user, due_in } => {
-            let due_in = if due_in.is_empty() {
-                DEFAULT_ERASURE_DELAY
+            let now = chrono::Utc::now();
+            let due_at = if due_in.is_empty() {
+                now + DEFAULT_ERASURE_DELAY
             } else {
-                parse_duration(&due_in)?
+                parse_erasure_due(&due_in, now)?
             };
             let user_ref = UserRef::parse(&user)?;
             ctx.app.accounts().show(&user_ref).await?;
-            confirm(ctx.yes, &format!("disable {user} now and erase it when due"))?;
-            ctx.out.record(&erasure.request(&user_ref, due_in).await?, "id");
+            let when = if due_at <= now {
+                "at the next sweep".to_owned()
+            } else {
+                format!("on {} (at the first sweep after)", due_at.format("%Y-%m-%d %H:%M UTC"))
+            };
+            confirm(ctx.yes, &format!("disable {user} now and erase it {when}"))?;
+            let request = erasure.request_due_at(&user_ref, due_at).await?;
+            if !ctx.out.quiet {
+                eprintln!("erasure of {user} due {}", request.due_at.to_rfc3339());
+            }
+            ctx.out.record(&request, "id");
         }
         GdprCmd::Cancel { user } => {
             let user_ref = UserRef::parse(&user)?;

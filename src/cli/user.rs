@@ -196,12 +196,16 @@ pub struct ListArgs {
     /// List the trash instead.
     #[arg(long)]
     trashed: bool,
-    /// Page size (1–10000).
+    /// Page size (1–10000). When the page is full, stderr names the next page's --after.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
     limit: i64,
     /// Continue after this username (the last one of the previous page).
     #[arg(long, value_name = "CURSOR")]
     after: Option<String>,
+    /// Every matching user, written as it is read (one JSON array, one id per line with -q),
+    /// in pages of 1000 so memory stays bounded.
+    #[arg(long, conflicts_with = "limit")]
+    all: bool,
 }
 
 pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
@@ -372,18 +376,31 @@ async fn list(ctx: &Ctx, accounts: &Accounts, args: ListArgs) -> Result<(), Erro
         limit: args.limit,
         after: args.after,
     };
-    let users = accounts.list(&filter).await?;
-    if users.len() as i64 == filter.limit
-        && let Some(last) = users.last()
-    {
-        tracing::info!("more users may follow: --after {}", last.username);
-        if !ctx.out.quiet && ctx.out.format == super::output::Format::Table {
-            eprintln!("(page full; next page: --after {})", last.username);
+    if args.all {
+        let mut filter = UserFilter { limit: ALL_PAGE, ..filter };
+        let mut stream = ctx.out.stream(LIST_COLUMNS, "id");
+        loop {
+            let users = accounts.list(&filter).await?;
+            stream.push(&users);
+            match users.last() {
+                Some(last) if users.len() as i64 == filter.limit => filter.after = Some(last.username.clone()),
+                _ => break,
+            }
         }
+        stream.finish();
+        return Ok(());
     }
-    ctx.out.list(&users, LIST_COLUMNS, "id");
+    let users = accounts.list(&filter).await?;
+    let next = users
+        .last()
+        .filter(|_| users.len() as i64 == filter.limit)
+        .map(|last| last.username.clone());
+    ctx.out.page(&users, LIST_COLUMNS, "id", next);
     Ok(())
 }
+
+/// Rows per query of `--all`: what the command holds in memory at once.
+const ALL_PAGE: i64 = 1000;
 
 async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
     use crate::services::merge::MergeOptions;
