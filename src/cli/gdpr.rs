@@ -26,7 +26,10 @@ pub enum GdprCmd {
     },
     /// Withdraw a user's pending erasure request (audited). Nothing else changes: the
     /// account stays disabled until `user enable`. Exit 3 when no request is pending.
-    Cancel { user: String },
+    Cancel {
+        /// Username, email, phone (+…) or id.
+        user: String,
+    },
     /// The sweeper, for cron: purge due erasure requests and trash past retention (one
     /// transaction per user), mark expired invites, end expired sessions. Safe to run twice
     /// at once; SIGTERM/SIGINT finish the current user and stop. Exit 5 when a user failed.
@@ -45,6 +48,7 @@ pub enum GdprCmd {
     /// Pending requests, the trash, and the sweeper's last runs. Exits 4 when no successful
     /// run finished within --max-age (for monitoring).
     Status {
+        /// Exit 4 when no sweeper run succeeded within this long, e.g. 2d.
         #[arg(long, default_value = "2d", value_name = "DURATION")]
         max_age: String,
     },

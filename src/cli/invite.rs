@@ -25,10 +25,13 @@ pub enum InviteCmd {
     /// field `token`); only its hash is stored. accountctl never sends mail or SMS: the
     /// notification is queued in notification_outbox for the application's mailer.
     Create {
+        /// The workspace to join (name or id).
         #[arg(long)]
         workspace: String,
+        /// The role the invitee gets in --workspace.
         #[arg(long)]
         role: String,
+        /// The invitee's email address.
         #[arg(long, required_unless_present = "phone", conflicts_with = "phone")]
         email: Option<String>,
         /// E.164 form, e.g. +4915112345678.
@@ -40,13 +43,16 @@ pub enum InviteCmd {
         /// How long the invite is valid.
         #[arg(long, default_value = "7d", value_name = "DURATION")]
         expires_in: String,
+        /// The invitee's given name, for the person created on accept.
         #[arg(long)]
         given_name: Option<String>,
+        /// The invitee's family name, for the person created on accept.
         #[arg(long)]
         family_name: Option<String>,
     },
     /// List invites, newest first.
     List {
+        /// Only invites into this workspace (name or id).
         #[arg(long)]
         workspace: Option<String>,
         /// pending, accepted, revoked or expired.
@@ -54,12 +60,20 @@ pub enum InviteCmd {
         status: Option<String>,
     },
     /// Show one invite.
-    Show { id: Uuid },
+    Show {
+        /// The invite's id.
+        id: Uuid,
+    },
     /// Revoke a pending invite.
-    Revoke { id: Uuid },
+    Revoke {
+        /// The invite's id.
+        id: Uuid,
+    },
     /// Rotate a pending invite's token, extend its expiry and queue a new notification.
     Resend {
+        /// The invite's id.
         id: Uuid,
+        /// How long the new token is valid, from now.
         #[arg(long, default_value = "7d", value_name = "DURATION")]
         expires_in: String,
     },

@@ -14,7 +14,9 @@ pub enum RoleCmd {
     /// Create a role in a workspace. Capabilities are dotted keys; a trailing `*` is a prefix
     /// wildcard (`root.*`).
     Create {
+        /// The role's name, unique in its workspace.
         name: String,
+        /// Workspace name or id.
         #[arg(long)]
         workspace: String,
         /// Comma-separated, e.g. docs.read,docs.write,billing.*
@@ -26,12 +28,15 @@ pub enum RoleCmd {
     },
     /// List roles, of one workspace or of all.
     List {
+        /// Only the roles of this workspace (name or id).
         #[arg(long)]
         workspace: Option<String>,
     },
     /// Delete a role with its memberships (never the root role).
     Delete {
+        /// The role's name.
         name: String,
+        /// Workspace name or id.
         #[arg(long)]
         workspace: String,
     },

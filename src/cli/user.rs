@@ -43,13 +43,23 @@ pub enum UserCmd {
         retention: Option<String>,
     },
     /// Bring a user back out of the trash.
-    Restore { user: String },
+    Restore {
+        /// Username, email, phone (+…) or id.
+        user: String,
+    },
     /// Disable a user and revoke all of its sessions (logout reason account_disabled).
-    Disable { user: String },
+    Disable {
+        /// Username, email, phone (+…) or id.
+        user: String,
+    },
     /// Enable a disabled user.
-    Enable { user: String },
+    Enable {
+        /// Username, email, phone (+…) or id.
+        user: String,
+    },
     /// Set a user's password; revokes its sessions (logout reason password_changed).
     SetPassword {
+        /// Username, email, phone (+…) or id.
         user: String,
         #[command(flatten)]
         password: PasswordArgs,
@@ -64,6 +74,7 @@ pub enum UserCmd {
     Import(ImportArgs),
     /// Convert between external and internal. Making the user admin is a separate step.
     Convert {
+        /// Username, email, phone (+…) or id.
         user: String,
         /// The user signs in locally from now on; its home folder appears at next login.
         #[arg(long, conflicts_with = "to_external", required_unless_present = "to_external")]
@@ -141,13 +152,16 @@ pub enum DeleteMode {
 pub struct CreateArgs {
     /// 2–64 letters, digits, '.', '_' or '-'; unique regardless of case.
     username: String,
+    /// Email address (the primary email passport); must be unused.
     #[arg(long)]
     email: Option<String>,
     /// Phone number in E.164 form (+4915112345678).
     #[arg(long)]
     phone: Option<String>,
+    /// Given (first) name of the person.
     #[arg(long)]
     given_name: Option<String>,
+    /// Family (last) name of the person.
     #[arg(long)]
     family_name: Option<String>,
     /// An external (federated) user: no password, never admin, no home folder.

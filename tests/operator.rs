@@ -1,0 +1,173 @@
+//! The operator's experience of the real binary: lists that never truncate silently, the
+//! config file, no accidental SQLite database, GDPR due times, man pages and help text.
+
+mod common;
+
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn json(out: &[u8]) -> Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(out)))
+}
+
+fn stdout(assert: assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
+}
+
+on_both_backends! {
+    async fn list_all_streams_every_user_and_a_full_page_says_so_in_every_format(ctx) {
+        ctx.bootstrap_cli();
+        for i in 0..12 {
+            ctx.cli().args(["user", "create", &format!("user{i:02}"), "--email", &format!("user{i:02}@example.com")]).assert().success();
+        }
+        // 13 users: the admin and 12 more.
+        let all = json(&ctx.cli().args(["user", "list", "--all", "-o", "json"]).assert().success().get_output().stdout);
+        assert_eq!(all.as_array().map(Vec::len), Some(13));
+        let ids = stdout(ctx.cli().args(["user", "list", "--all", "-q"]).assert().success());
+        assert_eq!(ids.lines().count(), 13);
+        for format in [["-o", "json"], ["-o", "table"]] {
+            ctx.cli().args(["user", "list", "--limit", "5"]).args(format).assert().success()
+                .stderr(predicate::str::contains("next page: --after user03"));
+        }
+        ctx.cli().args(["user", "list", "--limit", "5", "-q"]).assert().success()
+            .stderr(predicate::str::contains("next page: --after user03"));
+        // The last page is not full: no hint.
+        ctx.cli().args(["user", "list", "--limit", "5", "--after", "user07"]).assert().success()
+            .stderr(predicate::str::contains("next page").not());
+        ctx.cli().args(["user", "list", "--all", "--limit", "5"]).assert().code(2);
+    }
+
+    async fn a_table_on_a_pipe_is_tab_separated_with_full_ids(ctx) {
+        ctx.bootstrap_cli();
+        let out = stdout(ctx.cli().args(["user", "list"]).assert().success());
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("id\tusername\temail\trole\tis_external\tactive\tlast_login_at"));
+        let admin: Vec<&str> = lines.next().expect("a row").split('\t').collect();
+        assert_eq!(admin[0].len(), 36, "full id: {admin:?}");
+        assert_eq!(admin[1], "admin");
+    }
+
+    async fn the_config_file_drives_commands_with_flag_over_env_over_file(ctx) {
+        ctx.bootstrap_cli();
+        let secret = ctx.dir.path().join("db-url");
+        std::fs::write(&secret, format!("{}\n", ctx.url)).expect("write");
+        let config = ctx.dir.path().join("accountctl.toml");
+        std::fs::write(&config, format!(
+            "database_url_file = {:?}\nactor = \"file-actor\"\ntrash_retention = \"3d\"\ninvite_link = \"https://app.test/i?t={{token}}\"\n",
+            secret.display().to_string()
+        )).expect("write");
+        // Neither DATABASE_URL nor --database-url: the file's secret names the database.
+        ctx.cli().env_remove("DATABASE_URL").env_remove("ACCOUNTCTL_ACTOR").args(["--config", config.to_str().expect("utf8"), "user", "show", "admin"]).assert().success();
+        ctx.cli().env_remove("DATABASE_URL").env_remove("ACCOUNTCTL_ACTOR").env("ACCOUNTCTL_CONFIG", &config).args(["user", "create", "carol"]).assert().success();
+        let shown = json(&ctx.cli().env_remove("DATABASE_URL").env("ACCOUNTCTL_CONFIG", &config).args(["config", "show", "-o", "json"]).assert().success().get_output().stdout);
+        let setting = |key: &str| shown.as_array().expect("array").iter().find(|s| s["key"] == key).cloned().expect(key);
+        assert_eq!(setting("actor")["value"], "tester");
+        assert_eq!(setting("actor")["source"], "env");
+        assert_eq!(setting("trash_retention")["value"], "3d");
+        assert_eq!(setting("trash_retention")["source"], "file");
+        assert_eq!(setting("database_url")["source"], "file");
+        let flagged = json(&ctx.cli().env("ACCOUNTCTL_CONFIG", &config).args(["--actor", "flag-actor", "config", "show", "-o", "json"]).assert().success().get_output().stdout);
+        let actor = flagged.as_array().expect("array").iter().find(|s| s["key"] == "actor").cloned().expect("actor");
+        assert_eq!(actor["value"], "flag-actor");
+        assert_eq!(actor["source"], "flag");
+        // The audit row names the file's actor when neither flag nor env gives one.
+        ctx.cli().env_remove("DATABASE_URL").env_remove("ACCOUNTCTL_ACTOR").env("ACCOUNTCTL_CONFIG", &config).args(["user", "delete", "carol", "--mode", "admin", "--yes"]).assert().success();
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM audit_events WHERE actor = 'file-actor'").await >= 1, true);
+        // The file's trash retention applies.
+        let trashed = json(&ctx.cli().args(["--config", config.to_str().expect("utf8"), "user", "list", "--trashed", "-o", "json"]).assert().success().get_output().stdout);
+        let carol = &trashed[0];
+        let deleted: chrono::DateTime<chrono::Utc> = carol["deleted_at"].as_str().expect("deleted_at").parse().expect("time");
+        let purge: chrono::DateTime<chrono::Utc> = carol["purge_after"].as_str().expect("purge_after").parse().expect("time");
+        assert_eq!((purge - deleted).num_days(), 3);
+    }
+
+    async fn a_config_file_with_an_unknown_key_or_a_link_without_token_is_refused(ctx) {
+        let config = ctx.dir.path().join("bad.toml");
+        std::fs::write(&config, "databse_url = \"sqlite://x.db\"\n").expect("write");
+        ctx.cli().args(["--config", config.to_str().expect("utf8"), "user", "list"]).assert().code(2)
+            .stderr(predicate::str::contains("databse_url"));
+        std::fs::write(&config, "invite_link = \"https://app.test/accept\"\n").expect("write");
+        ctx.cli().args(["--config", config.to_str().expect("utf8"), "user", "list"]).assert().code(2)
+            .stderr(predicate::str::contains("{token}"));
+        ctx.cli().env("ACCOUNTCTL_INVITE_LINK", "https://app.test/accept").args(["user", "list"]).assert().code(2)
+            .stderr(predicate::str::contains("{token}"));
+        ctx.cli().args(["--config", "/nonexistent/accountctl.toml", "user", "list"]).assert().code(2);
+        let smtp = ctx.dir.path().join("smtp.toml");
+        std::fs::write(&smtp, "[smtp]\nhost = \"localhost\"\nfrom = \"a@example.com\"\ntls = \"sometimes\"\n").expect("write");
+        ctx.cli().args(["--config", smtp.to_str().expect("utf8"), "user", "list"]).assert().code(2);
+    }
+
+    async fn config_show_redacts_the_database_password(ctx) {
+        let out = stdout(ctx.cli().env("DATABASE_URL", "postgres://bob:hunter2@db.example/accounts").args(["config", "show"]).assert().success());
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(out.contains("database_url"), "{out}");
+    }
+
+    async fn gdpr_due_times_are_days_weeks_or_dates_and_0d_is_the_next_sweep(ctx) {
+        ctx.bootstrap_cli();
+        for name in ["dora", "emil", "finn"] {
+            ctx.cli().args(["user", "create", name]).assert().success();
+        }
+        ctx.cli().args(["gdpr", "request", "dora", "--due-in", "1m", "--yes"]).assert().code(2)
+            .stderr(predicate::str::contains("days or weeks"));
+        let next_year = (chrono::Utc::now() + chrono::Duration::days(400)).format("%Y-%m-%d").to_string();
+        let request = json(&ctx.cli().args(["gdpr", "request", "dora", "--due-in", &next_year, "--yes", "-o", "json"]).assert().success()
+            .stderr(predicate::str::contains("due")).get_output().stdout);
+        assert!(request["due_at"].as_str().expect("due_at").starts_with(&next_year), "{request}");
+        let request = json(&ctx.cli().args(["gdpr", "request", "emil", "--due-in", "2w", "--yes", "-o", "json"]).assert().success().get_output().stdout);
+        let due: chrono::DateTime<chrono::Utc> = request["due_at"].as_str().expect("due_at").parse().expect("time");
+        assert_eq!((due - chrono::Utc::now()).num_days(), 13);
+        ctx.cli().args(["gdpr", "request", "finn", "--due-in", "0d", "--yes"]).assert().success();
+        ctx.cli().args(["gdpr", "purge"]).assert().success();
+        ctx.cli().args(["user", "show", "finn"]).assert().code(3);
+        ctx.cli().args(["user", "show", "emil"]).assert().success();
+    }
+}
+
+#[test]
+fn no_command_but_migrate_and_bootstrap_creates_a_sqlite_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = assert_cmd::cargo::cargo_bin("accountctl");
+    let run = |args: &[&str]| {
+        let mut cmd = assert_cmd::Command::new(&bin);
+        cmd.env_remove("DATABASE_URL").env_remove("ACCOUNTCTL_CONFIG").env("XDG_CONFIG_HOME", dir.path().join("xdg")).current_dir(dir.path()).args(args);
+        cmd.assert()
+    };
+    for args in [&["user", "list"][..], &["gdpr", "purge"], &["hooks", "list"]] {
+        run(args).code(6).stderr(predicate::str::contains("no database at"));
+        assert!(!dir.path().join("accountctl.db").exists(), "{args:?} created the database");
+    }
+    run(&["migrate"]).success();
+    assert!(dir.path().join("accountctl.db").exists());
+    run(&["user", "list"]).success();
+}
+
+#[test]
+fn man_dir_writes_a_page_per_command_whose_see_also_names_existing_pages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_cmd::Command::cargo_bin("accountctl").expect("bin").args(["man", "--dir"]).arg(dir.path()).assert().success();
+    for page in ["accountctl.1", "accountctl-user.1", "accountctl-user-create.1", "accountctl-invite-accept.1", "accountctl-config-show.1"] {
+        assert!(dir.path().join(page).exists(), "{page} missing");
+    }
+    for entry in std::fs::read_dir(dir.path()).expect("dir") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("page");
+        assert!(text.contains(".SH \"EXIT STATUS\"\n.nf\n"), "exit codes pre-formatted");
+        if let Some((_, see_also)) = text.split_once(".SH \"SEE ALSO\"\n") {
+            for name in see_also.split("\\fB").skip(1) {
+                let name = name.split("\\fR").next().expect("name").replace("\\-", "-");
+                assert!(dir.path().join(format!("{name}.1")).exists(), "SEE ALSO names {name}, which has no page");
+            }
+        }
+    }
+}
+
+#[test]
+fn help_puts_global_options_under_their_own_heading_and_names_the_env_vars() {
+    let out = assert_cmd::Command::cargo_bin("accountctl").expect("bin").args(["user", "create", "--help"]).env("ACCOUNTCTL_ACTOR", "someone").assert().success();
+    let help = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let (own, global) = help.split_once("Global options:").expect("a Global options heading");
+    assert!(own.contains("--email") && !own.contains("--database-url"), "{help}");
+    assert!(global.contains("--database-url") && global.contains("DATABASE_URL"), "{help}");
+    assert!(global.contains("ACCOUNTCTL_CONFIG") && global.contains("ACCOUNTCTL_ACTOR"), "{help}");
+    assert!(!help.contains("someone"), "env values stay hidden: {help}");
+}
