@@ -64,6 +64,10 @@ pub enum Error {
         /// Items in the batch.
         total: u64,
     },
+    /// The operator pressed Ctrl-C at a prompt, before anything was changed. Exit code 130
+    /// (128 + SIGINT, the shells' convention).
+    #[error("interrupted at the prompt; nothing was changed")]
+    Interrupted,
     /// The database cannot be reached or opened. Exit code 6.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -81,7 +85,8 @@ pub enum Error {
 impl Error {
     /// The CLI exit code for this error: 1 internal (a hook that failed included),
     /// 2 invalid, 3 not found, 4 conflict/refused (a hook's veto included), 5 partial
-    /// failure, 6 database unavailable, schema behind or ahead, or hooks missing.
+    /// failure, 6 database unavailable, schema behind or ahead, or hooks missing, 130
+    /// interrupted at a prompt.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Invalid(_) => 2,
@@ -90,6 +95,7 @@ impl Error {
             Self::Partial { .. } => 5,
             Self::Unavailable(_) | Self::Schema(_) | Self::MissingHooks(_) => 6,
             Self::Hook { .. } | Self::Database(_) | Self::Internal(_) => 1,
+            Self::Interrupted => 130,
         }
     }
 

@@ -14,7 +14,71 @@ fn stdout(assert: assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
 }
 
+/// Runs the binary on a pseudo-terminal with `ctx`'s database, sending `steps` (wait for
+/// this text, then type that); returns (output, exit code).
+fn at_terminal(ctx: &common::Ctx, steps: &[(&str, &str)], args: &[&str]) -> (String, i32) {
+    let steps = serde_json::to_string(steps).expect("JSON");
+    let out = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pty_run.py"))
+        .arg(steps)
+        .arg(assert_cmd::cargo::cargo_bin("accountctl"))
+        .args(args)
+        .env("DATABASE_URL", &ctx.url)
+        .env("ACCOUNTCTL_ACTOR", "tester")
+        .env("XDG_CONFIG_HOME", ctx.dir.path().join("xdg"))
+        .env("TERM", "xterm")
+        .current_dir(ctx.dir.path())
+        .output()
+        .expect("python3 runs the pty helper");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = text
+        .rsplit_once("EXIT=")
+        .and_then(|(_, c)| c.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no exit code: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    (text, code)
+}
+
 on_both_backends! {
+    async fn irreversible_commands_make_the_operator_type_the_username_and_ctrl_c_exits_130(ctx) {
+        ctx.bootstrap_cli();
+        for name in ["gina", "hank"] {
+            ctx.cli().args(["user", "create", name, "--email", &format!("{name}@example.com")]).assert().success();
+        }
+        let users = ctx.count("SELECT COUNT(*) FROM users").await;
+        let (out, code) = at_terminal(&ctx, &[("Type gina", "\x03")], &["user", "delete", "gina", "--mode", "gdpr"]);
+        assert_eq!(code, 130, "{out}");
+        assert!(out.contains("\x1b[?25h"), "cursor shown again: {out:?}");
+        let (out, code) = at_terminal(&ctx, &[("Type gina", "y\r")], &["user", "delete", "gina", "--mode", "gdpr"]);
+        assert_eq!(code, 4, "{out}");
+        let (out, code) = at_terminal(&ctx, &[("[y/N]", "\x03")], &["user", "disable", "gina"]);
+        assert_eq!(code, 130, "{out}");
+        let (out, code) = at_terminal(&ctx, &[("Type hank", "\x03")], &["user", "merge", "--keep", "gina", "--remove", "hank"]);
+        assert_eq!(code, 130, "{out}");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, users, "nothing changed");
+        ctx.cli().args(["user", "show", "gina", "-o", "json"]).assert().success().stdout(predicate::str::contains("\"active\": true"));
+        let (out, code) = at_terminal(&ctx, &[("Type hank", "hank\r")], &["user", "merge", "--keep", "gina", "--remove", "hank"]);
+        assert_eq!(code, 0, "{out}");
+        let (out, code) = at_terminal(&ctx, &[("Type gina", "gina\r")], &["user", "delete", "gina", "--mode", "gdpr"]);
+        assert_eq!(code, 0, "{out}");
+        ctx.cli().args(["user", "show", "gina"]).assert().code(3);
+    }
+
+    async fn a_too_short_password_at_the_prompt_is_asked_again_and_no_password_means_none(ctx) {
+        ctx.bootstrap_cli();
+        let (out, code) = at_terminal(
+            &ctx,
+            &[("Password", "short\r"), ("Repeat", "short\r"), ("try again", "long enough pw\r"), ("Repeat", "long enough pw\r")],
+            &["user", "create", "ivan"],
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("too short"), "{out}");
+        ctx.cli().args(["auth", "check", "ivan", "--password-stdin"]).write_stdin("long enough pw\n").assert().success();
+        let (out, code) = at_terminal(&ctx, &[], &["user", "create", "jane", "--no-password", "-o", "json"]);
+        assert_eq!(code, 0, "{out}");
+        assert!(!out.contains("Password:"), "not asked: {out}");
+        assert!(out.contains("\"has_password\": false"), "{out}");
+    }
+
     async fn list_all_streams_every_user_and_a_full_page_says_so_in_every_format(ctx) {
         ctx.bootstrap_cli();
         for i in 0..12 {

@@ -6,7 +6,7 @@ use crate::domain::{UserFilter, UserRef};
 use crate::services::accounts::{Accounts, NewUser};
 
 use super::Ctx;
-use super::prompt::{PasswordArgs, confirm};
+use super::prompt::{PasswordArgs, confirm, confirm_typed};
 
 /// Columns of `user list` in table form (JSON carries every field).
 const LIST_COLUMNS: &[&str] = &[
@@ -186,6 +186,10 @@ pub struct CreateArgs {
     /// different one holds the username.
     #[arg(long)]
     if_not_exists: bool,
+    /// Create the user without a password and without asking for one at a terminal (set it
+    /// later with `user set-password`). Scripts without a terminal get this by default.
+    #[arg(long, conflicts_with = "password_source", conflicts_with = "external")]
+    no_password: bool,
     #[command(flatten)]
     password: PasswordArgs,
 }
@@ -248,8 +252,12 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
                 _ => accounts,
             };
             // Resolve first so a typo is "not found" (exit 3), not a confirmation prompt.
-            accounts.show(&user_ref).await?;
-            confirm(ctx.yes, &question)?;
+            let target = accounts.show(&user_ref).await?;
+            if mode == DeletionMode::GdprPurge {
+                confirm_typed(ctx.yes, &question, &target.user.username)?;
+            } else {
+                confirm(ctx.yes, &question)?;
+            }
             let deleted = accounts.delete(&user_ref, mode).await?;
             ctx.out.record(&deleted, "id");
             Ok(())
@@ -313,6 +321,8 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
                 "external users sign in through their identity provider and have no password".into(),
             ));
         }
+        None
+    } else if args.no_password {
         None
     } else {
         args.password.resolve(false, true)?
@@ -435,9 +445,11 @@ async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
         }
         eprintln!("  {:<20} {:>8}  revoked", "sessions", planned.plan.sessions_revoked);
     }
-    confirm(
+    let removed = ctx.app.accounts().show(&remove).await?;
+    confirm_typed(
         ctx.yes,
         &format!("merge {} into {} and delete {}", args.remove, args.keep, args.remove),
+        &removed.user.username,
     )?;
     let merged = merger
         .merge(
