@@ -235,3 +235,115 @@ fn help_puts_global_options_under_their_own_heading_and_names_the_env_vars() {
     assert!(global.contains("ACCOUNTCTL_CONFIG") && global.contains("ACCOUNTCTL_ACTOR"), "{help}");
     assert!(!help.contains("someone"), "env values stay hidden: {help}");
 }
+
+/// A real SMTP server for the test's lifetime: Python's aiosmtpd writing each message into a
+/// Maildir (`pip install aiosmtpd`; `.ci/run` installs it).
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    maildir: std::path::PathBuf,
+}
+
+impl SmtpSink {
+    fn start(dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let maildir = dir.join("maildir");
+        let child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .spawn()
+            .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "aiosmtpd did not start (pip install aiosmtpd)");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Self { child, port, maildir }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        std::fs::read_dir(self.maildir.join("new"))
+            .map(|entries| entries.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn invite_setup(ctx: &common::Ctx) {
+    ctx.bootstrap_cli();
+    ctx.cli().args(["workspace-type", "create", "team", "--title", "Team"]).assert().success();
+    ctx.cli().args(["workspace", "create", "Acme", "--type", "team"]).assert().success();
+    ctx.cli().args(["role", "create", "member", "--workspace", "Acme", "--capabilities", "docs.read"]).assert().success();
+}
+
+mod invites {
+    use super::*;
+
+on_both_backends! {
+    async fn an_invite_sent_by_smtp_arrives_and_its_link_accepts(ctx) {
+        invite_setup(&ctx);
+        let smtp = SmtpSink::start(ctx.dir.path());
+        let config = ctx.dir.path().join("config.toml");
+        std::fs::write(&config, format!(
+            "invite_link = \"https://app.test/accept?token={{token}}\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\nfrom = \"Accounts <accounts@example.com>\"\ntls = \"none\"\n",
+            smtp.port
+        )).expect("write");
+        let out = ctx.cli().env("ACCOUNTCTL_CONFIG", &config)
+            .args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "kim@example.com", "--send", "-o", "json"])
+            .assert().success().stderr(predicate::str::contains("invite sent to kim@example.com")).get_output().stdout.clone();
+        let issued = json(&out);
+        assert_eq!(issued["sent"], true);
+        let mails = smtp.messages();
+        assert_eq!(mails.len(), 1, "one message delivered");
+        let mail = &mails[0];
+        assert!(mail.contains("To: kim@example.com"), "{mail}");
+        let link = mail.lines().find(|l| l.starts_with("https://app.test/accept?token=")).expect("the link in the message").trim();
+        assert_eq!(issued["link"], link);
+        // The database holds no token: not the invite, not the outbox row.
+        let token = link.trim_start_matches("https://app.test/accept?token=");
+        assert!(!ctx.dump().await.contains(token), "the token is not stored");
+        ctx.cli().args(["invite", "accept", "--token-file"]).arg({
+            let path = ctx.dir.path().join("token");
+            std::fs::write(&path, token).expect("write");
+            path
+        }).args(["--new-username", "kim"]).assert().success();
+        ctx.cli().args(["user", "show", "kim"]).assert().success();
+        // -q prints the token, or the link with --link; resend rotates and sends again.
+        let out = ctx.cli().env("ACCOUNTCTL_CONFIG", &config)
+            .args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "lea@example.com", "-q"])
+            .assert().success().get_output().stdout.clone();
+        let token = String::from_utf8_lossy(&out).trim().to_owned();
+        assert_eq!(token.len(), 43, "a token, not an id: {token}");
+        let invite_id = json(&ctx.cli().args(["invite", "list", "-o", "json"]).assert().success().get_output().stdout)
+            .as_array().expect("array").iter().find(|i| i["passport"] == "lea@example.com").expect("lea's invite")["id"].as_str().expect("id").to_owned();
+        let out = ctx.cli().env("ACCOUNTCTL_CONFIG", &config)
+            .args(["invite", "resend", &invite_id, "--send", "--link", "-q"])
+            .assert().success().get_output().stdout.clone();
+        let link = String::from_utf8_lossy(&out).trim().to_owned();
+        assert!(link.starts_with("https://app.test/accept?token=") && !link.ends_with(&token), "{link}");
+        assert_eq!(smtp.messages().len(), 2);
+    }
+
+    async fn send_without_smtp_settings_or_to_a_dead_server_says_so(ctx) {
+        invite_setup(&ctx);
+        ctx.cli().args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "max@example.com", "--send"]).assert().code(2)
+            .stderr(predicate::str::contains("[smtp]"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let config = ctx.dir.path().join("config.toml");
+        std::fs::write(&config, format!(
+            "invite_link = \"https://app.test/accept?token={{token}}\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"accounts@example.com\"\ntls = \"none\"\n"
+        )).expect("write");
+        ctx.cli().env("ACCOUNTCTL_CONFIG", &config)
+            .args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "max@example.com", "--send"]).assert().code(6)
+            .stderr(predicate::str::contains("invite resend"));
+        ctx.cli().env("ACCOUNTCTL_CONFIG", &config)
+            .args(["invite", "create", "--workspace", "Acme", "--role", "member", "--phone", "+4915112345678", "--send"]).assert().code(2);
+    }
+}
+}

@@ -32,6 +32,7 @@ mod config;
 mod gdpr;
 mod hooks;
 mod invite;
+mod mail;
 mod man;
 mod output;
 mod prompt;
@@ -170,6 +171,8 @@ pub(crate) struct Ctx {
     pub app: App,
     pub out: Printer,
     pub yes: bool,
+    /// The settings resolved from flags, environment and config file.
+    pub settings: config::Resolved,
 }
 
 /// Runs the command line of this process (`std::env::args_os`) over `builder`, and returns
@@ -341,6 +344,7 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
         builder = builder.database_url(url.expose());
     }
     if let Some(template) = &resolved.invite_link.0 {
+        // The outbox rows name the configured link for the application's mailer.
         builder.config_mut().invite_link_template = template.clone();
     }
     if let Some(text) = &resolved.trash_retention.0 {
@@ -351,6 +355,7 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
         app,
         out,
         yes: cli.global.yes,
+        settings: resolved,
     };
     let result = match cli.command {
         Command::Migrate => migrate(&ctx).await,
