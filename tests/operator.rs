@@ -347,3 +347,39 @@ on_both_backends! {
     }
 }
 }
+
+mod shapes {
+    use super::*;
+
+    on_both_backends! {
+        async fn results_use_the_flags_words_and_one_shape_per_command(ctx) {
+            invite_setup(&ctx);
+            for name in ["olga", "paul", "quin"] {
+                ctx.cli().args(["user", "create", name]).assert().success();
+            }
+            let deleted = json(&ctx.cli().args(["user", "delete", "olga", "--mode", "admin", "--yes", "-o", "json"]).assert().success().get_output().stdout);
+            assert_eq!(deleted["mode"], "admin");
+            // Restoring a live user changes nothing and says so, exit 0.
+            let restored = json(&ctx.cli().args(["user", "restore", "paul", "-o", "json"]).assert().success().get_output().stdout);
+            assert_eq!(restored["changed"], false);
+            // role assign: the same keys for the instance role and a workspace role.
+            let instance = json(&ctx.cli().args(["role", "assign", "paul", "admin", "-o", "json"]).assert().success().get_output().stdout);
+            let workspace = json(&ctx.cli().args(["role", "assign", "paul", "member", "--workspace", "Acme", "-o", "json"]).assert().success().get_output().stdout);
+            let keys = |v: &Value| v.as_object().expect("object").keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(&instance), keys(&workspace));
+            assert_eq!(instance["role"], "admin");
+            assert!(instance["workspace_id"].is_null());
+            // -q prints ids only.
+            let id = stdout(ctx.cli().args(["role", "assign", "quin", "member", "--workspace", "Acme", "-q"]).assert().success());
+            assert_eq!(id.trim().len(), 36, "{id}");
+            // A merged user's id says where it went.
+            let quin_id = stdout(ctx.cli().args(["user", "show", "quin", "-q"]).assert().success()).trim().to_owned();
+            ctx.cli().args(["user", "merge", "--keep", "paul", "--remove", "quin", "--yes"]).assert().success();
+            ctx.cli().args(["user", "show", &quin_id]).assert().code(3).stderr(predicate::str::contains("merged into paul"));
+            // Sweeper summaries use the JSON's snake_case names.
+            let out = ctx.cli().args(["gdpr", "purge"]).assert().success().get_output().stderr.clone();
+            let err = String::from_utf8_lossy(&out);
+            assert!(err.contains("invites_expired") && !err.contains("TrashExpired"), "{err}");
+        }
+    }
+}

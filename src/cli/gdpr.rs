@@ -117,9 +117,14 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
                         bar.inc(1);
                     }
                     // One line per user for cron mail.
+                    // The reason as the JSON names it (`trash_expired`), not the Rust variant.
+                    let reason = serde_json::to_value(event.reason)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
                     let line = match &event.error {
-                        Some(e) => format!("{} {} ({:?}): {e}", event.outcome, event.user_id, event.reason),
-                        None => format!("{} {} ({:?})", event.outcome, event.user_id, event.reason),
+                        Some(e) => format!("{} {} ({reason}): {e}", event.outcome, event.user_id),
+                        None => format!("{} {} ({reason})", event.outcome, event.user_id),
                     };
                     match &bar {
                         Some(bar) => bar.println(line),
@@ -131,7 +136,7 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
                 bar.finish_and_clear();
             }
             eprintln!(
-                "sweeper run {}: {} purged, {} skipped, {} failed, {} invites expired, {} sessions ended{}",
+                "sweeper run {}: purged {}, skipped {}, failed {}, invites_expired {}, sessions_expired {}{}",
                 report.run_id,
                 report.purged,
                 report.skipped,
@@ -140,7 +145,7 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
                 report.sessions_expired,
                 report
                     .stopped
-                    .map(|s| format!(", stopped early ({s})"))
+                    .map(|s| format!(", stopped {s}"))
                     .unwrap_or_default()
             );
             let (failed, total) = (report.failed, report.users.len() as u64);

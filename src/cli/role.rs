@@ -119,7 +119,16 @@ async fn assign(ctx: &Ctx, args: AssignArgs, assign: bool) -> Result<(), Error> 
                     changed.user.username
                 );
             }
-            ctx.out.record(&changed, "id");
+            // One shape for both kinds of role: {user_id, username, workspace_id, role, changed}
+            // (workspace_id null for the instance role).
+            let result = serde_json::json!({
+                "user_id": changed.user.id,
+                "username": changed.user.username,
+                "workspace_id": null,
+                "role": target.to_string(),
+                "changed": changed.changed,
+            });
+            ctx.out.record(&result, "user_id");
         }
         Some(workspace) => {
             let changed = if assign {

@@ -232,9 +232,28 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         UserCmd::Create(args) => create(ctx, &accounts, args).await,
         UserCmd::List(args) => list(ctx, &accounts, args).await,
         UserCmd::Show { user } => {
-            let details = accounts.show(&UserRef::parse(&user)?).await?;
-            ctx.out.record(&details, "id");
-            Ok(())
+            let user_ref = UserRef::parse(&user)?;
+            let err = match accounts.show(&user_ref).await {
+                Ok(details) => {
+                    ctx.out.record(&details, "id");
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            // An id that no longer resolves may have a tombstone saying where it went.
+            let (Error::NotFound { .. }, UserRef::Id(id)) = (&err, &user_ref) else {
+                return Err(err);
+            };
+            let Some(tombstone) = accounts.tombstone(*id).await? else {
+                return Err(err);
+            };
+            let on = tombstone.deleted_at.format("%Y-%m-%d");
+            let key = match (&tombstone.merged_into, &tombstone.merged_into_username) {
+                (Some(into), Some(name)) => format!("{id}: merged into {name} ({into}) on {on}"),
+                (Some(into), None) => format!("{id}: merged into {into} on {on}"),
+                _ => format!("{id}: erased on {on}"),
+            };
+            Err(Error::NotFound { what: "user", key })
         }
         UserCmd::Delete { user, mode, retention } => {
             let user_ref = UserRef::parse(&user)?;
@@ -266,6 +285,9 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         UserCmd::Import(args) => import(ctx, args).await,
         UserCmd::Restore { user } => {
             let restored = accounts.restore(&UserRef::parse(&user)?).await?;
+            if !restored.changed {
+                eprintln!("user {} is not in the trash: nothing changed", restored.user.username);
+            }
             ctx.out.record(&restored, "id");
             Ok(())
         }
