@@ -293,6 +293,37 @@ on_both_backends! {
         }
     }
 
+    // 8: init containers starting together on a fresh database: every migrate and bootstrap
+    // exits 0, one root workspace, one first admin.
+    async fn concurrent_migrates_and_bootstraps_on_a_fresh_database_all_succeed(ctx) {
+        for trial in 0..4 {
+            let reset = match ctx.backend {
+                common::Backend::Sqlite => vec![],
+                common::Backend::Postgres => vec!["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"],
+            };
+            for sql in reset {
+                ctx.exec(sql).await.expect("reset");
+            }
+            if ctx.backend == common::Backend::Sqlite {
+                ctx.db.close().await;
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(ctx.dir.path().join(format!("test.db{suffix}")));
+                }
+            }
+            let mut runs = vec![args(&["migrate"]), args(&["migrate"]), args(&["bootstrap"])];
+            for n in 0..3 {
+                let name = format!("init{trial}x{n}");
+                runs.push(args(&["bootstrap", "--admin-username", &name, "--admin-email", &format!("{name}@example.com"), "--password-stdin"]));
+            }
+            let outcomes = run_concurrently(&ctx, &runs, "long enough password\n");
+            for (code, err) in &outcomes {
+                assert_eq!(*code, 0, "trial {trial}: {err}");
+            }
+            assert_eq!(ctx.count("SELECT COUNT(*) FROM workspaces WHERE is_root").await, 1, "trial {trial}");
+            assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE role = 'admin'").await, 1, "trial {trial}: {outcomes:?}");
+        }
+    }
+
     // 7: the root workspace keeps a member, the instance keeps an admin.
     async fn concurrent_removals_never_empty_the_root_workspace_or_the_admins(ctx) {
         ctx.bootstrap_cli();

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{DbId, DbRow, Tx};
+use super::{Backend, DbId, DbRow, Tx};
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
 
@@ -12,6 +12,9 @@ pub const ROOT_TYPE_SLUG: &str = "root";
 pub const ROOT_WORKSPACE_NAME: &str = "root";
 /// The name of the root workspace's system role, which carries `root.*`.
 pub const ROOT_ROLE_NAME: &str = "root";
+
+/// The key of the PostgreSQL advisory lock that serializes root-workspace creation ("actlroot").
+const ROOT_WORKSPACE_LOCK: i64 = 0x6163_746c_726f_6f74;
 
 /// The root workspace and its `root` role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +49,15 @@ impl Tx {
     /// Creates the root workspace type, the root workspace and its `root` role (`root.*`)
     /// unless they exist. Returns them and whether anything was created.
     pub(crate) async fn ensure_root_workspace(&mut self, at: Timestamp) -> Result<(RootWorkspace, bool)> {
+        // Concurrent bootstraps (init containers) queue here, so only the first creates the
+        // root workspace and the others find it (SQLite's BEGIN IMMEDIATE already serializes).
+        if self.backend() == Backend::Postgres {
+            on_conn!(self, |c| sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(ROOT_WORKSPACE_LOCK)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
+        }
         if let Some(root) = self.root_workspace().await? {
             return Ok((root, false));
         }
