@@ -383,3 +383,32 @@ mod shapes {
         }
     }
 }
+
+mod csv_input {
+    use super::*;
+
+    on_both_backends! {
+        async fn csv_headers_are_checked_before_any_row_and_semicolons_and_boms_are_read(ctx) {
+            ctx.bootstrap_cli();
+            let users = ctx.count("SELECT COUNT(*) FROM users").await;
+            let file = ctx.dir.path().join("users.csv");
+            std::fs::write(&file, "username,emial\nrita,rita@example.com\n").expect("write");
+            ctx.cli().args(["user", "import"]).arg(&file).assert().code(2)
+                .stderr(predicate::str::contains("unknown column").and(predicate::str::contains("emial")));
+            std::fs::write(&file, "email\nrita@example.com\n").expect("write");
+            ctx.cli().args(["user", "import"]).arg(&file).assert().code(2).stderr(predicate::str::contains("username"));
+            assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, users, "no row was imported");
+            // A spreadsheet's "CSV UTF-8" with semicolons: BOM skipped, delimiter detected, a hint.
+            std::fs::write(&file, "\u{feff}username;email;given_name\nrita;rita@example.com;Rita\nsam;sam@example.com;Sam\n").expect("write");
+            ctx.cli().args(["user", "import"]).arg(&file).assert().success().stderr(predicate::str::contains("--delimiter ';'"));
+            ctx.cli().args(["user", "show", "rita"]).assert().success();
+            std::fs::write(&file, "username|email\ntess|tess@example.com\n").expect("write");
+            ctx.cli().args(["user", "import", "--delimiter", "|"]).arg(&file).assert().success();
+            ctx.cli().args(["user", "show", "tess"]).assert().success();
+            ctx.cli().args(["user", "import", "--delimiter", "ab"]).arg(&file).assert().code(2);
+            // A comma in an address is refused: a naive mailer would read two recipients.
+            ctx.cli().args(["user", "create", "uwe", "--email", "a,b@example.com"]).assert().code(2);
+            ctx.cli().args(["user", "create", "uwe", "--email", "user@-bad-.com"]).assert().code(2);
+        }
+    }
+}

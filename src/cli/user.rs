@@ -105,6 +105,10 @@ pub struct ImportArgs {
     /// All rows or none: one transaction, rolled back if any row fails.
     #[arg(long)]
     atomic: bool,
+    /// CSV field separator (one ASCII character, e.g. ';' or '\t' for a tab). Default: ','
+    /// or, when the header has semicolons and no commas, ';'.
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+    delimiter: Option<u8>,
     /// Rows per transaction.
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     batch_size: u32,
@@ -445,6 +449,15 @@ async fn list(ctx: &Ctx, accounts: &Accounts, args: ListArgs) -> Result<(), Erro
     Ok(())
 }
 
+/// `--delimiter`: one ASCII character; `\t` and `tab` mean a tab.
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "\\t" | "tab" | "\t" => Ok(b'\t'),
+        _ if text.len() == 1 && text.is_ascii() && text != "\"" && text != "\n" => Ok(text.as_bytes()[0]),
+        _ => Err(format!("{text:?} is not one ASCII character (e.g. ';' or '\\t')")),
+    }
+}
+
 /// Rows per query of `--all`: what the command holds in memory at once.
 const ALL_PAGE: i64 = 1000;
 
@@ -498,11 +511,11 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
         None => Format::Csv,
     };
     let rows = if args.file == "-" {
-        import::parse(std::io::stdin().lock(), format)?
+        import::parse_with(std::io::stdin().lock(), format, args.delimiter)?
     } else {
         let file =
             std::fs::File::open(&args.file).map_err(|e| Error::Invalid(format!("cannot open {}: {e}", args.file)))?;
-        import::parse(BufReader::new(file), format)?
+        import::parse_with(BufReader::new(file), format, args.delimiter)?
     };
     let options = ImportOptions {
         on_conflict: match args.on_conflict {
@@ -516,9 +529,14 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(rows.len() as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows, {per_sec}, eta {eta}") {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} rows, {elapsed}, {per_sec}, eta {eta}")
+        {
             bar.set_style(style);
         }
+        // Passwords are hashed before a batch is written, which takes seconds per thousand
+        // rows: the spinner and the elapsed time keep moving meanwhile.
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
     });
     let mut failures = Vec::new();

@@ -159,9 +159,36 @@ fn memberships<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
 /// A parsed row or the reason it could not be read, with its line number.
 pub type ParsedRow = (usize, std::result::Result<ImportRow, String>);
 
+/// The columns (CSV) or keys (JSON Lines) of an import row.
+pub const COLUMNS: &[&str] = &[
+    "username",
+    "email",
+    "phone",
+    "given_name",
+    "family_name",
+    "external",
+    "provider",
+    "subject",
+    "role",
+    "memberships",
+    "password",
+    "password_hash",
+];
+
 /// Reads every row. Line numbers are 1-based lines of the input (the CSV header is line 1),
-/// whatever the line endings (`\n` or `\r\n`).
-pub fn parse(mut reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>> {
+/// whatever the line endings (`\n` or `\r\n`). [`parse_with`] with the delimiter detected.
+pub fn parse(reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>> {
+    parse_with(reader, format, None)
+}
+
+/// [`parse`] with a CSV field delimiter (`--delimiter`). Without one, a header with
+/// semicolons and no commas (what spreadsheets write in locales whose decimal mark is a
+/// comma) is read with `;`, and a warning says so. A UTF-8 byte-order mark (Excel's "CSV
+/// UTF-8") is skipped.
+///
+/// Errors: [`Error::Invalid`] (exit 2, before any row is read) for an unreadable input, or a
+/// CSV header with an unknown, duplicate or empty column, or without `username`.
+pub fn parse_with(mut reader: impl BufRead, format: Format, delimiter: Option<u8>) -> Result<Vec<ParsedRow>> {
     match format {
         Format::Jsonl => {
             let mut out = Vec::new();
@@ -184,6 +211,22 @@ pub fn parse(mut reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>>
             reader
                 .read_to_end(&mut input)
                 .map_err(|e| Error::Invalid(format!("cannot read the input: {e}")))?;
+            // A byte-order mark would become part of the first column's name. Blanking it
+            // keeps every byte offset (and so every line number) as it is.
+            if input.starts_with(b"\xEF\xBB\xBF") {
+                input[..3].copy_from_slice(b"   ");
+            }
+            let header_line = input.split(|b| *b == b'\n').next().unwrap_or_default();
+            let delimiter = match delimiter {
+                Some(d) => d,
+                None if header_line.contains(&b';') && !header_line.contains(&b',') => {
+                    tracing::warn!(
+                        "the CSV header is separated by semicolons (as spreadsheets write it in many European locales): reading it with --delimiter ';'"
+                    );
+                    b';'
+                }
+                None => b',',
+            };
             let newlines: Vec<usize> = input
                 .iter()
                 .enumerate()
@@ -196,14 +239,13 @@ pub fn parse(mut reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>>
             };
             let mut csv = csv::ReaderBuilder::new()
                 .trim(csv::Trim::All)
+                .delimiter(delimiter)
                 .from_reader(input.as_slice());
             let headers = csv
                 .headers()
                 .map_err(|e| Error::Invalid(format!("cannot read the CSV header: {e}")))?
                 .clone();
-            if !headers.iter().any(|h| h == "username") {
-                return Err(Error::Invalid("the CSV header has no `username` column".into()));
-            }
+            check_header(&headers, delimiter)?;
             let mut out = Vec::new();
             for record in csv.records() {
                 match record {
@@ -225,6 +267,36 @@ pub fn parse(mut reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>>
             Ok(out)
         }
     }
+}
+
+/// The whole header at once, before any row: one error naming every problem.
+fn check_header(headers: &csv::StringRecord, delimiter: u8) -> Result<()> {
+    let mut problems = Vec::new();
+    let unknown: Vec<&str> = headers.iter().filter(|h| !COLUMNS.contains(h)).collect();
+    if !unknown.is_empty() {
+        let shown: Vec<String> = unknown.iter().map(|h| crate::domain::shown(h)).collect();
+        problems.push(format!("unknown column(s) {}", shown.join(", ")));
+    }
+    let mut seen = HashSet::new();
+    let duplicates: Vec<&str> = headers.iter().filter(|h| !seen.insert(*h)).collect();
+    if !duplicates.is_empty() {
+        problems.push(format!("duplicate column(s) {}", duplicates.join(", ")));
+    }
+    if !headers.iter().any(|h| h == "username") {
+        problems.push("no `username` column (required)".into());
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let mut message = format!(
+        "the CSV header is not usable: {}; the columns are: {}",
+        problems.join("; "),
+        COLUMNS.join(", ")
+    );
+    if delimiter == b',' && headers.len() == 1 && headers.iter().any(|h| h.contains(['\t', ';'])) {
+        message.push_str(" (is the file separated by another character? pass --delimiter)");
+    }
+    Err(Error::Invalid(message))
 }
 
 /// Options of [`Importer::import`].
