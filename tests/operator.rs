@@ -412,3 +412,44 @@ mod csv_input {
         }
     }
 }
+
+/// The README's tour block (between `<!-- tour:begin -->` and `<!-- tour:end -->`) as a bash
+/// script that stops at the first failing command.
+fn readme_tour() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let block = readme
+        .split_once("<!-- tour:begin -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- tour:end -->"))
+        .map(|(block, _)| block)
+        .expect("the README has a tour block");
+    let body: Vec<&str> = block.lines().filter(|l| !l.starts_with("```")).collect();
+    format!("set -euxo pipefail\n{}\n", body.join("\n"))
+}
+
+mod readme {
+    use super::*;
+
+    on_both_backends! {
+        async fn the_readme_tour_runs_top_to_bottom_on_a_fresh_database(ctx) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let bin_dir = assert_cmd::cargo::cargo_bin("accountctl").parent().expect("bin dir").to_owned();
+            let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+            let mut cmd = std::process::Command::new("bash");
+            cmd.arg("-c").arg(readme_tour()).current_dir(dir.path()).env("PATH", path)
+                .env("ACCOUNTCTL_ACTOR", "readme").env("XDG_CONFIG_HOME", dir.path().join("xdg"))
+                .env_remove("ACCOUNTCTL_CONFIG").env_remove("RUST_LOG");
+            match ctx.backend {
+                // SQLite: the default database in the working directory, created by bootstrap.
+                common::Backend::Sqlite => cmd.env_remove("DATABASE_URL"),
+                common::Backend::Postgres => cmd.env("DATABASE_URL", &ctx.url),
+            };
+            let out = cmd.output().expect("bash");
+            assert!(
+                out.status.success(),
+                "the README tour failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
