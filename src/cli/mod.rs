@@ -432,7 +432,7 @@ fn init_tracing(verbose: u8) {
 
 /// The OS account running the command, the default `--actor`.
 fn os_user() -> String {
-    whoami::fallible::username().unwrap_or_else(|_| "unknown".into())
+    whoami::username().unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

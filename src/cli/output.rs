@@ -129,7 +129,7 @@ impl Printer {
 
     fn new_table(&self) -> Table {
         let mut table = Table::new();
-        table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(if self.wide {
+        table.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(if self.wide {
             ContentArrangement::Disabled
         } else {
             ContentArrangement::Dynamic
