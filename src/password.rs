@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rand::Rng;
+use rand::RngExt as _;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -61,9 +61,10 @@ impl Secret {
     /// A random 24-character password of letters and digits (≈143 bits).
     pub fn random() -> Self {
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-        let mut rng = rand::rngs::OsRng;
+        // rand's thread generator: a ChaCha CSPRNG seeded and reseeded from the OS.
+        let mut rng = rand::rng();
         let text: String = (0..24)
-            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
             .collect();
         Self::new(text)
     }
