@@ -655,7 +655,7 @@ async fn run() {
         scenario!("show", bench_show);
     }
     let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
+    table.load_style(comfy_table::presets::ASCII_MARKDOWN);
     table.set_header(vec![
         "backend",
         "scenario",

@@ -129,8 +129,7 @@ pub fn load(path: &Path) -> Result<FileConfig, Error> {
 /// Reads a `*_file` secret: the file's content without surrounding whitespace.
 /// Errors: [`Error::Invalid`] when it cannot be read or is empty.
 pub fn read_secret_file(key: &str, path: &Path) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Invalid(format!("{key} {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid(format!("{key} {}: {e}", path.display())))?;
     let text = text.trim();
     if text.is_empty() {
         return Err(Error::Invalid(format!("{key} {} is empty", path.display())));
@@ -191,7 +190,11 @@ impl Resolved {
             Setting {
                 key: "config_file",
                 value: self.file.as_ref().map(|p| p.display().to_string()),
-                source: if self.file.is_some() { Source::File } else { Source::Default },
+                source: if self.file.is_some() {
+                    Source::File
+                } else {
+                    Source::Default
+                },
             },
             Setting {
                 key: "database_url",
@@ -223,11 +226,17 @@ impl Resolved {
             ("smtp.username", smtp.and_then(|s| s.username.clone())),
             (
                 "smtp.password_file",
-                smtp.and_then(|s| s.password_file.as_ref()).map(|p| p.display().to_string()),
+                smtp.and_then(|s| s.password_file.as_ref())
+                    .map(|p| p.display().to_string()),
             ),
             (
                 "smtp.tls",
-                smtp.map(|s| serde_json::to_value(s.tls).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+                smtp.map(|s| {
+                    serde_json::to_value(s.tls)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                }),
             ),
         ] {
             rows.push(Setting {

@@ -143,10 +143,7 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
                 report.failed,
                 report.invites_expired,
                 report.sessions_expired,
-                report
-                    .stopped
-                    .map(|s| format!(", stopped {s}"))
-                    .unwrap_or_default()
+                report.stopped.map(|s| format!(", stopped {s}")).unwrap_or_default()
             );
             let (failed, total) = (report.failed, report.users.len() as u64);
             ctx.out.record(&report, "run_id");

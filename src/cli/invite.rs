@@ -2,14 +2,14 @@
 //! delivers the link by SMTP from the CLI (see `mail.rs`).
 
 use crate::Error;
+use crate::domain::PassportKind;
 use crate::domain::UserRef;
 use crate::domain::parse_duration;
-use crate::domain::PassportKind;
 use crate::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest, IssuedInvite};
 use uuid::Uuid;
 
-use super::{Ctx, mail};
 use super::prompt::{PasswordArgs, confirm};
+use super::{Ctx, mail};
 
 const LIST_COLUMNS: &[&str] = &[
     "id",
@@ -157,7 +157,9 @@ async fn deliver(ctx: &Ctx, issued: IssuedInvite, delivery: Delivery) -> Result<
         }
     }
     if delivery.link && link.is_none() {
-        return Err(Error::Invalid("--link needs invite_link (config file or ACCOUNTCTL_INVITE_LINK)".into()));
+        return Err(Error::Invalid(
+            "--link needs invite_link (config file or ACCOUNTCTL_INVITE_LINK)".into(),
+        ));
     }
     let mut value = serde_json::to_value(&issued).map_err(|e| Error::Internal(e.to_string()))?;
     if let serde_json::Value::Object(map) = &mut value {

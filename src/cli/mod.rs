@@ -78,7 +78,13 @@ struct Global {
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Default: the config file's
     /// database_url (or database_url_file), else sqlite://accountctl.db in the working
     /// directory. Only `migrate` and `bootstrap` create a missing SQLite file.
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database_url: Option<String>,
     /// Config file (TOML). Default: $XDG_CONFIG_HOME/accountctl/config.toml, else
     /// /etc/accountctl/config.toml, when present. See `config show`.
@@ -101,7 +107,13 @@ struct Global {
     yes: bool,
     /// Who is acting, as recorded in the audit trail. Default: the config file's actor,
     /// else the OS user.
-    #[arg(long, env = "ACCOUNTCTL_ACTOR", global = true, hide_env_values = true, value_name = "NAME")]
+    #[arg(
+        long,
+        env = "ACCOUNTCTL_ACTOR",
+        global = true,
+        hide_env_values = true,
+        value_name = "NAME"
+    )]
     actor: Option<String>,
 }
 
@@ -222,7 +234,10 @@ where
         Ok(None) => os_user(),
         Err(e) => return fail(&e),
     };
-    match runtime.block_on(crate::lifecycle::with_actor(actor, execute(cli, builder, bin, resolved))) {
+    match runtime.block_on(crate::lifecycle::with_actor(
+        actor,
+        execute(cli, builder, bin, resolved),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

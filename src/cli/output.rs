@@ -129,11 +129,13 @@ impl Printer {
 
     fn new_table(&self) -> Table {
         let mut table = Table::new();
-        table.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(if self.wide {
-            ContentArrangement::Disabled
-        } else {
-            ContentArrangement::Dynamic
-        });
+        table
+            .load_style(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(if self.wide {
+                ContentArrangement::Disabled
+            } else {
+                ContentArrangement::Dynamic
+            });
         table
     }
 }
@@ -160,7 +162,11 @@ impl ListStream<'_> {
                 match p.format {
                     Format::Json => {
                         let object = serde_json::to_string(&value).unwrap_or_default();
-                        text.push(if self.count == 0 { format!("[{object}") } else { format!(",{object}") });
+                        text.push(if self.count == 0 {
+                            format!("[{object}")
+                        } else {
+                            format!(",{object}")
+                        });
                     }
                     Format::Table if !p.terminal => {
                         if self.count == 0 {

@@ -427,7 +427,10 @@ async fn list(ctx: &Ctx, accounts: &Accounts, args: ListArgs) -> Result<(), Erro
         after: args.after,
     };
     if args.all {
-        let mut filter = UserFilter { limit: ALL_PAGE, ..filter };
+        let mut filter = UserFilter {
+            limit: ALL_PAGE,
+            ..filter
+        };
         let mut stream = ctx.out.stream(LIST_COLUMNS, "id");
         loop {
             let users = accounts.list(&filter).await?;
@@ -529,9 +532,9 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(rows.len() as u64);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} rows, {elapsed}, {per_sec}, eta {eta}")
-        {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {bar:40} {pos}/{len} rows, {elapsed}, {per_sec}, eta {eta}",
+        ) {
             bar.set_style(style);
         }
         // Passwords are hashed before a batch is written, which takes seconds per thousand

@@ -63,7 +63,9 @@ pub fn parse_erasure_due(text: &str, now: super::Timestamp) -> Result<super::Tim
             return Err(Error::Invalid(format!("invalid due date {shown}: it is in the past")));
         }
         if due - now > MAX_DURATION {
-            return Err(Error::Invalid(format!("invalid due date {shown}: at most 1000 years ahead")));
+            return Err(Error::Invalid(format!(
+                "invalid due date {shown}: at most 1000 years ahead"
+            )));
         }
         return Ok(due.max(now));
     }
@@ -111,7 +113,10 @@ mod tests {
         assert_eq!(due("1w 2d").ok(), Some("2026-12-11T10:00:00+00:00".into()));
         assert_eq!(due("2027-01-31").ok(), Some("2027-01-31T00:00:00+00:00".into()));
         assert_eq!(due("2026-12-02").ok(), Some(now.to_rfc3339()));
-        assert_eq!(due("2027-01-31T12:00:00Z").ok(), Some("2027-01-31T12:00:00+00:00".into()));
+        assert_eq!(
+            due("2027-01-31T12:00:00Z").ok(),
+            Some("2027-01-31T12:00:00+00:00".into())
+        );
         for bad in ["1m", "12h", "1 month", "soon", "", "2020-01-01", "-1d", "400000d"] {
             assert!(matches!(due(bad), Err(Error::Invalid(_))), "{bad:?} should be refused");
         }
