@@ -136,8 +136,8 @@ enum Command {
     /// Roles of workspaces, and role assignment (instance role admin | user, or workspace roles).
     #[command(subcommand)]
     Role(role::RoleCmd),
-    /// Invites into workspaces: create, list, show, revoke, resend, accept, prune.
-    /// accountctl never sends mail or SMS: notifications are queued for the application.
+    /// Invites into workspaces: create, list, show, revoke, resend, accept, prune. Notifications
+    /// are queued for the application's mailer; `create|resend --send` mails the link by SMTP.
     #[command(subcommand)]
     Invite(invite::InviteCmd),
     /// The right to erasure: requests, the sweeper for cron, status for monitoring.
