@@ -17,7 +17,9 @@ use crate::services::folders::{FolderService, HomeFolderLifecycleHook};
 use crate::services::memberships::Memberships;
 use crate::services::merge::MergeHandler;
 use crate::services::sessions::{SessionRevocationLifecycleHook, SessionService};
-use crate::store::{Database, DatabaseUrl, MigrateReport, MigrationPlan, Migrations, MissingHook, SchemaStatus};
+use crate::store::{
+    Database, DatabaseUrl, InvalidationChannel, MigrateReport, MigrationPlan, Migrations, MissingHook, SchemaStatus,
+};
 
 /// Settings of the services.
 #[derive(Debug, Clone)]
@@ -142,6 +144,7 @@ enum DatabaseSource {
 pub struct AppBuilder {
     database: Option<DatabaseSource>,
     max_connections: Option<u32>,
+    invalidations: Option<InvalidationChannel>,
     config: Config,
     hooks: Vec<HookFactory>,
     merge_handlers: Vec<Arc<dyn MergeHandler>>,
@@ -186,6 +189,14 @@ impl AppBuilder {
     /// The pool size when connecting by URL (default 8).
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = Some(n);
+        self
+    }
+
+    /// How the AuthzCache hook publishes invalidations to other processes (default:
+    /// `NOTIFY` on PostgreSQL; SQLite always uses the table). [`InvalidationChannel::Table`]
+    /// is for PostgreSQL-compatible engines without `LISTEN`/`NOTIFY`.
+    pub fn invalidation_channel(mut self, channel: InvalidationChannel) -> Self {
+        self.invalidations = Some(channel);
         self
     }
 
@@ -256,6 +267,10 @@ impl AppBuilder {
                 Database::connect_with(&DatabaseUrl::parse(&url)?, self.max_connections.unwrap_or(8)).await?
             }
             None => return Err(Error::Invalid("no database given: set a database URL or pool".into())),
+        };
+        let db = match self.invalidations {
+            Some(channel) => db.with_invalidation_channel(channel),
+            None => db,
         };
         for declaration in &self.personal_data {
             declaration.validate()?;
@@ -529,7 +544,10 @@ impl App {
 
     /// Resolves a workspace by id or case-insensitive name. Errors: [`crate::Error::NotFound`].
     pub async fn workspace_id(&self, key: &str) -> crate::Result<uuid::Uuid> {
-        self.db.begin_read().await?.workspace_id(key).await
+        let mut tx = self.db.begin_read().await?;
+        let id = tx.workspace_id(key).await?;
+        tx.end().await?;
+        Ok(id)
     }
 }
 #[cfg(test)]

@@ -64,13 +64,16 @@ pub enum Error {
         /// Items in the batch.
         total: u64,
     },
-    /// The operator pressed Ctrl-C at a prompt, before anything was changed. Exit code 130
-    /// (128 + SIGINT, the shells' convention).
-    #[error("interrupted at the prompt; nothing was changed")]
-    Interrupted,
-    /// The database cannot be reached or opened. Exit code 6.
+    /// The database cannot be reached or opened, refuses writes (a read-only standby, a
+    /// server shutting down or in recovery), or a connection pooler between us and it cannot
+    /// carry what the command needs. The message says what to do. Exit code 6.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database aborted the transaction because it conflicted with a concurrent one
+    /// (SQLSTATE 40001 serialization failure, 40P01 deadlock) and it still did after the
+    /// bounded retries of [`crate::store::Database::retrying`]. Nothing was changed. Exit code 4.
+    #[error("{0}")]
+    Serialization(String),
     /// The schema is older (or newer) than this build. Exit code 6.
     #[error("{0}")]
     Schema(String),
@@ -80,6 +83,10 @@ pub enum Error {
     /// A bug or an environment failure. Exit code 1.
     #[error("{0}")]
     Internal(String),
+    /// The operator interrupted the command (Ctrl-C); its open transaction was rolled back.
+    /// Exit code 130.
+    #[error("interrupted; the change in progress was rolled back")]
+    Interrupted,
 }
 
 impl Error {
@@ -91,21 +98,15 @@ impl Error {
         match self {
             Self::Invalid(_) => 2,
             Self::NotFound { .. } => 3,
-            Self::Conflict(_) | Self::Refused(_) | Self::AuthenticationFailed | Self::Vetoed { .. } => 4,
+            Self::Conflict(_)
+            | Self::Refused(_)
+            | Self::AuthenticationFailed
+            | Self::Vetoed { .. }
+            | Self::Serialization(_) => 4,
             Self::Partial { .. } => 5,
             Self::Unavailable(_) | Self::Schema(_) | Self::MissingHooks(_) => 6,
             Self::Hook { .. } | Self::Database(_) | Self::Internal(_) => 1,
             Self::Interrupted => 130,
-        }
-    }
-
-    /// True for PostgreSQL's serialization failure (`40001`) and deadlock (`40P01`): the
-    /// transaction lost a race and can be retried as a whole. Still [`Error::Database`]
-    /// (exit 1) until a retry wrapper gives up and reports it as a conflict.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Database(sqlx::Error::Database(db)) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
-            _ => false,
         }
     }
 
@@ -134,6 +135,70 @@ impl Error {
         };
         Self::NotFound { what, key }
     }
+
+    /// Whether the database, not the input, made this fail in a way that will fail the same
+    /// way for the next item: unreachable, read-only, shutting down, a pooler that cannot
+    /// carry the command. Bulk commands stop at the first such error instead of failing
+    /// every remaining row.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Schema(_) | Self::MissingHooks(_))
+    }
+
+    /// Whether a bulk command (import, the sweeper) stops at this error instead of going on
+    /// with the next item: the database is unavailable ([`Error::is_unavailable`]) or the
+    /// operator interrupted the command.
+    pub fn ends_a_batch(&self) -> bool {
+        self.is_unavailable() || matches!(self, Self::Interrupted)
+    }
+
+    /// Whether this error means "the database gave up on this transaction because of a
+    /// concurrent one; run it again" (SQLSTATE 40001 or 40P01).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Serialization(_))
+    }
+}
+
+/// What to do about a PostgreSQL error that is the server's state rather than the command's
+/// input, by SQLSTATE (PostgreSQL manual, appendix A "Error Codes"). `None`: not such an
+/// error. The returned message is the whole advice; the server's text is appended by the
+/// caller.
+fn server_state_advice(code: &str, message: &str) -> Option<&'static str> {
+    Some(match code {
+        // read_only_sql_transaction: a hot standby, or default_transaction_read_only.
+        "25006" => {
+            "this server is read-only (a standby, or default_transaction_read_only is on): point DATABASE_URL at the primary, or list the primary in a multi-host URL with target_session_attrs=read-write"
+        }
+        // admin_shutdown, crash_shutdown
+        "57P01" | "57P02" => {
+            "the server is shutting down (failover or restart in progress): retry against the new primary once it is up"
+        }
+        // cannot_connect_now: starting up or in recovery.
+        "57P03" => {
+            "the server is starting up or in recovery and does not accept connections yet: wait, or point DATABASE_URL at the primary"
+        }
+        // invalid_catalog_name
+        "3D000" => "the database does not exist: check the database name in DATABASE_URL",
+        // invalid_authorization_specification, invalid_password
+        "28000" | "28P01" => {
+            "the server refused the login: check the user and password in DATABASE_URL (or database_url_file)"
+        }
+        // too_many_connections
+        "53300" => "the server has no free connection slots: retry later, or go through a connection pooler",
+        // duplicate_prepared_statement, invalid_sql_statement_name: a transaction-mode
+        // pooler sent our named prepared statements to another server connection.
+        "42P05" | "26000" if message.contains("sqlx_") => {
+            "a transaction-mode connection pooler does not keep prepared statements: use PgBouncer >= 1.21 with max_prepared_statements > 0 (e.g. 200), or pool_mode = session, or connect directly"
+        }
+        // The protocol violation PgBouncer reports for an unsupported startup parameter.
+        "08P01" if message.contains("unsupported startup parameter") => {
+            "the connection pooler rejected a startup parameter: add it to the pooler's ignore_startup_parameters"
+        }
+        // connection_exception and its subclasses
+        c if c.starts_with("08") => {
+            "the connection to the server failed: check that it is up and that DATABASE_URL points at it"
+        }
+        _ => return None,
+    })
 }
 
 /// The human message for a violated constraint, by its name in the migrations. Constraint
@@ -201,10 +266,18 @@ impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         use sqlx::error::ErrorKind;
         match &err {
-            sqlx::Error::Io(e) => Self::Unavailable(e.to_string()),
+            sqlx::Error::Io(e) => Self::Unavailable(format!(
+                "the connection to the database failed ({e}): check that the server is up and that DATABASE_URL points at it"
+            )),
             sqlx::Error::Tls(e) => Self::Unavailable(format!("TLS: {e}")),
             sqlx::Error::PoolTimedOut => Self::Unavailable("timed out waiting for a connection".into()),
             sqlx::Error::PoolClosed => Self::Unavailable("connection pool closed".into()),
+            // What sqlx reports when a notification arrives where a query's reply belongs: the
+            // connection went through a transaction-mode pooler to a server connection on
+            // which someone else LISTENs.
+            sqlx::Error::Protocol(m) if m.contains("NotificationResponse") => Self::Unavailable(format!(
+                "the connection pooler handed this command a server connection with a LISTEN on it: run listeners over a direct or session-mode connection ({m})"
+            )),
             sqlx::Error::Database(db) => {
                 // PostgreSQL names the constraint; SQLite puts it in the message.
                 let message = db.message().to_owned();
@@ -239,9 +312,23 @@ impl From<sqlx::Error> for Error {
                         Some("5" | "261" | "517" | "773") => Self::Unavailable(format!(
                             "the SQLite database stayed locked by another writer past the busy timeout ({message}); try again"
                         )),
-                        // 3D000 invalid_catalog_name, 28xxx auth failures, 57P03 cannot connect now
-                        Some("3D000" | "28000" | "28P01" | "57P03") => Self::Unavailable(message),
-                        _ => Self::Database(err),
+                        // query_canceled by Database::interrupt (not by a statement_timeout).
+                        Some("57014") if message.contains("user request") => Self::Interrupted,
+                        // serialization_failure, deadlock_detected: the transaction may
+                        // succeed when run again (see Database::retrying).
+                        Some(code @ ("40001" | "40P01")) => Self::Serialization(format!(
+                            "the transaction conflicted with a concurrent one ({}, SQLSTATE {code}) and still did after retrying; nothing was changed, run the command again: {message}",
+                            if code == "40001" {
+                                "serialization failure"
+                            } else {
+                                "deadlock"
+                            }
+                        )),
+                        Some(code) => match server_state_advice(code, &message) {
+                            Some(advice) => Self::Unavailable(format!("{advice} (server said: {message})")),
+                            None => Self::Database(err),
+                        },
+                        None => Self::Database(err),
                     },
                 }
             }
@@ -267,3 +354,35 @@ impl From<serde_json::Error> for Error {
 
 /// Shorthand used throughout the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_only_server_is_told_apart_from_bad_input() {
+        let advice = server_state_advice("25006", "cannot execute INSERT in a read-only transaction").expect("advice");
+        assert!(advice.contains("point DATABASE_URL at the primary"), "{advice}");
+        for code in ["57P01", "57P03", "08006", "08001", "53300"] {
+            assert!(server_state_advice(code, "").is_some(), "{code}");
+        }
+        assert!(server_state_advice("23505", "duplicate key").is_none());
+    }
+
+    #[test]
+    fn lost_prepared_statements_name_the_pooler_setting() {
+        let advice = server_state_advice("42P05", r#"prepared statement "sqlx_s_1" already exists"#).expect("advice");
+        assert!(advice.contains("max_prepared_statements"), "{advice}");
+        let advice = server_state_advice("26000", r#"prepared statement "sqlx_s_3" does not exist"#).expect("advice");
+        assert!(advice.contains("max_prepared_statements"), "{advice}");
+    }
+
+    #[test]
+    fn conflicts_with_concurrent_transactions_exit_4_and_are_retryable() {
+        let err = Error::Serialization("conflict".into());
+        assert_eq!(err.exit_code(), 4);
+        assert!(err.is_retryable());
+        assert!(!Error::Conflict("taken".into()).is_retryable());
+        assert!(Error::Unavailable("read-only".into()).is_unavailable());
+    }
+}

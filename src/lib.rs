@@ -117,8 +117,8 @@ pub use app::{App, Config};
 /// values and rows they exchange.
 pub mod db {
     pub use crate::store::{
-        Backend, Database, DatabaseUrl, FromValue, MigrateReport, Migration, Migrations, MissingHook, Row,
-        SchemaStatus, Tx, Value,
+        Backend, Database, DatabaseUrl, FromValue, InvalidationChannel, MigrateReport, Migration, Migrations,
+        MissingHook, Row, SchemaStatus, Tx, Value, WRITE_ATTEMPTS,
     };
 }
 pub use error::{Error, Result};

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rand::RngExt as _;
+use rand::Rng;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -61,10 +61,9 @@ impl Secret {
     /// A random 24-character password of letters and digits (≈143 bits).
     pub fn random() -> Self {
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-        // rand's thread generator: a ChaCha CSPRNG seeded and reseeded from the OS.
-        let mut rng = rand::rng();
+        let mut rng = rand::rngs::OsRng;
         let text: String = (0..24)
-            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
             .collect();
         Self::new(text)
     }

@@ -299,7 +299,7 @@ on_both_backends! {
         for trial in 0..4 {
             let reset = match ctx.backend {
                 common::Backend::Sqlite => vec![],
-                common::Backend::Postgres => vec!["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"],
+                common::Backend::Postgres | common::Backend::PgBouncer => vec!["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"],
             };
             for sql in reset {
                 ctx.exec(sql).await.expect("reset");
@@ -446,7 +446,7 @@ on_both_backends! {
         create_user(&ctx, "eve", None);
         let chr = match ctx.backend {
             common::Backend::Sqlite => "char",
-            common::Backend::Postgres => "chr",
+            common::Backend::Postgres | common::Backend::PgBouncer => "chr",
         };
         ctx.exec(&format!("UPDATE persons SET given_name = 'a' || {chr}(27) || '[2J' || {chr}(10) || 'b' WHERE id = (SELECT person_id FROM users WHERE username = 'eve')"))
             .await
@@ -501,7 +501,7 @@ on_both_backends! {
     async fn a_password_in_the_database_url_query_is_never_printed(ctx) {
         let url = match ctx.backend {
             common::Backend::Sqlite => format!("sqlite://{}/missing/dir/x.db?password=s3cretquery", ctx.dir.path().display()),
-            common::Backend::Postgres => "postgres://app@127.0.0.1:1/none?sslmode=disable&password=s3cretquery".to_owned(),
+            common::Backend::Postgres | common::Backend::PgBouncer => "postgres://app@127.0.0.1:1/none?sslmode=disable&password=s3cretquery".to_owned(),
         };
         let out = ctx.cli().env("DATABASE_URL", &url).args(["user", "list"]).assert().failure().get_output().clone();
         let err = stderr_of(&out);

@@ -148,7 +148,7 @@ on_both_backends! {
         let declared = &full.personal_data()[0];
         let live = ctx.text_pairs(match ctx.backend {
             common::Backend::Sqlite => "SELECT name, name FROM pragma_table_info('app_calendars')",
-            common::Backend::Postgres => "SELECT column_name::text, column_name::text FROM information_schema.columns WHERE table_name = 'app_calendars'",
+            common::Backend::Postgres | common::Backend::PgBouncer => "SELECT column_name::text, column_name::text FROM information_schema.columns WHERE table_name = 'app_calendars'",
         }).await;
         for column in declared.personal_columns().iter().chain([&declared.user_column()]) {
             assert!(live.iter().any(|(c, _)| c == column), "declared column {column} exists");

@@ -15,7 +15,7 @@ fn bootstrap(ctx: &common::Ctx) {
     ctx.bootstrap_cli();
 }
 
-on_both_backends! {
+on_backends_and_pgbouncer! {
     async fn the_readme_flow_works_end_to_end(ctx) {
         bootstrap(&ctx);
         ctx.cli().args(["bootstrap"]).assert().success().stderr(predicate::str::contains("nothing changed"));

@@ -270,7 +270,7 @@ async fn live_columns(ctx: &common::Ctx) -> BTreeMap<String, Vec<String>> {
         common::Backend::Sqlite => {
             "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'"
         }
-        common::Backend::Postgres => {
+        common::Backend::Postgres | common::Backend::PgBouncer => {
             "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = 'public'"
         }
     };

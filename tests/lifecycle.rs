@@ -12,7 +12,7 @@ use accountctl::domain::{DeletionMode, InstanceRole, LogoutReason, User};
 use accountctl::lifecycle::UserLifecycleHook;
 use accountctl::password::Secret;
 use accountctl::services::accounts::NewUser;
-use accountctl::services::authz::InvalidationListener;
+use accountctl::services::authz::{InvalidationListener, ListenerEvent};
 use accountctl::{App, Error};
 
 const PASSWORD: &str = "correct horse battery";
@@ -172,7 +172,7 @@ on_both_backends! {
 
     async fn every_foreign_key_to_users_states_its_on_delete_policy(ctx) {
         let sql = match ctx.backend {
-            common::Backend::Postgres => "SELECT COUNT(*) FROM information_schema.referential_constraints rc \
+            common::Backend::Postgres | common::Backend::PgBouncer => "SELECT COUNT(*) FROM information_schema.referential_constraints rc \
                 JOIN information_schema.constraint_column_usage cu ON cu.constraint_name = rc.constraint_name \
                 WHERE cu.table_name = 'users' AND rc.delete_rule = 'NO ACTION'",
             common::Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master m, pragma_foreign_key_list(m.name) f \
@@ -180,7 +180,7 @@ on_both_backends! {
         };
         assert_eq!(ctx.count(sql).await, 0);
         let total = match ctx.backend {
-            common::Backend::Postgres => "SELECT COUNT(*) FROM information_schema.constraint_column_usage WHERE table_name = 'users' AND column_name = 'id' AND constraint_name LIKE '%fkey'",
+            common::Backend::Postgres | common::Backend::PgBouncer => "SELECT COUNT(*) FROM information_schema.constraint_column_usage WHERE table_name = 'users' AND column_name = 'id' AND constraint_name LIKE '%fkey'",
             common::Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master m, pragma_foreign_key_list(m.name) f WHERE m.type = 'table' AND f.\"table\" = 'users'",
         };
         assert!(ctx.count(total).await >= 8, "the foreign keys to users were found at all");
@@ -190,7 +190,7 @@ on_both_backends! {
         let app = ctx.app().await;
         let edited = match ctx.backend {
             common::Backend::Sqlite => "UPDATE _sqlx_migrations SET checksum = X'00' WHERE version = 20261122000002",
-            common::Backend::Postgres => "UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = 20261122000002",
+            common::Backend::Postgres | common::Backend::PgBouncer => "UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = 20261122000002",
         };
         ctx.exec(edited).await.expect("tamper");
         let err = app.migrate().await.expect_err("refused");
@@ -392,11 +392,15 @@ on_both_backends! {
         failing.accounts().delete(&UserRef::Id(kept), DeletionMode::GdprPurge).await.expect_err("rolled back");
         // The real CLI, in another process.
         ctx.cli().args(["user", "delete", "gone", "--mode", "gdpr", "--yes"]).assert().success();
-        let got = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await.expect("in time").expect("invalidation");
+        let got = match tokio::time::timeout(Duration::from_secs(10), listener.recv()).await.expect("in time").expect("invalidation") {
+            ListenerEvent::Invalidated(got) => got,
+            ListenerEvent::Resync => panic!("no reconnect expected"),
+        };
         assert_eq!(got.user_id, gone, "the first invalidation heard is the committed delete, not the rolled-back one");
         assert_eq!(got.reason, "gdpr_purge");
         let more = tokio::time::timeout(Duration::from_millis(700), listener.recv()).await;
         assert!(more.is_err(), "nothing else was published: {more:?}");
+        listener.close().await;
     }
 
     async fn set_password_revokes_sessions_and_weak_hashes_are_upgraded_on_login(ctx) {

@@ -509,7 +509,7 @@ mod readme {
             match ctx.backend {
                 // SQLite: the default database in the working directory, created by bootstrap.
                 common::Backend::Sqlite => cmd.env_remove("DATABASE_URL"),
-                common::Backend::Postgres => cmd.env("DATABASE_URL", &ctx.url),
+                common::Backend::Postgres | common::Backend::PgBouncer => cmd.env("DATABASE_URL", &ctx.url),
             };
             let out = cmd.output().expect("bash");
             assert!(

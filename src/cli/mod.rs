@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::app::AppBuilder;
-use crate::db::DatabaseUrl;
+use crate::db::{Database, DatabaseUrl, InvalidationChannel};
 use crate::{App, Error};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -51,12 +51,15 @@ Exit codes:
      also a destructive command without --yes when stdin is not a terminal
   3  not found
   4  conflict or refused by an invariant (already exists, last admin, external admin,
-     expired invite, wrong password, a hook's veto, aborted at the prompt)
+     expired invite, wrong password, a hook's veto, aborted at the prompt, a conflict
+     with a concurrent transaction that persisted through retries)
   5  partial failure of a batch
-  6  database unavailable, no SQLite database at the path (only `migrate` and
-     `bootstrap` create one), schema behind (run `migrate`), or this binary lacks a
-     lifecycle hook the database records (use the application's admin binary)
-  130  interrupted at a prompt (Ctrl-C): nothing changed
+  6  database unavailable or read-only (a standby), a connection pooler that cannot
+     carry the command, no SQLite database at the path (only `migrate` and `bootstrap`
+     create one), schema behind (run `migrate`), or this binary lacks a lifecycle hook
+     the database records (use the application's admin binary)
+130  interrupted (Ctrl-C): at a prompt nothing changed; during a command the
+     transaction in progress was rolled back
 
 Results go to stdout; logs and prompts go to stderr.";
 
@@ -365,37 +368,27 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     if let Some(text) = &resolved.trash_retention.0 {
         builder.config_mut().trash_retention = crate::domain::parse_duration(text)?;
     }
-    let app = builder.program_name(bin).build().await?;
+    if let Ok(channel) = std::env::var("ACCOUNTCTL_INVALIDATIONS") {
+        builder = builder.invalidation_channel(channel.parse::<InvalidationChannel>()?);
+    }
+    // One connection for the whole run (a short-lived process needs no more), ended cleanly
+    // by the close below on every path.
+    let app = builder.max_connections(1).program_name(bin).build().await?;
     let ctx = Ctx {
         app,
         out,
         yes: cli.global.yes,
         settings: resolved,
     };
-    let result = match cli.command {
-        Command::Migrate => migrate(&ctx).await,
-        Command::Bootstrap(args) => bootstrap::exec(&ctx, args).await,
-        Command::Hooks(cmd) => hooks::exec(&ctx, cmd).await,
-        command => match ctx.app.ensure_schema_current().await {
-            Err(e) => Err(e),
-            Ok(()) => match command {
-                Command::User(cmd) => user::exec(&ctx, cmd).await,
-                Command::Workspace(cmd) => workspace::exec(&ctx, cmd).await,
-                Command::WorkspaceType(cmd) => workspace::exec_type(&ctx, cmd).await,
-                Command::Role(cmd) => role::exec(&ctx, cmd).await,
-                Command::Invite(cmd) => invite::exec(&ctx, cmd).await,
-                Command::Session(cmd) => session::exec(&ctx, cmd).await,
-                Command::Gdpr(cmd) => gdpr::exec(&ctx, cmd).await,
-                Command::Auth(cmd) => auth::exec(&ctx, cmd).await,
-                Command::Migrate
-                | Command::Bootstrap(_)
-                | Command::Hooks(_)
-                | Command::Completions { .. }
-                | Command::Config(_)
-                | Command::Man { .. } => Ok(()),
-            },
-        },
-    };
+    // The sweeper stops on a signal by itself, between users; for every other command,
+    // Ctrl-C cancels the statement in flight so the connection still ends cleanly.
+    let own_signal_handling = matches!(cli.command, Command::Gdpr(gdpr::GdprCmd::Purge { .. }));
+    let done = tokio_util::sync::CancellationToken::new();
+    if !own_signal_handling {
+        spawn_interrupt_handler(ctx.app.db().clone(), done.clone());
+    }
+    let result = exec(&ctx, cli.command).await;
+    done.cancel();
     // A short-lived process must not lose spawned hook work: drain, bounded.
     let pending = ctx.app.lifecycle.drain(DRAIN_TIMEOUT).await;
     if pending > 0 {
@@ -403,6 +396,62 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     }
     ctx.app.db.close().await;
     result
+}
+
+/// Ends the run at Ctrl-C without leaving the server a lost client. A statement in flight is
+/// canceled on the server: the command fails with [`Error::Interrupted`] (exit 130), its
+/// transaction rolls back and the run closes the connection as on any error. When no
+/// statement was running (a prompt, hashing), the command is not waited for: the idle
+/// connection is closed here and the process exits with 130. `done` is cancelled once
+/// the command has returned.
+fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        tokio::select! {
+            signal = tokio::signal::ctrl_c() => if signal.is_err() { return },
+            () = done.cancelled() => return,
+        }
+        let grace = if db.interrupt().await {
+            Duration::from_secs(3)
+        } else {
+            Duration::ZERO
+        };
+        if tokio::time::timeout(grace, done.cancelled()).await.is_ok() {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), db.close()).await;
+        // A prompt may have hidden the cursor or switched echo off.
+        prompt::restore_terminal();
+        eprintln!("error: {}", Error::Interrupted);
+        std::process::exit(i32::from(Error::Interrupted.exit_code()));
+    });
+}
+
+/// Runs one database command.
+async fn exec(ctx: &Ctx, command: Command) -> Result<(), Error> {
+    match command {
+        Command::Migrate => migrate(ctx).await,
+        Command::Bootstrap(args) => bootstrap::exec(ctx, args).await,
+        Command::Hooks(cmd) => hooks::exec(ctx, cmd).await,
+        command => {
+            ctx.app.ensure_schema_current().await?;
+            match command {
+                Command::User(cmd) => user::exec(ctx, cmd).await,
+                Command::Workspace(cmd) => workspace::exec(ctx, cmd).await,
+                Command::WorkspaceType(cmd) => workspace::exec_type(ctx, cmd).await,
+                Command::Role(cmd) => role::exec(ctx, cmd).await,
+                Command::Invite(cmd) => invite::exec(ctx, cmd).await,
+                Command::Session(cmd) => session::exec(ctx, cmd).await,
+                Command::Gdpr(cmd) => gdpr::exec(ctx, cmd).await,
+                Command::Auth(cmd) => auth::exec(ctx, cmd).await,
+                Command::Migrate
+                | Command::Bootstrap(_)
+                | Command::Hooks(_)
+                | Command::Completions { .. }
+                | Command::Config(_)
+                | Command::Man { .. } => Ok(()),
+            }
+        }
+    }
 }
 
 /// `migrate`. JSON: `{applied: [versions], app_applied: [versions], hooks_recorded: [names]}`.

@@ -184,7 +184,7 @@ fn exit_interrupted() -> ! {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         restore_terminal();
-        eprintln!("error: {}", Error::Interrupted);
+        eprintln!("error: interrupted at the prompt; nothing was changed");
         std::process::exit(i32::from(Error::Interrupted.exit_code()));
     });
     loop {
@@ -194,7 +194,10 @@ fn exit_interrupted() -> ! {
 
 /// Shows the cursor and turns echo back on: dialoguer hides the cursor for its prompts and
 /// switches echo off while a password is typed, and a Ctrl-C must not leave the shell so.
-fn restore_terminal() {
+pub(crate) fn restore_terminal() {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
     let _ = Term::stderr().show_cursor();
     eprintln!();
     if let Ok(tty) = std::fs::File::open("/dev/tty") {

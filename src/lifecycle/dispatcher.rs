@@ -23,6 +23,27 @@ impl std::fmt::Debug for UserLifecycleService {
     }
 }
 
+/// A created/login hook's failure as the command's error when the database caused it, else
+/// `None` (the hook's own logic failed: logged, not propagated). Unavailable stays
+/// [`Error::Unavailable`] (exit 6), a conflict after retries becomes [`Error::Conflict`]
+/// (exit 4), any other database error becomes [`Error::Internal`] (exit 1); each message
+/// says that the change itself was committed.
+fn database_caused(hook: &'static str, event: &str, err: Error) -> Option<Error> {
+    let context = |m: &str| {
+        format!(
+            "the change was committed, but the {hook} hook's {event} work could not be written (it is re-done idempotently at the next login): {m}"
+        )
+    };
+    match err {
+        Error::Unavailable(m) => Some(Error::Unavailable(context(&m))),
+        // Not Serialization: the hook already retried its own transaction, and the
+        // operation that fired it must not run again over its committed change.
+        Error::Serialization(m) => Some(Error::Conflict(context(&m))),
+        Error::Database(e) => Some(Error::Internal(context(&e.to_string()))),
+        _ => None,
+    }
+}
+
 impl UserLifecycleService {
     /// A dispatcher firing `hooks` in the given order.
     pub fn new(hooks: Vec<Arc<dyn UserLifecycleHook>>) -> Self {
@@ -37,36 +58,49 @@ impl UserLifecycleService {
         self.hooks.iter().map(|h| h.name()).collect()
     }
 
-    /// Fires `on_user_created` on every hook, awaiting each; errors are logged and ignored.
-    pub async fn dispatch_created(&self, user: &User) {
+    /// Fires `on_user_created` on every hook, awaiting each. A hook's own failure is logged
+    /// and ignored (the contract). A failure the database caused (unreachable, read-only, a
+    /// pooler that lost the statement) is logged too, the remaining hooks still fire, and the
+    /// first such failure is returned: the user exists, but its hook work may be missing,
+    /// and a command must not report plain success. Errors: see [`database_caused`].
+    pub async fn dispatch_created(&self, user: &User) -> Result<(), Error> {
+        let mut first = None;
         for hook in &self.hooks {
             if let Err(err) = hook.on_user_created(user).await {
                 tracing::error!(hook = hook.name(), user_id = %user.id, error = %err, "on_user_created failed; will retry on next login");
+                first = first.or_else(|| database_caused(hook.name(), "created", err));
             }
         }
+        first.map_or(Ok(()), Err)
     }
 
     /// Fires `on_users_created` on every hook for a batch of committed users (bulk import),
-    /// awaiting each; errors are logged and ignored, as for [`Self::dispatch_created`].
-    pub async fn dispatch_created_batch(&self, users: &[User]) {
+    /// awaiting each, with the error handling of [`Self::dispatch_created`].
+    pub async fn dispatch_created_batch(&self, users: &[User]) -> Result<(), Error> {
         if users.is_empty() {
-            return;
+            return Ok(());
         }
+        let mut first = None;
         for hook in &self.hooks {
             if let Err(err) = hook.on_users_created(users).await {
                 tracing::error!(hook = hook.name(), users = users.len(), error = %err, "on_users_created failed; will retry on next login");
+                first = first.or_else(|| database_caused(hook.name(), "created", err));
             }
         }
+        first.map_or(Ok(()), Err)
     }
 
-    /// Fires `on_user_login` on every hook, awaiting each; errors are logged and ignored.
-    /// Call it before stamping `last_login_at`.
-    pub async fn dispatch_login(&self, user: &User) {
+    /// Fires `on_user_login` on every hook, awaiting each, with the error handling of
+    /// [`Self::dispatch_created`]. Call it before stamping `last_login_at`.
+    pub async fn dispatch_login(&self, user: &User) -> Result<(), Error> {
+        let mut first = None;
         for hook in &self.hooks {
             if let Err(err) = hook.on_user_login(user).await {
                 tracing::error!(hook = hook.name(), user_id = %user.id, error = %err, "on_user_login failed; will retry on next login");
+                first = first.or_else(|| database_caused(hook.name(), "login", err));
             }
         }
+        first.map_or(Ok(()), Err)
     }
 
     /// Spawns `on_user_logout` on every hook (in order, in one task) and returns at once.

@@ -10,8 +10,8 @@
 //!
 //! | event | awaited? | on `Err` |
 //! |---|---|---|
-//! | created | yes | logged (`tracing::error!`, user id) and ignored |
-//! | login | yes, before `last_login_at` is stamped | logged and ignored |
+//! | created | yes | logged (`tracing::error!`, user id) and ignored; if the *database* made it fail, the operation returns that error after the other hooks ran |
+//! | login | yes, before `last_login_at` is stamped | the same as created |
 //! | logout | spawned | logged, never propagated |
 //! | deleted | yes, inside the delete transaction | the first `Err` aborts: everything rolls back |
 //!
@@ -44,6 +44,10 @@
 //!   idempotent `on_user_login` sees `!is_external` and provisions what is missing.
 //! * **Failures on create/login are swallowed.** The user is still created or logged in; only
 //!   your effect is delayed until the next login retries it. Log enough to find the user.
+//!   The exception is a failure the database caused ([`crate::Error::Unavailable`], a
+//!   database error, a conflict that outlived the retries): the change is committed, but the
+//!   operation reports that error, so a command never reports success with a hook's work
+//!   (an audit row, say) silently missing.
 //! * **`on_user_deleted` runs inside the delete transaction**, with the user row still present.
 //!   Use the `tx` handle so your writes commit or roll back with the delete. Returning `Err`
 //!   aborts the whole delete (the admin's command fails, the user stays intact): a heavy

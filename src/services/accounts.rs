@@ -245,6 +245,11 @@ impl Accounts {
     /// [`Error::Conflict`]/[`Error::Refused`] (exit 4) for taken names and invariants,
     /// [`Error::NotFound`] for an unknown workspace or role.
     pub async fn create(&self, new: NewUser, if_not_exists: bool) -> Result<Created> {
+        self.db.retrying(|| self.create_once(new.clone(), if_not_exists)).await
+    }
+
+    /// One attempt of [`Self::create`], which runs it again when the database asks.
+    async fn create_once(&self, new: NewUser, if_not_exists: bool) -> Result<Created> {
         let valid = Self::validate(&new).await?;
         let mut tx = self.db.begin().await?;
         if if_not_exists && let Some(existing) = tx.find_user(&UserRef::Username(new.username.clone()), false).await? {
@@ -267,7 +272,7 @@ impl Accounts {
         let user = self.create_in(&mut tx, &new, valid).await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
-        self.lifecycle.dispatch_created(&user).await;
+        self.lifecycle.dispatch_created(&user).await?;
         Ok(Created {
             user: view,
             created: true,
@@ -311,8 +316,8 @@ impl Accounts {
 
     /// Fires `on_user_created` for a user created with [`Accounts::create_in_tx`], after the
     /// caller committed.
-    pub(crate) async fn announce_created(&self, user: &User) {
-        self.lifecycle.dispatch_created(user).await;
+    pub(crate) async fn announce_created(&self, user: &User) -> Result<()> {
+        self.lifecycle.dispatch_created(user).await
     }
 
     async fn create_in(&self, tx: &mut Tx, new: &NewUser, valid: Validated) -> Result<User> {
@@ -372,7 +377,9 @@ impl Accounts {
             }
         }
         let mut tx = self.db.begin_read().await?;
-        tx.list_users(filter).await
+        let users = tx.list_users(filter).await?;
+        tx.end().await?;
+        Ok(users)
     }
 
     /// Everything about one user. Errors: [`Error::NotFound`].
@@ -409,6 +416,7 @@ impl Accounts {
             .collect();
         let home_folder = tx.home_folder_name(user.id).await?;
         let live_sessions = tx.live_session_count(user.id, now()).await? as usize;
+        tx.end().await?;
         Ok(UserDetails {
             user: view,
             passports,
@@ -428,6 +436,11 @@ impl Accounts {
     /// already in the trash; [`Error::Vetoed`] when a hook refused by policy and
     /// [`Error::Hook`] when one failed (nothing changed either way).
     pub async fn delete(&self, user: &UserRef, mode: DeletionMode) -> Result<Deleted> {
+        self.db.retrying(|| self.delete_once(user, mode)).await
+    }
+
+    /// One attempt of [`Self::delete`], which runs it again when the database asks.
+    async fn delete_once(&self, user: &UserRef, mode: DeletionMode) -> Result<Deleted> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         let deleted = self.delete_in(&mut tx, &user, mode).await?;
@@ -516,6 +529,11 @@ impl Accounts {
     /// Errors: [`Error::NotFound`]; [`Error::Refused`] when the user has a pending erasure
     /// request.
     pub async fn restore(&self, user: &UserRef) -> Result<Changed> {
+        self.db.retrying(|| self.restore_once(user)).await
+    }
+
+    /// One attempt of [`Self::restore`], which runs it again when the database asks.
+    async fn restore_once(&self, user: &UserRef) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         if !user.is_trashed() {
@@ -540,6 +558,11 @@ impl Accounts {
     /// spawned logout). Disabling a disabled user changes nothing. Errors: [`Error::Refused`]
     /// for a trashed user or the last active admin.
     pub async fn disable(&self, user: &UserRef) -> Result<Changed> {
+        self.db.retrying(|| self.disable_once(user)).await
+    }
+
+    /// One attempt of [`Self::disable`], which runs it again when the database asks.
+    async fn disable_once(&self, user: &UserRef) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         refuse_if_trashed(&user)?;
@@ -576,6 +599,11 @@ impl Accounts {
     /// Re-enables a disabled user. Errors: [`Error::Refused`] for a trashed user (restore it)
     /// or one with a pending erasure request (`gdpr cancel` it first).
     pub async fn enable(&self, user: &UserRef) -> Result<Changed> {
+        self.db.retrying(|| self.enable_once(user)).await
+    }
+
+    /// One attempt of [`Self::enable`], which runs it again when the database asks.
+    async fn enable_once(&self, user: &UserRef) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         refuse_if_trashed(&user)?;
@@ -594,6 +622,13 @@ impl Accounts {
     /// ([`LogoutReason::PasswordChanged`], one spawned logout). Errors: [`Error::Invalid`] for
     /// a password against policy; [`Error::Refused`] for external or trashed users.
     pub async fn set_password(&self, user: &UserRef, password: Secret) -> Result<Changed> {
+        self.db
+            .retrying(|| self.set_password_once(user, password.clone()))
+            .await
+    }
+
+    /// One attempt of [`Self::set_password`], which runs it again when the database asks.
+    async fn set_password_once(&self, user: &UserRef, password: Secret) -> Result<Changed> {
         password.validate_new()?;
         let phc = password::hash_async(password).await?;
         let mut tx = self.db.begin().await?;
@@ -616,6 +651,11 @@ impl Accounts {
     /// for an admin or a user with storage in use; it removes the password (external users
     /// sign in through their provider) and the empty home folder.
     pub async fn convert(&self, user: &UserRef, to_external: bool) -> Result<Changed> {
+        self.db.retrying(|| self.convert_once(user, to_external)).await
+    }
+
+    /// One attempt of [`Self::convert`], which runs it again when the database asks.
+    async fn convert_once(&self, user: &UserRef, to_external: bool) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         refuse_if_trashed(&user)?;
@@ -659,6 +699,11 @@ impl Accounts {
     /// the OxiCloud user-lifecycle hook design, so an identity provider's account never
     /// becomes admin by accident) or demoting the last active admin.
     pub async fn set_instance_role(&self, user: &UserRef, role: InstanceRole) -> Result<Changed> {
+        self.db.retrying(|| self.set_instance_role_once(user, role)).await
+    }
+
+    /// One attempt of [`Self::set_instance_role`], which runs it again when the database asks.
+    async fn set_instance_role_once(&self, user: &UserRef, role: InstanceRole) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         refuse_if_trashed(&user)?;

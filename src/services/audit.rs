@@ -18,11 +18,15 @@ pub async fn record(tx: &mut Tx, event: &str, subject: Option<Uuid>, fields: Val
     tx.insert_audit(now(), &actor, event, subject, &fields).await
 }
 
-/// [`record`] in a transaction of its own, for events that happen outside one.
+/// [`record`] in a transaction of its own, for events that happen outside one (run again
+/// when the database asks, see [`Database::retrying`]).
 pub async fn record_standalone(db: &Database, event: &str, subject: Option<Uuid>, fields: Value) -> Result<()> {
-    let mut tx = db.begin().await?;
-    record(&mut tx, event, subject, fields).await?;
-    tx.commit().await
+    db.retrying(|| async {
+        let mut tx = db.begin().await?;
+        record(&mut tx, event, subject, fields.clone()).await?;
+        tx.commit().await
+    })
+    .await
 }
 
 /// Audits all four lifecycle events (`user.created`, `user.login`, `user.logout`,
@@ -81,9 +85,13 @@ impl UserLifecycleHook for AuditLifecycleHook {
         for (id, fields) in &rows {
             tracing::info!(target: "audit", event = "user.created", actor = %actor, subject_user_id = %id, fields = %fields);
         }
-        let mut tx = self.db.begin().await?;
-        tx.insert_audit_batch(now(), &actor, "user.created", &rows).await?;
-        tx.commit().await
+        self.db
+            .retrying(|| async {
+                let mut tx = self.db.begin().await?;
+                tx.insert_audit_batch(now(), &actor, "user.created", &rows).await?;
+                tx.commit().await
+            })
+            .await
     }
 
     async fn on_user_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<()> {

@@ -50,16 +50,25 @@ impl AuthService {
     /// password (a dummy argon2 verification runs) and all fail with the same
     /// [`Error::AuthenticationFailed`]: no user-enumeration oracle.
     pub async fn login(&self, identifier: &str, password: &Secret, issue_session: bool) -> Result<LoginOutcome> {
+        self.db
+            .retrying(|| self.login_once(identifier, password, issue_session))
+            .await
+    }
+
+    /// One attempt of [`Self::login`], which runs it again when the database asks.
+    async fn login_once(&self, identifier: &str, password: &Secret, issue_session: bool) -> Result<LoginOutcome> {
         let found = match UserRef::parse(identifier) {
             Ok(user_ref) => {
                 let mut tx = self.db.begin_read().await?;
-                match tx.find_user(&user_ref, false).await? {
+                let found = match tx.find_user(&user_ref, false).await? {
                     Some(user) => {
                         let hash = tx.password_hash_of(user.id).await?;
                         Some((user, hash))
                     }
                     None => None,
-                }
+                };
+                tx.end().await?;
+                found
             }
             Err(_) => None,
         };
@@ -71,7 +80,7 @@ impl AuthService {
         if !verified || !user.active || user.is_trashed() {
             return Err(Error::AuthenticationFailed);
         }
-        self.lifecycle.dispatch_login(&user).await;
+        self.lifecycle.dispatch_login(&user).await?;
         let new_hash = if password::needs_rehash(&stored) {
             Some(password::hash_async(password.clone()).await?)
         } else {

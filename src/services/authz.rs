@@ -3,8 +3,9 @@
 //!
 //! The CLI is not the server: dropping its own cache reaches nobody. So the
 //! [`AuthzCacheLifecycleHook`] also *publishes* each invalidation through the database
-//! (`pg_notify` on PostgreSQL, delivered on commit; a `cache_invalidations` row on SQLite),
-//! and a server runs an [`InvalidationListener`] to drop what it cached.
+//! (`pg_notify` on PostgreSQL, delivered on commit; a `cache_invalidations` row on SQLite, or
+//! on PostgreSQL with the table channel configured), and a server runs an
+//! [`InvalidationListener`] to drop what it cached.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -17,7 +18,7 @@ use crate::domain::{Capability, DeletionMode, LogoutReason, User, now};
 use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleHook;
 use crate::store::authz::AUTHZ_CHANNEL;
-use crate::store::{Database, Tx};
+use crate::store::{Database, DatabaseUrl, InvalidationChannel, Tx};
 
 /// How long a cached capability set is trusted without an invalidation: 30 s, the TTL of the
 /// OxiCloud user-lifecycle hook design's authorization cache. It bounds how long a missed
@@ -55,7 +56,7 @@ impl AuthzCache {
         }
         let mut tx = db.begin_read().await?;
         let lists = tx.role_capabilities_of(user_id).await?;
-        drop(tx);
+        tx.end().await?;
         let mut caps: Vec<Capability> = Vec::new();
         for list in lists {
             let parsed: Vec<Capability> = serde_json::from_str(&list)?;
@@ -83,6 +84,14 @@ impl AuthzCache {
     pub fn invalidate_user(&self, user_id: Uuid) {
         if let Ok(mut entries) = self.entries.write() {
             entries.remove(&user_id);
+        }
+    }
+
+    /// Drops everything this process cached: what a listener does after it reconnects,
+    /// since it cannot know what it missed.
+    pub fn invalidate_all(&self) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.clear();
         }
     }
 }
@@ -118,9 +127,13 @@ impl UserLifecycleHook for AuthzCacheLifecycleHook {
 
     async fn on_user_logout(&self, user: &User, reason: LogoutReason) -> Result<()> {
         self.cache.invalidate_user(user.id);
-        let mut tx = self.db.begin().await?;
-        tx.publish_authz_invalidation(user.id, reason.as_str(), now()).await?;
-        tx.commit().await
+        self.db
+            .retrying(|| async {
+                let mut tx = self.db.begin().await?;
+                tx.publish_authz_invalidation(user.id, reason.as_str(), now()).await?;
+                tx.commit().await
+            })
+            .await
     }
 
     async fn on_user_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<()> {
@@ -140,36 +153,98 @@ pub struct Invalidation {
     pub reason: String,
 }
 
+/// What an [`InvalidationListener`] hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerEvent {
+    /// Drop what is cached about this user.
+    Invalidated(Invalidation),
+    /// The listener lost its connection and has a new one: invalidations published in
+    /// between were not heard, so drop everything cached ([`AuthzCache::invalidate_all`]).
+    Resync,
+}
+
+/// How long the start-up (and reconnect) check waits for its own test notification.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first pause before reconnecting after a lost connection; it doubles up to
+/// [`MAX_BACKOFF`], with jitter.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 enum Source {
-    Postgres(Box<PgListener>),
-    Sqlite {
+    Notify {
+        /// The listener's own one-connection database handle, on the URL given to it.
+        own: Database,
+        pool: sqlx::PgPool,
+        /// `None` while reconnecting.
+        listener: Option<Box<PgListener>>,
+        /// Invalidations heard while waiting for the round-trip check.
+        pending: VecDeque<Invalidation>,
+    },
+    Table {
         db: Database,
         last_id: i64,
         pending: VecDeque<Invalidation>,
     },
 }
 
-/// Receives invalidations published by any process (the CLI included). On PostgreSQL it
-/// `LISTEN`s on the channel `accountctl_authz_invalidation`; on SQLite it polls
-/// `cache_invalidations` past the last id seen. Only invalidations published after [`InvalidationListener::start`] are received.
+/// Receives invalidations published by any process (the CLI included), from the moment
+/// [`InvalidationListener::start`] returns.
+///
+/// With `NOTIFY` (PostgreSQL's default) it `LISTEN`s on the channel `accountctl_authz_invalidation` over a connection of
+/// its own, which must be direct or through a session-mode pooler: a transaction-mode pooler
+/// hands `LISTEN` to a server connection the listener does not keep. At start-up it sends
+/// itself a test notification and fails unless it comes back. After a lost connection it
+/// reconnects with backoff and reports [`ListenerEvent::Resync`]. With the table channel
+/// (SQLite, or [`crate::store::InvalidationChannel::Table`]) it polls `cache_invalidations`
+/// past the last id seen, riding out database errors with the same backoff.
 pub struct InvalidationListener {
     source: Source,
     poll: Duration,
 }
 
 impl InvalidationListener {
-    /// Starts listening. Errors: [`Error::Unavailable`] when the database is unreachable.
+    /// Starts listening over `db`'s own URL. Errors: [`Error::Unavailable`] when the
+    /// database is unreachable or the test notification does not come back.
     pub async fn start(db: &Database) -> Result<Self> {
-        let source = match db.pg_pool() {
-            Some(pool) => {
-                let mut listener = PgListener::connect_with(pool).await?;
-                listener.listen(AUTHZ_CHANNEL).await?;
-                Source::Postgres(Box::new(listener))
+        Self::start_at(db, db.url()).await
+    }
+
+    /// Starts listening over `listen_url` (a direct or session-mode connection to the same
+    /// database as `db`; `db` may go through a transaction-mode pooler). Only used with
+    /// `NOTIFY`; the table channel polls through `db`.
+    ///
+    /// Errors: [`Error::Unavailable`] when the database is unreachable or the test
+    /// notification does not come back within 5 s (the URL goes through a transaction-mode
+    /// pooler, or the engine has no `LISTEN`/`NOTIFY`).
+    pub async fn start_at(db: &Database, listen_url: &DatabaseUrl) -> Result<Self> {
+        let source = match db.invalidation_channel() {
+            InvalidationChannel::Notify => {
+                let own = Database::connect(listen_url).await?;
+                let Some(pool) = own.pg_pool().cloned() else {
+                    return Err(Error::Invalid(format!(
+                        "the listener URL {listen_url} is not a PostgreSQL URL"
+                    )));
+                };
+                let mut pending = VecDeque::new();
+                let listener = match establish(&pool, &mut pending).await {
+                    Ok(listener) => listener,
+                    Err(err) => {
+                        own.close().await;
+                        return Err(err);
+                    }
+                };
+                Source::Notify {
+                    own,
+                    pool,
+                    listener: Some(Box::new(listener)),
+                    pending,
+                }
             }
-            None => {
+            InvalidationChannel::Table => {
                 let mut tx = db.begin_read().await?;
                 let last_id = tx.last_invalidation_id().await?;
-                Source::Sqlite {
+                tx.end().await?;
+                Source::Table {
                     db: db.clone(),
                     last_id,
                     pending: VecDeque::new(),
@@ -182,38 +257,166 @@ impl InvalidationListener {
         })
     }
 
-    /// Waits for the next invalidation.
-    pub async fn recv(&mut self) -> Result<Invalidation> {
+    /// Waits for the next event. Connection losses are ridden out inside (reconnecting with
+    /// backoff, reported as [`ListenerEvent::Resync`]), so this only fails if the listener
+    /// was unusable from the start.
+    pub async fn recv(&mut self) -> Result<ListenerEvent> {
         match &mut self.source {
-            Source::Postgres(listener) => {
-                let note = listener.recv().await?;
-                serde_json::from_str(note.payload())
-                    .map_err(|e| Error::Internal(format!("malformed invalidation payload: {e}")))
-            }
-            Source::Sqlite { db, last_id, pending } => loop {
+            Source::Notify {
+                pool,
+                listener,
+                pending,
+                ..
+            } => loop {
                 if let Some(next) = pending.pop_front() {
-                    return Ok(next);
+                    return Ok(ListenerEvent::Invalidated(next));
                 }
-                let mut tx = db.begin_read().await?;
-                let rows = tx.invalidations_after(*last_id).await?;
-                drop(tx);
-                for (id, user_id, reason) in rows {
-                    *last_id = id;
-                    pending.push_back(Invalidation { user_id, reason });
-                }
-                if pending.is_empty() {
-                    tokio::time::sleep(self.poll).await;
+                let Some(active) = listener.as_mut() else {
+                    let mut backoff = FIRST_BACKOFF;
+                    loop {
+                        tokio::time::sleep(jittered(backoff)).await;
+                        match establish(pool, pending).await {
+                            Ok(fresh) => {
+                                *listener = Some(Box::new(fresh));
+                                tracing::warn!("invalidation listener reconnected; dropping every cached entry");
+                                return Ok(ListenerEvent::Resync);
+                            }
+                            Err(err) => {
+                                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "invalidation listener cannot reconnect yet");
+                                backoff = (backoff * 2).min(MAX_BACKOFF);
+                            }
+                        }
+                    }
+                };
+                match active.try_recv().await {
+                    Ok(Some(note)) => {
+                        if let Some(inv) = parse_payload(note.payload()) {
+                            return Ok(ListenerEvent::Invalidated(inv));
+                        }
+                    }
+                    Ok(None) => {
+                        tracing::warn!("invalidation listener lost its connection; reconnecting");
+                        *listener = None;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "invalidation listener failed; reconnecting");
+                        *listener = None;
+                    }
                 }
             },
+            Source::Table { db, last_id, pending } => {
+                let mut backoff = FIRST_BACKOFF;
+                loop {
+                    if let Some(next) = pending.pop_front() {
+                        return Ok(ListenerEvent::Invalidated(next));
+                    }
+                    let polled = async {
+                        let mut tx = db.begin_read().await?;
+                        let rows = tx.invalidations_after(*last_id).await?;
+                        tx.end().await?;
+                        Ok::<_, Error>(rows)
+                    }
+                    .await;
+                    match polled {
+                        Ok(rows) => {
+                            backoff = FIRST_BACKOFF;
+                            for (id, user_id, reason) in rows {
+                                *last_id = id;
+                                pending.push_back(Invalidation { user_id, reason });
+                            }
+                            if pending.is_empty() {
+                                tokio::time::sleep(self.poll).await;
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "invalidation poll failed");
+                            tokio::time::sleep(jittered(backoff)).await;
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                        }
+                    }
+                }
+            }
         }
     }
 
-    /// Applies every invalidation to `cache` until an error occurs (run it as a task).
-    pub async fn run(mut self, cache: Arc<AuthzCache>) -> Result<()> {
-        loop {
-            let inv = self.recv().await?;
-            tracing::debug!(user_id = %inv.user_id, reason = %inv.reason, "authz invalidation received");
-            cache.invalidate_user(inv.user_id);
+    /// Stops listening and ends the listener's connection cleanly.
+    pub async fn close(self) {
+        if let Source::Notify { own, listener, .. } = self.source {
+            if let Some(mut listener) = listener {
+                let _ = listener.unlisten_all().await;
+            }
+            own.close().await;
         }
     }
+
+    /// Applies every event to `cache`, forever (run it as a task). Returns only on an
+    /// error [`InvalidationListener::recv`] cannot ride out.
+    pub async fn run(mut self, cache: Arc<AuthzCache>) -> Result<()> {
+        loop {
+            match self.recv().await? {
+                ListenerEvent::Invalidated(inv) => {
+                    tracing::debug!(user_id = %inv.user_id, reason = %inv.reason, "authz invalidation received");
+                    cache.invalidate_user(inv.user_id);
+                }
+                ListenerEvent::Resync => cache.invalidate_all(),
+            }
+        }
+    }
+}
+
+/// A payload on the channel: an invalidation, or `None` for a listener's test notification
+/// (or anything else this version does not understand, which is logged).
+fn parse_payload(payload: &str) -> Option<Invalidation> {
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(v) if v.get("probe").is_some() => None,
+        Ok(v) => match serde_json::from_value(v) {
+            Ok(inv) => Some(inv),
+            Err(e) => {
+                tracing::warn!(error = %e, payload, "ignoring a malformed invalidation payload");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, payload, "ignoring a malformed invalidation payload");
+            None
+        }
+    }
+}
+
+/// Opens a listening connection and proves it hears: `LISTEN`, then a test notification
+/// that must come back within [`ROUND_TRIP_TIMEOUT`]. Invalidations heard meanwhile go to
+/// `pending`.
+async fn establish(pool: &sqlx::PgPool, pending: &mut VecDeque<Invalidation>) -> Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(AUTHZ_CHANNEL).await?;
+    let probe = serde_json::json!({ "probe": Uuid::new_v4() }).to_string();
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(AUTHZ_CHANNEL)
+        .bind(&probe)
+        .execute(&mut listener)
+        .await?;
+    let heard = tokio::time::timeout(ROUND_TRIP_TIMEOUT, async {
+        loop {
+            match listener.try_recv().await? {
+                Some(note) if note.payload() == probe => return Ok::<bool, Error>(true),
+                Some(note) => pending.extend(parse_payload(note.payload())),
+                None => return Ok(false),
+            }
+        }
+    })
+    .await;
+    match heard {
+        Ok(Ok(true)) => Ok(listener),
+        Ok(Err(err)) => Err(err),
+        Ok(Ok(false)) | Err(_) => Err(Error::Unavailable(format!(
+            "the invalidation listener's test notification did not come back within {}s: give the listener a direct or session-mode connection (a transaction-mode pooler does not keep LISTEN), or publish invalidations through the table (invalidations = \"table\")",
+            ROUND_TRIP_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// `base` scaled by a random factor in [0.5, 1].
+fn jittered(base: Duration) -> Duration {
+    use rand::Rng;
+    base.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }

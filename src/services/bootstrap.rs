@@ -72,6 +72,11 @@ impl Bootstrap {
     /// ensures the root workspace. Returns what the migration did and whether the root
     /// workspace was created.
     pub async fn ensure_root(&self) -> Result<(MigrateReport, bool)> {
+        self.db.retrying(|| self.ensure_root_once()).await
+    }
+
+    /// One attempt of [`Self::ensure_root`], which runs it again when the database asks.
+    async fn ensure_root_once(&self) -> Result<(MigrateReport, bool)> {
         let applied = self.app.migrate().await?;
         let mut tx = self.db.begin().await?;
         let (_, created) = tx.ensure_root_workspace(now()).await?;
@@ -85,13 +90,20 @@ impl Bootstrap {
     /// Whether an active admin exists (then no first admin will be created).
     pub async fn has_admin(&self) -> Result<bool> {
         let mut tx = self.db.begin_read().await?;
-        Ok(!tx.active_admin_ids().await?.is_empty())
+        let admins = tx.active_admin_ids().await?;
+        tx.end().await?;
+        Ok(!admins.is_empty())
     }
 
     /// Creates `admin` as an instance admin and member of the root workspace with the `root`
     /// role, unless an active admin exists (then returns `None`): bootstrap never creates a
     /// second first admin nor resets a password. Fires `on_user_created` after commit.
-    pub async fn create_first_admin(&self, mut admin: NewUser) -> Result<Option<uuid::Uuid>> {
+    pub async fn create_first_admin(&self, admin: NewUser) -> Result<Option<uuid::Uuid>> {
+        self.db.retrying(|| self.create_first_admin_once(admin.clone())).await
+    }
+
+    /// One attempt of [`Self::create_first_admin`], which runs it again when the database asks.
+    async fn create_first_admin_once(&self, mut admin: NewUser) -> Result<Option<uuid::Uuid>> {
         admin.admin = true;
         admin.external = false;
         admin.membership = Some((ROOT_WORKSPACE_NAME.to_owned(), ROOT_ROLE_NAME.to_owned()));
@@ -106,7 +118,7 @@ impl Bootstrap {
         }
         let user = self.accounts.create_in_tx(&mut tx, &admin, password_hash).await?;
         tx.commit().await?;
-        self.accounts.announce_created(&user).await;
+        self.accounts.announce_created(&user).await?;
         Ok(Some(user.id))
     }
 

@@ -164,6 +164,11 @@ impl Erasure {
     /// [`Erasure::request`] due at `due_at` (see [`crate::domain::parse_erasure_due`]): a
     /// time at or before now means "at the next sweep". Errors: as [`Erasure::request`].
     pub async fn request_due_at(&self, user: &UserRef, due_at: crate::domain::Timestamp) -> Result<ErasureRequest> {
+        self.db.retrying(|| self.request_once(user, due_at)).await
+    }
+
+    /// One attempt of [`Self::request_due_at`], which runs it again when the database asks.
+    async fn request_once(&self, user: &UserRef, due_at: crate::domain::Timestamp) -> Result<ErasureRequest> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         crate::services::accounts::refuse_if_last_admin(&mut tx, &user, "request erasure of").await?;
@@ -234,6 +239,7 @@ impl Erasure {
             Some(run) => run.finished_at.is_none_or(|f| at - f > max_age),
             None => true,
         };
+        tx.end().await?;
         Ok(ErasureStatus {
             pending_requests,
             trashed_users,
@@ -267,7 +273,9 @@ impl Erasure {
         }
         let candidates = {
             let mut tx = self.db.begin_read().await?;
-            tx.purge_candidates(now(), options.limit).await?
+            let due = tx.purge_candidates(now(), options.limit).await?;
+            tx.end().await?;
+            due
         };
         let total = candidates.len();
         let mut report = SweepReport {
@@ -300,7 +308,7 @@ impl Erasure {
                     error: None,
                 }
             } else {
-                self.purge_one(user_id, reason).await
+                self.purge_one(user_id, reason).await?
             };
             match event.outcome {
                 SweepOutcome::Purged => report.purged += 1,
@@ -348,18 +356,11 @@ impl Erasure {
     }
 
     /// Purges one user in its own transaction, re-checking inside it that the purge is due.
-    async fn purge_one(&self, user_id: Uuid, reason: PurgeReason) -> SweepEvent {
-        let result: Result<bool> = async {
-            let mut tx = self.db.begin().await?;
-            let Some(user) = tx.lock_user_if_purge_due(user_id, now()).await? else {
-                return Ok(false);
-            };
-            self.accounts.delete_in(&mut tx, &user, DeletionMode::GdprPurge).await?;
-            tx.commit().await?;
-            Ok(true)
-        }
-        .await;
-        match result {
+    /// A failure is the user's event, except when the database is unavailable or read-only:
+    /// every next user would fail the same way, so that error stops the run.
+    async fn purge_one(&self, user_id: Uuid, reason: PurgeReason) -> Result<SweepEvent> {
+        let result = self.db.retrying(|| self.purge_attempt(user_id)).await;
+        Ok(match result {
             Ok(true) => {
                 tracing::info!(%user_id, ?reason, "purged");
                 SweepEvent {
@@ -375,6 +376,7 @@ impl Erasure {
                 outcome: SweepOutcome::Skipped,
                 error: None,
             },
+            Err(err) if err.ends_a_batch() => return Err(err),
             Err(err) => {
                 let message = err.to_string();
                 tracing::error!(%user_id, error = %message, "purge failed");
@@ -390,6 +392,17 @@ impl Erasure {
                     error: Some(message),
                 }
             }
-        }
+        })
+    }
+
+    /// One transaction of [`Self::purge_one`]: `false` when the user is no longer due.
+    async fn purge_attempt(&self, user_id: Uuid) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let Some(user) = tx.lock_user_if_purge_due(user_id, now()).await? else {
+            return Ok(false);
+        };
+        self.accounts.delete_in(&mut tx, &user, DeletionMode::GdprPurge).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

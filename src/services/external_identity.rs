@@ -36,9 +36,13 @@ impl UserLifecycleHook for ExternalIdentityLifecycleHook {
         if !user.is_external {
             return Ok(());
         }
-        let mut tx = self.db.begin().await?;
-        tx.touch_external_identities(user.id, now()).await?;
-        tx.commit().await
+        self.db
+            .retrying(|| async {
+                let mut tx = self.db.begin().await?;
+                tx.touch_external_identities(user.id, now()).await?;
+                tx.commit().await
+            })
+            .await
     }
 
     async fn on_user_logout(&self, _user: &User, _reason: LogoutReason) -> Result<()> {

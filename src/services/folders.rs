@@ -27,6 +27,11 @@ impl FolderService {
     /// Creates the user's home folder unless it exists; returns whether it was created.
     /// External users never get one (returns `false`).
     pub async fn ensure_home_folder(&self, user: &User) -> Result<bool> {
+        self.db.retrying(|| self.ensure_home_folder_once(user)).await
+    }
+
+    /// One attempt of [`Self::ensure_home_folder`], which runs it again when the database asks.
+    async fn ensure_home_folder_once(&self, user: &User) -> Result<bool> {
         if user.is_external {
             return Ok(false);
         }
@@ -82,9 +87,13 @@ impl UserLifecycleHook for HomeFolderLifecycleHook {
             .filter(|u| !u.is_external)
             .map(|u| (u.id, home_folder_name(&u.username)))
             .collect();
-        let mut tx = self.folders.db.begin().await?;
-        tx.ensure_home_folders_batch(&internal, now()).await?;
-        tx.commit().await
+        let db = &self.folders.db;
+        db.retrying(|| async {
+            let mut tx = db.begin().await?;
+            tx.ensure_home_folders_batch(&internal, now()).await?;
+            tx.commit().await
+        })
+        .await
     }
 
     async fn on_user_logout(&self, _user: &User, _reason: LogoutReason) -> Result<()> {

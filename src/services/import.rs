@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;
 use crate::password::{self, Secret};
 use crate::store::batch::BatchUser;
-use crate::store::{Database, NewUserRecord, Tx, UserRef};
+use crate::store::{Database, NewUserRecord, Tx, UserRef, WRITE_ATTEMPTS, retry_pause};
 
 /// What to do when a row's username already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -519,7 +519,7 @@ impl Importer {
                 }
             } else {
                 tx.commit().await?;
-                self.lifecycle.dispatch_created_batch(&created).await;
+                self.lifecycle.dispatch_created_batch(&created).await?;
                 for user in &logouts {
                     self.lifecycle.dispatch_logout(user, LogoutReason::PasswordChanged);
                 }
@@ -535,7 +535,7 @@ impl Importer {
             results.sort_by_key(|r| r.line);
             tally(&mut summary, &results);
             on_results(&results);
-            self.lifecycle.dispatch_created_batch(&written.created).await;
+            self.lifecycle.dispatch_created_batch(&written.created).await?;
             for user in &written.logouts {
                 self.lifecycle.dispatch_logout(user, LogoutReason::PasswordChanged);
             }
@@ -551,37 +551,33 @@ impl Importer {
         options: &ImportOptions,
         directory: &mut Directory,
     ) -> Result<Written> {
-        let mut tx = self.db.begin().await?;
-        match self.write_batch(&mut tx, prepared, options, directory).await {
-            Ok(done) => {
-                if options.dry_run {
-                    tx.rollback().await?;
-                    return Ok(Written {
-                        results: done.results,
-                        ..Written::default()
-                    });
+        let mut tries = 1;
+        let outcome = loop {
+            match self.write_batch_once(prepared, options, directory).await {
+                Err(err) if err.is_retryable() && tries < WRITE_ATTEMPTS => {
+                    tracing::info!(error = %err, attempt = tries, "batch conflicted with a concurrent transaction; retrying");
+                    tokio::time::sleep(retry_pause(tries)).await;
+                    tries += 1;
                 }
-                tx.commit().await?;
-                Ok(done)
+                outcome => break outcome,
             }
+        };
+        match outcome {
+            Ok(done) => Ok(done),
+            // Unreachable, read-only, shutting down: every next row would fail the same way, so
+            // the import stops here instead of reporting each row as bad; so does Ctrl-C.
+            Err(err) if err.ends_a_batch() => Err(err),
             Err(err) if prepared.len() > 1 => {
                 tracing::warn!(error = %err, rows = prepared.len(), "batch failed; retrying its rows one by one");
-                drop(tx);
                 let mut all = Written::default();
                 for one in prepared.chunks(1) {
-                    let mut tx = self.db.begin().await?;
-                    match self.write_batch(&mut tx, one, options, directory).await {
+                    match self.write_batch_once(one, options, directory).await {
                         Ok(done) => {
-                            if options.dry_run {
-                                tx.rollback().await?;
-                                all.results.extend(done.results);
-                            } else {
-                                tx.commit().await?;
-                                all.results.extend(done.results);
-                                all.created.extend(done.created);
-                                all.logouts.extend(done.logouts);
-                            }
+                            all.results.extend(done.results);
+                            all.created.extend(done.created);
+                            all.logouts.extend(done.logouts);
                         }
+                        Err(err) if err.ends_a_batch() => return Err(err),
                         Err(err) => all
                             .results
                             .push(error(one[0].line, one[0].username.as_str(), err.to_string())),
@@ -594,6 +590,27 @@ impl Importer {
                 ..Written::default()
             }),
         }
+    }
+
+    /// One batch in one transaction, committed; on a dry run rolled back, with only the
+    /// results kept.
+    async fn write_batch_once(
+        &self,
+        prepared: &[Prepared],
+        options: &ImportOptions,
+        directory: &mut Directory,
+    ) -> Result<Written> {
+        let mut tx = self.db.begin().await?;
+        let done = self.write_batch(&mut tx, prepared, options, directory).await?;
+        if options.dry_run {
+            tx.rollback().await?;
+            return Ok(Written {
+                results: done.results,
+                ..Written::default()
+            });
+        }
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// Writes one batch inside `tx`: conflicts resolved per `on_conflict`, new users in five

@@ -128,6 +128,11 @@ impl Invites {
     /// Creates an invite and queues its notification. If the passport already belongs to a
     /// user, the invite targets that user. Errors: [`Error::Invalid`], [`Error::NotFound`].
     pub async fn create(&self, req: &InviteRequest) -> Result<IssuedInvite> {
+        self.db.retrying(|| self.create_once(req)).await
+    }
+
+    /// One attempt of [`Self::create`], which runs it again when the database asks.
+    async fn create_once(&self, req: &InviteRequest) -> Result<IssuedInvite> {
         let (kind, passport) = normalize(&req.email, &req.phone)?;
         let given_name = match &req.given_name {
             Some(g) => crate::domain::clean_text("given name", g, crate::domain::MAX_NAME_CHARS)?,
@@ -212,17 +217,27 @@ impl Invites {
             Some(w) => Some(tx.workspace_id(w).await?),
             None => None,
         };
-        tx.invites(workspace_id, status).await
+        let invites = tx.invites(workspace_id, status).await?;
+        tx.end().await?;
+        Ok(invites)
     }
 
     /// One invite. Errors: [`Error::NotFound`].
     pub async fn show(&self, id: Uuid) -> Result<Invite> {
-        self.db.begin_read().await?.invite(id).await
+        let mut tx = self.db.begin_read().await?;
+        let invite = tx.invite(id).await?;
+        tx.end().await?;
+        Ok(invite)
     }
 
     /// Revokes a pending invite. Errors: [`Error::NotFound`]; [`Error::Refused`] when it is
     /// no longer pending.
     pub async fn revoke(&self, id: Uuid) -> Result<Invite> {
+        self.db.retrying(|| self.revoke_once(id)).await
+    }
+
+    /// One attempt of [`Self::revoke`], which runs it again when the database asks.
+    async fn revoke_once(&self, id: Uuid) -> Result<Invite> {
         let mut tx = self.db.begin().await?;
         let invite = tx.invite(id).await?;
         if !tx.close_invite(id, "revoked").await? {
@@ -243,6 +258,11 @@ impl Invites {
     /// Rotates a pending invite's token, extends its expiry by `expires_in` from now, and
     /// queues a new notification. The old token stops working.
     pub async fn resend(&self, id: Uuid, expires_in: chrono::Duration) -> Result<IssuedInvite> {
+        self.db.retrying(|| self.resend_once(id, expires_in)).await
+    }
+
+    /// One attempt of [`Self::resend`], which runs it again when the database asks.
+    async fn resend_once(&self, id: Uuid, expires_in: chrono::Duration) -> Result<IssuedInvite> {
         let mut tx = self.db.begin().await?;
         let invite = tx.invite(id).await?;
         let (token, token_hash) = tokens::new_token();
@@ -268,6 +288,11 @@ impl Invites {
 
     /// Marks expired pending invites `expired`; returns how many.
     pub async fn prune(&self) -> Result<u64> {
+        self.db.retrying(|| self.prune_once()).await
+    }
+
+    /// One attempt of [`Self::prune`], which runs it again when the database asks.
+    async fn prune_once(&self) -> Result<u64> {
         let mut tx = self.db.begin().await?;
         let n = tx.expire_invites(now()).await?;
         if n > 0 {
@@ -285,6 +310,11 @@ impl Invites {
     ///
     /// Errors: [`Error::Refused`] (exit 4) for every refusal above and an unknown token.
     pub async fn accept(&self, token: &str, acceptor: Acceptor) -> Result<Accepted> {
+        self.db.retrying(|| self.accept_once(token, acceptor.clone())).await
+    }
+
+    /// One attempt of [`Self::accept`], which runs it again when the database asks.
+    async fn accept_once(&self, token: &str, acceptor: Acceptor) -> Result<Accepted> {
         let hash = tokens::hash_token(token);
         // A new user's password is hashed before the write transaction begins.
         let password_hash = match &acceptor {
@@ -390,7 +420,7 @@ impl Invites {
         audit::record(&mut tx, "invite.accepted", Some(user.id), json!({ "invite_id": invite.id, "workspace_id": invite.workspace_id, "role_id": invite.role_id, "membership_created": membership_created, "user_created": created })).await?;
         tx.commit().await?;
         if created {
-            self.lifecycle.dispatch_created(&user).await;
+            self.lifecycle.dispatch_created(&user).await?;
         }
         Ok(Accepted {
             invite_id: invite.id,

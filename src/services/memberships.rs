@@ -40,6 +40,11 @@ impl Memberships {
     /// Gives `user` the role `role` in `workspace` (idempotent). Errors: [`Error::NotFound`]
     /// for an unknown user, workspace or role; [`Error::Refused`] for a trashed user.
     pub async fn assign(&self, user: &UserRef, workspace: &str, role: &str) -> Result<MembershipChange> {
+        self.db.retrying(|| self.assign_once(user, workspace, role)).await
+    }
+
+    /// One attempt of [`Self::assign`], which runs it again when the database asks.
+    async fn assign_once(&self, user: &UserRef, workspace: &str, role: &str) -> Result<MembershipChange> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         if user.is_trashed() {
@@ -75,6 +80,11 @@ impl Memberships {
     /// Takes the role `role` in `workspace` from `user`. Errors: [`Error::NotFound`];
     /// [`Error::Refused`] when it would leave the root workspace without members.
     pub async fn revoke(&self, user: &UserRef, workspace: &str, role: &str) -> Result<MembershipChange> {
+        self.db.retrying(|| self.revoke_once(user, workspace, role)).await
+    }
+
+    /// One attempt of [`Self::revoke`], which runs it again when the database asks.
+    async fn revoke_once(&self, user: &UserRef, workspace: &str, role: &str) -> Result<MembershipChange> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         let workspace_id = tx.workspace_id(workspace).await?;

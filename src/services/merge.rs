@@ -166,6 +166,11 @@ impl Merger {
     /// that refused by policy; [`Error::Hook`] (exit 1) naming one that failed. Either way
     /// the transaction rolls back and nothing changes.
     pub async fn merge(&self, keep: &UserRef, remove: &UserRef, options: MergeOptions) -> Result<MergeOutcome> {
+        self.db.retrying(|| self.merge_once(keep, remove, options)).await
+    }
+
+    /// One attempt of [`Self::merge`], which runs it again when the database asks.
+    async fn merge_once(&self, keep: &UserRef, remove: &UserRef, options: MergeOptions) -> Result<MergeOutcome> {
         let mut tx = self.db.begin().await?;
         let a = tx.require_user(keep, false).await?;
         let b = tx.require_user(remove, false).await?;

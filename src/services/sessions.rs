@@ -72,12 +72,19 @@ impl SessionService {
     pub async fn list(&self, user: &UserRef) -> Result<Vec<Session>> {
         let mut tx = self.db.begin_read().await?;
         let user = tx.require_user(user, false).await?;
-        tx.sessions_of(user.id).await
+        let sessions = tx.sessions_of(user.id).await?;
+        tx.end().await?;
+        Ok(sessions)
     }
 
     /// Revokes one session ([`LogoutReason::AdminRevoked`]). Errors: [`Error::NotFound`];
     /// [`Error::Conflict`] when it was already revoked.
     pub async fn revoke(&self, session_id: Uuid) -> Result<RevokeResult> {
+        self.db.retrying(|| self.revoke_once(session_id)).await
+    }
+
+    /// One attempt of [`Self::revoke`], which runs it again when the database asks.
+    async fn revoke_once(&self, session_id: Uuid) -> Result<RevokeResult> {
         let mut tx = self.db.begin().await?;
         let session = tx
             .session(session_id)
@@ -107,6 +114,11 @@ impl SessionService {
 
     /// Revokes every live session of a user with `reason`, in one statement.
     pub async fn revoke_all(&self, user: &UserRef, reason: LogoutReason) -> Result<RevokeResult> {
+        self.db.retrying(|| self.revoke_all_once(user, reason)).await
+    }
+
+    /// One attempt of [`Self::revoke_all`], which runs it again when the database asks.
+    async fn revoke_all_once(&self, user: &UserRef, reason: LogoutReason) -> Result<RevokeResult> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         let revoked = tx.revoke_sessions_of(user.id, reason, now()).await?;
@@ -130,6 +142,11 @@ impl SessionService {
     /// Ends every expired, unrevoked session ([`LogoutReason::SessionExpired`]) and fires one
     /// logout per affected user.
     pub async fn prune(&self) -> Result<PruneResult> {
+        self.db.retrying(|| self.prune_once()).await
+    }
+
+    /// One attempt of [`Self::prune`], which runs it again when the database asks.
+    async fn prune_once(&self) -> Result<PruneResult> {
         let mut tx = self.db.begin().await?;
         let per_user = tx.expire_sessions(now()).await?;
         let mut users = Vec::with_capacity(per_user.len());

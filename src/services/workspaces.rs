@@ -75,6 +75,19 @@ impl Workspaces {
         capabilities: &[Capability],
         if_not_exists: bool,
     ) -> Result<WorkspaceType> {
+        self.db
+            .retrying(|| self.create_type_once(slug, title, capabilities, if_not_exists))
+            .await
+    }
+
+    /// One attempt of [`Self::create_type`], which runs it again when the database asks.
+    async fn create_type_once(
+        &self,
+        slug: &str,
+        title: &str,
+        capabilities: &[Capability],
+        if_not_exists: bool,
+    ) -> Result<WorkspaceType> {
         validate_slug(slug)?;
         let title = crate::domain::clean_text("title", title, 200)?
             .ok_or_else(|| Error::Invalid("the title must be 1 to 200 characters".into()))?;
@@ -104,7 +117,10 @@ impl Workspaces {
 
     /// Every workspace type.
     pub async fn types(&self) -> Result<Vec<WorkspaceType>> {
-        self.db.begin_read().await?.workspace_types().await
+        let mut tx = self.db.begin_read().await?;
+        let types = tx.workspace_types().await?;
+        tx.end().await?;
+        Ok(types)
     }
 
     /// Creates a workspace of type `type_slug` under `parent` (default: none). Errors:
@@ -113,6 +129,19 @@ impl Workspaces {
     /// With `if_not_exists`, an identical workspace (same type and parent) is returned as is;
     /// a different one with the name is a conflict.
     pub async fn create(
+        &self,
+        name: &str,
+        type_slug: &str,
+        parent: Option<&str>,
+        if_not_exists: bool,
+    ) -> Result<Workspace> {
+        self.db
+            .retrying(|| self.create_once(name, type_slug, parent, if_not_exists))
+            .await
+    }
+
+    /// One attempt of [`Self::create`], which runs it again when the database asks.
+    async fn create_once(
         &self,
         name: &str,
         type_slug: &str,
@@ -154,7 +183,10 @@ impl Workspaces {
 
     /// Every workspace, the root first.
     pub async fn list(&self) -> Result<Vec<Workspace>> {
-        self.db.begin_read().await?.workspaces().await
+        let mut tx = self.db.begin_read().await?;
+        let workspaces = tx.workspaces().await?;
+        tx.end().await?;
+        Ok(workspaces)
     }
 
     /// A workspace with its roles and members. Errors: [`Error::NotFound`].
@@ -173,6 +205,7 @@ impl Workspaces {
             })
             .collect();
         let member_list = tx.workspace_members(id).await?;
+        tx.end().await?;
         Ok(WorkspaceDetails {
             workspace,
             roles,
@@ -183,6 +216,11 @@ impl Workspaces {
     /// Deletes a workspace with its roles, memberships and invites. Errors:
     /// [`Error::Refused`] for the root workspace or one with child workspaces.
     pub async fn delete(&self, workspace: &str) -> Result<WorkspaceDeleted> {
+        self.db.retrying(|| self.delete_once(workspace)).await
+    }
+
+    /// One attempt of [`Self::delete`], which runs it again when the database asks.
+    async fn delete_once(&self, workspace: &str) -> Result<WorkspaceDeleted> {
         let mut tx = self.db.begin().await?;
         let id = tx.workspace_id(workspace).await?;
         let details = tx.workspace(id).await?;
@@ -234,6 +272,19 @@ impl Workspaces {
         capabilities: &[Capability],
         if_not_exists: bool,
     ) -> Result<Role> {
+        self.db
+            .retrying(|| self.create_role_once(workspace, name, capabilities, if_not_exists))
+            .await
+    }
+
+    /// One attempt of [`Self::create_role`], which runs it again when the database asks.
+    async fn create_role_once(
+        &self,
+        workspace: &str,
+        name: &str,
+        capabilities: &[Capability],
+        if_not_exists: bool,
+    ) -> Result<Role> {
         validate_role_name(name)?;
         let mut tx = self.db.begin().await?;
         let workspace_id = tx.workspace_id(workspace).await?;
@@ -268,7 +319,9 @@ impl Workspaces {
             Some(w) => Some(tx.workspace_id(w).await?),
             None => None,
         };
-        tx.roles(id).await
+        let roles = tx.roles(id).await?;
+        tx.end().await?;
+        Ok(roles)
     }
 
     /// The role as it stands (for confirmation prompts that say what goes).
@@ -276,12 +329,19 @@ impl Workspaces {
         let mut tx = self.db.begin_read().await?;
         let workspace_id = tx.workspace_id(workspace).await?;
         let id = tx.role_id(workspace_id, name).await?;
-        tx.role(id).await
+        let role = tx.role(id).await?;
+        tx.end().await?;
+        Ok(role)
     }
 
     /// Deletes a role with its memberships and invites. Errors: [`Error::Refused`] for the
     /// root role, or when it would leave the root workspace without members.
     pub async fn delete_role(&self, workspace: &str, name: &str) -> Result<Role> {
+        self.db.retrying(|| self.delete_role_once(workspace, name)).await
+    }
+
+    /// One attempt of [`Self::delete_role`], which runs it again when the database asks.
+    async fn delete_role_once(&self, workspace: &str, name: &str) -> Result<Role> {
         let mut tx = self.db.begin().await?;
         let workspace_id = tx.workspace_id(workspace).await?;
         let id = tx.role_id(workspace_id, name).await?;

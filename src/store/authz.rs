@@ -1,10 +1,10 @@
 //! Authorization data (capabilities through memberships) and the cross-process invalidation
-//! channel of the AuthzCache: `pg_notify` on PostgreSQL (delivered on commit), a
-//! `cache_invalidations` table on SQLite.
+//! channel of the AuthzCache: `pg_notify` on PostgreSQL, a table on SQLite, and
+//! the table on PostgreSQL too when [`InvalidationChannel::Table`] is configured.
 
 use uuid::Uuid;
 
-use super::{Backend, DbId, Tx};
+use super::{DbId, InvalidationChannel, Tx};
 use crate::domain::Timestamp;
 use crate::error::Result;
 
@@ -15,15 +15,16 @@ pub const AUTHZ_CHANNEL: &str = "accountctl_authz_invalidation";
 impl Tx {
     /// Publishes "drop what you cached about this user" to every process. On PostgreSQL this
     /// is `pg_notify` inside the transaction, so listeners hear it only if the transaction
-    /// commits; on SQLite it is a row in `cache_invalidations`, equally transactional.
+    /// commits; on SQLite (and with [`InvalidationChannel::Table`]) it is a row in
+    /// `cache_invalidations`, equally transactional.
     pub(crate) async fn publish_authz_invalidation(
         &mut self,
         user_id: Uuid,
         reason: &str,
         at: Timestamp,
     ) -> Result<()> {
-        match self.backend() {
-            Backend::Postgres => {
+        match self.invalidations {
+            InvalidationChannel::Notify => {
                 let payload = serde_json::json!({ "user_id": user_id, "reason": reason }).to_string();
                 on_conn!(self, |c| sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(AUTHZ_CHANNEL)
@@ -32,7 +33,7 @@ impl Tx {
                     .await?
                     .rows_affected());
             }
-            Backend::Sqlite => {
+            InvalidationChannel::Table => {
                 on_conn!(self, |c| sqlx::query(
                     "INSERT INTO cache_invalidations (user_id, reason, created_at) VALUES ($1, $2, $3)"
                 )
@@ -47,12 +48,9 @@ impl Tx {
         Ok(())
     }
 
-    /// SQLite: invalidations with an id above `after`, oldest first, as (id, user_id, reason).
-    /// PostgreSQL has no such table and returns nothing.
+    /// Invalidations published through the table with an id above `after`, oldest first,
+    /// as (id, user_id, reason).
     pub(crate) async fn invalidations_after(&mut self, after: i64) -> Result<Vec<(i64, Uuid, String)>> {
-        if self.backend() == Backend::Postgres {
-            return Ok(Vec::new());
-        }
         let rows: Vec<(i64, DbId, String)> = on_conn!(self, |c| sqlx::query_as(
             "SELECT id, user_id, reason FROM cache_invalidations WHERE id > $1 ORDER BY id LIMIT 1000"
         )
@@ -62,11 +60,9 @@ impl Tx {
         Ok(rows.into_iter().map(|(id, u, r)| (id, u.0, r)).collect())
     }
 
-    /// SQLite: the highest invalidation id so far (0 when none); a listener starts after it.
+    /// The highest invalidation id in the table so far (0 when none); a listener starts
+    /// after it.
     pub(crate) async fn last_invalidation_id(&mut self) -> Result<i64> {
-        if self.backend() == Backend::Postgres {
-            return Ok(0);
-        }
         let id: Option<i64> = on_conn!(self, |c| sqlx::query_scalar("SELECT MAX(id) FROM cache_invalidations")
             .fetch_one(&mut *c)
             .await?);

@@ -309,11 +309,9 @@ impl Tx {
         Ok((last, ok))
     }
 
-    /// SQLite: drops cache invalidations older than `before` (listeners poll recent ones).
+    /// Drops table-published cache invalidations older than `before` (listeners poll recent
+    /// ones).
     pub(crate) async fn prune_invalidations(&mut self, before: Timestamp) -> Result<u64> {
-        if self.backend() == Backend::Postgres {
-            return Ok(0);
-        }
         let n = on_conn!(self, |c| sqlx::query(
             "DELETE FROM cache_invalidations WHERE created_at < $1"
         )

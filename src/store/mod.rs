@@ -20,7 +20,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{Postgres, Sqlite};
 
@@ -52,6 +52,7 @@ mod identities;
 pub mod invites;
 mod merge;
 mod migrate;
+mod multihost;
 mod query;
 mod sessions;
 mod users;
@@ -157,6 +158,34 @@ impl fmt::Display for DatabaseUrl {
     }
 }
 
+/// How the AuthzCache hook publishes an invalidation to other processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvalidationChannel {
+    /// PostgreSQL: `pg_notify` inside the transaction (delivered on commit). SQLite always
+    /// uses the table.
+    #[default]
+    Notify,
+    /// A row in `cache_invalidations` inside the transaction, which listeners poll: for
+    /// PostgreSQL-compatible engines without `LISTEN`/`NOTIFY` (CockroachDB, YugabyteDB), or
+    /// when no listener can keep a direct connection open.
+    Table,
+}
+
+impl FromStr for InvalidationChannel {
+    type Err = Error;
+
+    /// `notify` or `table`. Errors: [`Error::Invalid`].
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "notify" => Ok(Self::Notify),
+            "table" => Ok(Self::Table),
+            other => Err(Error::Invalid(format!(
+                "unknown invalidation channel {other:?}: use notify or table"
+            ))),
+        }
+    }
+}
+
 /// Creates a missing SQLite database file readable and writable by its owner only (0600):
 /// it holds password hashes and personal data, and a process umask of 022 would otherwise
 /// leave it world-readable. SQLite gives the `-wal` and `-shm` files it creates later the
@@ -192,6 +221,7 @@ enum Pool {
 pub struct Database {
     pool: Pool,
     url: DatabaseUrl,
+    invalidations: InvalidationChannel,
     /// Set when the database records hooks this binary lacks: every write is then refused.
     refuse_writes: Arc<OnceLock<Vec<MissingHook>>>,
 }
@@ -205,25 +235,107 @@ impl fmt::Debug for Database {
 /// How long a SQLite writer waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many times [`Database::retrying`] runs a write transaction the database aborted for
+/// a conflict with a concurrent one (the first run included).
+pub const WRITE_ATTEMPTS: u32 = 5;
+
+/// The pause before retry `n` (1-based): 20 ms doubling per retry, each drawn uniformly
+/// from half to all of that ("equal jitter"), so colliding transactions spread out.
+pub(crate) fn retry_pause(n: u32) -> Duration {
+    use rand::Rng;
+    let ceiling = 20u64 << n.min(6);
+    Duration::from_millis(rand::thread_rng().gen_range(ceiling / 2..=ceiling))
+}
+
+/// A connection failure as [`Error::Unavailable`] naming the (password-free) URL.
+fn unavailable(url: &DatabaseUrl, e: sqlx::Error) -> Error {
+    match Error::from(e) {
+        Error::Database(inner) => Error::Unavailable(format!("{url}: {inner}")),
+        Error::Unavailable(m) => Error::Unavailable(format!("{url}: {m}")),
+        other => other,
+    }
+}
+
 impl Database {
-    /// Opens a pool. SQLite files are created when missing, in WAL mode with foreign keys on
-    /// and a 10 s busy timeout, so concurrent writers queue instead of failing. Does not
-    /// migrate; see [`crate::App::migrate`] and [`crate::App::ensure_schema_current`].
+    /// Opens the database for a short-lived process such as the CLI: exactly one connection,
+    /// ended cleanly by [`Database::close`]. SQLite files are created when missing, in WAL
+    /// mode with foreign keys on and a 10 s busy timeout, so concurrent writers queue instead of
+    /// failing. Does not migrate; see [`crate::App::migrate`] and
+    /// [`crate::App::ensure_schema_current`].
+    ///
+    /// PostgreSQL URLs are libpq's: `postgres://USER@HOST[:PORT][,HOST[:PORT]...]/DB`, with
+    /// `target_session_attrs=any|read-write|read-only|primary|standby|prefer-standby`
+    /// choosing among several hosts as libpq does (hosts are tried in order).
     ///
     /// Errors: [`Error::Invalid`] for a malformed URL, [`Error::Unavailable`] when the
-    /// database cannot be reached.
+    /// database cannot be reached or no listed host has the requested attributes.
     pub async fn connect(url: &DatabaseUrl) -> Result<Self> {
-        Self::connect_with(url, 8).await
+        Self::open(url, 1, false).await
     }
 
-    /// [`Database::connect`] with a pool of at most `max_connections`.
-    pub async fn connect_with(url: &DatabaseUrl, max_connections: u32) -> Result<Self> {
-        let invalid = |e: sqlx::Error| Error::Invalid(format!("invalid database URL {url}: {e}"));
-        let unavailable = |e: sqlx::Error| match Error::from(e) {
-            Error::Database(inner) => Error::Unavailable(format!("{url}: {inner}")),
-            Error::Unavailable(m) => Error::Unavailable(format!("{url}: {m}")),
-            other => other,
+    /// The `application_name` of this process's connection when the URL names none:
+    /// `accountctl/<process id>`, so [`Database::interrupt`] can find it.
+    fn session_name() -> String {
+        format!("accountctl/{}", std::process::id())
+    }
+
+    /// Cancels the statement this process's connection is running (PostgreSQL's
+    /// `pg_cancel_backend`, sent over a second, short connection that is ended cleanly).
+    /// Between two statements of a transaction it waits (up to 3 s) for the next one, so a
+    /// transaction in progress is always the one interrupted. The statement fails with
+    /// SQLSTATE 57014, which is [`Error::Interrupted`], and its transaction rolls back
+    /// through the normal path. Returns whether a statement was canceled; `false` at once
+    /// when the connection is idle outside a transaction (a prompt), and always on SQLite.
+    pub async fn interrupt(&self) -> bool {
+        use sqlx::Connection as _;
+        let Pool::Postgres(pool) = &self.pool else {
+            return false;
         };
+        let options = pool.connect_options();
+        let Some(name) = options.get_application_name().map(str::to_owned) else {
+            return false;
+        };
+        let Ok(mut conn) =
+            sqlx::PgConnection::connect_with(&options.as_ref().clone().application_name("accountctl/interrupt")).await
+        else {
+            return false;
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let canceled = loop {
+            // `active`: cancel it; `idle in transaction`: the next statement comes soon.
+            let state: Result<Option<(String, bool)>, _> = sqlx::query_as(
+                "SELECT state, state = 'active' AND pg_cancel_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND pid <> pg_backend_pid() LIMIT 1",
+            )
+            .bind(&name)
+            .fetch_optional(&mut conn)
+            .await;
+            match state {
+                Ok(Some((state, canceled))) if !canceled && state.starts_with("idle in transaction") => {
+                    if std::time::Instant::now() >= deadline {
+                        break false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(Some((_, canceled))) => break canceled,
+                Ok(None) | Err(_) => break false,
+            }
+        };
+        let _ = conn.close().await;
+        canceled
+    }
+
+    /// [`Database::connect`] with a pool of at most `max_connections`, for a long-running
+    /// process (an application server): connections are opened on demand and, with more than
+    /// one, checked before reuse, so one lost in a failover is replaced. With one it is
+    /// exactly [`Database::connect`] (no check: a short-lived process pays no extra round
+    /// trip per transaction).
+    pub async fn connect_with(url: &DatabaseUrl, max_connections: u32) -> Result<Self> {
+        Self::open(url, max_connections, max_connections > 1).await
+    }
+
+    async fn open(url: &DatabaseUrl, max_connections: u32, test_before_acquire: bool) -> Result<Self> {
+        let invalid = |e: sqlx::Error| Error::Invalid(format!("invalid database URL {url}: {e}"));
         let pool = match url.backend() {
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url.expose()).map_err(invalid)?;
@@ -236,29 +348,81 @@ impl Database {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(30))
+                    .test_before_acquire(test_before_acquire)
                     .connect_with(options)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(|e| unavailable(url, e))?;
                 Pool::Sqlite(pool)
             }
             Backend::Postgres => {
-                let options = PgConnectOptions::from_str(url.expose()).map_err(invalid)?;
+                let targets = multihost::parse(url.expose())
+                    .map_err(|e| Error::Invalid(format!("invalid database URL {url}: {e}")))?;
+                let mut options = multihost::choose(url, &targets).await?;
+                if max_connections == 1 && options.get_application_name().is_none() {
+                    options = options.application_name(&Self::session_name());
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(5))
+                    .test_before_acquire(test_before_acquire)
                     .connect_with(options)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(|e| unavailable(url, e))?;
                 Pool::Postgres(pool)
             }
         };
         Ok(Self::with_pool(pool, url.clone()))
     }
 
+    /// The same database publishing AuthzCache invalidations through `channel`
+    /// (configuration key `invalidations`). Without this, PostgreSQL uses `NOTIFY`.
+    pub fn with_invalidation_channel(mut self, channel: InvalidationChannel) -> Self {
+        self.invalidations = channel;
+        self
+    }
+
+    /// How this database publishes invalidations: always [`InvalidationChannel::Table`] on
+    /// SQLite.
+    pub fn invalidation_channel(&self) -> InvalidationChannel {
+        match self.pool {
+            Pool::Sqlite(_) => InvalidationChannel::Table,
+            Pool::Postgres(_) => self.invalidations,
+        }
+    }
+
+    /// Runs `attempt` (one whole write transaction: begin, work, commit) again when the
+    /// database aborted it for conflicting with a concurrent transaction (SQLSTATE 40001
+    /// serialization failure or 40P01 deadlock; the engine asks for exactly this), up to
+    /// [`WRITE_ATTEMPTS`] times with a jittered, growing pause in between. Any other outcome is
+    /// returned at once.
+    ///
+    /// `attempt` must do nothing outside its transaction that cannot be repeated. Errors:
+    /// the last attempt's, which after the last retry is [`Error::Serialization`] (exit 4,
+    /// naming the conflict).
+    pub async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut tries = 1;
+        loop {
+            match attempt().await {
+                Err(err) if err.is_retryable() && tries < WRITE_ATTEMPTS => {
+                    let pause = retry_pause(tries);
+                    tracing::info!(attempt = tries, pause_ms = pause.as_millis() as u64, error = %err, "transaction conflicted with a concurrent one; retrying");
+                    tokio::time::sleep(pause).await;
+                    tries += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     fn with_pool(pool: Pool, url: DatabaseUrl) -> Self {
         Self {
             pool,
             url,
+            invalidations: InvalidationChannel::default(),
             refuse_writes: Arc::default(),
         }
     }
@@ -315,10 +479,16 @@ impl Database {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
         };
-        Ok(Tx { inner })
+        Ok(Tx {
+            inner,
+            invalidations: self.invalidation_channel(),
+        })
     }
 
-    /// Begins a transaction for work that only reads (a deferred `BEGIN` on SQLite).
+    /// Begins a transaction for work that only reads (a deferred `BEGIN` on SQLite). End it
+    /// with [`Tx::end`] rather than dropping it: a dropped transaction's `ROLLBACK` is only
+    /// sent when the connection is next used, which keeps a pooler's server connection
+    /// pinned and may never happen at process exit.
     pub async fn begin_read(&self) -> Result<Tx> {
         self.begin_read_unguarded().await
     }
@@ -328,7 +498,10 @@ impl Database {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
             Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
         };
-        Ok(Tx { inner })
+        Ok(Tx {
+            inner,
+            invalidations: self.invalidation_channel(),
+        })
     }
 
     /// The PostgreSQL pool, for what only PostgreSQL offers (a `LISTEN` connection).
@@ -339,11 +512,33 @@ impl Database {
         }
     }
 
-    /// Closes the pool, waiting for connections to be returned.
+    /// Closes the pool, waiting for connections to be returned, and ends each connection
+    /// with the protocol's goodbye so the server logs no lost client.
+    ///
+    /// Waits (up to 5 s) until no connection is left: sqlx 0.8's own close ends the idle
+    /// connections but may return while one is still in use or on its way back (a dropped
+    /// transaction returns its connection from a spawned task), and a connection that comes
+    /// back after it may stay open. A process that exited then, or a database dropped then,
+    /// would leave the server a lost client (`connection to client lost`).
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Sqlite(p) => p.close().await,
-            Pool::Postgres(p) => p.close().await,
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = match &self.pool {
+                Pool::Sqlite(p) => {
+                    p.close().await;
+                    p.size()
+                }
+                Pool::Postgres(p) => {
+                    p.close().await;
+                    p.size()
+                }
+            };
+            if left == 0 || std::time::Instant::now() >= deadline {
+                return;
+            }
+            // Usually the last connection is only finishing its return-to-pool round trip:
+            // poll at the timer's resolution so a short-lived process is not held up.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 }
@@ -356,6 +551,7 @@ enum TxInner {
 /// An open transaction on either backend. Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
     inner: TxInner,
+    invalidations: InvalidationChannel,
 }
 
 impl fmt::Debug for Tx {
@@ -380,6 +576,12 @@ impl Tx {
             TxInner::Postgres(t) => t.commit().await?,
         }
         Ok(())
+    }
+
+    /// Ends a read transaction: rolls back and waits for the server's answer, so the
+    /// connection is clean when it goes back to the pool.
+    pub async fn end(self) -> Result<()> {
+        self.rollback().await
     }
 
     /// Rolls back explicitly (dropping does the same, without waiting).

@@ -5,6 +5,10 @@
 //! PostgreSQL: `ACCOUNTCTL_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
 //! names a server where the tests may create databases. When it is unreachable the PostgreSQL
 //! tests are skipped with a message, except with `CI` set, where they fail.
+//!
+//! PgBouncer: tests that go through a pooler start their own `pgbouncer` (from `PATH` or
+//! `/usr/sbin`, on a free port in 6432–6439) in front of that server and stop it when they
+//! end; without the binary they are skipped, except with `CI` set.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -19,13 +23,23 @@ use accountctl::db::DatabaseUrl;
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// PostgreSQL through a session-mode PgBouncer with a stock configuration: the library
+    /// and the CLI connect through the pooler; migrations ran over a direct connection.
+    PgBouncer,
 }
 
 /// What a test gets: a migrated, empty database and its URL.
 #[derive(Clone)]
 pub struct Ctx {
     pub backend: Backend,
+    /// What the library and the CLI connect to.
     pub url: String,
+    /// The same database without any pooler, for the helpers that query it "straight".
+    pub direct_url: String,
+    /// The test database's name on PostgreSQL (for the server log), empty on SQLite.
+    pub pg_name: String,
+    /// The pooler in front of the database, if any (stopped when the test ends).
+    pub pgbouncer: Option<Arc<PgBouncer>>,
     pub db: Database,
     /// A directory of the test's own (the SQLite file lives here; CLI runs start here).
     pub dir: Arc<tempfile::TempDir>,
@@ -72,7 +86,7 @@ impl Ctx {
     pub async fn count(&self, sql: &str) -> i64 {
         match self.backend {
             Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
+                let pool = sqlx::SqlitePool::connect(&self.direct_url).await.expect("sqlite");
                 let n = sqlx::query_scalar::<_, i64>(sql)
                     .fetch_one(&pool)
                     .await
@@ -80,8 +94,8 @@ impl Ctx {
                 pool.close().await;
                 n
             }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
+            Backend::Postgres | Backend::PgBouncer => {
+                let pool = sqlx::PgPool::connect(&self.direct_url).await.expect("postgres");
                 let n = sqlx::query_scalar::<_, i64>(sql)
                     .fetch_one(&pool)
                     .await
@@ -96,7 +110,7 @@ impl Ctx {
     pub async fn text_pairs(&self, sql: &str) -> Vec<(String, String)> {
         match self.backend {
             Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
+                let pool = sqlx::SqlitePool::connect(&self.direct_url).await.expect("sqlite");
                 let rows = sqlx::query_as(sql)
                     .fetch_all(&pool)
                     .await
@@ -104,8 +118,8 @@ impl Ctx {
                 pool.close().await;
                 rows
             }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
+            Backend::Postgres | Backend::PgBouncer => {
+                let pool = sqlx::PgPool::connect(&self.direct_url).await.expect("postgres");
                 let rows = sqlx::query_as(sql)
                     .fetch_all(&pool)
                     .await
@@ -120,12 +134,14 @@ impl Ctx {
     pub async fn dump(&self) -> String {
         let tables_sql = match self.backend {
             Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-            Backend::Postgres => "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+            Backend::Postgres | Backend::PgBouncer => {
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'"
+            }
         };
         let mut out = String::new();
         match self.backend {
             Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.url).await.expect("sqlite");
+                let pool = sqlx::SqlitePool::connect(&self.direct_url).await.expect("sqlite");
                 let tables: Vec<String> = sqlx::query_scalar(tables_sql).fetch_all(&pool).await.expect("tables");
                 for t in tables {
                     let cols: Vec<String> = sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{t}')"))
@@ -143,8 +159,8 @@ impl Ctx {
                 }
                 pool.close().await;
             }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.url).await.expect("postgres");
+            Backend::Postgres | Backend::PgBouncer => {
+                let pool = sqlx::PgPool::connect(&self.direct_url).await.expect("postgres");
                 let tables: Vec<String> = sqlx::query_scalar(tables_sql).fetch_all(&pool).await.expect("tables");
                 for t in tables {
                     let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM \"{t}\" t"))
@@ -264,47 +280,70 @@ where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    run_on_tagged(backend, "t", test).await
+}
+
+/// [`run_on`] with the PostgreSQL database named `accountctl_<tag>_<uuid>`, so the server log
+/// lines of one kind of test can be told apart (see `.ci/run`).
+pub async fn run_on_tagged<F, Fut>(backend: Backend, tag: &str, test: F)
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     init_logging();
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let (url, pg_name) = match backend {
+    let pgbouncer = match backend {
+        Backend::PgBouncer => match PgBouncer::start("session", "* = host=127.0.0.1 port=5432") {
+            Some(b) => Some(Arc::new(b)),
+            None => return,
+        },
+        _ => None,
+    };
+    let (direct_url, pg_name) = match backend {
         Backend::Sqlite => (format!("sqlite://{}", dir.path().join("test.db").display()), None),
-        Backend::Postgres => {
-            let admin_url = pg_admin_url();
-            if let Err(e) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await {
-                if std::env::var_os("CI").is_none() {
-                    eprintln!("skipping PostgreSQL test: {e} (set ACCOUNTCTL_TEST_PG_URL; with CI set this fails)");
-                    return;
-                }
-                panic!("PostgreSQL is required in CI: {e}");
-            }
-            let name = format!("accountctl_t_{}", uuid::Uuid::new_v4().simple());
+        Backend::Postgres | Backend::PgBouncer => {
+            let Some(admin_url) = pg_available().await else { return };
+            let name = format!("accountctl_{tag}_{}", uuid::Uuid::new_v4().simple());
             admin_exec(&admin_url, &format!("CREATE DATABASE {name}")).await;
-            let mut url = url::Url::parse(&admin_url).expect("admin url");
-            url.set_path(&format!("/{name}"));
-            (url.to_string(), Some((admin_url, name)))
+            (pg_url_for(&name), Some((admin_url, name)))
         }
     };
-    let db = Database::connect_with(&DatabaseUrl::parse(&url).expect("url"), 5)
+    // Migrations always run over a direct connection (as the README advises).
+    let direct = Database::connect_with(&DatabaseUrl::parse(&direct_url).expect("url"), 1)
         .await
         .expect("connect test database");
     App::builder()
-        .database(db.clone())
+        .database(direct.clone())
         .build()
         .await
         .expect("build the app")
         .migrate()
         .await
         .expect("migrate");
+    direct.close().await;
+    let url = match (&pgbouncer, &pg_name) {
+        (Some(b), Some((_, name))) => b.url(name),
+        _ => direct_url.clone(),
+    };
+    let db = Database::connect_with(&DatabaseUrl::parse(&url).expect("url"), 5)
+        .await
+        .expect("connect test database");
     let ctx = Ctx {
         backend,
         url,
+        direct_url,
+        pg_name: pg_name.as_ref().map(|(_, n)| n.clone()).unwrap_or_default(),
+        pgbouncer: pgbouncer.clone(),
         db: db.clone(),
         dir,
     };
     let outcome = tokio::spawn(test(ctx)).await;
     db.close().await;
+    drop(pgbouncer);
     if let Some((admin_url, name)) = pg_name {
         admin_exec(&admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        // A test's read-only twin (tests/production.rs), also when the test panicked.
+        admin_exec(&admin_url, &format!("DROP DATABASE IF EXISTS {name}_ro WITH (FORCE)")).await;
     }
     if let Err(err) = outcome {
         match err.try_into_panic() {
@@ -314,14 +353,250 @@ where
     }
 }
 
+/// The admin URL when PostgreSQL is reachable; `None` (test skipped, with a message) when it
+/// is not and `CI` is unset. Panics in CI.
+pub async fn pg_available() -> Option<String> {
+    let admin_url = pg_admin_url();
+    match <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await {
+        Ok(conn) => {
+            let _ = sqlx::Connection::close(conn).await;
+            Some(admin_url)
+        }
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping PostgreSQL test: {e} (set ACCOUNTCTL_TEST_PG_URL; with CI set this fails)");
+            None
+        }
+        Err(e) => panic!("PostgreSQL is required in CI: {e}"),
+    }
+}
+
+/// The direct URL of database `name` on the test server.
+pub fn pg_url_for(name: &str) -> String {
+    let mut url = url::Url::parse(&pg_admin_url()).expect("admin url");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
 /// Runs a statement outside any transaction (CREATE/DROP DATABASE cannot run inside one).
-async fn admin_exec(admin_url: &str, sql: &str) {
+pub async fn admin_exec(admin_url: &str, sql: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("admin connection");
     sqlx::Executor::execute(&mut conn, sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let _ = conn.close().await;
+}
+
+/// A PgBouncer of the test's own, stopped (and waited for) when dropped.
+pub struct PgBouncer {
+    child: Mutex<std::process::Child>,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Ports are handed out one at a time so two tests never race for the same one.
+static PORTS: Mutex<()> = Mutex::new(());
+
+impl PgBouncer {
+    /// The installed version as (major, minor), or `None` when there is no `pgbouncer`.
+    pub fn version() -> Option<(u32, u32)> {
+        let out = std::process::Command::new(Self::binary()?)
+            .arg("--version")
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v = text.lines().next()?.split_whitespace().nth(1)?.to_owned();
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        Some((parts.next()?, parts.next().unwrap_or(0)))
+    }
+
+    fn binary() -> Option<std::path::PathBuf> {
+        ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer", "/usr/local/bin/pgbouncer"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists())
+    }
+
+    /// Starts a PgBouncer in `pool_mode` with the given `[databases]` lines and otherwise
+    /// the stock settings (trust auth aside), with `extra` lines added to `[pgbouncer]`.
+    /// `None` (skipped, with a message) when PgBouncer is not installed outside CI.
+    pub fn start(pool_mode: &str, databases: &str) -> Option<Self> {
+        Self::start_with(pool_mode, databases, "")
+    }
+
+    /// [`PgBouncer::start`] with extra `[pgbouncer]` settings.
+    pub fn start_with(pool_mode: &str, databases: &str, extra: &str) -> Option<Self> {
+        let Some(binary) = Self::binary() else {
+            if std::env::var_os("CI").is_none() {
+                eprintln!("skipping PgBouncer test: pgbouncer is not installed (apt-get install pgbouncer)");
+                return None;
+            }
+            panic!("PgBouncer is required in CI: apt-get install pgbouncer (.ci/run does)");
+        };
+        let _one_at_a_time = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = unsafe_is_root();
+        for port in 6432..=6439u16 {
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                continue;
+            }
+            let config = dir.path().join("pgbouncer.ini");
+            std::fs::write(dir.path().join("userlist.txt"), "\"postgres\" \"\"\n").expect("userlist");
+            std::fs::write(
+                &config,
+                format!(
+                    "[databases]\n{databases}\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {dir}/userlist.txt\nlogfile = {dir}/pgbouncer.log\npool_mode = {pool_mode}\n{extra}\n",
+                    dir = dir.path().display()
+                ),
+            )
+            .expect("config");
+            let mut cmd = std::process::Command::new(&binary);
+            if root {
+                // PgBouncer refuses to run as root; -u switches to postgres after start-up,
+                // so the files must be the postgres user's.
+                chown_to_postgres(dir.path());
+                cmd.args(["-u", "postgres"]);
+            }
+            let child = cmd
+                .arg(&config)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start pgbouncer");
+            let bouncer = Self {
+                child: Mutex::new(child),
+                port,
+                config,
+                _dir: dir,
+            };
+            if bouncer.wait_until_listening() {
+                return Some(bouncer);
+            }
+            let log = std::fs::read_to_string(bouncer._dir.path().join("pgbouncer.log")).unwrap_or_default();
+            panic!("pgbouncer did not start on port {port}: {log}");
+        }
+        panic!("no free port in 6432-6439 for pgbouncer");
+    }
+
+    fn wait_until_listening(&self) -> bool {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// The URL of database `name` through this pooler.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Stops the pooler (its server connections end with it).
+    pub fn stop(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        // SIGINT: PgBouncer's "safe shutdown"; the process exits once clients are gone,
+        // so fall back to kill after a moment.
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        for _ in 0..40 {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts it again on the same port with the same configuration.
+    pub fn restart(&self) {
+        self.stop();
+        let mut cmd = std::process::Command::new(Self::binary().expect("pgbouncer"));
+        if unsafe_is_root() {
+            cmd.args(["-u", "postgres"]);
+        }
+        let fresh = cmd
+            .arg(&self.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("restart pgbouncer");
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        assert!(self.wait_until_listening(), "pgbouncer did not come back");
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether the tests run as root (CI does), from `id -u`.
+fn unsafe_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn chown_to_postgres(dir: &std::path::Path) {
+    let status = std::process::Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(dir)
+        .status()
+        .expect("chown");
+    assert!(status.success(), "chown to postgres failed");
+}
+
+/// The server log lines about database `name` that betray a connection not ended cleanly
+/// (a `FATAL`, a lost client, an EOF without the protocol's goodbye), or `None` when the log
+/// cannot be read (outside CI only: in CI that panics). The log is Debian's
+/// `/var/log/postgresql/postgresql-*-main.log` (or `ACCOUNTCTL_TEST_PG_LOG`), whose line
+/// prefix names user@database.
+pub fn unclean_disconnects(name: &str) -> Option<Vec<String>> {
+    let path = std::env::var("ACCOUNTCTL_TEST_PG_LOG")
+        .ok()
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let mut logs: Vec<_> = std::fs::read_dir("/var/log/postgresql")
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().ends_with("-main.log"))
+                })
+                .collect();
+            logs.sort();
+            logs.pop()
+        });
+    let text = match path.as_ref().map(std::fs::read) {
+        Some(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        _ if std::env::var_os("CI").is_none() => {
+            eprintln!("not checking the server log: not found (set ACCOUNTCTL_TEST_PG_LOG)");
+            return None;
+        }
+        _ => panic!("the PostgreSQL server log is required in CI (set ACCOUNTCTL_TEST_PG_LOG)"),
+    };
+    let needle = format!("@{name} ");
+    Some(
+        text.lines()
+            .filter(|l| l.contains(&needle))
+            .filter(|l| {
+                l.contains("FATAL")
+                    || l.contains("could not receive data from client")
+                    || l.contains("could not send data to client")
+                    || l.contains("unexpected EOF")
+            })
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 /// Declares each test once and generates a `sqlite` and a `postgres` version of it.
@@ -331,6 +606,26 @@ async fn admin_exec(admin_url: &str, sql: &str) {
 ///     async fn users_can_be_created(ctx) { ... }
 /// }
 /// ```
+/// [`on_both_backends!`] plus a third version through a session-mode PgBouncer with a stock
+/// configuration (the CLI end-to-end scenarios run through a pooler this way).
+#[macro_export]
+macro_rules! on_backends_and_pgbouncer {
+    ($( $(#[$meta:meta])* async fn $name:ident($ctx:ident) $body:block )*) => {
+        $crate::on_both_backends! { $( $(#[$meta])* async fn $name($ctx) $body )* }
+        mod pgbouncer {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$meta])*
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::common::run_on($crate::common::Backend::PgBouncer, |$ctx| async move $body).await;
+                }
+            )*
+        }
+    };
+}
+
 #[macro_export]
 macro_rules! on_both_backends {
     ($( $(#[$meta:meta])* async fn $name:ident($ctx:ident) $body:block )*) => {
