@@ -294,8 +294,11 @@ async fn cli_runs_end_their_connection_cleanly_even_on_errors_and_ctrl_c() {
             .success();
 
         // Ctrl-C while the command waits on a lock another transaction holds.
-        let holder_pool = sqlx::PgPool::connect(&ctx.direct_url).await.expect("pool");
-        let mut holder = holder_pool.begin().await.expect("tx");
+        // One plain connection, closed explicitly: a pool could drop it uncleanly at close.
+        let mut holder_conn = <sqlx::PgConnection as sqlx::Connection>::connect(&ctx.direct_url)
+            .await
+            .expect("connect");
+        let mut holder = sqlx::Connection::begin(&mut holder_conn).await.expect("tx");
         sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
             .execute(&mut *holder)
             .await
@@ -319,7 +322,7 @@ async fn cli_runs_end_their_connection_cleanly_even_on_errors_and_ctrl_c() {
             .expect("wait");
         assert_eq!(status.code(), Some(130));
         holder.rollback().await.expect("release");
-        holder_pool.close().await;
+        sqlx::Connection::close(holder_conn).await.expect("close");
 
         tokio::time::sleep(Duration::from_millis(300)).await;
         if let Some(lines) = common::unclean_disconnects(&ctx.pg_name) {
