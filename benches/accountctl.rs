@@ -1141,7 +1141,7 @@ async fn run_growth(sizes: &[usize]) {
         }
     }
     let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
+    table.load_style(comfy_table::presets::ASCII_MARKDOWN);
     table.set_header(vec!["backend", "users", "measure", "value"]);
     for g in out {
         table.add_row(vec![
@@ -1180,7 +1180,7 @@ async fn run() {
         scenario!("request", bench_request);
     }
     let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
+    table.load_style(comfy_table::presets::ASCII_MARKDOWN);
     table.set_header(vec![
         "backend",
         "scenario",

@@ -92,7 +92,8 @@ pub enum Error {
 impl Error {
     /// The CLI exit code for this error: 1 internal (a hook that failed included),
     /// 2 invalid, 3 not found, 4 conflict/refused (a hook's veto included), 5 partial
-    /// failure, 6 database unavailable, schema behind or ahead, or hooks missing.
+    /// failure, 6 database unavailable, schema behind or ahead, or hooks missing, 130
+    /// interrupted at a prompt.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Invalid(_) => 2,

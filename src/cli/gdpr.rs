@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Error;
 use crate::domain::UserRef;
-use crate::domain::parse_duration;
+use crate::domain::{parse_duration, parse_erasure_due};
 use crate::services::erasure::{DEFAULT_ERASURE_DELAY, SweepOptions};
 
 use super::Ctx;
@@ -17,14 +17,19 @@ pub enum GdprCmd {
     /// Record a right-to-erasure request and disable the account at once (sessions revoked).
     /// The sweeper purges the user when the request is due.
     Request {
+        /// Username, email, phone (+…) or id.
         user: String,
-        /// Delay before the purge (GDPR Art. 12(3): within one month).
-        #[arg(long, default_value = "30d", value_name = "DURATION")]
+        /// When the purge is due: days or weeks (30d, 2w; 0d = at the next sweep) or an RFC
+        /// 3339 date (2027-01-31). GDPR Art. 12(3): within one month.
+        #[arg(long, default_value = "30d", value_name = "DAYS|DATE")]
         due_in: String,
     },
     /// Withdraw a user's pending erasure request (audited). Nothing else changes: the
     /// account stays disabled until `user enable`. Exit 3 when no request is pending.
-    Cancel { user: String },
+    Cancel {
+        /// Username, email, phone (+…) or id.
+        user: String,
+    },
     /// The sweeper, for cron: purge due erasure requests and trash past retention (one
     /// transaction per user), mark expired invites, end expired sessions. Safe to run twice
     /// at once; SIGTERM/SIGINT finish the current user and stop. Exit 5 when a user failed.
@@ -43,6 +48,7 @@ pub enum GdprCmd {
     /// Pending requests, the trash, and the sweeper's last runs. Exits 4 when no successful
     /// run finished within --max-age (for monitoring).
     Status {
+        /// Exit 4 when no sweeper run succeeded within this long, e.g. 2d.
         #[arg(long, default_value = "2d", value_name = "DURATION")]
         max_age: String,
     },
@@ -52,15 +58,25 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
     let erasure = ctx.app.erasure();
     match cmd {
         GdprCmd::Request { user, due_in } => {
-            let due_in = if due_in.is_empty() {
-                DEFAULT_ERASURE_DELAY
+            let now = chrono::Utc::now();
+            let due_at = if due_in.is_empty() {
+                now + DEFAULT_ERASURE_DELAY
             } else {
-                parse_duration(&due_in)?
+                parse_erasure_due(&due_in, now)?
             };
             let user_ref = UserRef::parse(&user)?;
             ctx.app.accounts().show(&user_ref).await?;
-            confirm(ctx.yes, &format!("disable {user} now and erase it when due"))?;
-            ctx.out.record(&erasure.request(&user_ref, due_in).await?, "id");
+            let when = if due_at <= now {
+                "at the next sweep".to_owned()
+            } else {
+                format!("on {} (at the first sweep after)", due_at.format("%Y-%m-%d %H:%M UTC"))
+            };
+            confirm(ctx.yes, &format!("disable {user} now and erase it {when}"))?;
+            let request = erasure.request_due_at(&user_ref, due_at).await?;
+            if !ctx.out.quiet {
+                eprintln!("erasure of {user} due {}", request.due_at.to_rfc3339());
+            }
+            ctx.out.record(&request, "id");
         }
         GdprCmd::Cancel { user } => {
             let user_ref = UserRef::parse(&user)?;
@@ -101,9 +117,14 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
                         bar.inc(1);
                     }
                     // One line per user for cron mail.
+                    // The reason as the JSON names it (`trash_expired`), not the Rust variant.
+                    let reason = serde_json::to_value(event.reason)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
                     let line = match &event.error {
-                        Some(e) => format!("{} {} ({:?}): {e}", event.outcome, event.user_id, event.reason),
-                        None => format!("{} {} ({:?})", event.outcome, event.user_id, event.reason),
+                        Some(e) => format!("{} {} ({reason}): {e}", event.outcome, event.user_id),
+                        None => format!("{} {} ({reason})", event.outcome, event.user_id),
                     };
                     match &bar {
                         Some(bar) => bar.println(line),
@@ -115,17 +136,14 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
                 bar.finish_and_clear();
             }
             eprintln!(
-                "sweeper run {}: {} purged, {} skipped, {} failed, {} invites expired, {} sessions ended{}",
+                "sweeper run {}: purged {}, skipped {}, failed {}, invites_expired {}, sessions_expired {}{}",
                 report.run_id,
                 report.purged,
                 report.skipped,
                 report.failed,
                 report.invites_expired,
                 report.sessions_expired,
-                report
-                    .stopped
-                    .map(|s| format!(", stopped early ({s})"))
-                    .unwrap_or_default()
+                report.stopped.map(|s| format!(", stopped {s}")).unwrap_or_default()
             );
             let (failed, total) = (report.failed, report.users.len() as u64);
             ctx.out.record(&report, "run_id");

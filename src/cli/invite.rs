@@ -1,13 +1,15 @@
-//! `accountctl invite …`. accountctl never sends mail or SMS itself.
+//! `accountctl invite …`. The library never sends mail or SMS; `create|resend --send`
+//! delivers the link by SMTP from the CLI (see `mail.rs`).
 
 use crate::Error;
+use crate::domain::PassportKind;
 use crate::domain::UserRef;
 use crate::domain::parse_duration;
-use crate::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
+use crate::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest, IssuedInvite};
 use uuid::Uuid;
 
-use super::Ctx;
 use super::prompt::{PasswordArgs, confirm};
+use super::{Ctx, mail};
 
 const LIST_COLUMNS: &[&str] = &[
     "id",
@@ -22,13 +24,18 @@ const LIST_COLUMNS: &[&str] = &[
 #[derive(Debug, clap::Subcommand)]
 pub enum InviteCmd {
     /// Invite an email or phone into a workspace with a role. Prints the token once (JSON
-    /// field `token`); only its hash is stored. accountctl never sends mail or SMS: the
-    /// notification is queued in notification_outbox for the application's mailer.
+    /// field `token`, and `link` when an invite link is configured; `-q` prints the token, or
+    /// the link with --link); only its hash is stored. With --send the link is mailed by SMTP
+    /// ([smtp] in the config file); otherwise the notification queued in
+    /// notification_outbox (everything but the token) is for the application's mailer.
     Create {
+        /// The workspace to join (name or id).
         #[arg(long)]
         workspace: String,
+        /// The role the invitee gets in --workspace.
         #[arg(long)]
         role: String,
+        /// The invitee's email address.
         #[arg(long, required_unless_present = "phone", conflicts_with = "phone")]
         email: Option<String>,
         /// E.164 form, e.g. +4915112345678.
@@ -40,13 +47,18 @@ pub enum InviteCmd {
         /// How long the invite is valid.
         #[arg(long, default_value = "7d", value_name = "DURATION")]
         expires_in: String,
+        /// The invitee's given name, for the person created on accept.
         #[arg(long)]
         given_name: Option<String>,
+        /// The invitee's family name, for the person created on accept.
         #[arg(long)]
         family_name: Option<String>,
+        #[command(flatten)]
+        delivery: Delivery,
     },
     /// List invites, newest first.
     List {
+        /// Only invites into this workspace (name or id).
         #[arg(long)]
         workspace: Option<String>,
         /// pending, accepted, revoked or expired.
@@ -54,14 +66,25 @@ pub enum InviteCmd {
         status: Option<String>,
     },
     /// Show one invite.
-    Show { id: Uuid },
-    /// Revoke a pending invite.
-    Revoke { id: Uuid },
-    /// Rotate a pending invite's token, extend its expiry and queue a new notification.
-    Resend {
+    Show {
+        /// The invite's id.
         id: Uuid,
+    },
+    /// Revoke a pending invite.
+    Revoke {
+        /// The invite's id.
+        id: Uuid,
+    },
+    /// Rotate a pending invite's token, extend its expiry and queue a new notification.
+    /// Prints the new token as `invite create` does (the old one stops working).
+    Resend {
+        /// The invite's id.
+        id: Uuid,
+        /// How long the new token is valid, from now.
         #[arg(long, default_value = "7d", value_name = "DURATION")]
         expires_in: String,
+        #[command(flatten)]
+        delivery: Delivery,
     },
     /// Accept an invite with its token, as an existing user or as a new one.
     ///
@@ -92,6 +115,63 @@ pub enum InviteCmd {
     Prune,
 }
 
+/// How the token reaches the invitee.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Delivery {
+    /// Mail the accept link to the invitee's email by SMTP, using [smtp] and invite_link from
+    /// the config file (or ACCOUNTCTL_INVITE_LINK). Email invites only.
+    #[arg(long)]
+    send: bool,
+    /// With -q, print the accept link (invite_link with the token) instead of the token.
+    #[arg(long)]
+    link: bool,
+}
+
+/// Prints an issued invite (with `link` when a template is configured) and delivers it with
+/// --send. The invite is committed before the mail goes out: a failed delivery leaves it
+/// pending, and `invite resend ID --send` issues a new token.
+async fn deliver(ctx: &Ctx, issued: IssuedInvite, delivery: Delivery) -> Result<(), Error> {
+    let template = ctx.settings.invite_link.0.as_deref();
+    let link = template.map(|t| mail::invite_link(t, &issued.token));
+    if delivery.send {
+        let smtp = ctx.settings.smtp.as_ref().ok_or_else(|| {
+            Error::Invalid("--send needs an [smtp] table in the config file (see `config show`)".into())
+        })?;
+        let link = link.as_deref().ok_or_else(|| {
+            Error::Invalid("--send needs invite_link (config file or ACCOUNTCTL_INVITE_LINK) containing {token}".into())
+        })?;
+        if issued.invite.passport_kind != PassportKind::Email {
+            return Err(Error::Invalid(format!(
+                "invite {} is for a phone number: --send mails email invites only; the application's SMS sender delivers it",
+                issued.invite.id
+            )));
+        }
+        mail::send_invite(smtp, &issued.invite, link).await.map_err(|e| {
+            Error::Unavailable(format!(
+                "invite {} is saved but was not sent ({e}); `invite resend {} --send` issues a new token",
+                issued.invite.id, issued.invite.id
+            ))
+        })?;
+        if !ctx.out.quiet {
+            eprintln!("invite sent to {}", issued.invite.passport);
+        }
+    }
+    if delivery.link && link.is_none() {
+        return Err(Error::Invalid(
+            "--link needs invite_link (config file or ACCOUNTCTL_INVITE_LINK)".into(),
+        ));
+    }
+    let mut value = serde_json::to_value(&issued).map_err(|e| Error::Internal(e.to_string()))?;
+    if let serde_json::Value::Object(map) = &mut value {
+        if let Some(link) = link {
+            map.insert("link".into(), link.into());
+        }
+        map.insert("sent".into(), delivery.send.into());
+    }
+    ctx.out.record(&value, if delivery.link { "link" } else { "token" });
+    Ok(())
+}
+
 pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
     let invites = ctx.app.invites();
     match cmd {
@@ -104,6 +184,7 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
             expires_in,
             given_name,
             family_name,
+            delivery,
         } => {
             let req = InviteRequest {
                 workspace,
@@ -115,7 +196,10 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
                 given_name,
                 family_name,
             };
-            ctx.out.record(&invites.create(&req).await?, "id");
+            if delivery.send && req.email.is_none() {
+                return Err(Error::Invalid("--send mails email invites only".into()));
+            }
+            deliver(ctx, invites.create(&req).await?, delivery).await?;
         }
         InviteCmd::List { workspace, status } => {
             ctx.out.list(
@@ -132,13 +216,17 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
             confirm(ctx.yes, &format!("revoke invite {id}"))?;
             ctx.out.record(&invites.revoke(id).await?, "id");
         }
-        InviteCmd::Resend { id, expires_in } => {
+        InviteCmd::Resend {
+            id,
+            expires_in,
+            delivery,
+        } => {
             let expires_in = if expires_in.is_empty() {
                 DEFAULT_INVITE_TTL
             } else {
                 parse_duration(&expires_in)?
             };
-            ctx.out.record(&invites.resend(id, expires_in).await?, "id");
+            deliver(ctx, invites.resend(id, expires_in).await?, delivery).await?;
         }
         InviteCmd::Accept {
             token,

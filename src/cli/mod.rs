@@ -28,9 +28,12 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod auth;
 mod bootstrap;
+mod config;
 mod gdpr;
 mod hooks;
 mod invite;
+mod mail;
+mod man;
 mod output;
 mod prompt;
 mod role;
@@ -52,9 +55,11 @@ Exit codes:
      with a concurrent transaction that persisted through retries)
   5  partial failure of a batch
   6  database unavailable or read-only (a standby), a connection pooler that cannot
-     carry the command, schema behind (run `migrate`), or this binary lacks a
-     lifecycle hook the database records (use the application's admin binary)
-130  interrupted (Ctrl-C); the transaction in progress was rolled back
+     carry the command, no SQLite database at the path (only `migrate` and `bootstrap`
+     create one), schema behind (run `migrate`), or this binary lacks a lifecycle hook
+     the database records (use the application's admin binary)
+130  interrupted (Ctrl-C): at a prompt nothing changed; during a command the
+     transaction in progress was rolled back
 
 Results go to stdout; logs and prompts go to stderr.";
 
@@ -69,27 +74,49 @@ struct Cli {
     command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes, shown under their own heading in every command's help.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Global options")]
 struct Global {
-    /// Database URL: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
-    /// Default: sqlite://accountctl.db in the working directory.
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Default: the config file's
+    /// database_url (or database_url_file), else sqlite://accountctl.db in the working
+    /// directory. Only `migrate` and `bootstrap` create a missing SQLite file.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database_url: Option<String>,
+    /// Config file (TOML). Default: $XDG_CONFIG_HOME/accountctl/config.toml, else
+    /// /etc/accountctl/config.toml, when present. See `config show`.
+    #[arg(long, env = "ACCOUNTCTL_CONFIG", global = true, value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
     /// Output format of results.
     #[arg(short, long, value_enum, default_value = "table", global = true)]
     output: Format,
     /// Print only ids (one per line).
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    /// Tables with full ids and every column, however wide.
+    #[arg(long, global = true)]
+    wide: bool,
+    /// More logging on stderr (-v info, -vv debug). Env RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     /// Answer yes to confirmations (required for destructive commands without a terminal).
     #[arg(long, global = true)]
     yes: bool,
-    /// Who is acting, as recorded in the audit trail. Default: the OS user.
-    #[arg(long, env = "ACCOUNTCTL_ACTOR", global = true)]
+    /// Who is acting, as recorded in the audit trail. Default: the config file's actor,
+    /// else the OS user.
+    #[arg(
+        long,
+        env = "ACCOUNTCTL_ACTOR",
+        global = true,
+        hide_env_values = true,
+        value_name = "NAME"
+    )]
     actor: Option<String>,
 }
 
@@ -99,7 +126,8 @@ enum Command {
     Migrate,
     /// Migrate, create the root workspace and optionally the first admin (idempotent).
     Bootstrap(bootstrap::BootstrapArgs),
-    /// Users: create, list, show, delete, restore, disable, enable, set-password, convert.
+    /// Users: create, list, show, delete, restore, disable, enable, set-password, convert,
+    /// merge, import.
     #[command(subcommand)]
     User(user::UserCmd),
     /// Workspaces: create, list, show, delete.
@@ -111,8 +139,8 @@ enum Command {
     /// Roles of workspaces, and role assignment (instance role admin | user, or workspace roles).
     #[command(subcommand)]
     Role(role::RoleCmd),
-    /// Invites into workspaces: create, list, show, revoke, resend, accept, prune.
-    /// accountctl never sends mail or SMS: notifications are queued for the application.
+    /// Invites into workspaces: create, list, show, revoke, resend, accept, prune. Notifications
+    /// are queued for the application's mailer; `create|resend --send` mails the link by SMTP.
     #[command(subcommand)]
     Invite(invite::InviteCmd),
     /// The right to erasure: requests, the sweeper for cron, status for monitoring.
@@ -126,14 +154,31 @@ enum Command {
     Auth(auth::AuthCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
+        /// The shell to generate for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    Man,
+    /// Print the man page (roff) to stdout, or write one page per command into --dir.
+    Man {
+        /// Write accountctl.1, accountctl-user.1, accountctl-user-create.1, … into this
+        /// directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// The effective configuration: each setting, its value and where it came from (flag,
+    /// env, file, default), secrets redacted.
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// The hook registry: which lifecycle hooks and merge handlers the database records.
     #[command(subcommand)]
     Hooks(hooks::HooksCmd),
+}
+
+/// `accountctl config …`.
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Print each setting as {key, value, source}.
+    Show,
 }
 
 /// What a command needs: the wired library, the printer and the confirmation switch.
@@ -141,6 +186,8 @@ pub(crate) struct Ctx {
     pub app: App,
     pub out: Printer,
     pub yes: bool,
+    /// The settings resolved from flags, environment and config file.
+    pub settings: config::Resolved,
 }
 
 /// Runs the command line of this process (`std::env::args_os`) over `builder`, and returns
@@ -164,29 +211,36 @@ where
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "accountctl".to_owned());
     let command = cli_command(&bin);
-    let cli = match command
+    let parsed = command
         .try_get_matches_from(args)
-        .and_then(|m| Cli::from_arg_matches(&m))
-    {
-        Ok(cli) => cli,
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
     init_tracing(cli.global.verbose);
+    let resolved = match resolve(&cli.global, &matches) {
+        Ok(resolved) => resolved,
+        Err(e) => return fail(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&Error::Internal(format!("cannot start the async runtime: {e}"))),
     };
-    let actor = cli.global.actor.clone().unwrap_or_else(os_user);
+    let actor = resolved.actor.0.clone();
     // The actor is stored in every audit row and printed back: the same rule as names.
     let actor = match crate::domain::clean_text("actor", &actor, 200) {
         Ok(Some(actor)) => actor,
         Ok(None) => os_user(),
         Err(e) => return fail(&e),
     };
-    match runtime.block_on(crate::lifecycle::with_actor(actor, execute(cli, builder, bin))) {
+    match runtime.block_on(crate::lifecycle::with_actor(
+        actor,
+        execute(cli, builder, bin, resolved),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
@@ -201,10 +255,72 @@ fn cli_command(bin: &str) -> clap::Command {
 /// How long the CLI waits at exit for spawned hook work (logout hooks) to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn execute(cli: Cli, mut builder: AppBuilder, bin: String) -> Result<(), Error> {
+/// Each setting from flag > environment variable > config file > default.
+fn resolve(global: &Global, matches: &clap::ArgMatches) -> Result<config::Resolved, Error> {
+    use clap::parser::ValueSource;
+    use config::Source;
+    let source_of = |id: &str| match matches.value_source(id) {
+        Some(ValueSource::CommandLine) => Source::Flag,
+        Some(ValueSource::EnvVariable) => Source::Env,
+        _ => Source::Default,
+    };
+    let file = config::locate(global.config.as_deref())?;
+    let loaded = file.as_deref().map(config::load).transpose()?.unwrap_or_default();
+    let database_url = match (&global.database_url, &loaded.database_url, &loaded.database_url_file) {
+        (Some(url), _, _) => (Some(url.clone()), source_of("database_url")),
+        (None, Some(url), _) => (Some(url.clone()), Source::File),
+        (None, None, Some(path)) => (Some(config::read_secret_file("database_url_file", path)?), Source::File),
+        (None, None, None) => (None, Source::Default),
+    };
+    let actor = match (&global.actor, &loaded.actor) {
+        (Some(actor), _) => (actor.clone(), source_of("actor")),
+        (None, Some(actor)) => (actor.clone(), Source::File),
+        (None, None) => (os_user(), Source::Default),
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let trash_retention = match (env("ACCOUNTCTL_TRASH_RETENTION"), &loaded.trash_retention) {
+        (Some(text), _) => (Some(text), Source::Env),
+        (None, Some(text)) => (Some(text.clone()), Source::File),
+        (None, None) => (None, Source::Default),
+    };
+    if let (Some(text), Source::File) = &trash_retention {
+        crate::domain::parse_duration(text)?;
+    }
+    let invite_link = match (env("ACCOUNTCTL_INVITE_LINK"), &loaded.invite_link) {
+        (Some(link), _) => {
+            config::check_invite_link(&link, "ACCOUNTCTL_INVITE_LINK")?;
+            (Some(link), Source::Env)
+        }
+        (None, Some(link)) => (Some(link.clone()), Source::File),
+        (None, None) => (None, Source::Default),
+    };
+    Ok(config::Resolved {
+        file,
+        database_url,
+        actor,
+        trash_retention,
+        invite_link,
+        smtp: loaded.smtp,
+    })
+}
+
+/// The SQLite file a URL names, when it is a file (not `:memory:` or `mode=memory`).
+fn sqlite_file(url: &DatabaseUrl) -> Option<std::path::PathBuf> {
+    use std::str::FromStr;
+    if url.backend() != crate::db::Backend::Sqlite || url.expose().contains("mode=memory") {
+        return None;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url.expose()).ok()?;
+    let path = options.get_filename();
+    (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:")).then(|| path.to_owned())
+}
+
+async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: config::Resolved) -> Result<(), Error> {
     let out = Printer {
         format: cli.global.output,
         quiet: cli.global.quiet,
+        wide: cli.global.wide,
+        terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
     };
     match cli.command {
         // Rendered into memory first: the generators panic or fail on a closed pipe.
@@ -213,22 +329,44 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String) -> Result<(), E
             clap_complete::generate(shell, &mut cli_command(&bin), bin.clone(), &mut script);
             return output::write_stdout(&script);
         }
-        Command::Man => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(cli_command(&bin))
-                .render(&mut page)
-                .map_err(|e| Error::Internal(format!("cannot render the man page: {e}")))?;
-            return output::write_stdout(&page);
+        Command::Man { dir: None } => {
+            let mut command = cli_command(&bin).disable_help_subcommand(true);
+            command.build();
+            return output::write_stdout(&man::render(&command, None, EXIT_CODES)?);
+        }
+        Command::Man { dir: Some(dir) } => return man::write_pages(&cli_command(&bin), &dir, &out, EXIT_CODES),
+        Command::Config(ConfigCmd::Show) => {
+            out.page(&resolved.settings(), &["key", "value", "source"], "key", None);
+            return Ok(());
         }
         _ => {}
     }
-    if let Some(url) = cli.global.database_url.as_deref() {
-        builder = builder.database_url(DatabaseUrl::parse(url)?.expose());
-    } else if !builder.has_database() {
-        builder = builder.database_url(DatabaseUrl::DEFAULT);
+    let creates_database = matches!(cli.command, Command::Migrate | Command::Bootstrap(_));
+    let url = match resolved.database_url.0.as_deref() {
+        Some(url) => Some(DatabaseUrl::parse(url)?),
+        None if builder.has_database() => None,
+        None => Some(DatabaseUrl::parse(DatabaseUrl::DEFAULT)?),
+    };
+    if let Some(url) = url {
+        // A cron job started in the wrong directory must not create an empty database and
+        // then advise `migrate`, which would build a second, empty instance.
+        if !creates_database
+            && let Some(path) = sqlite_file(&url)
+            && !path.exists()
+        {
+            return Err(Error::Unavailable(format!(
+                "no database at {}: only `migrate` and `bootstrap` create one (check --database-url, DATABASE_URL, the config file and the working directory)",
+                std::path::absolute(&path).unwrap_or(path).display()
+            )));
+        }
+        builder = builder.database_url(url.expose());
     }
-    if let Ok(template) = std::env::var("ACCOUNTCTL_INVITE_LINK") {
-        builder.config_mut().invite_link_template = template;
+    if let Some(template) = &resolved.invite_link.0 {
+        // The outbox rows name the configured link for the application's mailer.
+        builder.config_mut().invite_link_template = template.clone();
+    }
+    if let Some(text) = &resolved.trash_retention.0 {
+        builder.config_mut().trash_retention = crate::domain::parse_duration(text)?;
     }
     if let Ok(channel) = std::env::var("ACCOUNTCTL_INVALIDATIONS") {
         builder = builder.invalidation_channel(channel.parse::<InvalidationChannel>()?);
@@ -240,6 +378,7 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String) -> Result<(), E
         app,
         out,
         yes: cli.global.yes,
+        settings: resolved,
     };
     // The sweeper stops on a signal by itself, between users; for every other command,
     // Ctrl-C cancels the statement in flight so the connection still ends cleanly.
@@ -280,6 +419,8 @@ fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationTok
             return;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), db.close()).await;
+        // A prompt may have hidden the cursor or switched echo off.
+        prompt::restore_terminal();
         eprintln!("error: {}", Error::Interrupted);
         std::process::exit(i32::from(Error::Interrupted.exit_code()));
     });
@@ -306,7 +447,8 @@ async fn exec(ctx: &Ctx, command: Command) -> Result<(), Error> {
                 | Command::Bootstrap(_)
                 | Command::Hooks(_)
                 | Command::Completions { .. }
-                | Command::Man => Ok(()),
+                | Command::Config(_)
+                | Command::Man { .. } => Ok(()),
             }
         }
     }
@@ -354,7 +496,7 @@ fn init_tracing(verbose: u8) {
 
 /// The OS account running the command, the default `--actor`.
 fn os_user() -> String {
-    whoami::fallible::username().unwrap_or_else(|_| "unknown".into())
+    whoami::username().unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]
@@ -381,6 +523,31 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn every_option_and_argument_of_every_command_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.is_hide_set() || matches!(arg.get_id().as_str(), "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (no summary)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "accountctl", &mut missing);
+        assert!(missing.is_empty(), "undocumented:\n{}", missing.join("\n"));
     }
 
     #[test]

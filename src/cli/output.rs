@@ -1,6 +1,10 @@
 //! The one output path: results on stdout as a table, JSON, or ids only (`-q`); nothing else
 //! writes to stdout. Tables and JSON are both derived from the result's `Serialize` shape, so
 //! the JSON field names (the model's, snake_case) are the table's row labels too.
+//!
+//! Tables: on a terminal they fit its width, with ids shortened to their first 8 characters
+//! (`--wide` shows them whole); when stdout is not a terminal they are plain tab-separated
+//! text with a header line and full values, one row per line (as `gh` prints for scripts).
 
 use std::io::Write;
 
@@ -22,6 +26,10 @@ pub enum Format {
 pub struct Printer {
     pub format: Format,
     pub quiet: bool,
+    /// `--wide`: full ids and no width limit in terminal tables.
+    pub wide: bool,
+    /// Whether stdout is a terminal (tables drawn) or not (tab-separated text).
+    pub terminal: bool,
 }
 
 impl Printer {
@@ -34,8 +42,14 @@ impl Printer {
         }
         match self.format {
             Format::Json => emit(&pretty(&value)),
+            Format::Table if !self.terminal => {
+                if let Value::Object(map) = &value {
+                    let lines: Vec<String> = map.iter().map(|(k, v)| format!("{k}\t{}", cell(v))).collect();
+                    emit(&lines.join("\n"));
+                }
+            }
             Format::Table => {
-                let mut table = new_table();
+                let mut table = self.new_table();
                 if let Value::Object(map) = &value {
                     for (key, v) in map {
                         table.add_row(vec![key.clone(), plain(v)]);
@@ -43,6 +57,28 @@ impl Printer {
                 }
                 emit(&table.to_string());
             }
+        }
+    }
+
+    /// One page of a list, then (when the page is full) the next-page hint on stderr, after
+    /// the results, in every format: `next page: --after CURSOR`.
+    pub fn page<T: Serialize>(&self, items: &[T], columns: &[&str], id_key: &str, next: Option<String>) {
+        self.list(items, columns, id_key);
+        if let Some(cursor) = next {
+            eprintln!("more rows follow; next page: --after {cursor} (or --all for every row)");
+        }
+    }
+
+    /// Starts a list written as it is produced (`--all`): a JSON array streamed object by
+    /// object, ids line by line, or tab-separated rows; only a terminal table is collected
+    /// first, since it needs every row to size its columns.
+    pub fn stream<'a>(&self, columns: &'a [&'a str], id_key: &'a str) -> ListStream<'a> {
+        ListStream {
+            printer: *self,
+            columns,
+            id_key,
+            count: 0,
+            held: Vec::new(),
         }
     }
 
@@ -65,29 +101,137 @@ impl Printer {
         }
         match self.format {
             Format::Json => emit(&pretty(&Value::Array(values))),
-            Format::Table => {
-                let mut table = new_table();
-                table.set_header(columns.to_vec());
-                for v in &values {
-                    table.add_row(
-                        columns
-                            .iter()
-                            .map(|c| plain(v.get(*c).unwrap_or(&Value::Null)))
-                            .collect::<Vec<_>>(),
-                    );
-                }
-                emit(&table.to_string());
+            Format::Table if !self.terminal => {
+                let mut lines = vec![columns.join("\t")];
+                lines.extend(values.iter().map(|v| tsv_row(v, columns)));
+                emit(&lines.join("\n"));
             }
+            Format::Table => emit(&self.terminal_table(&values, columns)),
         }
+    }
+
+    fn terminal_table(&self, values: &[Value], columns: &[&str]) -> String {
+        let mut table = self.new_table();
+        table.set_header(columns.to_vec());
+        for v in values {
+            table.add_row(
+                columns
+                    .iter()
+                    .map(|c| {
+                        let v = v.get(*c).unwrap_or(&Value::Null);
+                        if self.wide { plain(v) } else { short(c, v) }
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+        table.to_string()
+    }
+
+    fn new_table(&self) -> Table {
+        let mut table = Table::new();
+        table
+            .load_style(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(if self.wide {
+                ContentArrangement::Disabled
+            } else {
+                ContentArrangement::Dynamic
+            });
+        table
     }
 }
 
-fn new_table() -> Table {
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
-    table
+/// A list being written row by row; see [`Printer::stream`]. Call [`ListStream::finish`].
+pub struct ListStream<'a> {
+    printer: Printer,
+    columns: &'a [&'a str],
+    id_key: &'a str,
+    count: u64,
+    held: Vec<Value>,
+}
+
+impl ListStream<'_> {
+    /// Writes (or, for a terminal table, holds) one more batch of rows.
+    pub fn push<T: Serialize>(&mut self, items: &[T]) {
+        let p = self.printer;
+        let mut text = Vec::new();
+        for item in items {
+            let value = serde_json::to_value(item).unwrap_or(Value::Null);
+            if p.quiet {
+                text.push(plain(value.get(self.id_key).unwrap_or(&Value::Null)));
+            } else {
+                match p.format {
+                    Format::Json => {
+                        let object = serde_json::to_string(&value).unwrap_or_default();
+                        text.push(if self.count == 0 {
+                            format!("[{object}")
+                        } else {
+                            format!(",{object}")
+                        });
+                    }
+                    Format::Table if !p.terminal => {
+                        if self.count == 0 {
+                            text.push(self.columns.join("\t"));
+                        }
+                        text.push(tsv_row(&value, self.columns));
+                    }
+                    Format::Table => self.held.push(value),
+                }
+            }
+            self.count += 1;
+        }
+        if !text.is_empty() {
+            emit(&text.join("\n"));
+        }
+    }
+
+    /// Ends the list (closes the JSON array, draws the held table). Returns the row count.
+    pub fn finish(self) -> u64 {
+        let p = self.printer;
+        if p.quiet {
+            return self.count;
+        }
+        match p.format {
+            Format::Json if self.count == 0 => emit("[]"),
+            Format::Json => emit("]"),
+            Format::Table if !p.terminal => {
+                if self.count == 0 {
+                    emit(&self.columns.join("\t"));
+                }
+            }
+            Format::Table => emit(&p.terminal_table(&self.held, self.columns)),
+        }
+        self.count
+    }
+}
+
+/// One tab-separated row: full values, tabs and newlines inside a value escaped.
+fn tsv_row(value: &Value, columns: &[&str]) -> String {
+    columns
+        .iter()
+        .map(|c| cell(value.get(*c).unwrap_or(&Value::Null)))
+        .collect::<Vec<_>>()
+        .join("\t")
+}
+
+/// A value as one tab-separated cell: arrays comma-joined, empty for null.
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
+        other => plain(other),
+    }
+}
+
+/// A terminal-table cell with ids (columns named `id` or ending in `_id`) cut to their first
+/// 8 characters, enough to tell rows apart at 80 columns; JSON, `-q` and `--wide` keep them
+/// whole.
+fn short(column: &str, value: &Value) -> String {
+    let text = plain(value);
+    if (column == "id" || column.ends_with("_id")) && text.len() == 36 && text.chars().nth(8) == Some('-') {
+        text[..8].to_owned()
+    } else {
+        text
+    }
 }
 
 fn pretty(value: &Value) -> String {

@@ -74,15 +74,27 @@ impl PasswordArgs {
             return given(value);
         }
         if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-            let mut prompt = dialoguer::Password::new().with_prompt("Password");
-            if new {
-                prompt = prompt.with_confirmation("Repeat password", "The passwords do not match");
+            let _guard = InterruptGuard::new();
+            loop {
+                let mut prompt = dialoguer::Password::new().with_prompt("Password");
+                if new {
+                    prompt = prompt.with_confirmation("Repeat password", "The passwords do not match");
+                }
+                let text = prompt
+                    .allow_empty_password(true)
+                    .interact_on(&Term::stderr())
+                    .map_err(prompt_error)?;
+                let secret = Secret::new(text);
+                // A new password that the policy refuses is asked again, like a mismatch.
+                if new && let Err(e) = secret.validate_new() {
+                    eprintln!("{e}; try again (Ctrl-C to stop)");
+                    continue;
+                }
+                return Ok(Some(Chosen {
+                    secret,
+                    generated: false,
+                }));
             }
-            let text = prompt
-                .allow_empty_password(true)
-                .interact_on(&Term::stderr())
-                .map_err(|e| Error::Invalid(format!("no password read: {e}")))?;
-            return given(text);
         }
         if required {
             return Err(Error::Invalid(
@@ -112,14 +124,115 @@ pub fn confirm(yes: bool, question: &str) -> Result<(), Error> {
             "refusing to {question} without confirmation: stdin is not a terminal, pass --yes"
         )));
     }
+    let _guard = InterruptGuard::new();
     let ok = dialoguer::Confirm::new()
         .with_prompt(format!("{question}?"))
         .default(false)
         .interact_on(&Term::stderr())
-        .map_err(|e| Error::Invalid(format!("no answer read: {e}")))?;
+        .map_err(prompt_error)?;
     if ok {
         Ok(())
     } else {
         Err(Error::Refused("aborted at the prompt; nothing was changed".into()))
+    }
+}
+
+/// Asks before an irreversible action (GDPR erasure, merge) by having the operator type
+/// `expected` (the username), as `mmctl` and `gh repo delete` do: one stray keypress cannot
+/// erase a person. Without a terminal it behaves as [`confirm`] (`--yes` required).
+pub fn confirm_typed(yes: bool, question: &str, expected: &str) -> Result<(), Error> {
+    if yes {
+        return Ok(());
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Error::Invalid(format!(
+            "refusing to {question} without confirmation: stdin is not a terminal, pass --yes"
+        )));
+    }
+    let _guard = InterruptGuard::new();
+    eprintln!("This will {question}. It cannot be undone.");
+    let typed: String = dialoguer::Input::new()
+        .with_prompt(format!("Type {expected} to confirm"))
+        .allow_empty(true)
+        .interact_text_on(&Term::stderr())
+        .map_err(prompt_error)?;
+    if typed.trim() == expected {
+        Ok(())
+    } else {
+        Err(Error::Refused(format!(
+            "you typed {:?}, not {expected:?}: aborted; nothing was changed",
+            typed.trim()
+        )))
+    }
+}
+
+/// A prompt that failed. Ctrl-C (which dialoguer reports as an interrupted read, leaving the
+/// cursor hidden) ends the process as [`exit_interrupted`] does.
+fn prompt_error(e: dialoguer::Error) -> Error {
+    let dialoguer::Error::IO(io) = e;
+    if io.kind() == std::io::ErrorKind::Interrupted {
+        exit_interrupted()
+    }
+    Error::Invalid(format!("no answer read: {io}"))
+}
+
+/// Restores the terminal, reports [`Error::Interrupted`] and exits with 130. Called from the
+/// prompt or from the SIGINT watcher, whichever sees Ctrl-C first; the other waits here
+/// while the process ends, so the message is printed once. Safe because every prompt comes
+/// before the command's transaction: nothing has changed.
+fn exit_interrupted() -> ! {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        restore_terminal();
+        eprintln!("error: interrupted at the prompt; nothing was changed");
+        std::process::exit(i32::from(Error::Interrupted.exit_code()));
+    });
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Shows the cursor and turns echo back on: dialoguer hides the cursor for its prompts and
+/// switches echo off while a password is typed, and a Ctrl-C must not leave the shell so.
+pub(crate) fn restore_terminal() {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let _ = Term::stderr().show_cursor();
+    eprintln!();
+    if let Ok(tty) = std::fs::File::open("/dev/tty") {
+        let _ = std::process::Command::new("stty")
+            .arg("echo")
+            .stdin(tty)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// While a prompt is open, SIGINT ends the process with exit code 130 after restoring the
+/// terminal. A prompt comes before any transaction opens, so nothing has changed yet. (In
+/// raw mode, as for a yes/no question, Ctrl-C arrives as a key instead; see
+/// [`prompt_error`].)
+struct InterruptGuard(Option<tokio::task::JoinHandle<()>>);
+
+impl InterruptGuard {
+    fn new() -> Self {
+        let task = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            runtime.spawn(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    exit_interrupted();
+                }
+            })
+        });
+        Self(task)
+    }
+}
+
+impl Drop for InterruptGuard {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
     }
 }

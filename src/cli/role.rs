@@ -14,7 +14,9 @@ pub enum RoleCmd {
     /// Create a role in a workspace. Capabilities are dotted keys; a trailing `*` is a prefix
     /// wildcard (`root.*`).
     Create {
+        /// The role's name, unique in its workspace.
         name: String,
+        /// Workspace name or id.
         #[arg(long)]
         workspace: String,
         /// Comma-separated, e.g. docs.read,docs.write,billing.*
@@ -26,12 +28,15 @@ pub enum RoleCmd {
     },
     /// List roles, of one workspace or of all.
     List {
+        /// Only the roles of this workspace (name or id).
         #[arg(long)]
         workspace: Option<String>,
     },
     /// Delete a role with its memberships (never the root role).
     Delete {
+        /// The role's name.
         name: String,
+        /// Workspace name or id.
         #[arg(long)]
         workspace: String,
     },
@@ -114,7 +119,16 @@ async fn assign(ctx: &Ctx, args: AssignArgs, assign: bool) -> Result<(), Error> 
                     changed.user.username
                 );
             }
-            ctx.out.record(&changed, "id");
+            // One shape for both kinds of role: {user_id, username, workspace_id, role, changed}
+            // (workspace_id null for the instance role).
+            let result = serde_json::json!({
+                "user_id": changed.user.id,
+                "username": changed.user.username,
+                "workspace_id": null,
+                "role": target.to_string(),
+                "changed": changed.changed,
+            });
+            ctx.out.record(&result, "user_id");
         }
         Some(workspace) => {
             let changed = if assign {

@@ -13,7 +13,10 @@ const LIST_COLUMNS: &[&str] = &["id", "created_at", "expires_at", "revoked_at", 
 #[derive(Debug, clap::Subcommand)]
 pub enum SessionCmd {
     /// List a user's sessions, newest first.
-    List { user: String },
+    List {
+        /// Username, email, phone (+…) or id.
+        user: String,
+    },
     /// Revoke one session by id, or every session of --user with --all (admin_revoked).
     Revoke {
         /// The session id.

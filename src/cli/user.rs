@@ -6,7 +6,7 @@ use crate::domain::{UserFilter, UserRef};
 use crate::services::accounts::{Accounts, NewUser};
 
 use super::Ctx;
-use super::prompt::{PasswordArgs, confirm};
+use super::prompt::{PasswordArgs, confirm, confirm_typed};
 
 /// Columns of `user list` in table form (JSON carries every field).
 const LIST_COLUMNS: &[&str] = &[
@@ -43,13 +43,23 @@ pub enum UserCmd {
         retention: Option<String>,
     },
     /// Bring a user back out of the trash.
-    Restore { user: String },
+    Restore {
+        /// Username, email, phone (+…) or id.
+        user: String,
+    },
     /// Disable a user and revoke all of its sessions (logout reason account_disabled).
-    Disable { user: String },
+    Disable {
+        /// Username, email, phone (+…) or id.
+        user: String,
+    },
     /// Enable a disabled user.
-    Enable { user: String },
+    Enable {
+        /// Username, email, phone (+…) or id.
+        user: String,
+    },
     /// Set a user's password; revokes its sessions (logout reason password_changed).
     SetPassword {
+        /// Username, email, phone (+…) or id.
         user: String,
         #[command(flatten)]
         password: PasswordArgs,
@@ -64,6 +74,7 @@ pub enum UserCmd {
     Import(ImportArgs),
     /// Convert between external and internal. Making the user admin is a separate step.
     Convert {
+        /// Username, email, phone (+…) or id.
         user: String,
         /// The user signs in locally from now on; its home folder appears at next login.
         #[arg(long, conflicts_with = "to_external", required_unless_present = "to_external")]
@@ -94,6 +105,10 @@ pub struct ImportArgs {
     /// All rows or none: one transaction, rolled back if any row fails.
     #[arg(long)]
     atomic: bool,
+    /// CSV field separator (one ASCII character, e.g. ';' or '\t' for a tab). Default: ','
+    /// or, when the header has semicolons and no commas, ';'.
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+    delimiter: Option<u8>,
     /// Rows per transaction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     batch_size: u32,
@@ -141,13 +156,16 @@ pub enum DeleteMode {
 pub struct CreateArgs {
     /// 2–64 letters, digits, '.', '_' or '-'; unique regardless of case.
     username: String,
+    /// Email address (the primary email passport); must be unused.
     #[arg(long)]
     email: Option<String>,
     /// Phone number in E.164 form (+4915112345678).
     #[arg(long)]
     phone: Option<String>,
+    /// Given (first) name of the person.
     #[arg(long)]
     given_name: Option<String>,
+    /// Family (last) name of the person.
     #[arg(long)]
     family_name: Option<String>,
     /// An external (federated) user: no password, never admin, no home folder.
@@ -172,6 +190,10 @@ pub struct CreateArgs {
     /// different one holds the username.
     #[arg(long)]
     if_not_exists: bool,
+    /// Create the user without a password and without asking for one at a terminal (set it
+    /// later with `user set-password`). Scripts without a terminal get this by default.
+    #[arg(long, conflicts_with = "password_source", conflicts_with = "external")]
+    no_password: bool,
     #[command(flatten)]
     password: PasswordArgs,
 }
@@ -196,12 +218,16 @@ pub struct ListArgs {
     /// List the trash instead.
     #[arg(long)]
     trashed: bool,
-    /// Page size (1–10000).
+    /// Page size (1–10000). When the page is full, stderr names the next page's --after.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
     limit: i64,
     /// Continue after this username (the last one of the previous page).
     #[arg(long, value_name = "CURSOR")]
     after: Option<String>,
+    /// Every matching user, written as it is read (one JSON array, one id per line with -q),
+    /// in pages of 1000 so memory stays bounded.
+    #[arg(long, conflicts_with = "limit")]
+    all: bool,
 }
 
 pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
@@ -210,9 +236,28 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         UserCmd::Create(args) => create(ctx, &accounts, args).await,
         UserCmd::List(args) => list(ctx, &accounts, args).await,
         UserCmd::Show { user } => {
-            let details = accounts.show(&UserRef::parse(&user)?).await?;
-            ctx.out.record(&details, "id");
-            Ok(())
+            let user_ref = UserRef::parse(&user)?;
+            let err = match accounts.show(&user_ref).await {
+                Ok(details) => {
+                    ctx.out.record(&details, "id");
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            // An id that no longer resolves may have a tombstone saying where it went.
+            let (Error::NotFound { .. }, UserRef::Id(id)) = (&err, &user_ref) else {
+                return Err(err);
+            };
+            let Some(tombstone) = accounts.tombstone(*id).await? else {
+                return Err(err);
+            };
+            let on = tombstone.deleted_at.format("%Y-%m-%d");
+            let key = match (&tombstone.merged_into, &tombstone.merged_into_username) {
+                (Some(into), Some(name)) => format!("{id}: merged into {name} ({into}) on {on}"),
+                (Some(into), None) => format!("{id}: merged into {into} on {on}"),
+                _ => format!("{id}: erased on {on}"),
+            };
+            Err(Error::NotFound { what: "user", key })
         }
         UserCmd::Delete { user, mode, retention } => {
             let user_ref = UserRef::parse(&user)?;
@@ -230,8 +275,12 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
                 _ => accounts,
             };
             // Resolve first so a typo is "not found" (exit 3), not a confirmation prompt.
-            accounts.show(&user_ref).await?;
-            confirm(ctx.yes, &question)?;
+            let target = accounts.show(&user_ref).await?;
+            if mode == DeletionMode::GdprPurge {
+                confirm_typed(ctx.yes, &question, &target.user.username)?;
+            } else {
+                confirm(ctx.yes, &question)?;
+            }
             let deleted = accounts.delete(&user_ref, mode).await?;
             ctx.out.record(&deleted, "id");
             Ok(())
@@ -240,6 +289,9 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         UserCmd::Import(args) => import(ctx, args).await,
         UserCmd::Restore { user } => {
             let restored = accounts.restore(&UserRef::parse(&user)?).await?;
+            if !restored.changed {
+                eprintln!("user {} is not in the trash: nothing changed", restored.user.username);
+            }
             ctx.out.record(&restored, "id");
             Ok(())
         }
@@ -295,6 +347,8 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
                 "external users sign in through their identity provider and have no password".into(),
             ));
         }
+        None
+    } else if args.no_password {
         None
     } else {
         args.password.resolve(false, true)?
@@ -372,18 +426,43 @@ async fn list(ctx: &Ctx, accounts: &Accounts, args: ListArgs) -> Result<(), Erro
         limit: args.limit,
         after: args.after,
     };
-    let users = accounts.list(&filter).await?;
-    if users.len() as i64 == filter.limit
-        && let Some(last) = users.last()
-    {
-        tracing::info!("more users may follow: --after {}", last.username);
-        if !ctx.out.quiet && ctx.out.format == super::output::Format::Table {
-            eprintln!("(page full; next page: --after {})", last.username);
+    if args.all {
+        let mut filter = UserFilter {
+            limit: ALL_PAGE,
+            ..filter
+        };
+        let mut stream = ctx.out.stream(LIST_COLUMNS, "id");
+        loop {
+            let users = accounts.list(&filter).await?;
+            stream.push(&users);
+            match users.last() {
+                Some(last) if users.len() as i64 == filter.limit => filter.after = Some(last.username.clone()),
+                _ => break,
+            }
         }
+        stream.finish();
+        return Ok(());
     }
-    ctx.out.list(&users, LIST_COLUMNS, "id");
+    let users = accounts.list(&filter).await?;
+    let next = users
+        .last()
+        .filter(|_| users.len() as i64 == filter.limit)
+        .map(|last| last.username.clone());
+    ctx.out.page(&users, LIST_COLUMNS, "id", next);
     Ok(())
 }
+
+/// `--delimiter`: one ASCII character; `\t` and `tab` mean a tab.
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "\\t" | "tab" | "\t" => Ok(b'\t'),
+        _ if text.len() == 1 && text.is_ascii() && text != "\"" && text != "\n" => Ok(text.as_bytes()[0]),
+        _ => Err(format!("{text:?} is not one ASCII character (e.g. ';' or '\\t')")),
+    }
+}
+
+/// Rows per query of `--all`: what the command holds in memory at once.
+const ALL_PAGE: i64 = 1000;
 
 async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
     use crate::services::merge::MergeOptions;
@@ -404,9 +483,11 @@ async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
         }
         eprintln!("  {:<20} {:>8}  revoked", "sessions", planned.plan.sessions_revoked);
     }
-    confirm(
+    let removed = ctx.app.accounts().show(&remove).await?;
+    confirm_typed(
         ctx.yes,
         &format!("merge {} into {} and delete {}", args.remove, args.keep, args.remove),
+        &removed.user.username,
     )?;
     let merged = merger
         .merge(
@@ -440,7 +521,7 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
             std::fs::File::open(&args.file).map_err(|e| Error::Invalid(format!("cannot open {}: {e}", args.file)))?;
         Box::new(BufReader::new(file))
     };
-    let rows = import::rows(input, format)?;
+    let rows = import::rows_with(input, format, args.delimiter)?;
     let options = ImportOptions {
         on_conflict: match args.on_conflict {
             ConflictPolicy::Fail => OnConflict::Fail,
@@ -454,9 +535,12 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
     let bar = std::io::stderr().is_terminal().then(|| {
         // The number of rows is known only at the end of the input.
         let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {pos} rows, {per_sec}") {
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {pos} rows, {elapsed}, {per_sec}") {
             bar.set_style(style);
         }
+        // Passwords are hashed before a batch is written, which takes seconds per thousand
+        // rows: the spinner and the elapsed time keep moving meanwhile.
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
     });
     let mut failures = Vec::new();

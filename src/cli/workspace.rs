@@ -13,6 +13,7 @@ const TYPE_COLUMNS: &[&str] = &["id", "slug", "title", "capabilities"];
 pub enum WorkspaceCmd {
     /// Create a workspace of a type, optionally under a parent workspace.
     Create {
+        /// The workspace's name, unique among its siblings.
         name: String,
         /// The workspace type's slug.
         #[arg(long = "type", value_name = "SLUG")]
@@ -27,9 +28,15 @@ pub enum WorkspaceCmd {
     /// List workspaces, the root first.
     List,
     /// Show a workspace with its roles and members.
-    Show { workspace: String },
+    Show {
+        /// Workspace name or id.
+        workspace: String,
+    },
     /// Delete a workspace with its roles, memberships and invites (never the root).
-    Delete { workspace: String },
+    Delete {
+        /// Workspace name or id.
+        workspace: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -38,6 +45,7 @@ pub enum WorkspaceTypeCmd {
     Create {
         /// Lower-case letters, digits, '_' and '-'.
         slug: String,
+        /// Human-readable name, e.g. "Team".
         #[arg(long)]
         title: String,
         /// Comma-separated capability template, e.g. docs.read,docs.*

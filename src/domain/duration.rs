@@ -38,9 +38,89 @@ pub fn after(at: super::Timestamp, duration: chrono::Duration) -> Result<super::
         .ok_or_else(|| Error::Invalid("the duration reaches past the representable dates".into()))
 }
 
+/// Parses when an erasure request falls due, relative to `now`: whole days and weeks (`30d`,
+/// `2w`, `1w 2d`; `0d` means "at the next sweep"), or an RFC 3339 date (`2027-01-31`,
+/// midnight UTC) or date-time (`2027-01-31T12:00:00Z`). Minutes, hours and months are
+/// refused on purpose: `1m` read as a month by one operator is 60 seconds to humantime, and
+/// GDPR Art. 12(3) counts the deadline in days and months.
+///
+/// Errors: [`Error::Invalid`] for any other text, a date in the past, or a delay longer than
+/// [`MAX_DURATION`].
+pub fn parse_erasure_due(text: &str, now: super::Timestamp) -> Result<super::Timestamp, Error> {
+    let shown = super::shown(text);
+    let text = text.trim();
+    let date = chrono::DateTime::parse_from_rfc3339(text)
+        .map(|d| d.with_timezone(&chrono::Utc))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc())
+        });
+    if let Some(due) = date {
+        if due.date_naive() < now.date_naive() {
+            return Err(Error::Invalid(format!("invalid due date {shown}: it is in the past")));
+        }
+        if due - now > MAX_DURATION {
+            return Err(Error::Invalid(format!(
+                "invalid due date {shown}: at most 1000 years ahead"
+            )));
+        }
+        return Ok(due.max(now));
+    }
+    let bad = || {
+        Error::Invalid(format!(
+            "invalid due time {shown}: use days or weeks (30d, 2w, 0d for the next sweep) or an RFC 3339 date (2027-01-31)"
+        ))
+    };
+    let mut days: i64 = 0;
+    let mut any = false;
+    for token in text.split_whitespace() {
+        let split = token.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (number, unit) = token.split_at(split);
+        let number: i64 = number.parse().map_err(|_| bad())?;
+        let per = match unit {
+            "d" | "day" | "days" => 1,
+            "w" | "week" | "weeks" => 7,
+            _ => return Err(bad()),
+        };
+        days = number
+            .checked_mul(per)
+            .and_then(|n| days.checked_add(n))
+            .filter(|d| *d <= MAX_DURATION.num_days())
+            .ok_or_else(|| Error::Invalid(format!("invalid due time {shown}: at most 1000 years")))?;
+        any = true;
+    }
+    if !any {
+        return Err(bad());
+    }
+    Ok(now + chrono::Duration::days(days))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erasure_due_times_are_days_weeks_or_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-02T10:00:00Z")
+            .expect("date")
+            .with_timezone(&chrono::Utc);
+        let due = |t: &str| parse_erasure_due(t, now).map(|d| d.to_rfc3339());
+        assert_eq!(due("0d").ok(), Some(now.to_rfc3339()));
+        assert_eq!(due("30d").ok(), Some("2027-01-01T10:00:00+00:00".into()));
+        assert_eq!(due("1w 2d").ok(), Some("2026-12-11T10:00:00+00:00".into()));
+        assert_eq!(due("2027-01-31").ok(), Some("2027-01-31T00:00:00+00:00".into()));
+        assert_eq!(due("2026-12-02").ok(), Some(now.to_rfc3339()));
+        assert_eq!(
+            due("2027-01-31T12:00:00Z").ok(),
+            Some("2027-01-31T12:00:00+00:00".into())
+        );
+        for bad in ["1m", "12h", "1 month", "soon", "", "2020-01-01", "-1d", "400000d"] {
+            assert!(matches!(due(bad), Err(Error::Invalid(_))), "{bad:?} should be refused");
+        }
+    }
 
     #[test]
     fn days_hours_and_minutes_parse() {

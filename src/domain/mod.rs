@@ -11,7 +11,7 @@ mod text;
 mod user;
 mod user_ref;
 
-pub use duration::{MAX_DURATION, after, parse_duration};
+pub use duration::{MAX_DURATION, after, parse_duration, parse_erasure_due};
 pub use lifecycle::{DeletionMode, LogoutReason, Session};
 pub use names::{Capability, parse_capabilities, validate_role_name, validate_slug, validate_workspace_name};
 pub use passport::{Email, Passport, PassportKind, Phone};

@@ -60,11 +60,16 @@ pub struct Passport {
     pub created_at: Timestamp,
 }
 
-/// A normalized email address: trimmed and lower-cased, one `@` with a non-empty local part
-/// of at most 64 characters (RFC 5321 §4.5.3.1.1) and a dotted domain, no whitespace, at
-/// most 254 characters in all (RFC 5321 §4.5.3.1.3, less the path's angle brackets).
-/// Lower-casing the local part is a deliberate simplification: no mainstream provider treats
-/// it as case-sensitive, and it makes uniqueness case-insensitive.
+/// A normalized email address: trimmed and lower-cased, valid by RFC 5322's `addr-spec`
+/// (checked by the `email_address` crate: `a,b@example.com` and `we<ird>@ex.com` are refused,
+/// so a naive mailer never sees two recipients), with a non-empty local part of at most 64
+/// characters (RFC 5321 §4.5.3.1.1), at most 254 characters in all (RFC 5321 §4.5.3.1.3, less
+/// the path's angle brackets), and a dotted host name whose labels are letters, digits and
+/// inner hyphens (RFC 1035 §2.3.1, RFC 5321 §4.1.2). Quoted local parts, comments and
+/// address literals (`user@[192.0.2.1]`) are refused: valid, but no provider issues them and
+/// many mailers mishandle them. Lower-casing the local part is a deliberate simplification:
+/// no mainstream provider treats it as case-sensitive, and it makes uniqueness
+/// case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -76,14 +81,25 @@ impl Email {
         if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
-        let (local, domain) = value.split_once('@').ok_or_else(bad)?;
+        let options = email_address::Options::default()
+            .without_display_text()
+            .without_domain_literal();
+        if email_address::EmailAddress::parse_with_options(&value, options).is_err() {
+            return Err(bad());
+        }
+        let (local, domain) = value.rsplit_once('@').ok_or_else(bad)?;
+        let label_ok = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        };
         if local.is_empty()
             || local.len() > 64
-            || domain.contains('@')
+            || local.contains(['"', '(', ')', '\\', ',', '<', '>', '[', ']', ';', ':'])
             || !domain.contains('.')
-            || domain.starts_with('.')
-            || domain.ends_with('.')
-            || domain.contains("..")
+            || !domain.split('.').all(label_ok)
         {
             return Err(bad());
         }
@@ -163,8 +179,26 @@ mod tests {
             "a b@c.d",
             "a@.c",
             "a@c..d",
+            "a,b@example.com",
+            "we<ird>@ex.com",
+            "user@-bad-.com",
+            "\"a b\"@example.com",
+            "user@[192.0.2.1]",
+            "Alice <alice@example.com>",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn ordinary_addresses_are_accepted() {
+        for good in [
+            "alice@example.com",
+            "a.b+tag@sub.example.co.uk",
+            "o'brien@xn--bcher-kva.de",
+            "x_y-z@a-b.io",
+        ] {
+            assert!(Email::parse(good).is_ok(), "{good:?} should be accepted");
         }
     }
 

@@ -115,10 +115,36 @@ pub struct Deleted {
     pub id: Uuid,
     /// The username it had.
     pub username: String,
-    /// `admin_delete` (to the trash) or `gdpr_purge` (erased).
+    /// The words of `user delete --mode`: `admin` (to the trash) or `gdpr` (erased);
+    /// `merged` when a merge removed the user.
     pub mode: &'static str,
     /// For the trash: when the user becomes due for purging.
     pub purge_after: Option<Timestamp>,
+}
+
+/// What remains of a user that was erased or merged away: its tombstone, so `user show <id>`
+/// can say where the account went.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tombstone {
+    /// The id the user had.
+    pub id: Uuid,
+    /// When it ended.
+    pub deleted_at: Timestamp,
+    /// `gdpr` (erased) or `merged`.
+    pub mode: &'static str,
+    /// For a merge: the account it was merged into.
+    pub merged_into: Option<Uuid>,
+    /// That account's username, while it exists.
+    pub merged_into_username: Option<String>,
+}
+
+/// `mode` of [`Deleted`]: the CLI flag's words, so the JSON reads as the command was typed.
+fn delete_mode_word(mode: DeletionMode) -> &'static str {
+    match mode {
+        DeletionMode::AdminDelete => "admin",
+        DeletionMode::GdprPurge => "gdpr",
+        DeletionMode::Merged { .. } => "merged",
+    }
 }
 
 /// The result of enable/disable/convert/restore/role changes: the user after the change and
@@ -440,7 +466,7 @@ impl Accounts {
                 Ok(Deleted {
                     id: user.id,
                     username: user.username.clone(),
-                    mode: mode.as_str(),
+                    mode: delete_mode_word(mode),
                     purge_after: Some(purge_after),
                 })
             }
@@ -465,15 +491,43 @@ impl Accounts {
                 Ok(Deleted {
                     id: user.id,
                     username: user.username.clone(),
-                    mode: mode.as_str(),
+                    mode: delete_mode_word(mode),
                     purge_after: None,
                 })
             }
         }
     }
 
-    /// Brings a user back out of the trash, active again. Errors: [`Error::NotFound`];
-    /// [`Error::Refused`] when the user is not in the trash or has a pending erasure request.
+    /// The tombstone of a user id that no longer exists, if it ever did (erased or merged).
+    /// Personal data is gone with the user: the id is all the tombstone knows about it.
+    pub async fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
+        let mut tx = self.db.begin_read().await?;
+        let row = tx
+            .fetch_optional(
+                "SELECT t.deleted_at, t.mode, t.merged_into, u.username AS merged_into_username \
+                 FROM user_tombstones t LEFT JOIN users u ON u.id = t.merged_into WHERE t.user_id = $1",
+                &[id.into()],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mode: String = row.get("mode")?;
+        Ok(Some(Tombstone {
+            id,
+            deleted_at: row.get("deleted_at")?,
+            mode: match mode.as_str() {
+                "merged" => "merged",
+                "gdpr_purge" => "gdpr",
+                _ => "admin",
+            },
+            merged_into: row.get("merged_into")?,
+            merged_into_username: row.get("merged_into_username")?,
+        }))
+    }
+
+    /// Brings a user back out of the trash, active again. Restoring a user that is not in
+    /// the trash changes nothing (`changed: false`), like enabling an enabled user.
+    /// Errors: [`Error::NotFound`]; [`Error::Refused`] when the user has a pending erasure
+    /// request.
     pub async fn restore(&self, user: &UserRef) -> Result<Changed> {
         self.db.retrying(|| self.restore_once(user)).await
     }
@@ -483,7 +537,11 @@ impl Accounts {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         if !user.is_trashed() {
-            return Err(Error::Refused(format!("user {} is not in the trash", user.username)));
+            let view = tx.user_view(user.id).await?;
+            return Ok(Changed {
+                user: view,
+                changed: false,
+            });
         }
         refuse_if_erasure_pending(&mut tx, &user, "restore").await?;
         tx.restore_user(user.id, now()).await?;

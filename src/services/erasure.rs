@@ -158,17 +158,23 @@ impl Erasure {
     /// (sessions revoked, logout reason `account_disabled`). Errors: [`Error::NotFound`];
     /// [`Error::Conflict`] when a request is already pending.
     pub async fn request(&self, user: &UserRef, due_in: chrono::Duration) -> Result<ErasureRequest> {
-        self.db.retrying(|| self.request_once(user, due_in)).await
+        self.request_due_at(user, crate::domain::after(now(), due_in)?).await
     }
 
-    /// One attempt of [`Self::request`], which runs it again when the database asks.
-    async fn request_once(&self, user: &UserRef, due_in: chrono::Duration) -> Result<ErasureRequest> {
+    /// [`Erasure::request`] due at `due_at` (see [`crate::domain::parse_erasure_due`]): a
+    /// time at or before now means "at the next sweep". Errors: as [`Erasure::request`].
+    pub async fn request_due_at(&self, user: &UserRef, due_at: crate::domain::Timestamp) -> Result<ErasureRequest> {
+        self.db.retrying(|| self.request_once(user, due_at)).await
+    }
+
+    /// One attempt of [`Self::request_due_at`], which runs it again when the database asks.
+    async fn request_once(&self, user: &UserRef, due_at: crate::domain::Timestamp) -> Result<ErasureRequest> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         crate::services::accounts::refuse_if_last_admin(&mut tx, &user, "request erasure of").await?;
         let at = now();
         let id = tx
-            .insert_erasure_request(user.id, crate::domain::after(at, due_in)?, &current_actor(), at)
+            .insert_erasure_request(user.id, due_at.max(at), &current_actor(), at)
             .await?;
         tx.set_user_active(user.id, false, at).await?;
         let revoked = tx

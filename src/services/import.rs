@@ -165,29 +165,82 @@ fn memberships<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
 /// A parsed row or the reason it could not be read, with its line number.
 pub type ParsedRow = (usize, std::result::Result<ImportRow, String>);
 
+/// The columns (CSV) or keys (JSON Lines) of an import row.
+pub const COLUMNS: &[&str] = &[
+    "username",
+    "email",
+    "phone",
+    "given_name",
+    "family_name",
+    "external",
+    "provider",
+    "subject",
+    "role",
+    "memberships",
+    "password",
+    "password_hash",
+];
+
 /// Reads every row into memory: [`rows`] collected. For small inputs and tests; an import
 /// of a file of any size streams [`rows`] instead.
 pub fn parse(reader: impl BufRead, format: Format) -> Result<Vec<ParsedRow>> {
     Ok(rows(reader, format)?.collect())
 }
 
+/// [`parse`] with a CSV field delimiter: [`rows_with`] collected.
+pub fn parse_with(reader: impl BufRead, format: Format, delimiter: Option<u8>) -> Result<Vec<ParsedRow>> {
+    Ok(rows_with(reader, format, delimiter)?.collect())
+}
+
+/// [`rows_with`] with the delimiter detected.
+pub fn rows<R: BufRead>(reader: R, format: Format) -> Result<Rows<R>> {
+    rows_with(reader, format, None)
+}
+
 /// The rows of `reader`, read as they are consumed: memory holds one row (and the reader's
 /// buffer), whatever the input's size. Line numbers are 1-based lines of the input (the CSV
 /// header is line 1), whatever the line endings (`\n` or `\r\n`).
 ///
-/// Fails only when the CSV header cannot be read or names no `username` column; a row that
-/// cannot be read is an `Err` row, and a read error of the input ends the rows with one
-/// `Err` row that says so.
-pub fn rows<R: BufRead>(reader: R, format: Format) -> Result<Rows<R>> {
+/// CSV: `delimiter` is the field separator (`--delimiter`); without one, a header with
+/// semicolons and no commas (what spreadsheets write in locales whose decimal mark is a
+/// comma) is read with `;`, and a warning says so. A UTF-8 byte-order mark (Excel's "CSV
+/// UTF-8") is skipped.
+///
+/// Errors: [`Error::Invalid`] (exit 2, before any row is read) for an unreadable input, or a
+/// CSV header with an unknown, duplicate or empty column, or without `username`. A row that
+/// cannot be read is an `Err` row, and a read error of the input ends the rows with one `Err`
+/// row that says so.
+pub fn rows_with<R: BufRead>(mut reader: R, format: Format, delimiter: Option<u8>) -> Result<Rows<R>> {
     Ok(Rows(match format {
         Format::Jsonl => RowsInner::Jsonl {
             lines: reader.lines().enumerate(),
             done: false,
         },
         Format::Csv => {
+            let head = reader
+                .fill_buf()
+                .map_err(|e| Error::Invalid(format!("cannot read the input: {e}")))?;
+            // A byte-order mark would become part of the first column's name. Line numbers
+            // count newlines, so skipping it changes none.
+            let bom = head.starts_with(b"\xEF\xBB\xBF");
+            let header_line = head[if bom { 3 } else { 0 }..].split(|b| *b == b'\n').next().unwrap_or_default();
+            let delimiter = match delimiter {
+                Some(d) => d,
+                None if header_line.contains(&b';') && !header_line.contains(&b',') => {
+                    tracing::warn!(
+                        "the CSV header is separated by semicolons (as spreadsheets write it in many European locales): reading it with --delimiter ';'"
+                    );
+                    b';'
+                }
+                None => b',',
+            };
+            if bom {
+                reader.consume(3);
+            }
             let newlines = NewlineIndex::default();
             let mut csv = csv::ReaderBuilder::new()
                 .trim(csv::Trim::All)
+                .delimiter(delimiter)
                 .from_reader(CountingReader {
                     inner: reader,
                     offset: 0,
@@ -197,9 +250,7 @@ pub fn rows<R: BufRead>(reader: R, format: Format) -> Result<Rows<R>> {
                 .headers()
                 .map_err(|e| Error::Invalid(format!("cannot read the CSV header: {e}")))?
                 .clone();
-            if !headers.iter().any(|h| h == "username") {
-                return Err(Error::Invalid("the CSV header has no `username` column".into()));
-            }
+            check_header(&headers, delimiter)?;
             RowsInner::Csv {
                 csv: Box::new(csv),
                 headers,
@@ -338,6 +389,36 @@ impl<R: std::io::Read> std::io::Read for CountingReader<R> {
         self.offset += n as u64;
         Ok(n)
     }
+}
+
+/// The whole header at once, before any row: one error naming every problem.
+fn check_header(headers: &csv::StringRecord, delimiter: u8) -> Result<()> {
+    let mut problems = Vec::new();
+    let unknown: Vec<&str> = headers.iter().filter(|h| !COLUMNS.contains(h)).collect();
+    if !unknown.is_empty() {
+        let shown: Vec<String> = unknown.iter().map(|h| crate::domain::shown(h)).collect();
+        problems.push(format!("unknown column(s) {}", shown.join(", ")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let duplicates: Vec<&str> = headers.iter().filter(|h| !seen.insert(*h)).collect();
+    if !duplicates.is_empty() {
+        problems.push(format!("duplicate column(s) {}", duplicates.join(", ")));
+    }
+    if !headers.iter().any(|h| h == "username") {
+        problems.push("no `username` column (required)".into());
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let mut message = format!(
+        "the CSV header is not usable: {}; the columns are: {}",
+        problems.join("; "),
+        COLUMNS.join(", ")
+    );
+    if delimiter == b',' && headers.len() == 1 && headers.iter().any(|h| h.contains(['\t', ';'])) {
+        message.push_str(" (is the file separated by another character? pass --delimiter)");
+    }
+    Err(Error::Invalid(message))
 }
 
 /// Options of [`Importer::import`].

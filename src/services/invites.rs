@@ -3,8 +3,11 @@
 //! random bits, shown once and stored only as a SHA-256 hash; acceptance is one transaction
 //! and single-use.
 //!
-//! accountctl never sends mail or SMS: each invite queues a row in `notification_outbox`
-//! (kind, recipient, workspace, role, link template) for the application's mailer.
+//! The library never sends mail or SMS: each invite queues a row in `notification_outbox`
+//! (kind, recipient, workspace, role, expiry, inviter, link template: everything but the
+//! token) for the application's mailer. The token is returned once to the caller
+//! ([`IssuedInvite::token`]), which delivers it: an application's server mails the link
+//! itself, and `accountctl invite create --send` mails it by SMTP.
 
 use std::sync::Arc;
 
@@ -189,6 +192,8 @@ impl Invites {
             "workspace": invite.workspace,
             "role": invite.role,
             "existing_user": invite.invitee_user_id.is_some(),
+            "force_passport": invite.force_passport,
+            "invited_by": invite.created_by,
             "expires_at": invite.expires_at,
             "link_template": self.link_template,
         });

@@ -80,7 +80,8 @@ pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
     /// The default when neither `--database-url` nor `DATABASE_URL` is given: a SQLite file
-    /// in the working directory, created when missing.
+    /// in the working directory. [`Database::connect`] creates it when missing; the CLI
+    /// lets only `migrate` and `bootstrap` do so.
     pub const DEFAULT: &'static str = "sqlite://accountctl.db";
 
     /// Accepts `sqlite:` and `postgres:`/`postgresql:` URLs. Errors: [`Error::Invalid`].

@@ -193,6 +193,11 @@ impl Ctx {
         cmd.env("DATABASE_URL", &self.url)
             .env("ACCOUNTCTL_ACTOR", "tester")
             .env_remove("RUST_LOG")
+            .env_remove("ACCOUNTCTL_CONFIG")
+            .env_remove("ACCOUNTCTL_INVITE_LINK")
+            .env_remove("ACCOUNTCTL_TRASH_RETENTION")
+            // No config file of the machine's user applies (the system-wide one could).
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
             .current_dir(self.dir.path());
         cmd
     }
