@@ -329,7 +329,15 @@ impl Drop for SmtpSink {
 fn invite_setup(ctx: &common::Ctx) {
     ctx.bootstrap_cli();
     ctx.cli()
-        .args(["workspace-type", "create", "team", "--title", "Team"])
+        .args([
+            "workspace-type",
+            "create",
+            "team",
+            "--title",
+            "Team",
+            "--capabilities",
+            "docs.*",
+        ])
         .assert()
         .success();
     ctx.cli()

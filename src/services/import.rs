@@ -223,7 +223,10 @@ pub fn rows_with<R: BufRead>(mut reader: R, format: Format, delimiter: Option<u8
             // A byte-order mark would become part of the first column's name. Line numbers
             // count newlines, so skipping it changes none.
             let bom = head.starts_with(b"\xEF\xBB\xBF");
-            let header_line = head[if bom { 3 } else { 0 }..].split(|b| *b == b'\n').next().unwrap_or_default();
+            let header_line = head[if bom { 3 } else { 0 }..]
+                .split(|b| *b == b'\n')
+                .next()
+                .unwrap_or_default();
             let delimiter = match delimiter {
                 Some(d) => d,
                 None if header_line.contains(&b';') && !header_line.contains(&b',') => {
