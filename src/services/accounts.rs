@@ -747,7 +747,7 @@ impl Accounts {
 
 /// The rules and events of an instance-role change, for a user whose row the caller locked
 /// inside its write transaction (`role assign|revoke`, `user import --on-conflict update`):
-/// an external user is never made admin ("convert to internal first", 001 seed), the last
+/// an external user is never made admin ("convert to internal first"), the last
 /// active admin is never demoted, and a change is audited as `user.role_changed`. Returns
 /// whether the role changed. Errors: [`Error::Refused`], with nothing written.
 pub(crate) async fn change_instance_role_in(tx: &mut Tx, user: &User, role: InstanceRole) -> Result<bool> {
