@@ -265,7 +265,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
                 DeleteMode::Admin => (DeletionMode::AdminDelete, format!("move user {user} to the trash")),
                 DeleteMode::Gdpr => (
                     DeletionMode::GdprPurge,
-                    format!("erase user {user} and all personal data (cannot be undone)"),
+                    format!("erase user {user} and all personal data"),
                 ),
             };
             let accounts = match retention {
