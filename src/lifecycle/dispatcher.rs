@@ -62,7 +62,7 @@ impl UserLifecycleService {
     /// and ignored (the contract). A failure the database caused (unreachable, read-only, a
     /// pooler that lost the statement) is logged too, the remaining hooks still fire, and the
     /// first such failure is returned: the user exists, but its hook work may be missing,
-    /// and a command must not report plain success. Errors: see [`database_caused`].
+    /// and a command must not report plain success. Errors: [`Error::Unavailable`] (exit 6) when the database was unreachable, [`Error::Conflict`] after retries, [`Error::Internal`] for any other database error; each message says the change itself was committed.
     pub async fn dispatch_created(&self, user: &User) -> Result<(), Error> {
         let mut first = None;
         for hook in &self.hooks {
