@@ -33,34 +33,7 @@ fn create_user(ctx: &common::Ctx, name: &str, email: Option<&str>) {
 }
 
 fn with_workspace(ctx: &common::Ctx) {
-    ctx.cli()
-        .args([
-            "workspace-type",
-            "create",
-            "team",
-            "--title",
-            "Team",
-            "--capabilities",
-            "docs.*",
-        ])
-        .assert()
-        .success();
-    ctx.cli()
-        .args(["workspace", "create", "Acme", "--type", "team"])
-        .assert()
-        .success();
-    ctx.cli()
-        .args([
-            "role",
-            "create",
-            "member",
-            "--workspace",
-            "Acme",
-            "--capabilities",
-            "docs.read",
-        ])
-        .assert()
-        .success();
+    ctx.acme_workspace_cli();
 }
 
 /// Writes `text` to a file in the test's directory and returns its path.

@@ -11,34 +11,7 @@ use predicates::prelude::*;
 
 fn bootstrap(ctx: &common::Ctx) {
     ctx.bootstrap_cli();
-    ctx.cli()
-        .args([
-            "workspace-type",
-            "create",
-            "team",
-            "--title",
-            "Team",
-            "--capabilities",
-            "docs.*",
-        ])
-        .assert()
-        .success();
-    ctx.cli()
-        .args(["workspace", "create", "Acme", "--type", "team"])
-        .assert()
-        .success();
-    ctx.cli()
-        .args([
-            "role",
-            "create",
-            "member",
-            "--workspace",
-            "Acme",
-            "--capabilities",
-            "docs.read",
-        ])
-        .assert()
-        .success();
+    ctx.acme_workspace_cli();
 }
 
 /// `n` good rows with a membership each, plus bad rows at known lines.

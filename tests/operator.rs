@@ -328,34 +328,7 @@ impl Drop for SmtpSink {
 
 fn invite_setup(ctx: &common::Ctx) {
     ctx.bootstrap_cli();
-    ctx.cli()
-        .args([
-            "workspace-type",
-            "create",
-            "team",
-            "--title",
-            "Team",
-            "--capabilities",
-            "docs.*",
-        ])
-        .assert()
-        .success();
-    ctx.cli()
-        .args(["workspace", "create", "Acme", "--type", "team"])
-        .assert()
-        .success();
-    ctx.cli()
-        .args([
-            "role",
-            "create",
-            "member",
-            "--workspace",
-            "Acme",
-            "--capabilities",
-            "docs.read",
-        ])
-        .assert()
-        .success();
+    ctx.acme_workspace_cli();
 }
 
 mod invites {

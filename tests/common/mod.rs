@@ -73,6 +73,34 @@ impl Ctx {
             .success();
     }
 
+    /// Through the CLI: workspace type `team` (template `docs.*`), workspace `Acme` of that
+    /// type, and its role `member` (`docs.read`).
+    pub fn acme_workspace_cli(&self) {
+        for args in [
+            &[
+                "workspace-type",
+                "create",
+                "team",
+                "--title",
+                "Team",
+                "--capabilities",
+                "docs.*",
+            ][..],
+            &["workspace", "create", "Acme", "--type", "team"],
+            &[
+                "role",
+                "create",
+                "member",
+                "--workspace",
+                "Acme",
+                "--capabilities",
+                "docs.read",
+            ],
+        ] {
+            self.cli().args(args).assert().success();
+        }
+    }
+
     /// Runs one statement in its own transaction through the library's store (so errors
     /// come back classified as the library classifies them).
     pub async fn exec(&self, sql: &str) -> accountctl::Result<u64> {
