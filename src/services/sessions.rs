@@ -137,17 +137,9 @@ impl SessionService {
         let reason = LogoutReason::SessionExpired;
         let mut tx = self.db.begin().await?;
         let at = now();
-        if !tx.revoke_session(session.id, reason, at).await? {
+        if !end_one(&mut tx, session.id, user.id, reason, "session.expired", at).await? {
             return Ok(());
         }
-        tx.publish_authz_invalidation(user.id, reason.as_str(), at).await?;
-        audit::record(
-            &mut tx,
-            "session.expired",
-            Some(user.id),
-            json!({ "session_id": session.id, "reason": reason }),
-        )
-        .await?;
         tx.commit().await?;
         self.lifecycle.dispatch_logout(user, reason);
         Ok(())
@@ -171,17 +163,9 @@ impl SessionService {
         };
         let (session, user) = (found.session, found.user);
         let at = now();
-        if session.expires_at <= at || !tx.revoke_session(session.id, reason, at).await? {
+        if session.expires_at <= at || !end_one(&mut tx, session.id, user.id, reason, "session.logout", at).await? {
             return Err(Error::AuthenticationFailed);
         }
-        tx.publish_authz_invalidation(user.id, reason.as_str(), at).await?;
-        audit::record(
-            &mut tx,
-            "session.logout",
-            Some(user.id),
-            json!({ "session_id": session.id, "reason": reason }),
-        )
-        .await?;
         tx.commit().await?;
         self.lifecycle.dispatch_logout(&user, reason);
         Ok(RevokeResult {
@@ -281,17 +265,9 @@ impl SessionService {
         let user = tx.require_user(&UserRef::Id(session.user_id), true).await?;
         let reason = LogoutReason::AdminRevoked;
         let at = now();
-        if !tx.revoke_session(session_id, reason, at).await? {
+        if !end_one(&mut tx, session_id, user.id, reason, "session.revoked", at).await? {
             return Err(Error::Conflict(format!("session {session_id} is already revoked")));
         }
-        tx.publish_authz_invalidation(user.id, reason.as_str(), at).await?;
-        audit::record(
-            &mut tx,
-            "session.revoked",
-            Some(user.id),
-            json!({ "session_id": session_id, "reason": reason }),
-        )
-        .await?;
         tx.commit().await?;
         self.lifecycle.dispatch_logout(&user, reason);
         Ok(RevokeResult {
@@ -408,4 +384,30 @@ impl UserLifecycleHook for SessionRevocationLifecycleHook {
         )
         .await
     }
+}
+
+/// Ends one session inside `tx`: revoked with `reason`, an authorization invalidation
+/// published, audited as `event`. Returns `false`, with nothing written, when the session was
+/// already revoked (the caller decides what that means). The caller commits and fires the
+/// logout.
+async fn end_one(
+    tx: &mut Tx,
+    session_id: Uuid,
+    user_id: Uuid,
+    reason: LogoutReason,
+    event: &str,
+    at: crate::domain::Timestamp,
+) -> Result<bool> {
+    if !tx.revoke_session(session_id, reason, at).await? {
+        return Ok(false);
+    }
+    tx.publish_authz_invalidation(user_id, reason.as_str(), at).await?;
+    audit::record(
+        tx,
+        event,
+        Some(user_id),
+        json!({ "session_id": session_id, "reason": reason }),
+    )
+    .await?;
+    Ok(true)
 }
