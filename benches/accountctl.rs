@@ -106,7 +106,7 @@ fn pg_admin_url() -> String {
 async fn pg_admin(admin: &str, sql: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(admin).await.expect("admin connection");
-    sqlx::Executor::execute(&mut conn, sql)
+    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql))
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }

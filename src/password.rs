@@ -10,9 +10,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use argon2::{Algorithm, Argon2, Params, Version};
-use password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rand::Rng;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
+use rand::RngExt as _;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -61,9 +61,11 @@ impl Secret {
     /// A random 24-character password of letters and digits (≈143 bits).
     pub fn random() -> Self {
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-        let mut rng = rand::rngs::OsRng;
+        // The operating system's generator, as for salts and tokens; it panics only where the
+        // OS cannot provide randomness at all.
+        let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
         let text: String = (0..24)
-            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
             .collect();
         Self::new(text)
     }
@@ -80,11 +82,11 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::DEFAULT)
 }
 
-/// Hashes `password` into a PHC string. CPU-bound: tens of milliseconds.
+/// Hashes `password` into a PHC string with a fresh 16-byte salt from the operating system's
+/// generator. CPU-bound: tens of milliseconds.
 pub fn hash_blocking(password: &Secret) -> Result<String> {
-    let salt = SaltString::generate(&mut password_hash::rand_core::OsRng);
     hasher()
-        .hash_password(password.expose().as_bytes(), &salt)
+        .hash_password(password.expose().as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| Error::Internal(format!("hashing failed: {e}")))
 }
@@ -279,14 +281,26 @@ mod tests {
     }
 
     #[test]
+    fn hashes_stored_by_earlier_builds_still_verify() {
+        // Stored by `accountctl bootstrap` built with argon2 0.5 / password-hash 0.5.
+        let old = "$argon2id$v=19$m=19456,t=2,p=1$xtRAZJdNIaNQ0QS89t/xXw$QwHWoYSceIRJimR7RDgaCCkgvPmtqYwOEZWlsqgschw";
+        assert!(check_hash(old).is_ok());
+        assert!(verify_blocking(old, &Secret::new("old release password".into())));
+        assert!(!verify_blocking(old, &Secret::new("old release passwore".into())));
+        assert!(!needs_rehash(old));
+        // The argon2 crate's own argon2id vector (RFC 9106 parameters, "somesalt").
+        let kat = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+        assert!(verify_blocking(kat, &Secret::new("password".into())));
+    }
+
+    #[test]
     fn weaker_or_other_hashes_need_rehash() {
         let weak = Argon2::new(
             Algorithm::Argon2id,
             Version::V0x13,
             Params::new(4096, 1, 1, None).expect("params"),
         );
-        let salt = SaltString::generate(&mut password_hash::rand_core::OsRng);
-        let phc = weak.hash_password(b"password123", &salt).expect("hash").to_string();
+        let phc = weak.hash_password(b"password123").expect("hash").to_string();
         assert!(verify_blocking(&phc, &Secret::new("password123".into())));
         assert!(needs_rehash(&phc));
         assert!(needs_rehash("not a phc string"));

@@ -3,13 +3,13 @@
 //! slow, salted hashing that passwords need buys nothing here.
 
 use base64::Engine as _;
-use rand::RngCore;
+use rand::Rng as _;
 use sha2::{Digest, Sha256};
 
 /// A new token (43 characters of URL-safe base64) and its stored hash (64 hex digits).
 pub fn new_token() -> (String, String) {
     let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    rand::rand_core::UnwrapErr(rand::rngs::SysRng).fill_bytes(&mut bytes);
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let hash = hash_token(&token);
     (token, hash)

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use accountctl::password::Secret;
 use accountctl::services::import::{self, Format, ImportOptions, OnConflict};
-use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::password_hash::PasswordHasher;
 use predicates::prelude::*;
 
 fn bootstrap(ctx: &common::Ctx) {
@@ -97,9 +97,8 @@ on_both_backends! {
     async fn imported_bcrypt_argon2_and_plaintext_passwords_log_in(ctx) {
         let app = ctx.app().await;
         let bcrypt_hash = bcrypt::hash("bcrypt password", 4).expect("bcrypt");
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
         let argon2i = argon2::Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, argon2::Params::new(8192, 2, 1, None).expect("params"))
-            .hash_password(b"argon2i password", &salt)
+            .hash_password(b"argon2i password")
             .expect("hash")
             .to_string();
         let argon2id = accountctl::password::hash_blocking(&Secret::new("argon2id password".into())).expect("hash");

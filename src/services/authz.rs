@@ -436,6 +436,6 @@ async fn establish(pool: &sqlx::PgPool, pending: &mut VecDeque<Invalidation>) ->
 
 /// `base` scaled by a random factor in [0.5, 1].
 fn jittered(base: Duration) -> Duration {
-    use rand::Rng;
-    base.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+    use rand::RngExt as _;
+    base.mul_f64(rand::rng().random_range(0.5..=1.0))
 }

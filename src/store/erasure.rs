@@ -210,7 +210,7 @@ impl Tx {
             "SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1 AND ((u.deleted_at IS NOT NULL AND u.purge_after <= $2) \
              OR EXISTS (SELECT 1 FROM erasure_requests e WHERE e.user_id = u.id AND e.status = 'pending' AND e.due_at <= $2)){lock}"
         );
-        let user = on_conn!(self, |c| sqlx::query(&sql)
+        let user = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(DbId(user_id))
             .bind(at)
             .fetch_optional(&mut *c)

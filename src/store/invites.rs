@@ -112,7 +112,7 @@ impl Tx {
     /// One invite by id. Errors: [`Error::NotFound`].
     pub(crate) async fn invite(&mut self, id: Uuid) -> Result<Invite> {
         let sql = format!("{INVITE_SELECT} WHERE i.id = $1");
-        let row = on_conn!(self, |c| sqlx::query(&sql)
+        let row = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(DbId(id))
             .fetch_optional(&mut *c)
             .await?
@@ -149,7 +149,7 @@ impl Tx {
         let sql = format!(
             "{INVITE_SELECT} WHERE ($1 IS NULL OR i.workspace_id = $1) AND ($2 IS NULL OR i.status = $2) ORDER BY i.created_at DESC, i.id"
         );
-        let rows = on_conn!(self, |c| sqlx::query(&sql)
+        let rows = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(workspace_id.map(DbId))
             .bind(status)
             .fetch_all(&mut *c)

@@ -27,12 +27,12 @@ impl Tx {
     /// A single `COUNT(*)` with one or two uuid parameters (`$1`, `$2`), for merge plans.
     pub(crate) async fn count_for(&mut self, sql: &str, a: Uuid, b: Option<Uuid>) -> Result<i64> {
         let n: i64 = match b {
-            Some(b) => on_conn!(self, |c| sqlx::query_scalar(sql)
+            Some(b) => on_conn!(self, |c| sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(DbId(a))
                 .bind(DbId(b))
                 .fetch_one(&mut *c)
                 .await?),
-            None => on_conn!(self, |c| sqlx::query_scalar(sql)
+            None => on_conn!(self, |c| sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(DbId(a))
                 .fetch_one(&mut *c)
                 .await?),
@@ -45,14 +45,14 @@ impl Tx {
     /// included (`UPDATE my_table SET user_id = $2 WHERE user_id = $1`).
     pub(crate) async fn move_rows(&mut self, sql: &str, from: Uuid, into: Uuid, at: Option<Timestamp>) -> Result<u64> {
         let n = match at {
-            Some(at) => on_conn!(self, |c| sqlx::query(sql)
+            Some(at) => on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(DbId(from))
                 .bind(DbId(into))
                 .bind(at)
                 .execute(&mut *c)
                 .await?
                 .rows_affected()),
-            None => on_conn!(self, |c| sqlx::query(sql)
+            None => on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(DbId(from))
                 .bind(DbId(into))
                 .execute(&mut *c)

@@ -85,7 +85,7 @@ impl Migrations {
                 .map(|m| Migration {
                     version: m.version,
                     description: Cow::Owned(m.description.to_string()),
-                    sql: Cow::Owned(m.sql.to_string()),
+                    sql: Cow::Owned(m.sql.as_str().to_owned()),
                 })
                 .collect()
         };
@@ -333,7 +333,9 @@ impl Tx {
         }
         // `table` is one of the two constants above, never input.
         let sql = format!("SELECT version, checksum FROM {table} WHERE success ORDER BY version");
-        Ok(on_conn!(self, |c| sqlx::query_as(&sql).fetch_all(&mut *c).await?))
+        Ok(on_conn!(self, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *c)
+            .await?))
     }
 
     /// Applies the pending ones of `migrations` and records them in `table`.
@@ -386,14 +388,16 @@ impl Tx {
             let started = std::time::Instant::now();
             let sql: &str = &m.sql;
             // No parameters: the simple-query protocol, which runs several statements.
-            on_conn!(self, |c| sqlx::Executor::execute(&mut *c, sql).await?.rows_affected());
+            on_conn!(self, |c| sqlx::Executor::execute(&mut *c, sqlx::AssertSqlSafe(sql))
+                .await?
+                .rows_affected());
             let elapsed = i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX);
             let insert = format!(
                 "INSERT INTO {table} (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, $4)"
             );
             let description: &str = &m.description;
             let sum = checksum(sql);
-            on_conn!(self, |c| sqlx::query(&insert)
+            on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(insert))
                 .bind(m.version)
                 .bind(description)
                 .bind(&sum)

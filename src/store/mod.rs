@@ -242,9 +242,9 @@ pub const WRITE_ATTEMPTS: u32 = 5;
 /// The pause before retry `n` (1-based): 20 ms doubling per retry, each drawn uniformly
 /// from half to all of that ("equal jitter"), so colliding transactions spread out.
 pub(crate) fn retry_pause(n: u32) -> Duration {
-    use rand::Rng;
+    use rand::RngExt as _;
     let ceiling = 20u64 << n.min(6);
-    Duration::from_millis(rand::thread_rng().gen_range(ceiling / 2..=ceiling))
+    Duration::from_millis(rand::rng().random_range(ceiling / 2..=ceiling))
 }
 
 /// A connection failure as [`Error::Unavailable`] naming the (password-free) URL.
@@ -596,7 +596,7 @@ impl Tx {
     /// Runs one statement without parameters and returns the rows it affected (the crate's
     /// own fixed statements only; callers outside the crate bind values with [`Tx::execute`]).
     pub(crate) async fn execute_raw(&mut self, sql: &str) -> Result<u64> {
-        Ok(on_conn!(self, |c| sqlx::query(sql)
+        Ok(on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(&mut *c)
             .await?
             .rows_affected()))
@@ -614,12 +614,12 @@ impl sqlx::Type<Sqlite> for DbId {
     }
 }
 
-impl<'q> sqlx::Encode<'q, Sqlite> for DbId {
+impl sqlx::Encode<'_, Sqlite> for DbId {
     fn encode_by_ref(
         &self,
-        buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
+        buf: &mut sqlx::sqlite::SqliteArgumentsBuffer,
     ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <String as sqlx::Encode<'q, Sqlite>>::encode(self.0.hyphenated().to_string(), buf)
+        <String as sqlx::Encode<'_, Sqlite>>::encode(self.0.hyphenated().to_string(), buf)
     }
 }
 

@@ -22,7 +22,7 @@
 //! ```
 
 use sqlx::postgres::{PgArgumentBuffer, PgRow, PgTypeInfo};
-use sqlx::sqlite::{SqliteArgumentValue, SqliteRow, SqliteTypeInfo};
+use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteRow, SqliteTypeInfo};
 use sqlx::{Column as _, Postgres, Row as _, Sqlite, TypeInfo as _, ValueRef as _};
 use uuid::Uuid;
 
@@ -320,10 +320,10 @@ impl sqlx::Type<Sqlite> for Value {
     }
 }
 
-impl<'q> sqlx::Encode<'q, Sqlite> for Value {
+impl sqlx::Encode<'_, Sqlite> for Value {
     fn encode_by_ref(
         &self,
-        buf: &mut Vec<SqliteArgumentValue<'q>>,
+        buf: &mut SqliteArgumentsBuffer,
     ) -> std::result::Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
         match self {
             Value::Null => Ok(sqlx::encode::IsNull::Yes),
@@ -341,11 +341,14 @@ impl<'q> sqlx::Encode<'q, Sqlite> for Value {
 impl Tx {
     /// Runs one statement with `params` bound to `$1`, `$2`, …; returns the rows it affected.
     ///
+    /// `sql` is run as given: write it as a constant and pass every value in `params`, never
+    /// formatted into the text (the same holds for the `fetch_*` methods).
+    ///
     /// Errors: the database's, classified like every store error (a unique violation is
     /// [`Error::Conflict`], a check violation [`Error::Refused`], …).
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
         Ok(on_conn!(self, |c| {
-            let mut q = sqlx::query(sql);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for p in params {
                 q = q.bind(p.clone());
             }
@@ -357,7 +360,7 @@ impl Tx {
     /// [`Error::Internal`] for a PostgreSQL column type the API does not read (cast it).
     pub async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
         on_conn!(self, |c| {
-            let mut q = sqlx::query(sql);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for p in params {
                 q = q.bind(p.clone());
             }
@@ -368,7 +371,7 @@ impl Tx {
     /// The first row a query returns, if any. Errors: as [`Tx::fetch_all`].
     pub async fn fetch_optional(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
         on_conn!(self, |c| {
-            let mut q = sqlx::query(sql);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for p in params {
                 q = q.bind(p.clone());
             }

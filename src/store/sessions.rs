@@ -45,7 +45,7 @@ impl Tx {
     /// A user's sessions, newest first.
     pub(crate) async fn sessions_of(&mut self, user_id: Uuid) -> Result<Vec<Session>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id");
-        let rows = on_conn!(self, |c| sqlx::query(&sql)
+        let rows = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(DbId(user_id))
             .fetch_all(&mut *c)
             .await?
@@ -58,7 +58,7 @@ impl Tx {
     /// One session by id.
     pub(crate) async fn session(&mut self, id: Uuid) -> Result<Option<Session>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
-        let row = on_conn!(self, |c| sqlx::query(&sql)
+        let row = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(DbId(id))
             .fetch_optional(&mut *c)
             .await?
@@ -205,7 +205,7 @@ impl Tx {
         if self.backend() == super::Backend::Postgres {
             sql.push_str(" FOR UPDATE OF s");
         }
-        let found = on_conn!(self, |c| sqlx::query(&sql)
+        let found = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(token_hash)
             .fetch_optional(&mut *c)
             .await?

@@ -189,7 +189,7 @@ impl Tx {
     /// The user with this id, trashed or not.
     pub(crate) async fn user_by_id(&mut self, id: Uuid) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1");
-        let user = on_conn!(self, |c| sqlx::query(&sql)
+        let user = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(DbId(id))
             .fetch_optional(&mut *c)
             .await?
@@ -221,13 +221,13 @@ impl Tx {
         };
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {condition}{lock_clause}");
         let found = match user {
-            UserRef::Id(id) => on_conn!(self, |c| sqlx::query(&sql)
+            UserRef::Id(id) => on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(DbId(*id))
                 .fetch_optional(&mut *c)
                 .await?
                 .map(|r| r.decode::<User>())
                 .transpose()?),
-            _ => on_conn!(self, |c| sqlx::query(&sql)
+            _ => on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&key)
                 .fetch_optional(&mut *c)
                 .await?
@@ -247,7 +247,7 @@ impl Tx {
     /// The list/show shape of one user.
     pub(crate) async fn user_view(&mut self, id: Uuid) -> Result<UserView> {
         let sql = format!("{VIEW_SELECT} WHERE u.id = $1");
-        let view = on_conn!(self, |c| sqlx::query(&sql)
+        let view = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(DbId(id))
             .fetch_optional(&mut *c)
             .await?
@@ -316,7 +316,7 @@ impl Tx {
             (lo, hi)
         });
         let rows = on_conn!(self, |c| {
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             if let Some(external) = filter.external {
                 q = q.bind(external);
             }

@@ -214,7 +214,9 @@ impl Tx {
             super::Backend::Sqlite => "",
         };
         let sql = format!("SELECT id FROM workspaces WHERE is_root{lock}");
-        let root: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(&sql).fetch_optional(&mut *c).await?);
+        let root: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_optional(&mut *c)
+            .await?);
         let is_root = root.is_some_and(|r| r.0 == workspace_id);
         if is_root && !self.has_members(workspace_id).await? {
             return Err(Error::Refused(
@@ -445,7 +447,7 @@ impl Tx {
     /// Every workspace, by name.
     pub(crate) async fn workspaces(&mut self) -> Result<Vec<Workspace>> {
         let sql = format!("{WORKSPACE_SELECT} ORDER BY w.is_root DESC, lower(w.name)");
-        let rows = on_conn!(self, |c| sqlx::query(&sql)
+        let rows = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&mut *c)
             .await?
             .iter()
@@ -457,7 +459,7 @@ impl Tx {
     /// One workspace by id. Errors: [`Error::NotFound`].
     pub(crate) async fn workspace(&mut self, id: Uuid) -> Result<Workspace> {
         let sql = format!("{WORKSPACE_SELECT} WHERE w.id = $1");
-        let row = on_conn!(self, |c| sqlx::query(&sql)
+        let row = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(DbId(id))
             .fetch_optional(&mut *c)
             .await?
@@ -525,7 +527,7 @@ impl Tx {
     pub(crate) async fn roles(&mut self, workspace_id: Option<Uuid>) -> Result<Vec<Role>> {
         let sql =
             format!("{ROLE_SELECT} WHERE ($1 IS NULL OR r.workspace_id = $1) ORDER BY lower(w.name), lower(r.name)");
-        let rows = on_conn!(self, |c| sqlx::query(&sql)
+        let rows = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(workspace_id.map(DbId))
             .fetch_all(&mut *c)
             .await?
@@ -538,7 +540,7 @@ impl Tx {
     /// One role by id. Errors: [`Error::NotFound`].
     pub(crate) async fn role(&mut self, id: Uuid) -> Result<Role> {
         let sql = format!("{ROLE_SELECT} WHERE r.id = $1");
-        let row = on_conn!(self, |c| sqlx::query(&sql)
+        let row = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(DbId(id))
             .fetch_optional(&mut *c)
             .await?

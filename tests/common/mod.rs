@@ -115,7 +115,7 @@ impl Ctx {
         match self.backend {
             Backend::Sqlite => {
                 let pool = sqlx::SqlitePool::connect(&self.direct_url).await.expect("sqlite");
-                let n = sqlx::query_scalar::<_, i64>(sql)
+                let n = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
                     .fetch_one(&pool)
                     .await
                     .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -124,7 +124,7 @@ impl Ctx {
             }
             Backend::Postgres | Backend::PgBouncer => {
                 let pool = sqlx::PgPool::connect(&self.direct_url).await.expect("postgres");
-                let n = sqlx::query_scalar::<_, i64>(sql)
+                let n = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
                     .fetch_one(&pool)
                     .await
                     .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -139,7 +139,7 @@ impl Ctx {
         match self.backend {
             Backend::Sqlite => {
                 let pool = sqlx::SqlitePool::connect(&self.direct_url).await.expect("sqlite");
-                let rows = sqlx::query_as(sql)
+                let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .fetch_all(&pool)
                     .await
                     .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -148,7 +148,7 @@ impl Ctx {
             }
             Backend::Postgres | Backend::PgBouncer => {
                 let pool = sqlx::PgPool::connect(&self.direct_url).await.expect("postgres");
-                let rows = sqlx::query_as(sql)
+                let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .fetch_all(&pool)
                     .await
                     .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -172,15 +172,18 @@ impl Ctx {
                 let pool = sqlx::SqlitePool::connect(&self.direct_url).await.expect("sqlite");
                 let tables: Vec<String> = sqlx::query_scalar(tables_sql).fetch_all(&pool).await.expect("tables");
                 for t in tables {
-                    let cols: Vec<String> = sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{t}')"))
-                        .fetch_all(&pool)
-                        .await
-                        .expect("cols");
+                    let cols: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT name FROM pragma_table_info('{t}')"
+                    )))
+                    .fetch_all(&pool)
+                    .await
+                    .expect("cols");
                     let expr = cols.iter().map(|c| format!("COALESCE(CASE WHEN typeof(\"{c}\") = 'blob' THEN hex(\"{c}\") ELSE CAST(\"{c}\" AS TEXT) END, '')")).collect::<Vec<_>>().join(" || '|' || ");
-                    let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT {expr} FROM \"{t}\""))
-                        .fetch_all(&pool)
-                        .await
-                        .expect("rows");
+                    let rows: Vec<String> =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {expr} FROM \"{t}\"")))
+                            .fetch_all(&pool)
+                            .await
+                            .expect("rows");
                     for r in rows {
                         out.push_str(&format!("{t}: {r}\n"));
                     }
@@ -191,10 +194,11 @@ impl Ctx {
                 let pool = sqlx::PgPool::connect(&self.direct_url).await.expect("postgres");
                 let tables: Vec<String> = sqlx::query_scalar(tables_sql).fetch_all(&pool).await.expect("tables");
                 for t in tables {
-                    let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM \"{t}\" t"))
-                        .fetch_all(&pool)
-                        .await
-                        .expect("rows");
+                    let rows: Vec<String> =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT t::text FROM \"{t}\" t")))
+                            .fetch_all(&pool)
+                            .await
+                            .expect("rows");
                     for r in rows {
                         out.push_str(&format!("{t}: {r}\n"));
                     }
@@ -409,7 +413,7 @@ pub fn pg_url_for(name: &str) -> String {
 pub async fn admin_exec(admin_url: &str, sql: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(admin_url).await.expect("admin connection");
-    sqlx::Executor::execute(&mut conn, sql)
+    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql))
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let _ = conn.close().await;
