@@ -515,11 +515,12 @@ impl Database {
     /// Closes the pool, waiting for connections to be returned, and ends each connection
     /// with the protocol's goodbye so the server logs no lost client.
     ///
-    /// Waits (up to 5 s) until no connection is left: sqlx 0.8's own close ends the idle
-    /// connections but may return while one is still in use or on its way back (a dropped
-    /// transaction returns its connection from a spawned task), and a connection that comes
-    /// back after it may stay open. A process that exited then, or a database dropped then,
-    /// would leave the server a lost client (`connection to client lost`).
+    /// Waits (up to 5 s) until no connection is left. sqlx 0.9's own close waits for the
+    /// connections in use to come back before ending them; 0.8's could return while one was
+    /// still on its way back (a dropped transaction returns its connection from a spawned
+    /// task), which then stayed open, and a process that exited then, or a database dropped
+    /// then, left the server a lost client (`connection to client lost`). The check stays as
+    /// a guard; it costs nothing when the pool is empty.
     pub async fn close(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
