@@ -13,7 +13,8 @@
 //! | request | a warm server's per-request work: session validation by access token + capabilities in a workspace (cached) | the bare indexed SELECT of the same session and user rows on a pool | ≤ 1.5×, < 1 ms |
 //!
 //! `ACCOUNTCTL_BENCH_SCALE` (default 1) scales the row counts down for a quick run;
-//! `ACCOUNTCTL_BENCH_ONLY=merge,purge,import,hashing,list,show,request` picks scenarios.
+//! `ACCOUNTCTL_BENCH_ONLY=merge,purge,import,hashing,list,show,request` picks scenarios;
+//! `ACCOUNTCTL_BENCH_BACKEND=sqlite|postgres` runs one backend only (in both modes).
 //!
 //! **Scale mode.** `ACCOUNTCTL_BENCH_SCALE=growth` (or a list of sizes such as `100k,1m`)
 //! runs the growth curve instead: for each size and backend, a database of that many users
@@ -1166,7 +1167,11 @@ async fn run_growth(sizes: &[usize]) {
 
 async fn run() {
     let mut rows = Vec::new();
+    let only = std::env::var("ACCOUNTCTL_BENCH_BACKEND").ok();
     for (backend, label) in [(Backend::Sqlite, "sqlite"), (Backend::Postgres, "postgres")] {
+        if only.as_deref().is_some_and(|o| o != label) {
+            continue;
+        }
         macro_rules! scenario {
             ($name:literal, $f:ident) => {
                 if wanted($name) {
