@@ -989,35 +989,39 @@ async fn bench_growth(f: &Fresh, n: usize, out: &mut Vec<Growth>, label: &'stati
         f.exec("ANALYZE").await;
     }
     let accounts = f.app().accounts();
-    let search = UserFilter {
-        search: Some(format!("u{}", n / 3)),
-        ..UserFilter::default()
-    };
-    assert!(!accounts.list(&search).await.expect("search").is_empty());
-    let t = median(11, || async {
-        accounts.list(&search).await.expect("search");
-    })
-    .await;
-    push("user list --search, first page (library call, median)", secs(t));
-    let deep = UserFilter {
-        after: Some(format!("u{}", n * 9 / 10)),
-        ..UserFilter::default()
-    };
-    assert_eq!(accounts.list(&deep).await.expect("deep page").len(), 100);
-    let t = median(11, || async {
-        accounts.list(&deep).await.expect("deep page");
-    })
-    .await;
-    push("user list, keyset page at 90 % (library call, median)", secs(t));
-    let who = format!("u{}", n / 2);
-    let mut shows: Vec<(Duration, u64)> = (0..7)
-        .map(|_| run_cli(f, &["user", "show", &who, "-o", "json"]))
-        .collect();
-    shows.sort();
-    push(
-        "user show, one process (median of 7)",
-        format!("{}, peak RSS {}", secs(shows[3].0), mib(shows[3].1)),
-    );
+    // `ACCOUNTCTL_BENCH_ONLY=purge` in scale mode: build the database, measure the purge, stop.
+    let purge_only = std::env::var("ACCOUNTCTL_BENCH_ONLY").is_ok_and(|only| only.trim() == "purge");
+    if !purge_only {
+        let search = UserFilter {
+            search: Some(format!("u{}", n / 3)),
+            ..UserFilter::default()
+        };
+        assert!(!accounts.list(&search).await.expect("search").is_empty());
+        let t = median(11, || async {
+            accounts.list(&search).await.expect("search");
+        })
+        .await;
+        push("user list --search, first page (library call, median)", secs(t));
+        let deep = UserFilter {
+            after: Some(format!("u{}", n * 9 / 10)),
+            ..UserFilter::default()
+        };
+        assert_eq!(accounts.list(&deep).await.expect("deep page").len(), 100);
+        let t = median(11, || async {
+            accounts.list(&deep).await.expect("deep page");
+        })
+        .await;
+        push("user list, keyset page at 90 % (library call, median)", secs(t));
+        let who = format!("u{}", n / 2);
+        let mut shows: Vec<(Duration, u64)> = (0..7)
+            .map(|_| run_cli(f, &["user", "show", &who, "-o", "json"]))
+            .collect();
+        shows.sort();
+        push(
+            "user show, one process (median of 7)",
+            format!("{}, peak RSS {}", secs(shows[3].0), mib(shows[3].1)),
+        );
+    }
 
     // Purge: u0..u9999 trashed and due; the baseline deletes u10000..u19999 bare.
     let due = 10_000.min(n / 2);
@@ -1078,6 +1082,9 @@ async fn bench_growth(f: &Fresh, n: usize, out: &mut Vec<Growth>, label: &'stati
             ours.as_secs_f64() / baseline.as_secs_f64()
         ),
     );
+    if purge_only {
+        return;
+    }
 
     let (a, b) = merge_fixture(f, "keepgrowth", "gonegrowth", (0x20, 0x21), 100_000).await;
     let started = Instant::now();

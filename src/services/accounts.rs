@@ -471,23 +471,21 @@ impl Accounts {
                 })
             }
             DeletionMode::GdprPurge | DeletionMode::Merged { .. } => {
-                // Only a root member's removal can leave the root workspace empty.
-                let root = tx.root_membership_of(user.id).await?;
                 if mode == DeletionMode::GdprPurge {
                     // The application's declared personal data goes too, whatever its hooks did.
                     for declaration in self.personal_data.iter() {
                         tx.execute(&declaration.erase_sql(), &[user.id.into()]).await?;
                     }
                 }
-                tx.erase_personal_data(user).await?;
-                if let Some(root) = root {
-                    tx.refuse_if_root_emptied(root, true).await?;
-                }
                 let merged_into = match mode {
                     DeletionMode::Merged { into } => Some(into),
                     _ => None,
                 };
-                tx.insert_tombstone(user.id, mode.as_str(), merged_into, at).await?;
+                let root = tx.erase_user(user, mode.as_str(), merged_into, at).await?;
+                // Only a root member's removal can leave the root workspace empty.
+                if let Some(root) = root {
+                    tx.refuse_if_root_emptied(root, true).await?;
+                }
                 Ok(Deleted {
                     id: user.id,
                     username: user.username.clone(),

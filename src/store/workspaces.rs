@@ -224,18 +224,6 @@ impl Tx {
         Ok(())
     }
 
-    /// The root workspace's id when the user is one of its members (one probe), else `None`.
-    pub(crate) async fn root_membership_of(&mut self, user_id: Uuid) -> Result<Option<Uuid>> {
-        let id: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(
-            "SELECT w.id FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
-             WHERE m.user_id = $1 AND w.is_root LIMIT 1"
-        )
-        .bind(DbId(user_id))
-        .fetch_optional(&mut *c)
-        .await?);
-        Ok(id.map(|d| d.0))
-    }
-
     /// Whether anyone holds a membership in the workspace (one index probe).
     pub(crate) async fn has_members(&mut self, workspace_id: Uuid) -> Result<bool> {
         let found: bool = on_conn!(self, |c| sqlx::query_scalar(
