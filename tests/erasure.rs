@@ -5,6 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use accountctl::db::InvalidationChannel;
 use accountctl::db::Tx;
 use accountctl::domain::UserRef;
 use accountctl::domain::{DeletionMode, LogoutReason, User, parse_capabilities};
@@ -12,7 +13,6 @@ use accountctl::lifecycle::UserLifecycleHook;
 use accountctl::password::Secret;
 use accountctl::services::accounts::NewUser;
 use accountctl::services::erasure::SweepOptions;
-use accountctl::db::InvalidationChannel;
 use accountctl::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
 use accountctl::{App, Error};
 

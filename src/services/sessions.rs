@@ -373,9 +373,15 @@ impl UserLifecycleHook for SessionRevocationLifecycleHook {
     async fn on_user_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<()> {
         // Same treatment for every mode: a trashed, purged or merged-away user keeps no
         // live session. The audit row says how many, zero included.
-        audit::record_sessions_revoked(tx, user.id, LogoutReason::AdminRevoked, "user.sessions_revoked_on_delete", mode)
-            .await
-            .map(drop)
+        audit::record_sessions_revoked(
+            tx,
+            user.id,
+            LogoutReason::AdminRevoked,
+            "user.sessions_revoked_on_delete",
+            mode,
+        )
+        .await
+        .map(drop)
     }
 }
 
