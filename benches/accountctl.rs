@@ -23,7 +23,8 @@
 //! users next to a bare per-user cascade `DELETE`, a merge of a user owning 100k rows and the
 //! whole list paged through. The import file is written under `ACCOUNTCTL_BENCH_DIR` (default
 //! the temporary directory; 10M rows take 1.4 GB) and deleted after the import;
-//! `ACCOUNTCTL_BENCH_BACKEND=sqlite|postgres` runs one backend only.
+//! `ACCOUNTCTL_BENCH_BACKEND=sqlite|postgres` runs one backend only; `ACCOUNTCTL_BENCH_ONLY=purge`
+//! builds each database and stops after the purge.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
