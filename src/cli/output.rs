@@ -250,7 +250,7 @@ fn distinct_prefix(ids: &[&str]) -> usize {
     sorted.dedup();
     let common = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
     let longest = sorted.windows(2).map(|w| common(w[0], w[1])).max().unwrap_or(0);
-    let mut width = (longest + 1).max(crate::domain::MIN_ID_PREFIX).min(36);
+    let mut width = (longest + 1).clamp(crate::domain::MIN_ID_PREFIX, 36);
     // A prefix ending in a hyphen reads as cut short: take the digit after it too.
     if ids
         .first()
