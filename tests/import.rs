@@ -5,7 +5,7 @@ mod common;
 use std::fmt::Write as _;
 
 use accountctl::password::Secret;
-use accountctl::services::import::{self, Format, ImportOptions, OnConflict};
+use accountctl::services::import::{self, Format, ImportOptions, ImportProgress, OnConflict};
 use argon2::password_hash::{PasswordHasher, SaltString};
 use predicates::prelude::*;
 
@@ -294,4 +294,157 @@ on_both_backends! {
         assert_eq!(results[30]["error"], "duplicate username in the input (first on line 4)");
         assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username LIKE 's%'").await, 30);
     }
+
+    async fn backslashes_and_a_membership_named_twice_arrive_as_written(ctx) {
+        bootstrap(&ctx);
+        let app = ctx.app().await;
+        // PostgreSQL's COPY text format reads a backslash as an escape and `\N` as NULL: the
+        // import must escape them so the characters arrive as written.
+        let jsonl = [
+            serde_json::json!({ "username": "bs1", "email": "bs1@example.com", "given_name": "\\N", "family_name": "O\\Brien \u{e9}", "memberships": "Acme:member;acme:MEMBER" }),
+            serde_json::json!({ "username": "bs2", "external": true, "provider": "idp\\x", "subject": "s\\N\\t" }),
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+        let mut results = Vec::new();
+        let s = app
+            .importer()
+            .import(import::parse(jsonl.as_bytes(), Format::Jsonl).expect("parse"), &ImportOptions::default(), |r| results.extend(r.to_vec()))
+            .await
+            .expect("import");
+        assert_eq!((s.created, s.failed), (2, 0), "{results:?}");
+        assert_eq!(
+            ctx.text_pairs("SELECT p.given_name, p.display_name FROM persons p JOIN users u ON u.person_id = p.id WHERE u.username = 'bs1'").await,
+            vec![("\\N".to_owned(), "\\N O\\Brien \u{e9}".to_owned())]
+        );
+        assert_eq!(
+            ctx.text_pairs("SELECT provider, subject FROM external_identities").await,
+            vec![("idp\\x".to_owned(), "s\\N\\t".to_owned())]
+        );
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.username = 'bs1'").await, 1, "one membership, named twice");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM passports p JOIN users u ON u.id = p.user_id WHERE u.username = 'bs1' AND p.is_primary").await, 1);
+    }
+
+    async fn a_batch_mixing_new_existing_and_taken_rows_reports_each_on_its_line(ctx) {
+        bootstrap(&ctx);
+        let app = ctx.app().await;
+        let text = "username,email,given_name\nm1,m1@example.com,One\nadmin,,Boss\nm2,ADMIN@example.com,\nm3,m3@example.com,\n";
+        let run = |on_conflict| {
+            let app = app.clone();
+            async move {
+                let mut results = Vec::new();
+                let options = ImportOptions { on_conflict, batch_size: 10, ..ImportOptions::default() };
+                app.importer()
+                    .import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &options, |r| results.extend(r.iter().map(|x| (x.line, x.status, x.id, x.error.clone()))))
+                    .await
+                    .expect("import");
+                results
+            }
+        };
+        let results = run(OnConflict::Skip).await;
+        let statuses: Vec<(usize, &str)> = results.iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!(statuses, vec![(2, "created"), (3, "skipped"), (4, "error"), (5, "created")]);
+        assert_eq!(results[2].3.as_deref(), Some("admin@example.com already belongs to another user"));
+        let ids = ctx.text_pairs("SELECT username, CAST(id AS TEXT) FROM users WHERE username IN ('m1', 'm3') ORDER BY username").await;
+        assert_eq!(
+            ids.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(),
+            vec![results[0].2.expect("id").to_string(), results[3].2.expect("id").to_string()],
+            "the ids reported are the rows written"
+        );
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username = 'm2'").await, 0);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM folders f JOIN users u ON u.id = f.user_id WHERE u.username IN ('m1', 'm3') AND f.is_home").await, 2);
+        // The same file again: fail mode reports every existing row; update mode changes
+        // the names and creates nothing.
+        let results = run(OnConflict::Fail).await;
+        assert_eq!(results.iter().map(|r| r.1).collect::<Vec<_>>(), vec!["error"; 4]);
+        let results = run(OnConflict::Update).await;
+        assert_eq!(results.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), vec![(2, "updated"), (3, "updated"), (4, "error"), (5, "updated")]);
+        assert_eq!(ctx.text_pairs("SELECT u.username, p.given_name FROM users u JOIN persons p ON p.id = u.person_id WHERE u.username = 'admin'").await, vec![("admin".to_owned(), "Boss".to_owned())]);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, 3);
+    }
+
+    async fn the_progress_counts_rows_as_they_are_hashed_before_their_batch_is_written(ctx) {
+        bootstrap(&ctx);
+        let app = ctx.app().await;
+        let mut text = String::from("username,password\n");
+        for i in 0..6 {
+            writeln!(text, "pr{i},long enough password {i}").ok();
+        }
+        writeln!(text, "bad@name,long enough password").ok();
+        let progress = std::sync::Arc::new(ImportProgress::default());
+        let options = ImportOptions { batch_size: 4, progress: Some(progress.clone()), ..ImportOptions::default() };
+        let mut seen = Vec::new();
+        let s = app
+            .importer()
+            .import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &options, |r| seen.push((r.len(), progress.prepared(), progress.written())))
+            .await
+            .expect("import");
+        assert_eq!((s.rows, s.created, s.failed), (7, 6, 1));
+        // When the first batch's results arrive, its 4 rows were hashed and counted, and
+        // none was counted as written yet.
+        assert!(seen[0].1 >= 4 && seen[0].2 == 0, "{seen:?}");
+        assert_eq!(seen.iter().map(|x| x.0).sum::<usize>(), 7);
+        assert_eq!((progress.prepared(), progress.written()), (7, 7));
+    }
+}
+
+/// Another writer takes a username after the import checked it and before its `COPY`
+/// writes it: the `COPY` waits on the other transaction's row, fails with the unique
+/// violation when that commits, and the batch is retried row by row, so the row is reported
+/// on its own line and the batch's other rows are created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_username_taken_by_a_concurrent_writer_fails_only_its_row() {
+    common::run_on(common::Backend::Postgres, |ctx| async move {
+        use sqlx::Connection;
+        bootstrap(&ctx);
+        let app = ctx.app().await;
+        let mut other = sqlx::PgConnection::connect(&ctx.direct_url).await.expect("connect");
+        let mut writer = other.begin().await.expect("begin");
+        sqlx::query(
+            "WITH p AS (INSERT INTO persons (id, created_at, updated_at) VALUES (gen_random_uuid(), now(), now()) RETURNING id) \
+             INSERT INTO users (id, person_id, username, created_at, updated_at) SELECT gen_random_uuid(), id, 'racer', now(), now() FROM p",
+        )
+        .execute(&mut *writer)
+        .await
+        .expect("the other writer's user");
+        let text = "username,email\nr0,r0@example.com\nr1,r1@example.com\nracer,racer@example.com\nr3,r3@example.com\n";
+        let import = tokio::spawn({
+            let app = app.clone();
+            async move {
+                let mut results = Vec::new();
+                let s = app
+                    .importer()
+                    .import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &ImportOptions::default(), |r| results.extend(r.iter().map(|x| (x.line, x.status, x.error.clone()))))
+                    .await;
+                (s, results)
+            }
+        });
+        // Wait until the import's COPY is blocked on the uncommitted row, then commit it.
+        let mut watcher = sqlx::PgConnection::connect(&ctx.direct_url).await.expect("connect");
+        let started = std::time::Instant::now();
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'COPY users%'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .expect("pg_stat_activity");
+            if waiting > 0 {
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "the import's COPY never waited on the other writer");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        writer.commit().await.expect("commit");
+        let (summary, results) = import.await.expect("import task");
+        let summary = summary.expect("a conflict is a row error, not the import's");
+        assert_eq!((summary.created, summary.failed), (3, 1), "{results:?}");
+        assert_eq!(results.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), vec![(2, "created"), (3, "created"), (4, "error"), (5, "created")]);
+        assert!(results[2].2.as_deref().unwrap_or_default().contains("already exists"), "{results:?}");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username IN ('r0', 'r1', 'r3')").await, 3);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM passports WHERE value = 'racer@example.com'").await, 0);
+    })
+    .await;
 }

@@ -486,7 +486,7 @@ async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
 }
 
 async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
-    use crate::services::import::{self, Format, ImportOptions, OnConflict};
+    use crate::services::import::{self, Format, ImportOptions, ImportProgress, OnConflict};
     use std::io::{BufReader, IsTerminal, Write};
 
     let format = match args.format {
@@ -513,26 +513,44 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
         dry_run: args.dry_run,
         atomic: args.atomic,
         batch_size: args.batch_size as usize,
+        progress: None,
     };
+    let progress = std::sync::Arc::new(ImportProgress::default());
     let bar = std::io::stderr().is_terminal().then(|| {
         // The number of rows is known only at the end of the input.
         let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {pos} rows, {elapsed}, {per_sec}") {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {pos} rows read and hashed, {msg} written, {elapsed}, {per_sec}",
+        ) {
             bar.set_style(style);
         }
+        bar.set_message("0");
         // Passwords are hashed before a batch is written, which takes seconds per thousand
-        // rows: the spinner and the elapsed time keep moving meanwhile.
+        // rows: the bar follows the hashing row by row (the import's counters, read here
+        // every 120 ms), not only the batches written.
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        bar
+        let ticker = {
+            let (bar, progress) = (bar.clone(), progress.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_millis(120));
+                loop {
+                    every.tick().await;
+                    bar.set_position(progress.prepared());
+                    bar.set_message(progress.written().to_string());
+                }
+            })
+        };
+        (bar, ticker)
     });
+    let options = ImportOptions {
+        progress: bar.is_some().then(|| progress.clone()),
+        ..options
+    };
     let mut failures = Vec::new();
     let summary = ctx
         .app
         .importer()
         .import(rows, &options, |results| {
-            if let Some(bar) = &bar {
-                bar.inc(results.len() as u64);
-            }
             let mut out = std::io::stdout().lock();
             for r in results {
                 if ctx.out.quiet {
@@ -546,10 +564,12 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
                 }
             }
         })
-        .await?;
-    if let Some(bar) = bar {
+        .await;
+    if let Some((bar, ticker)) = bar {
+        ticker.abort();
         bar.finish_and_clear();
     }
+    let summary = summary?;
     if !ctx.out.quiet && ctx.out.format == super::output::Format::Table {
         if !failures.is_empty() {
             ctx.out.list(&failures, &["line", "username", "error"], "line");

@@ -1,5 +1,6 @@
-//! Bulk import of users (`user import`): CSV or JSON Lines, committed in batches with
-//! multi-row statements, plaintext passwords hashed in parallel on every core off the async
+//! Bulk import of users (`user import`): CSV or JSON Lines, committed in batches (each
+//! table of a batch one `COPY … FROM STDIN` on PostgreSQL, one multi-row statement per 1,000
+//! rows on SQLite), plaintext passwords hashed in parallel on every core off the async
 //! runtime, and `on_user_created` fired per batch through the hooks' batch method.
 //!
 //! Each row yields a [`RowResult`]. An invalid row never takes its batch's valid rows with it:
@@ -11,6 +12,7 @@
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -437,6 +439,41 @@ pub struct ImportOptions {
     /// holds about three batches (one read ahead, one waiting, one being written): 5,000-row
     /// batches cost some 25 MB more at the peak and were no faster.
     pub batch_size: usize,
+    /// Counters the import advances as it goes, for a progress display (`None`: not
+    /// counted).
+    pub progress: Option<Arc<ImportProgress>>,
+}
+
+/// How far an import has got, counted in rows: shared with [`Importer::import`] through
+/// [`ImportOptions::progress`] and read from any thread while it runs (relaxed atomic
+/// counters: each read is a recent value, never a torn one).
+#[derive(Debug, Default)]
+pub struct ImportProgress {
+    prepared: AtomicU64,
+    written: AtomicU64,
+}
+
+impl ImportProgress {
+    /// Rows read and validated, and — for a row with a plaintext password — hashed: the
+    /// count advances row by row while a batch's passwords are hashed (seconds per thousand
+    /// rows), before the batch is written. Includes rows that failed validation.
+    pub fn prepared(&self) -> u64 {
+        self.prepared.load(Ordering::Relaxed)
+    }
+
+    /// Rows whose result is final and reported (created, updated, skipped, failed, or with
+    /// `atomic`, rolled back).
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    fn add_prepared(&self, rows: u64) {
+        self.prepared.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    fn add_written(&self, rows: u64) {
+        self.written.fetch_add(rows, Ordering::Relaxed);
+    }
 }
 
 impl Default for ImportOptions {
@@ -446,6 +483,7 @@ impl Default for ImportOptions {
             dry_run: false,
             atomic: false,
             batch_size: 1000,
+            progress: None,
         }
     }
 }
@@ -631,7 +669,7 @@ impl Importer {
             dry_run: options.dry_run,
             ..ImportSummary::default()
         };
-        let mut chunks = prepare_in_background(rows.into_iter(), options.batch_size.max(1));
+        let mut chunks = prepare_in_background(rows.into_iter(), options.batch_size.max(1), options.progress.clone());
         if options.atomic && !options.dry_run {
             return self.import_atomic(chunks, options, summary, on_results).await;
         }
@@ -648,6 +686,9 @@ impl Importer {
             results.sort_by_key(|r| r.line);
             tally(&mut summary, &results);
             on_results(&results);
+            if let Some(progress) = &options.progress {
+                progress.add_written(results.len() as u64);
+            }
             self.lifecycle.dispatch_created_batch(&written.created).await?;
             for user in &written.logouts {
                 self.lifecycle.dispatch_logout(user, LogoutReason::PasswordChanged);
@@ -737,11 +778,17 @@ impl Importer {
             if out.len() == batch_size {
                 tally(&mut summary, &out);
                 on_results(&out);
+                if let Some(progress) = &options.progress {
+                    progress.add_written(out.len() as u64);
+                }
                 out.clear();
             }
         }
         tally(&mut summary, &out);
         on_results(&out);
+        if let Some(progress) = &options.progress {
+            progress.add_written(out.len() as u64);
+        }
         if failed {
             return Ok(summary);
         }
@@ -839,8 +886,9 @@ impl Importer {
         Ok(done)
     }
 
-    /// Writes one batch inside `tx`: conflicts resolved per `on_conflict`, new users in five
-    /// multi-row statements, updates per row. Returns the results and the created users.
+    /// Writes one batch inside `tx`: conflicts resolved per `on_conflict` (looked up for the
+    /// whole batch in two statements), new users in one statement per table (`COPY` on
+    /// PostgreSQL, multi-row `INSERT` on SQLite), updates per row. Returns the results and the created users.
     async fn write_batch(
         &self,
         tx: &mut Tx,
@@ -994,6 +1042,7 @@ struct PreparedChunk {
 fn prepare_in_background(
     mut rows: impl Iterator<Item = ParsedRow> + Send + 'static,
     batch_size: usize,
+    progress: Option<Arc<ImportProgress>>,
 ) -> tokio::sync::mpsc::Receiver<Result<PreparedChunk>> {
     let (sender, receiver) = tokio::sync::mpsc::channel(1);
     tokio::task::spawn_blocking(move || {
@@ -1004,11 +1053,12 @@ fn prepare_in_background(
                 return;
             }
             let rows = chunk.len();
-            let prepared = prepare_chunk(chunk, &mut seen).map(|(results, prepared)| PreparedChunk {
-                rows,
-                results,
-                prepared,
-            });
+            let prepared =
+                prepare_chunk(chunk, &mut seen, progress.as_deref()).map(|(results, prepared)| PreparedChunk {
+                    rows,
+                    results,
+                    prepared,
+                });
             let failed = prepared.is_err();
             if sender.blocking_send(prepared).is_err() || failed {
                 return;
@@ -1021,7 +1071,13 @@ fn prepare_in_background(
 /// Reads one chunk's rows into validated [`Prepared`] rows (and error rows for the rest),
 /// then hashes their plaintext passwords, all outside any transaction. A username or
 /// passport seen earlier in the input makes the row an error naming the first line.
-fn prepare_chunk(chunk: Vec<ParsedRow>, seen: &mut Seen) -> Result<(Vec<RowResult>, Vec<Prepared>)> {
+/// `progress` counts each row once: the rows without a password to hash when validated, the
+/// others one by one as their hashes are done.
+fn prepare_chunk(
+    chunk: Vec<ParsedRow>,
+    seen: &mut Seen,
+    progress: Option<&ImportProgress>,
+) -> Result<(Vec<RowResult>, Vec<Prepared>)> {
     let mut results = Vec::new();
     let mut prepared = Vec::with_capacity(chunk.len());
     for (line, parsed) in chunk {
@@ -1062,7 +1118,11 @@ fn prepare_chunk(chunk: Vec<ParsedRow>, seen: &mut Seen) -> Result<(Vec<RowResul
             }
         }
     }
-    hash_plaintexts(&mut prepared)?;
+    if let Some(progress) = progress {
+        let unhashed = prepared.iter().filter(|p| p.plaintext.is_none()).count();
+        progress.add_prepared((results.len() + unhashed) as u64);
+    }
+    hash_plaintexts(&mut prepared, progress)?;
     Ok((results, prepared))
 }
 
@@ -1174,12 +1234,21 @@ fn tally(summary: &mut ImportSummary, results: &[RowResult]) {
 }
 
 /// Hashes every plaintext password of the batch in parallel on all cores (rayon). Called
-/// on the preparing thread, never on the async runtime.
-fn hash_plaintexts(prepared: &mut [Prepared]) -> Result<()> {
+/// on the preparing thread, never on the async runtime. Each finished hash adds one row to
+/// `progress`.
+fn hash_plaintexts(prepared: &mut [Prepared], progress: Option<&ImportProgress>) -> Result<()> {
     let hashed: Vec<(usize, Result<String>)> = prepared
         .par_iter()
         .enumerate()
-        .filter_map(|(i, p)| p.plaintext.as_ref().map(|secret| (i, password::hash_blocking(secret))))
+        .filter_map(|(i, p)| {
+            p.plaintext.as_ref().map(|secret| {
+                let hash = password::hash_blocking(secret);
+                if let Some(progress) = progress {
+                    progress.add_prepared(1);
+                }
+                (i, hash)
+            })
+        })
         .collect();
     for (i, hash) in hashed {
         prepared[i].password_hash = Some(hash?);

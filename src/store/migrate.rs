@@ -308,8 +308,12 @@ impl Tx {
     async fn table_exists(&mut self, table: &str) -> Result<bool> {
         let sql = match self.backend() {
             Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+            // The catalog directly: `information_schema.tables` is a view that checks
+            // privileges on every relation and costs several milliseconds per call, paid by
+            // every command at start-up.
             Backend::Postgres => {
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
+                "SELECT COUNT(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relname = $1 AND c.relkind IN ('r', 'p')"
             }
         };
         let n: i64 = on_conn!(self, |c| sqlx::query_scalar(sql).bind(table).fetch_one(&mut *c).await?);

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::{Postgres, Sqlite};
+use sqlx::{ConnectOptions as _, Postgres, Sqlite};
 
 use crate::error::{Error, Result};
 
@@ -235,6 +235,10 @@ impl fmt::Debug for Database {
 
 /// How long a SQLite writer waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Statements slower than this are logged by sqlx at debug level (seen with `-v`), not as
+/// a warning carrying the whole statement: a long migration on a busy machine is not an
+/// operator's problem, and its text (the whole schema) would bury the command's output.
+const SLOW_STATEMENT: Duration = Duration::from_secs(1);
 
 /// How many times [`Database::retrying`] runs a write transaction the database aborted for
 /// a conflict with a concurrent one (the first run included).
@@ -345,7 +349,8 @@ impl Database {
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .foreign_keys(true)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .log_slow_statements(log::LevelFilter::Debug, SLOW_STATEMENT);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(30))
@@ -358,7 +363,9 @@ impl Database {
             Backend::Postgres => {
                 let targets = multihost::parse(url.expose())
                     .map_err(|e| Error::Invalid(format!("invalid database URL {url}: {e}")))?;
-                let mut options = multihost::choose(url, &targets).await?;
+                let mut options = multihost::choose(url, &targets)
+                    .await?
+                    .log_slow_statements(log::LevelFilter::Debug, SLOW_STATEMENT);
                 if max_connections == 1 && options.get_application_name().is_none() {
                     options = options.application_name(&Self::session_name());
                 }
