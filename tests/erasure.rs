@@ -379,8 +379,10 @@ on_both_backends! {
         let mut tx = ctx.db.begin().await.expect("tx");
         tx.execute("INSERT INTO external_identities (id, user_id, provider, subject, created_at) VALUES ($1, $2, $3, $4, $5)", &[uuid::Uuid::now_v7().into(), id.into(), "qzxprovider".into(), "qzx-subject-42".into(), accountctl::domain::now().into()]).await.expect("identity");
         tx.commit().await.expect("commit");
-        app.auth().login("qzxuser", &Secret::new("qzx password".into()), true).await.expect("login");
-        ctx.exec("UPDATE sessions SET ip_address = '203.0.113.77', user_agent = 'QzxBrowser/1.0'").await.expect("ip");
+        // The client's address and user agent, recorded by the sign-in path as a server passes them.
+        let client = accountctl::services::auth::ClientInfo { ip: Some("203.0.113.77".parse().expect("ip")), user_agent: Some("QzxBrowser/1.0".into()) };
+        app.auth().with_client(client).login("qzxuser", &Secret::new("qzx password".into()), true).await.expect("login");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM sessions WHERE ip_address = '203.0.113.77' AND user_agent = 'QzxBrowser/1.0'").await, 1);
         ctx.exec(&format!("INSERT INTO files (id, folder_id, user_id, name, size_bytes, created_at) SELECT '00000000-0000-4000-8000-0000000000f1', id, user_id, 'qzx-diary.txt', 0, created_at FROM folders WHERE user_id = '{id}'")).await.expect("file");
         let invite = InviteRequest { workspace: "Zeta".into(), role: "member".into(), email: Some("qzx.mail@qzxdomain.test".into()), phone: None, force_passport: false, expires_in: DEFAULT_INVITE_TTL, given_name: None, family_name: None };
         app.invites().create(&invite).await.expect("invite to the user");

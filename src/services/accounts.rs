@@ -382,6 +382,19 @@ impl Accounts {
         Ok(users)
     }
 
+    /// A `<user>` argument as an operator types it: a username, email, phone or id
+    /// ([`UserRef::parse`]), or a unique prefix of at least 8 characters of an id, as tables
+    /// show ids. A username wins over an id prefix it looks like (a user named `deadbeef`
+    /// is that user); a prefix that fits no id stays a username. Errors: as
+    /// [`UserRef::parse`]; [`Error::Invalid`] (exit 2) naming the candidates when the prefix
+    /// fits several users.
+    pub async fn resolve(&self, text: &str) -> Result<UserRef> {
+        let mut tx = self.db.begin_read().await?;
+        let user = tx.resolve_user_arg(text).await?;
+        tx.end().await?;
+        Ok(user)
+    }
+
     /// Everything about one user. Errors: [`Error::NotFound`].
     pub async fn show(&self, user: &UserRef) -> Result<UserDetails> {
         let mut tx = self.db.begin_read().await?;
