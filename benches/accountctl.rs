@@ -26,7 +26,8 @@
 //! up to `ACCOUNTCTL_BENCH_BULK_MAX` (default 1M rows, where its 1.2x target is set). The import file is written under `ACCOUNTCTL_BENCH_DIR` (default
 //! the temporary directory; 10M rows take 1.4 GB) and deleted after the import;
 //! `ACCOUNTCTL_BENCH_BACKEND=sqlite|postgres` runs one backend only; `ACCOUNTCTL_BENCH_KEEP=1`
-//! keeps each database built (its URL is printed) instead of dropping it.
+//! keeps each database built (its URL is printed) instead of dropping it;
+//! `ACCOUNTCTL_BENCH_ONLY=purge` builds each database and stops after the purge.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -1008,35 +1009,39 @@ async fn bench_growth(f: &Fresh, n: usize, out: &mut Vec<Growth>, label: &'stati
         f.exec("ANALYZE").await;
     }
     let accounts = f.app().accounts();
-    let search = UserFilter {
-        search: Some(format!("u{}", n / 3)),
-        ..UserFilter::default()
-    };
-    assert!(!accounts.list(&search).await.expect("search").is_empty());
-    let t = median(11, || async {
-        accounts.list(&search).await.expect("search");
-    })
-    .await;
-    push("user list --search, first page (library call, median)", secs(t));
-    let deep = UserFilter {
-        after: Some(format!("u{}", n * 9 / 10)),
-        ..UserFilter::default()
-    };
-    assert_eq!(accounts.list(&deep).await.expect("deep page").len(), 100);
-    let t = median(11, || async {
-        accounts.list(&deep).await.expect("deep page");
-    })
-    .await;
-    push("user list, keyset page at 90 % (library call, median)", secs(t));
-    let who = format!("u{}", n / 2);
-    let mut shows: Vec<(Duration, u64)> = (0..7)
-        .map(|_| run_cli(f, &["user", "show", &who, "-o", "json"]))
-        .collect();
-    shows.sort();
-    push(
-        "user show, one process (median of 7)",
-        format!("{}, peak RSS {}", secs(shows[3].0), mib(shows[3].1)),
-    );
+    // `ACCOUNTCTL_BENCH_ONLY=purge` in scale mode: build the database, measure the purge, stop.
+    let purge_only = std::env::var("ACCOUNTCTL_BENCH_ONLY").is_ok_and(|only| only.trim() == "purge");
+    if !purge_only {
+        let search = UserFilter {
+            search: Some(format!("u{}", n / 3)),
+            ..UserFilter::default()
+        };
+        assert!(!accounts.list(&search).await.expect("search").is_empty());
+        let t = median(11, || async {
+            accounts.list(&search).await.expect("search");
+        })
+        .await;
+        push("user list --search, first page (library call, median)", secs(t));
+        let deep = UserFilter {
+            after: Some(format!("u{}", n * 9 / 10)),
+            ..UserFilter::default()
+        };
+        assert_eq!(accounts.list(&deep).await.expect("deep page").len(), 100);
+        let t = median(11, || async {
+            accounts.list(&deep).await.expect("deep page");
+        })
+        .await;
+        push("user list, keyset page at 90 % (library call, median)", secs(t));
+        let who = format!("u{}", n / 2);
+        let mut shows: Vec<(Duration, u64)> = (0..7)
+            .map(|_| run_cli(f, &["user", "show", &who, "-o", "json"]))
+            .collect();
+        shows.sort();
+        push(
+            "user show, one process (median of 7)",
+            format!("{}, peak RSS {}", secs(shows[3].0), mib(shows[3].1)),
+        );
+    }
 
     // Purge: u0..u9999 trashed and due; the baseline deletes u10000..u19999 bare.
     let due = 10_000.min(n / 2);
@@ -1097,6 +1102,9 @@ async fn bench_growth(f: &Fresh, n: usize, out: &mut Vec<Growth>, label: &'stati
             ours.as_secs_f64() / baseline.as_secs_f64()
         ),
     );
+    if purge_only {
+        return;
+    }
 
     let (a, b) = merge_fixture(f, "keepgrowth", "gonegrowth", (0x20, 0x21), 100_000).await;
     let started = Instant::now();

@@ -19,6 +19,12 @@
 //! | `POST /refresh` `{"refresh_token"}` | 200 a new pair; on reuse 401 and the family revoked |
 //! | `POST /logout` (Bearer) | 204 |
 //!
+//! Each session records the client it was issued to (shown by `accountctl session list`): the
+//! `User-Agent` header and the client's IP address, which is the TCP peer's address, or, with
+//! `--trust-forwarded-for` (for a server behind a reverse proxy of one's own), the last
+//! address of the `X-Forwarded-For` header, the one that proxy appended. Without the flag the
+//! header is ignored, since any client can send it.
+//!
 //! Every refusal is 401 with the one body `{"error":"unauthorized"}`; a failed password
 //! sign-in costs the same argon2 work whether or not the user exists. `/login/external`
 //! trusts its caller: in a real deployment it sits behind the code that verified the
@@ -28,16 +34,17 @@
 //! accepting connections, lets requests in flight finish, and waits (up to 10 s) for the
 //! spawned logout hooks before exiting.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use accountctl::db::DatabaseUrl;
+use accountctl::services::auth::ClientInfo;
 use accountctl::services::authz::InvalidationListener;
 use accountctl::services::sessions::{Tokens, ValidSession};
 use accountctl::{App, Error};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -62,6 +69,33 @@ struct Args {
     /// for engines without LISTEN/NOTIFY). Must match what the CLI uses.
     #[arg(long, env = "ACCOUNTCTL_INVALIDATIONS")]
     invalidations: Option<accountctl::db::InvalidationChannel>,
+    /// Take the client's IP address from the last entry of `X-Forwarded-For` (set by a
+    /// reverse proxy in front of this server) instead of the TCP peer's. Only behind a proxy
+    /// that sets the header: a client can send any value.
+    #[arg(long)]
+    trust_forwarded_for: bool,
+}
+
+/// Whether `X-Forwarded-For` names the client (`--trust-forwarded-for`).
+#[derive(Debug, Clone, Copy)]
+struct ForwardedFor(bool);
+
+/// The client of a request as the session records it: IP address (the peer's, or the proxy's
+/// `X-Forwarded-For` when trusted) and `User-Agent`.
+fn client_info(peer: SocketAddr, headers: &HeaderMap, forwarded: ForwardedFor) -> ClientInfo {
+    let forwarded_ip = forwarded
+        .0
+        .then(|| headers.get("x-forwarded-for")?.to_str().ok())
+        .flatten()
+        .and_then(|list| list.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    ClientInfo {
+        ip: Some(forwarded_ip.unwrap_or_else(|| peer.ip())),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
 }
 
 /// Why a request failed, as the client sees it.
@@ -146,10 +180,20 @@ struct PasswordLogin {
     password: String,
 }
 
-async fn login(State(app): State<App>, bytes: Bytes) -> Answer {
+async fn login(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(forwarded): Extension<ForwardedFor>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
     let request: PasswordLogin = body(&bytes)?;
     let password = accountctl::password::Secret::new(request.password);
-    let outcome = app.auth().login(&request.username, &password, true).await?;
+    let outcome = app
+        .auth()
+        .with_client(client_info(peer, &headers, forwarded))
+        .login(&request.username, &password, true)
+        .await?;
     let tokens = outcome.session.ok_or(Failure::Internal)?;
     tracing::info!(user_id = %outcome.user.id, session_id = %tokens.session.id, "signed in");
     Ok(token_pair(&tokens))
@@ -162,10 +206,17 @@ struct ExternalLogin {
     email: Option<String>,
 }
 
-async fn login_external(State(app): State<App>, bytes: Bytes) -> Answer {
+async fn login_external(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(forwarded): Extension<ForwardedFor>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
     let request: ExternalLogin = body(&bytes)?;
     let outcome = app
         .auth()
+        .with_client(client_info(peer, &headers, forwarded))
         .login_external(&request.provider, &request.subject, request.email.as_deref())
         .await?;
     let tokens = outcome.session.ok_or(Failure::Internal)?;
@@ -262,7 +313,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-fn router(app: App) -> Router {
+fn router(app: App, forwarded: ForwardedFor) -> Router {
     Router::new()
         .route("/login", post(login))
         .route("/login/external", post(login_external))
@@ -270,6 +321,7 @@ fn router(app: App) -> Router {
         .route("/workspaces/{name}/capabilities", get(capabilities))
         .route("/refresh", post(refresh))
         .route("/logout", post(logout))
+        .layer(Extension(forwarded))
         .with_state(app)
 }
 
@@ -293,7 +345,9 @@ async fn serve(args: Args) -> accountctl::Result<()> {
         .await
         .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", args.listen)))?;
     tracing::info!(listen = %args.listen, database = %app.db().url(), "serving");
-    axum::serve(socket, router(app.clone()))
+    let service =
+        router(app.clone(), ForwardedFor(args.trust_forwarded_for)).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(socket, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Error::Internal(format!("server failed: {e}")))?;

@@ -5,6 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use accountctl::db::InvalidationChannel;
 use accountctl::db::Tx;
 use accountctl::domain::UserRef;
 use accountctl::domain::{DeletionMode, LogoutReason, User, parse_capabilities};
@@ -12,7 +13,7 @@ use accountctl::lifecycle::UserLifecycleHook;
 use accountctl::password::Secret;
 use accountctl::services::accounts::NewUser;
 use accountctl::services::erasure::SweepOptions;
-use accountctl::services::invites::{DEFAULT_INVITE_TTL, InviteRequest};
+use accountctl::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest};
 use accountctl::{App, Error};
 
 /// Every column of every table, classified. `personal`: identifies or describes a person and
@@ -378,8 +379,10 @@ on_both_backends! {
         let mut tx = ctx.db.begin().await.expect("tx");
         tx.execute("INSERT INTO external_identities (id, user_id, provider, subject, created_at) VALUES ($1, $2, $3, $4, $5)", &[uuid::Uuid::now_v7().into(), id.into(), "qzxprovider".into(), "qzx-subject-42".into(), accountctl::domain::now().into()]).await.expect("identity");
         tx.commit().await.expect("commit");
-        app.auth().login("qzxuser", &Secret::new("qzx password".into()), true).await.expect("login");
-        ctx.exec("UPDATE sessions SET ip_address = '203.0.113.77', user_agent = 'QzxBrowser/1.0'").await.expect("ip");
+        // The client's address and user agent, recorded by the sign-in path as a server passes them.
+        let client = accountctl::services::auth::ClientInfo { ip: Some("203.0.113.77".parse().expect("ip")), user_agent: Some("QzxBrowser/1.0".into()) };
+        app.auth().with_client(client).login("qzxuser", &Secret::new("qzx password".into()), true).await.expect("login");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM sessions WHERE ip_address = '203.0.113.77' AND user_agent = 'QzxBrowser/1.0'").await, 1);
         ctx.exec(&format!("INSERT INTO files (id, folder_id, user_id, name, size_bytes, created_at) SELECT '00000000-0000-4000-8000-0000000000f1', id, user_id, 'qzx-diary.txt', 0, created_at FROM folders WHERE user_id = '{id}'")).await.expect("file");
         let invite = InviteRequest { workspace: "Zeta".into(), role: "member".into(), email: Some("qzx.mail@qzxdomain.test".into()), phone: None, force_passport: false, expires_in: DEFAULT_INVITE_TTL, given_name: None, family_name: None };
         app.invites().create(&invite).await.expect("invite to the user");
@@ -519,5 +522,137 @@ on_both_backends! {
         ctx.exec(&format!("UPDATE sweeper_runs SET started_at = '{PAST}', finished_at = '{PAST}'")).await.expect("age");
         ctx.cli().args(["gdpr", "status", "-o", "json"]).assert().code(4);
         ctx.cli().args(["gdpr", "status", "--max-age", "100000d"]).assert().success();
+    }
+
+    async fn a_sweep_republishes_no_invalidation_for_a_trashed_user_but_does_for_a_due_request(ctx) {
+        // The table channel on both backends, so the publications can be counted.
+        let db = ctx.db.clone().with_invalidation_channel(InvalidationChannel::Table);
+        let app = App::builder().database(db).build().await.expect("app");
+        let tina = make_user(&app, "tina").await;
+        let rhea = make_user(&app, "rhea").await;
+        app.accounts().delete(&UserRef::Id(tina), DeletionMode::AdminDelete).await.expect("trash");
+        app.erasure().request(&UserRef::Id(rhea), chrono::Duration::days(1)).await.expect("request");
+        app.lifecycle().drain(std::time::Duration::from_secs(5)).await;
+        let c = &ctx;
+        let published = move |id: uuid::Uuid, reason: &'static str| async move {
+            c.count(&format!("SELECT COUNT(*) FROM cache_invalidations WHERE user_id = '{id}' AND reason = '{reason}'")).await
+        };
+        assert_eq!(published(tina, "admin_delete").await, 1, "trashing published in its transaction");
+        ctx.exec(&format!("UPDATE users SET purge_after = '{PAST}' WHERE id = '{tina}'")).await.expect("due");
+        ctx.exec(&format!("UPDATE erasure_requests SET due_at = '{PAST}'")).await.expect("due");
+        let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
+        assert_eq!((report.purged, report.failed), (2, 0));
+        assert_eq!(published(tina, "gdpr_purge").await, 0, "a trashed user has held no grant since it was trashed: nothing to republish");
+        assert_eq!(published(rhea, "gdpr_purge").await, 1, "a user purged out of an erasure request is published, in the purge's transaction");
+    }
+
+    async fn sessions_live_at_purge_time_are_revoked_and_audited_with_their_count(ctx) {
+        let app = ctx.app_with(App::builder().hook(Arc::new(FailFor("vic")))).await;
+        let sam = make_user(&app, "sam").await;
+        let tom = make_user(&app, "tom").await;
+        let vic = make_user(&app, "vic").await;
+        // tom goes to the trash the normal way (its session ends then); sam and vic are put
+        // there behind the library's back, keeping two live sessions each.
+        app.auth().login("tom", &Secret::new("password 123".into()), true).await.expect("login");
+        app.accounts().delete(&UserRef::Id(tom), DeletionMode::AdminDelete).await.expect("trash");
+        for name in ["sam", "vic"] {
+            for _ in 0..2 {
+                app.auth().login(name, &Secret::new("password 123".into()), true).await.expect("login");
+            }
+        }
+        ctx.exec(&format!("UPDATE users SET active = FALSE, deleted_at = '{PAST}', purge_after = '{PAST}'")).await.expect("trash all");
+        let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
+        assert_eq!((report.purged, report.failed), (2, 1), "{:?}", report.users);
+        let c = &ctx;
+        let revoked = move |id: uuid::Uuid| async move {
+            c.text_pairs(&format!(
+                "SELECT event, fields FROM audit_events WHERE event = 'user.sessions_revoked_on_delete' AND subject_user_id = '{id}' ORDER BY id"
+            ))
+            .await
+            .into_iter()
+            .map(|(_, fields)| fields)
+            .collect::<Vec<_>>()
+        };
+        // sam: both live sessions revoked inside the purge's transaction, and counted.
+        assert_eq!(revoked(sam).await, vec![r#"{"count":2,"mode":"gdpr_purge"}"#.to_owned()]);
+        // tom: its session ended at trash time; the purge still audits, with a count of 0.
+        assert_eq!(
+            revoked(tom).await,
+            vec![r#"{"count":1,"mode":"admin_delete"}"#.to_owned(), r#"{"count":0,"mode":"gdpr_purge"}"#.to_owned()]
+        );
+        // vic: the failing hook rolled everything back, the revocation and its audit row included.
+        assert!(revoked(vic).await.is_empty());
+        assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM sessions WHERE user_id = '{vic}' AND revoked_at IS NULL")).await, 2);
+        assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM users WHERE id IN ('{sam}', '{tom}')")).await, 0);
+    }
+
+    async fn a_purge_erases_invites_outbox_and_the_persons_to_be_they_created(ctx) {
+        let app = ctx.app().await;
+        app.bootstrap().run(None).await.expect("bootstrap");
+        app.workspaces().create_type("team", "Team", &parse_capabilities("docs.*").expect("caps"), false).await.expect("type");
+        app.workspaces().create("Zeta", "team", None, false).await.expect("ws");
+        app.workspaces().create_role("Zeta", "member", &[], false).await.expect("role");
+        let invite = |email: &str, given: &str| InviteRequest {
+            workspace: "Zeta".into(),
+            role: "member".into(),
+            email: Some(email.into()),
+            phone: None,
+            force_passport: false,
+            expires_in: DEFAULT_INVITE_TTL,
+            given_name: Some(given.into()),
+            family_name: None,
+        };
+        // pat: invited before being a user (a person-to-be), then created directly.
+        app.invites().create(&invite("pat@example.com", "Qpatgiven")).await.expect("invite pat");
+        let pat = make_user(&app, "pat").await;
+        // carl: accepts an invite as a new user.
+        let issued = app.invites().create(&invite("carl@example.com", "Qcarlgiven")).await.expect("invite carl");
+        let carl = app
+            .invites()
+            .accept(&issued.token, Acceptor::NewUser { username: "carl".into(), password: None })
+            .await
+            .expect("accept")
+            .user_id;
+        // olga: invited, not a user; her person-to-be and invite must stay.
+        app.invites().create(&invite("olga@example.com", "Qolgagiven")).await.expect("invite olga");
+        let olga_outbox = ctx.count("SELECT COUNT(*) FROM notification_outbox WHERE recipient = 'olga@example.com'").await;
+        for id in [pat, carl] {
+            app.erasure().request(&UserRef::Id(id), chrono::Duration::days(1)).await.expect("request");
+        }
+        ctx.exec(&format!("UPDATE erasure_requests SET due_at = '{PAST}'")).await.expect("due");
+        let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
+        assert_eq!((report.purged, report.failed), (2, 0), "{:?}", report.users);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, 0);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM persons WHERE given_name IN ('Qpatgiven', 'Qcarlgiven')").await, 0);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM persons").await, 1, "olga's person-to-be only");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM persons WHERE given_name = 'Qolgagiven'").await, 1);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM invites").await, 1, "olga's invite only");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM notification_outbox WHERE recipient <> 'olga@example.com'").await, 0);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM notification_outbox WHERE recipient = 'olga@example.com'").await, olga_outbox);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM erasure_requests WHERE status = 'completed' AND completed_at IS NOT NULL").await, 2);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM user_tombstones WHERE mode = 'gdpr_purge' AND merged_into IS NULL").await, 2);
+    }
+
+    async fn purging_the_last_root_member_is_refused_and_leaves_it_whole(ctx) {
+        let app = ctx.app().await;
+        app.bootstrap().run(None).await.expect("bootstrap");
+        let rooty = make_user(&app, "rooty").await;
+        let other = make_user(&app, "other").await;
+        app.memberships().assign(&UserRef::Id(rooty), "root", "root").await.expect("root member");
+        let err = app.accounts().delete(&UserRef::Id(rooty), DeletionMode::GdprPurge).await.expect_err("last root member");
+        assert!(matches!(err, Error::Refused(ref m) if m.contains("at least one member")), "{err:?}");
+        app.erasure().request(&UserRef::Id(rooty), chrono::Duration::days(1)).await.expect("request");
+        ctx.exec(&format!("UPDATE erasure_requests SET due_at = '{PAST}'")).await.expect("due");
+        let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
+        assert_eq!((report.purged, report.failed), (0, 1), "{:?}", report.users);
+        assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM users WHERE id = '{rooty}'")).await, 1, "whole");
+        assert_eq!(ctx.count(&format!("SELECT COUNT(*) FROM passports WHERE user_id = '{rooty}'")).await, 1, "whole");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM erasure_requests WHERE status = 'pending' AND last_error LIKE '%at least one member%'").await, 1);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM user_tombstones").await, 0);
+        // With another root member, the next sweep purges it.
+        app.memberships().assign(&UserRef::Id(other), "root", "root").await.expect("second root member");
+        let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
+        assert_eq!((report.purged, report.failed), (1, 0), "{:?}", report.users);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM memberships m JOIN workspaces w ON w.id = m.workspace_id WHERE w.is_root").await, 1);
     }
 }

@@ -101,6 +101,119 @@ on_both_backends! {
         ctx.cli().args(["user", "list", "--all", "--limit", "5"]).assert().code(2);
     }
 
+    async fn every_list_pages_across_a_boundary_and_all_returns_every_row(ctx) {
+        ctx.bootstrap_cli();
+        ctx.acme_workspace_cli();
+        for (slug, workspace, role) in [("t2", "W2", "r2"), ("t3", "W3", "r3")] {
+            ctx.cli().args(["workspace-type", "create", slug, "--title", slug, "--capabilities", "docs.*"]).assert().success();
+            ctx.cli().args(["workspace", "create", workspace, "--type", slug]).assert().success();
+            ctx.cli().args(["role", "create", role, "--workspace", "Acme", "--capabilities", "docs.read"]).assert().success();
+        }
+        for name in ["ann", "ben", "cat"] {
+            ctx.cli().args(["user", "create", name, "--email", &format!("{name}@example.com"), "--workspace", "Acme", "--role", "member"]).assert().success();
+            ctx.cli().args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", &format!("{name}.2@example.com")]).assert().success();
+        }
+        ctx.cli().args(["role", "assign", "ann", "r2", "--workspace", "Acme"]).assert().success();
+        let app = ctx.app().await;
+        for _ in 0..3 {
+            app.auth().login("admin", &accountctl::password::Secret::new(common::ADMIN_PASSWORD.into()), true).await.expect("sign in");
+        }
+        let lists: [(&[&str], usize); 7] = [
+            (&["user", "list"], 4),
+            (&["workspace", "list"], 4),
+            (&["workspace-type", "list"], 4),
+            (&["role", "list"], 4),
+            (&["invite", "list"], 3),
+            (&["session", "list", "admin"], 3),
+            (&["workspace", "members", "Acme"], 4),
+        ];
+        for (command, total) in lists {
+            let all = json(&ctx.cli().args(command).args(["--all", "-o", "json"]).assert().success().get_output().stdout);
+            assert_eq!(all.as_array().map(Vec::len), Some(total), "{command:?} --all: {all}");
+            let ids = stdout(ctx.cli().args(command).args(["--all", "-q"]).assert().success());
+            assert_eq!(ids.lines().count(), total, "{command:?} --all -q");
+            // Two pages: the first full, with the next --after on stderr after the rows.
+            let first = ctx.cli().args(command).args(["--limit", "2", "-o", "json"]).assert().success();
+            let hint = String::from_utf8_lossy(&first.get_output().stderr).into_owned();
+            let cursor = hint
+                .split_once("next page: --after ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or_else(|| panic!("{command:?}: no hint on stderr: {hint:?}"))
+                .trim_matches('\'')
+                .to_owned();
+            let first = json(&first.get_output().stdout);
+            let second = ctx.cli().args(command).args(["--limit", "10", "--after", &cursor, "-o", "json"]).assert().success()
+                .stderr(predicate::str::contains("next page").not());
+            let second = json(&second.get_output().stdout);
+            let mut seen: Vec<Value> = first.as_array().expect("page").iter().chain(second.as_array().expect("page")).cloned().collect();
+            assert_eq!(seen.len(), total, "{command:?}: the pages hold every row once: {first} {second}");
+            seen.dedup();
+            assert_eq!(seen.len(), total, "{command:?}: no row twice");
+            let everything: Vec<Value> = all.as_array().expect("all").clone();
+            assert_eq!(seen, everything, "{command:?}: the pages in the order of --all");
+        }
+        // A table on a pipe: the hint still comes, on stderr.
+        ctx.cli().args(["invite", "list", "--limit", "1"]).assert().success()
+            .stderr(predicate::str::contains("next page: --after "));
+        // workspace show lists the first memberships and names the command for the rest.
+        let shown = ctx.cli().args(["workspace", "show", "Acme", "--members-limit", "2", "-o", "json"]).assert().success()
+            .stderr(predicate::str::contains("workspace members Acme --after ann/r2"));
+        let shown = json(&shown.get_output().stdout);
+        assert_eq!(shown["member_list"].as_array().map(Vec::len), Some(2));
+        assert_eq!(shown["members"], 3, "members counts every member");
+        let rest = json(&ctx.cli().args(["workspace", "members", "Acme", "--after", "ann/r2", "-o", "json"]).assert().success().get_output().stdout);
+        let names: Vec<&str> = rest.as_array().expect("rows").iter().filter_map(|m| m["username"].as_str()).collect();
+        assert_eq!(names, ["ben", "cat"]);
+        ctx.cli().args(["workspace", "show", "Acme"]).assert().success().stderr(predicate::str::contains("more").not());
+        ctx.cli().args(["workspace", "list", "--all", "--limit", "5"]).assert().code(2);
+        ctx.cli().args(["invite", "list", "--after", "ffffffff-ffff-4fff-bfff-ffffffffffff"]).assert().code(3);
+    }
+
+    async fn short_ids_typed_back_resolve_and_ambiguous_prefixes_name_the_candidates(ctx) {
+        ctx.bootstrap_cli();
+        ctx.acme_workspace_cli();
+        let id_of = |args: &[&str]| {
+            let out = json(&ctx.cli().args(args).args(["-o", "json"]).assert().success().get_output().stdout);
+            out["id"].as_str().expect("an id").to_owned()
+        };
+        let alice = id_of(&["user", "create", "alice", "--email", "alice@example.com"]);
+        let admin = id_of(&["user", "show", "admin"]);
+        // A unique prefix names the user; the whole id less one character is one.
+        let unique = &alice[..35];
+        let shown = json(&ctx.cli().args(["user", "show", unique, "-o", "json"]).assert().success().get_output().stdout);
+        assert_eq!(shown["username"], "alice");
+        // The longest prefix both share (at least 8) is ambiguous: exit 2, both named.
+        let common = alice.chars().zip(admin.chars()).take_while(|(a, b)| a == b).count();
+        if common >= 8 {
+            ctx.cli().args(["user", "show", &alice[..common]]).assert().code(2)
+                .stderr(predicate::str::contains("ambiguous").and(predicate::str::contains(alice.as_str())).and(predicate::str::contains(admin.as_str())));
+        }
+        // A user named like a prefix of another's id wins over it (git: a name before an
+        // abbreviation).
+        let name = &alice[..8];
+        ctx.cli().args(["user", "create", name]).assert().success();
+        let shown = json(&ctx.cli().args(["user", "show", name, "-o", "json"]).assert().success().get_output().stdout);
+        assert_eq!(shown["username"], name);
+        // A prefix that fits nothing is not found; fewer than 8 characters is a username.
+        ctx.cli().args(["user", "show", "ffffffff-f"]).assert().code(3);
+        ctx.cli().args(["user", "show", &alice[..7]]).assert().code(3);
+        // Workspaces, roles, invites and sessions take prefixes too.
+        let acme = id_of(&["workspace", "show", "Acme"]);
+        let shown = json(&ctx.cli().args(["workspace", "show", &acme[..35], "-o", "json"]).assert().success().get_output().stdout);
+        assert_eq!(shown["name"], "Acme");
+        let role = id_of(&["role", "create", "temp", "--workspace", "Acme", "--capabilities", "docs.read"]);
+        ctx.cli().args(["role", "delete", &role[..35], "--workspace", "Acme", "--yes"]).assert().success();
+        let invite = json(&ctx.cli().args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "x@example.com", "-o", "json"]).assert().success().get_output().stdout);
+        let invite = invite["id"].as_str().expect("id").to_owned();
+        ctx.cli().args(["invite", "revoke", &invite[..35], "--yes"]).assert().success();
+        ctx.cli().args(["invite", "show", "ffffffff-f"]).assert().code(3);
+        let app = ctx.app().await;
+        let session = app.auth().login("admin", &accountctl::password::Secret::new(common::ADMIN_PASSWORD.into()), true)
+            .await.expect("sign in").session.expect("session").session.id.to_string();
+        ctx.cli().args(["session", "revoke", &session[..35], "--yes"]).assert().success();
+        ctx.cli().args(["session", "revoke", "ffffffff-f", "--yes"]).assert().code(3);
+    }
+
     async fn a_table_on_a_pipe_is_tab_separated_with_full_ids(ctx) {
         ctx.bootstrap_cli();
         let out = stdout(ctx.cli().args(["user", "list"]).assert().success());

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "a long enough password";
+/// The `User-Agent` of the tests' HTTP client.
+const USER_AGENT: &str = "QzxTestClient/1.0 (accountctl tests)";
 
 /// The server process, stopped with SIGTERM (and killed if it does not stop) when dropped.
 struct Server {
@@ -21,6 +23,11 @@ struct Server {
 
 impl Server {
     async fn start(ctx: &common::Ctx) -> Self {
+        Self::start_with(ctx, &[]).await
+    }
+
+    /// [`Server::start`] with more command-line options.
+    async fn start_with(ctx: &common::Ctx, extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -28,6 +35,7 @@ impl Server {
         let log = ctx.dir.path().join("server.log");
         let child = Command::new(common::example_bin("server"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env("DATABASE_URL", &ctx.url)
             .env("RUST_LOG", "info,sqlx=warn")
             .stdin(Stdio::null())
@@ -89,6 +97,7 @@ impl Client {
         Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .user_agent(USER_AGENT)
                 .build()
                 .expect("client"),
             base: server.base.clone(),
@@ -327,6 +336,47 @@ on_both_backends! {
         assert_eq!(status, 200);
         let (_, me) = client.get("/me", &token(&body["access_token"])).await;
         assert_eq!((me["username"].as_str(), me["is_external"].as_bool()), (Some("june"), Some(true)));
+        drop(server);
+    }
+
+    async fn sessions_record_the_peer_address_and_user_agent_and_forwarded_for_only_when_trusted(ctx) {
+        ctx.bootstrap_cli();
+        cli_user(&ctx, "kim");
+        let sessions = |ctx: &common::Ctx| {
+            let out = ctx.cli().args(["session", "list", "kim", "-o", "json"]).output().expect("list");
+            let list: Value = serde_json::from_slice(&out.stdout).expect("json");
+            list.as_array().expect("a list").clone()
+        };
+        let login_forwarded = |client: &Client| {
+            client
+                .http
+                .post(format!("{}/login", client.base))
+                .header("X-Forwarded-For", "198.51.100.1, 203.0.113.9")
+                .json(&json!({ "username": "kim", "password": PASSWORD }))
+                .send()
+        };
+        let server = Server::start(&ctx).await;
+        let client = Client::new(&server);
+        client.login("kim").await;
+        let list = sessions(&ctx);
+        assert_eq!(list[0]["ip_address"], "127.0.0.1", "the peer: {list:?}");
+        assert_eq!(list[0]["user_agent"], USER_AGENT);
+        assert_eq!(list[0]["last_seen_at"], list[0]["created_at"], "seen at sign-in");
+        // Any client can send X-Forwarded-For: ignored unless trusted.
+        assert_eq!(login_forwarded(&client).await.expect("login").status().as_u16(), 200);
+        assert_eq!(sessions(&ctx)[0]["ip_address"], "127.0.0.1");
+        drop(server);
+        let server = Server::start_with(&ctx, &["--trust-forwarded-for"]).await;
+        let client = Client::new(&server);
+        assert_eq!(login_forwarded(&client).await.expect("login").status().as_u16(), 200);
+        let list = sessions(&ctx);
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[0]["ip_address"], "203.0.113.9", "the address the proxy appended");
+        // The terminal-less table is tab-separated with every field whole.
+        let out = ctx.cli().args(["session", "list", "kim"]).output().expect("list");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.starts_with("id\tfamily_id\tcreated_at\texpires_at\tlast_seen_at\tip_address\tuser_agent\t"), "{text}");
+        assert!(text.contains(USER_AGENT), "{text}");
         drop(server);
     }
 }

@@ -299,4 +299,61 @@ on_both_backends! {
             assert!(audited(&ctx, &app, event, "is_external").await > 0, "{event}");
         }
     }
+
+    async fn sessions_record_the_client_and_validation_moves_last_seen_at_most_once_a_minute(ctx) {
+        use accountctl::domain::Page;
+        use accountctl::services::auth::ClientInfo;
+        let app = ctx.app().await;
+        common::bootstrap_admin(&app).await;
+        create(&app, "kira").await;
+        let client = ClientInfo {
+            ip: Some("2001:db8::7".parse().expect("an address")),
+            user_agent: Some(format!("QzxAgent/2.0 \u{7}{}", "x".repeat(600))),
+        };
+        let tokens = app
+            .auth()
+            .with_client(client)
+            .login("kira", &Secret::new(PASSWORD.into()), true)
+            .await
+            .expect("sign in")
+            .session
+            .expect("a session");
+        let kira = UserRef::Username("kira".into());
+        let session = || async {
+            let list = app.sessions().list(&kira, &Page::default()).await.expect("list");
+            assert_eq!(list.len(), 1);
+            list.into_iter().next().expect("one session")
+        };
+        let signed_in = session().await;
+        assert_eq!(signed_in.ip_address.as_deref(), Some("2001:db8::7"));
+        let agent = signed_in.user_agent.clone().expect("a user agent");
+        assert!(agent.starts_with("QzxAgent/2.0 x"), "control characters dropped: {agent:?}");
+        assert_eq!(agent.chars().count(), accountctl::services::sessions::MAX_USER_AGENT_CHARS);
+        assert_eq!(signed_in.last_seen_at, Some(signed_in.created_at), "seen at sign-in");
+        // A sign-in without client info records none.
+        sign_in(&app, "kira").await;
+        let list = app.sessions().list(&kira, &Page::default()).await.expect("list");
+        assert_eq!((list[0].ip_address.as_deref(), list[0].user_agent.as_deref()), (None, None));
+        ctx.exec(&format!("DELETE FROM sessions WHERE id <> '{}'", signed_in.id)).await.expect("one session");
+
+        // Seen 30 s ago: validation does not write.
+        let set_seen = |ago: i64| {
+            let at = (accountctl::domain::now() - chrono::Duration::seconds(ago))
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+            format!("UPDATE sessions SET last_seen_at = '{at}'")
+        };
+        ctx.exec(&set_seen(30)).await.expect("seen 30 s ago");
+        let before = session().await.last_seen_at.expect("seen");
+        app.sessions().validate(&tokens.access_token).await.expect("valid");
+        assert_eq!(session().await.last_seen_at, Some(before), "throttled: no write within a minute");
+        // Seen 2 minutes ago: validation moves it to now, once.
+        ctx.exec(&set_seen(120)).await.expect("seen 2 min ago");
+        let stale = session().await.last_seen_at.expect("seen");
+        let started = accountctl::domain::now();
+        app.sessions().validate(&tokens.access_token).await.expect("valid");
+        let moved = session().await.last_seen_at.expect("seen");
+        assert!(moved > stale && moved >= started, "moved forward: {stale} -> {moved}");
+        app.sessions().validate(&tokens.access_token).await.expect("valid");
+        assert_eq!(session().await.last_seen_at, Some(moved), "the next request does not write again");
+    }
 }

@@ -12,7 +12,7 @@ pub enum AuthCmd {
     /// real login it fires on_user_login and stamps last_login_at; it opens no session.
     /// An external user has no password to check: exit 2, naming its identity provider.
     Check {
-        /// Username, email, phone (+…) or id.
+        /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
         user: String,
         #[command(flatten)]
         password: PasswordArgs,
@@ -22,6 +22,11 @@ pub enum AuthCmd {
 pub async fn exec(ctx: &Ctx, cmd: AuthCmd) -> Result<(), Error> {
     match cmd {
         AuthCmd::Check { user, password } => {
+            // An id prefix typed by the operator becomes the whole id the sign-in path takes.
+            let user = match ctx.user(&user).await {
+                Ok(crate::domain::UserRef::Id(id)) => id.to_string(),
+                _ => user,
+            };
             if let Ok(user_ref) = crate::domain::UserRef::parse(&user)
                 && let Ok(details) = ctx.app.accounts().show(&user_ref).await
                 && details.user.is_external

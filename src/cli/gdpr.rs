@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Error;
-use crate::domain::UserRef;
 use crate::domain::{parse_duration, parse_erasure_due};
 use crate::services::erasure::{DEFAULT_ERASURE_DELAY, SweepOptions};
 
@@ -17,7 +16,7 @@ pub enum GdprCmd {
     /// Record a right-to-erasure request and disable the account at once (sessions revoked).
     /// The sweeper purges the user when the request is due.
     Request {
-        /// Username, email, phone (+…) or id.
+        /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
         user: String,
         /// When the purge is due: days or weeks (30d, 2w; 0d = at the next sweep) or an RFC
         /// 3339 date (2027-01-31). GDPR Art. 12(3): within one month.
@@ -27,7 +26,7 @@ pub enum GdprCmd {
     /// Withdraw a user's pending erasure request (audited). Nothing else changes: the
     /// account stays disabled until `user enable`. Exit 3 when no request is pending.
     Cancel {
-        /// Username, email, phone (+…) or id.
+        /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
         user: String,
     },
     /// The sweeper, for cron: purge due erasure requests and trash past retention (one
@@ -64,7 +63,7 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
             } else {
                 parse_erasure_due(&due_in, now)?
             };
-            let user_ref = UserRef::parse(&user)?;
+            let user_ref = ctx.user(&user).await?;
             ctx.app.accounts().show(&user_ref).await?;
             let when = if due_at <= now {
                 "at the next sweep".to_owned()
@@ -79,7 +78,7 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
             ctx.out.record(&request, "id");
         }
         GdprCmd::Cancel { user } => {
-            let user_ref = UserRef::parse(&user)?;
+            let user_ref = ctx.user(&user).await?;
             ctx.out.record(&erasure.cancel(&user_ref).await?, "id");
         }
         GdprCmd::Status { max_age } => {

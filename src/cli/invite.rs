@@ -3,11 +3,10 @@
 
 use crate::Error;
 use crate::domain::PassportKind;
-use crate::domain::UserRef;
 use crate::domain::parse_duration;
 use crate::services::invites::{Acceptor, DEFAULT_INVITE_TTL, InviteRequest, IssuedInvite};
-use uuid::Uuid;
 
+use super::paging::{self, PageArgs};
 use super::prompt::{PasswordArgs, confirm};
 use super::{Ctx, mail};
 
@@ -56,7 +55,7 @@ pub enum InviteCmd {
         #[command(flatten)]
         delivery: Delivery,
     },
-    /// List invites, newest first.
+    /// List invites, newest first; the paging cursor (--after) is an invite id.
     List {
         /// Only invites into this workspace (name or id).
         #[arg(long)]
@@ -64,22 +63,24 @@ pub enum InviteCmd {
         /// pending, accepted, revoked or expired.
         #[arg(long)]
         status: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Show one invite.
     Show {
-        /// The invite's id.
-        id: Uuid,
+        /// The invite's id, or an id prefix of 8+ characters.
+        id: String,
     },
     /// Revoke a pending invite.
     Revoke {
-        /// The invite's id.
-        id: Uuid,
+        /// The invite's id, or an id prefix of 8+ characters.
+        id: String,
     },
     /// Rotate a pending invite's token, extend its expiry and queue a new notification.
     /// Prints the new token as `invite create` does (the old one stops working).
     Resend {
-        /// The invite's id.
-        id: Uuid,
+        /// The invite's id, or an id prefix of 8+ characters.
+        id: String,
         /// How long the new token is valid, from now.
         #[arg(long, default_value = "7d", value_name = "DURATION")]
         expires_in: String,
@@ -201,17 +202,27 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
             }
             deliver(ctx, invites.create(&req).await?, delivery).await?;
         }
-        InviteCmd::List { workspace, status } => {
-            ctx.out.list(
-                &invites
-                    .list(workspace.as_deref(), status.as_deref().map(str::parse).transpose()?)
-                    .await?,
+        InviteCmd::List {
+            workspace,
+            status,
+            page,
+        } => {
+            let status = status.as_deref().map(str::parse).transpose()?;
+            paging::print(
+                &ctx.out,
+                page,
                 LIST_COLUMNS,
                 "id",
-            );
+                |i: &crate::domain::Invite| i.id.to_string(),
+                async |page| invites.list(workspace.as_deref(), status, &page).await,
+            )
+            .await?;
         }
-        InviteCmd::Show { id } => ctx.out.record(&invites.show(id).await?, "id"),
+        InviteCmd::Show { id } => ctx
+            .out
+            .record(&invites.show(invites.resolve_id(&id).await?).await?, "id"),
         InviteCmd::Revoke { id } => {
+            let id = invites.resolve_id(&id).await?;
             invites.show(id).await?;
             confirm(ctx.yes, &format!("revoke invite {id}"))?;
             ctx.out.record(&invites.revoke(id).await?, "id");
@@ -226,6 +237,7 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
             } else {
                 parse_duration(&expires_in)?
             };
+            let id = invites.resolve_id(&id).await?;
             deliver(ctx, invites.resend(id, expires_in).await?, delivery).await?;
         }
         InviteCmd::Accept {
@@ -259,7 +271,7 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
                 (None, None) => return Err(Error::Invalid("give the token, `-` (stdin) or --token-file".into())),
             };
             let acceptor = match (user, new_username) {
-                (Some(user), _) => Acceptor::User(UserRef::parse(&user)?),
+                (Some(user), _) => Acceptor::User(ctx.user(&user).await?),
                 (None, Some(username)) => {
                     let password = password.resolve(false, true)?.map(|c| c.secret);
                     Acceptor::NewUser { username, password }

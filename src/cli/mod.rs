@@ -35,6 +35,7 @@ mod invite;
 mod mail;
 mod man;
 mod output;
+mod paging;
 mod prompt;
 mod role;
 mod session;
@@ -188,6 +189,16 @@ pub(crate) struct Ctx {
     pub yes: bool,
     /// The settings resolved from flags, environment and config file.
     pub settings: config::Resolved,
+    /// The binary's own name, for commands that stderr hints suggest.
+    pub bin: String,
+}
+
+impl Ctx {
+    /// A `<user>` argument as typed: username, email, phone, id or a unique id prefix (see
+    /// `Accounts::resolve`).
+    async fn user(&self, text: &str) -> Result<crate::domain::UserRef, Error> {
+        self.app.accounts().resolve(text).await
+    }
 }
 
 /// Runs the command line of this process (`std::env::args_os`) over `builder`, and returns
@@ -373,12 +384,13 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     }
     // One connection for the whole run (a short-lived process needs no more), ended cleanly
     // by the close below on every path.
-    let app = builder.max_connections(1).program_name(bin).build().await?;
+    let app = builder.max_connections(1).program_name(bin.clone()).build().await?;
     let ctx = Ctx {
         app,
         out,
         yes: cli.global.yes,
         settings: resolved,
+        bin,
     };
     // The sweeper stops on a signal by itself, between users; for every other command,
     // Ctrl-C cancels the statement in flight so the connection still ends cleanly.

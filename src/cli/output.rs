@@ -2,8 +2,8 @@
 //! writes to stdout. Tables and JSON are both derived from the result's `Serialize` shape, so
 //! the JSON field names (the model's, snake_case) are the table's row labels too.
 //!
-//! Tables: on a terminal they fit its width, with ids shortened to their first 8 characters
-//! (`--wide` shows them whole); when stdout is not a terminal they are plain tab-separated
+//! Tables: on a terminal they fit its width, with ids shortened to the shortest prefix (at
+//! least 8 characters) that tells the rows apart (`--wide` shows them whole); when stdout is not a terminal they are plain tab-separated
 //! text with a header line and full values, one row per line (as `gh` prints for scripts).
 
 use std::io::Write;
@@ -60,7 +60,7 @@ impl Printer {
         }
     }
 
-    /// One page of a list, then (when the page is full) the next-page hint on stderr, after
+    /// One page of a list, then (when more rows follow) the next-page hint on stderr, after
     /// the results, in every format: `next page: --after CURSOR`.
     pub fn page<T: Serialize>(&self, items: &[T], columns: &[&str], id_key: &str, next: Option<String>) {
         self.list(items, columns, id_key);
@@ -113,13 +113,27 @@ impl Printer {
     fn terminal_table(&self, values: &[Value], columns: &[&str]) -> String {
         let mut table = self.new_table();
         table.set_header(columns.to_vec());
+        // Per id column, the shortest prefix (at least 8 characters) that tells its rows
+        // apart: ids made in the same minute share their first 8 (time-ordered uuids).
+        let widths: Vec<usize> = columns
+            .iter()
+            .map(|c| {
+                let ids: Vec<&str> = values
+                    .iter()
+                    .filter_map(|v| v.get(*c).and_then(Value::as_str))
+                    .filter(|text| is_id(c, text))
+                    .collect();
+                distinct_prefix(&ids)
+            })
+            .collect();
         for v in values {
             table.add_row(
                 columns
                     .iter()
-                    .map(|c| {
+                    .zip(&widths)
+                    .map(|(c, width)| {
                         let v = v.get(*c).unwrap_or(&Value::Null);
-                        if self.wide { plain(v) } else { short(c, v) }
+                        if self.wide { plain(v) } else { short(c, v, *width) }
                     })
                     .collect::<Vec<_>>(),
             );
@@ -222,13 +236,38 @@ fn cell(value: &Value) -> String {
     }
 }
 
-/// A terminal-table cell with ids (columns named `id` or ending in `_id`) cut to their first
-/// 8 characters, enough to tell rows apart at 80 columns; JSON, `-q` and `--wide` keep them
-/// whole.
-fn short(column: &str, value: &Value) -> String {
+/// Whether a cell holds an id: a column named `id` or ending in `_id`, and a hyphenated uuid.
+fn is_id(column: &str, text: &str) -> bool {
+    (column == "id" || column.ends_with("_id")) && text.len() == 36 && text.chars().nth(8) == Some('-')
+}
+
+/// The length of the shortest prefix, at least [`crate::domain::MIN_ID_PREFIX`] characters,
+/// that no two of `ids` share (every id's whole length when two are equal). Sorted, only
+/// neighbours need comparing.
+fn distinct_prefix(ids: &[&str]) -> usize {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let common = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    let longest = sorted.windows(2).map(|w| common(w[0], w[1])).max().unwrap_or(0);
+    let mut width = (longest + 1).clamp(crate::domain::MIN_ID_PREFIX, 36);
+    // A prefix ending in a hyphen reads as cut short: take the digit after it too.
+    if ids
+        .first()
+        .is_some_and(|id| id.as_bytes().get(width - 1) == Some(&b'-'))
+    {
+        width += 1;
+    }
+    width
+}
+
+/// A terminal-table cell with ids (see [`is_id`]) cut to `width` characters, enough to tell
+/// the rows apart at 80 columns and to be typed back (any unique prefix of 8 or more
+/// characters names the row); JSON, `-q` and `--wide` keep them whole.
+fn short(column: &str, value: &Value, width: usize) -> String {
     let text = plain(value);
-    if (column == "id" || column.ends_with("_id")) && text.len() == 36 && text.chars().nth(8) == Some('-') {
-        text[..8].to_owned()
+    if is_id(column, &text) {
+        text[..width.min(text.len())].to_owned()
     } else {
         text
     }
@@ -293,5 +332,26 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), crate::Error> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(crate::Error::Internal(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distinct_prefix;
+
+    #[test]
+    fn ids_are_cut_where_they_stop_sharing_a_prefix_but_never_below_8() {
+        assert_eq!(distinct_prefix(&[]), 8);
+        assert_eq!(distinct_prefix(&["0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b"]), 8);
+        let same_minute = [
+            "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b",
+            "0193a2b4-5c7e-7e8f-9a0b-1c2d3e4f5a6b",
+        ];
+        assert_eq!(distinct_prefix(&same_minute), 12);
+        let hyphen = [
+            "0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b",
+            "0193a2b4-5c6d-8e8f-9a0b-1c2d3e4f5a6b",
+        ];
+        assert_eq!(distinct_prefix(&hyphen), 15, "not cut at a hyphen");
     }
 }

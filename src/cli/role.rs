@@ -1,10 +1,10 @@
 //! `accountctl role …`.
 
 use crate::Error;
-use crate::domain::UserRef;
 use crate::domain::{InstanceRole, parse_capabilities};
 
 use super::Ctx;
+use super::paging::{self, PageArgs};
 use super::prompt::confirm;
 
 const LIST_COLUMNS: &[&str] = &["id", "workspace", "name", "capabilities", "is_system", "members"];
@@ -26,15 +26,18 @@ pub enum RoleCmd {
         #[arg(long)]
         if_not_exists: bool,
     },
-    /// List roles, of one workspace or of all.
+    /// List roles, of one workspace or of all, by workspace (oldest first) then name; the
+    /// paging cursor (--after) is a role id.
     List {
         /// Only the roles of this workspace (name or id).
         #[arg(long)]
         workspace: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Delete a role with its memberships (never the root role).
     Delete {
-        /// The role's name.
+        /// The role's name, id, or an id prefix of 8+ characters (a name wins).
         name: String,
         /// Workspace name or id.
         #[arg(long)]
@@ -48,7 +51,7 @@ pub enum RoleCmd {
 
 #[derive(Debug, clap::Args)]
 pub struct AssignArgs {
-    /// Username, email, phone (+…) or id.
+    /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
     user: String,
     /// admin | user (instance role), or a role of --workspace.
     role: String,
@@ -72,10 +75,16 @@ pub async fn exec(ctx: &Ctx, cmd: RoleCmd) -> Result<(), Error> {
             ctx.out.record(&role, "id");
             Ok(())
         }
-        RoleCmd::List { workspace } => {
-            ctx.out
-                .list(&workspaces.roles(workspace.as_deref()).await?, LIST_COLUMNS, "id");
-            Ok(())
+        RoleCmd::List { workspace, page } => {
+            paging::print(
+                &ctx.out,
+                page,
+                LIST_COLUMNS,
+                "id",
+                |r: &crate::domain::Role| r.id.to_string(),
+                async |page| workspaces.roles(workspace.as_deref(), &page).await,
+            )
+            .await
         }
         RoleCmd::Delete { name, workspace } => {
             let role = workspaces.role(&workspace, &name).await?;
@@ -95,7 +104,7 @@ pub async fn exec(ctx: &Ctx, cmd: RoleCmd) -> Result<(), Error> {
 }
 
 async fn assign(ctx: &Ctx, args: AssignArgs, assign: bool) -> Result<(), Error> {
-    let user = UserRef::parse(&args.user)?;
+    let user = ctx.user(&args.user).await?;
     match &args.workspace {
         None => {
             let role: InstanceRole = args.role.parse()?;

@@ -6,6 +6,7 @@ use crate::domain::{UserFilter, UserRef};
 use crate::services::accounts::{Accounts, NewUser};
 
 use super::Ctx;
+use super::paging::{self, PageArgs};
 use super::prompt::{PasswordArgs, confirm, confirm_typed};
 
 /// Columns of `user list` in table form (JSON carries every field).
@@ -24,16 +25,17 @@ pub enum UserCmd {
     /// Create a user (internal by default). JSON: the user object plus `created` (and
     /// `password` with --random-password).
     Create(CreateArgs),
-    /// List users (the trash is hidden unless --trashed), ordered by username.
+    /// List users (the trash is hidden unless --trashed), ordered by username; the paging
+    /// cursor (--after) is a username.
     List(ListArgs),
     /// Show a user with passports, identities, memberships, home folder and live sessions.
     Show {
-        /// Username, email, phone (+…) or id.
+        /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
         user: String,
     },
     /// Delete a user: `admin` moves it to the trash (restorable), `gdpr` erases it.
     Delete {
-        /// Username, email, phone (+…) or id.
+        /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
         user: String,
         /// admin: to the trash, restorable until purge; gdpr: erase every personal row now.
         #[arg(long, value_enum)]
@@ -44,22 +46,22 @@ pub enum UserCmd {
     },
     /// Bring a user back out of the trash.
     Restore {
-        /// Username, email, phone (+…) or id.
+        /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
         user: String,
     },
     /// Disable a user and revoke all of its sessions (logout reason account_disabled).
     Disable {
-        /// Username, email, phone (+…) or id.
+        /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
         user: String,
     },
     /// Enable a disabled user.
     Enable {
-        /// Username, email, phone (+…) or id.
+        /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
         user: String,
     },
     /// Set a user's password; revokes its sessions (logout reason password_changed).
     SetPassword {
-        /// Username, email, phone (+…) or id.
+        /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
         user: String,
         #[command(flatten)]
         password: PasswordArgs,
@@ -74,7 +76,7 @@ pub enum UserCmd {
     Import(ImportArgs),
     /// Convert between external and internal. Making the user admin is a separate step.
     Convert {
-        /// Username, email, phone (+…) or id.
+        /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
         user: String,
         /// The user signs in locally from now on; its home folder appears at next login.
         #[arg(long, conflicts_with = "to_external", required_unless_present = "to_external")]
@@ -218,16 +220,8 @@ pub struct ListArgs {
     /// List the trash instead.
     #[arg(long)]
     trashed: bool,
-    /// Page size (1–10000). When the page is full, stderr names the next page's --after.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
-    limit: i64,
-    /// Continue after this username (the last one of the previous page).
-    #[arg(long, value_name = "CURSOR")]
-    after: Option<String>,
-    /// Every matching user, written as it is read (one JSON array, one id per line with -q),
-    /// in pages of 1000 so memory stays bounded.
-    #[arg(long, conflicts_with = "limit")]
-    all: bool,
+    #[command(flatten)]
+    page: PageArgs,
 }
 
 pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
@@ -236,7 +230,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         UserCmd::Create(args) => create(ctx, &accounts, args).await,
         UserCmd::List(args) => list(ctx, &accounts, args).await,
         UserCmd::Show { user } => {
-            let user_ref = UserRef::parse(&user)?;
+            let user_ref = ctx.user(&user).await?;
             let err = match accounts.show(&user_ref).await {
                 Ok(details) => {
                     ctx.out.record(&details, "id");
@@ -260,7 +254,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
             Err(Error::NotFound { what: "user", key })
         }
         UserCmd::Delete { user, mode, retention } => {
-            let user_ref = UserRef::parse(&user)?;
+            let user_ref = ctx.user(&user).await?;
             let (mode, question) = match mode {
                 DeleteMode::Admin => (DeletionMode::AdminDelete, format!("move user {user} to the trash")),
                 DeleteMode::Gdpr => (
@@ -288,7 +282,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         UserCmd::Merge(args) => merge(ctx, args).await,
         UserCmd::Import(args) => import(ctx, args).await,
         UserCmd::Restore { user } => {
-            let restored = accounts.restore(&UserRef::parse(&user)?).await?;
+            let restored = accounts.restore(&ctx.user(&user).await?).await?;
             if !restored.changed {
                 eprintln!("user {} is not in the trash: nothing changed", restored.user.username);
             }
@@ -296,7 +290,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
             Ok(())
         }
         UserCmd::Disable { user } => {
-            let user_ref = UserRef::parse(&user)?;
+            let user_ref = ctx.user(&user).await?;
             accounts.show(&user_ref).await?;
             confirm(ctx.yes, &format!("disable user {user} and revoke its sessions"))?;
             let changed = accounts.disable(&user_ref).await?;
@@ -304,12 +298,12 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
             Ok(())
         }
         UserCmd::Enable { user } => {
-            let changed = accounts.enable(&UserRef::parse(&user)?).await?;
+            let changed = accounts.enable(&ctx.user(&user).await?).await?;
             ctx.out.record(&changed, "id");
             Ok(())
         }
         UserCmd::SetPassword { user, password } => {
-            let user_ref = UserRef::parse(&user)?;
+            let user_ref = ctx.user(&user).await?;
             accounts.show(&user_ref).await?;
             let chosen = password
                 .resolve(true, true)?
@@ -324,7 +318,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
             to_internal: _,
             to_external,
         } => {
-            let changed = accounts.convert(&UserRef::parse(&user)?, to_external).await?;
+            let changed = accounts.convert(&ctx.user(&user).await?, to_external).await?;
             if !changed.changed {
                 eprintln!(
                     "user {} is already {}: nothing changed",
@@ -423,33 +417,24 @@ async fn list(ctx: &Ctx, accounts: &Accounts, args: ListArgs) -> Result<(), Erro
         workspace_id,
         search: args.search,
         trashed: args.trashed,
-        limit: args.limit,
-        after: args.after,
+        ..UserFilter::default()
     };
-    if args.all {
-        let mut filter = UserFilter {
-            limit: ALL_PAGE,
-            ..filter
-        };
-        let mut stream = ctx.out.stream(LIST_COLUMNS, "id");
-        loop {
-            let users = accounts.list(&filter).await?;
-            stream.push(&users);
-            match users.last() {
-                Some(last) if users.len() as i64 == filter.limit => filter.after = Some(last.username.clone()),
-                _ => break,
-            }
-        }
-        stream.finish();
-        return Ok(());
-    }
-    let users = accounts.list(&filter).await?;
-    let next = users
-        .last()
-        .filter(|_| users.len() as i64 == filter.limit)
-        .map(|last| last.username.clone());
-    ctx.out.page(&users, LIST_COLUMNS, "id", next);
-    Ok(())
+    paging::print(
+        &ctx.out,
+        args.page,
+        LIST_COLUMNS,
+        "id",
+        |u: &crate::domain::UserView| u.username.clone(),
+        async |page| {
+            let filter = UserFilter {
+                limit: page.limit,
+                after: page.after,
+                ..filter.clone()
+            };
+            accounts.list(&filter).await
+        },
+    )
+    .await
 }
 
 /// `--delimiter`: one ASCII character; `\t` and `tab` mean a tab.
@@ -461,13 +446,10 @@ fn parse_delimiter(text: &str) -> Result<u8, String> {
     }
 }
 
-/// Rows per query of `--all`: what the command holds in memory at once.
-const ALL_PAGE: i64 = 1000;
-
 async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
     use crate::services::merge::MergeOptions;
     let merger = ctx.app.merger();
-    let (keep, remove) = (UserRef::parse(&args.keep)?, UserRef::parse(&args.remove)?);
+    let (keep, remove) = (ctx.user(&args.keep).await?, ctx.user(&args.remove).await?);
     let options = MergeOptions {
         grant_admin: args.grant_admin,
         dry_run: true,

@@ -112,8 +112,17 @@ pub struct Session {
     pub created_at: Timestamp,
     /// When it stops being valid (its TTL passed).
     pub expires_at: Timestamp,
-    /// When the application last saw the session in use (accountctl itself never sets it).
+    /// When the session was last used: set at sign-in and by a refresh, and moved forward by
+    /// validation at most once a minute ([`crate::services::sessions::LAST_SEEN_INTERVAL`]),
+    /// so it may lag the latest request by up to that long.
     pub last_seen_at: Option<Timestamp>,
+    /// The client's IP address at sign-in, as the application passed it
+    /// ([`crate::services::auth::ClientInfo`]); `None` when it passed none. Personal data:
+    /// erased with the user.
+    pub ip_address: Option<String>,
+    /// The client's `User-Agent` at sign-in, as the application passed it (at most 512
+    /// characters); `None` when it passed none. Personal data: erased with the user.
+    pub user_agent: Option<String>,
     /// When it was revoked; `None` while not revoked.
     pub revoked_at: Option<Timestamp>,
     /// Why it was revoked; set together with `revoked_at`.

@@ -5,6 +5,7 @@
 mod duration;
 mod lifecycle;
 mod names;
+mod paging;
 mod passport;
 mod status;
 mod text;
@@ -14,6 +15,8 @@ mod user_ref;
 pub use duration::{MAX_DURATION, after, parse_duration, parse_erasure_due};
 pub use lifecycle::{DeletionMode, LogoutReason, Session};
 pub use names::{Capability, parse_capabilities, validate_role_name, validate_slug, validate_workspace_name};
+pub(crate) use paging::ambiguous;
+pub use paging::{IdPrefix, MIN_ID_PREFIX, Page};
 pub use passport::{Email, Passport, PassportKind, Phone};
 pub use status::{AdminOutcome, ErasureRequestStatus, InviteStatus, SweepOutcome, SweepStatus, SweepStop};
 pub use text::{ECHO_CHARS, MAX_NAME_CHARS, MAX_PROVIDER_CHARS, MAX_SUBJECT_CHARS, clean_identity, clean_text, shown};

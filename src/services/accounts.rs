@@ -382,6 +382,19 @@ impl Accounts {
         Ok(users)
     }
 
+    /// A `<user>` argument as an operator types it: a username, email, phone or id
+    /// ([`UserRef::parse`]), or a unique prefix of at least 8 characters of an id, as tables
+    /// show ids. A username wins over an id prefix it looks like (a user named `deadbeef`
+    /// is that user); a prefix that fits no id stays a username. Errors: as
+    /// [`UserRef::parse`]; [`Error::Invalid`] (exit 2) naming the candidates when the prefix
+    /// fits several users.
+    pub async fn resolve(&self, text: &str) -> Result<UserRef> {
+        let mut tx = self.db.begin_read().await?;
+        let user = tx.resolve_user_arg(text).await?;
+        tx.end().await?;
+        Ok(user)
+    }
+
     /// Everything about one user. Errors: [`Error::NotFound`].
     pub async fn show(&self, user: &UserRef) -> Result<UserDetails> {
         let mut tx = self.db.begin_read().await?;
@@ -471,23 +484,21 @@ impl Accounts {
                 })
             }
             DeletionMode::GdprPurge | DeletionMode::Merged { .. } => {
-                // Only a root member's removal can leave the root workspace empty.
-                let root = tx.root_membership_of(user.id).await?;
                 if mode == DeletionMode::GdprPurge {
                     // The application's declared personal data goes too, whatever its hooks did.
                     for declaration in self.personal_data.iter() {
                         tx.execute(&declaration.erase_sql(), &[user.id.into()]).await?;
                     }
                 }
-                tx.erase_personal_data(user).await?;
-                if let Some(root) = root {
-                    tx.refuse_if_root_emptied(root, true).await?;
-                }
                 let merged_into = match mode {
                     DeletionMode::Merged { into } => Some(into),
                     _ => None,
                 };
-                tx.insert_tombstone(user.id, mode.as_str(), merged_into, at).await?;
+                let root = tx.erase_user(user, mode.as_str(), merged_into, at).await?;
+                // Only a root member's removal can leave the root workspace empty.
+                if let Some(root) = root {
+                    tx.refuse_if_root_emptied(root, true).await?;
+                }
                 Ok(Deleted {
                     id: user.id,
                     username: user.username.clone(),

@@ -18,6 +18,25 @@ pub async fn record(tx: &mut Tx, event: &str, subject: Option<Uuid>, fields: Val
     tx.insert_audit(now(), &actor, event, subject, &fields).await
 }
 
+/// Revokes the user's live sessions with `reason` inside `tx` and records `event` with the
+/// fields `{"count": <sessions revoked>, "mode": mode}`, as [`record`] would; one statement
+/// on PostgreSQL. Returns the count.
+pub(crate) async fn record_sessions_revoked(
+    tx: &mut Tx,
+    user_id: Uuid,
+    reason: LogoutReason,
+    event: &str,
+    mode: DeletionMode,
+) -> Result<u64> {
+    let actor = current_actor();
+    let count = tx
+        .revoke_sessions_audited(user_id, reason, now(), &actor, event, mode.as_str())
+        .await?;
+    let fields = json!({ "count": count, "mode": mode.as_str() });
+    tracing::info!(target: "audit", event, actor = %actor, subject_user_id = ?Some(user_id), fields = %fields);
+    Ok(count)
+}
+
 /// [`record`] in a transaction of its own, for events that happen outside one (run again
 /// when the database asks, see [`Database::retrying`]).
 pub async fn record_standalone(db: &Database, event: &str, subject: Option<Uuid>, fields: Value) -> Result<()> {

@@ -11,6 +11,8 @@ use crate::lifecycle::UserLifecycleService;
 use crate::password::{self, Secret};
 use crate::services::accounts::{Accounts, NewUser};
 use crate::services::sessions::{DEFAULT_SESSION_TTL, SessionService, Tokens};
+
+pub use crate::services::sessions::ClientInfo;
 use crate::store::{Database, UserRef};
 
 /// A successful sign-in.
@@ -36,6 +38,8 @@ pub struct AuthService {
     lifecycle: Arc<UserLifecycleService>,
     sessions: SessionService,
     accounts: Accounts,
+    /// Recorded on the sessions this service issues ([`Self::with_client`]).
+    client: ClientInfo,
 }
 
 impl AuthService {
@@ -50,7 +54,27 @@ impl AuthService {
             lifecycle,
             sessions,
             accounts,
+            client: ClientInfo::default(),
         }
+    }
+
+    /// This service for one client: the sessions its sign-ins issue record the client's IP
+    /// address and user agent (shown by `session list`; personal data, erased with the
+    /// user). A server calls it per request with what it knows of the peer:
+    ///
+    /// ```no_run
+    /// # async fn sign_in(app: accountctl::App, password: accountctl::password::Secret) -> accountctl::Result<()> {
+    /// use accountctl::services::auth::ClientInfo;
+    /// let client = ClientInfo {
+    ///     ip: Some("203.0.113.7".parse().expect("an address")),
+    ///     user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+    /// };
+    /// let outcome = app.auth().with_client(client).login("alice", &password, true).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_client(mut self, client: ClientInfo) -> Self {
+        self.client = client;
+        self
     }
 
     /// Verifies `password` for the user named by `identifier` (username, email or phone
@@ -65,6 +89,8 @@ impl AuthService {
     /// Unknown, inactive, trashed, external and password-less users take the same time as a
     /// wrong password (a dummy argon2 verification runs) and all fail with the same
     /// [`Error::AuthenticationFailed`]: no user-enumeration oracle.
+    ///
+    /// The session records the client given to [`Self::with_client`], if any.
     pub async fn login(&self, identifier: &str, password: &Secret, issue_session: bool) -> Result<LoginOutcome> {
         self.db
             .retrying(|| self.login_once(identifier, password, issue_session))
@@ -119,7 +145,11 @@ impl AuthService {
             tx.set_password_hash(user.id, Some(phc), at).await?;
         }
         let session = if issue_session {
-            Some(self.sessions.issue(&mut tx, &user, DEFAULT_SESSION_TTL).await?)
+            Some(
+                self.sessions
+                    .issue(&mut tx, &user, DEFAULT_SESSION_TTL, &self.client)
+                    .await?,
+            )
         } else {
             None
         };
@@ -147,6 +177,8 @@ impl AuthService {
     ///
     /// Errors: [`Error::Invalid`] for an empty or malformed provider, subject or email;
     /// [`Error::AuthenticationFailed`] for a disabled or trashed user.
+    ///
+    /// The session records the client given to [`Self::with_client`], if any.
     pub async fn login_external(&self, provider: &str, subject: &str, email: Option<&str>) -> Result<LoginOutcome> {
         self.db
             .retrying(|| self.login_external_once(provider, subject, email))
@@ -197,7 +229,10 @@ impl AuthService {
             tx.touch_external_identities(user.id, at).await?;
         }
         tx.stamp_last_login(user.id, at).await?;
-        let session = self.sessions.issue(&mut tx, &user, DEFAULT_SESSION_TTL).await?;
+        let session = self
+            .sessions
+            .issue(&mut tx, &user, DEFAULT_SESSION_TTL, &self.client)
+            .await?;
         tx.commit().await?;
         Ok(LoginOutcome {
             first_login: user.last_login_at.is_none(),

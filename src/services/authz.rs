@@ -159,6 +159,14 @@ impl UserLifecycleHook for AuthzCacheLifecycleHook {
         // Every mode ends the user's grants; the publication rides the delete transaction,
         // so a rolled-back delete publishes nothing.
         self.cache.invalidate_user(user.id);
+        if user.is_trashed() {
+            // Purging a trashed user changes no answer: the transaction that trashed it
+            // published its invalidation, and a trashed user has held no capability since
+            // (every cache computes "nothing" for it), so no other process can hold a
+            // stale entry. Publishing again would only cost the sweeper a round trip (and,
+            // on PostgreSQL, the commit-time lock every notifying transaction takes).
+            return Ok(());
+        }
         tx.publish_authz_invalidation(user.id, mode.as_str(), now()).await
     }
 }

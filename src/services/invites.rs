@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{Email, InviteStatus, PassportKind, Person, Phone, Timestamp, now};
+use crate::domain::{Email, InviteStatus, Page, PassportKind, Person, Phone, Timestamp, now};
 use crate::error::{Error, Result};
 use crate::lifecycle::{UserLifecycleService, current_actor};
 use crate::password::Secret;
@@ -209,17 +209,34 @@ impl Invites {
         Ok(())
     }
 
-    /// Invites, newest first.
-    pub async fn list(&self, workspace: Option<&str>, status: Option<InviteStatus>) -> Result<Vec<Invite>> {
+    /// One page of invites, newest first, optionally of one workspace and/or status. The
+    /// cursor ([`Page::after`]) is the last invite id of the previous page. Errors:
+    /// [`Error::NotFound`] for an unknown workspace or cursor.
+    pub async fn list(
+        &self,
+        workspace: Option<&str>,
+        status: Option<InviteStatus>,
+        page: &Page,
+    ) -> Result<Vec<Invite>> {
         let status = status.map(InviteStatus::as_str);
         let mut tx = self.db.begin_read().await?;
         let workspace_id = match workspace {
             Some(w) => Some(tx.workspace_id(w).await?),
             None => None,
         };
-        let invites = tx.invites(workspace_id, status).await?;
+        let invites = tx.invites_page(workspace_id, status, page).await?;
         tx.end().await?;
         Ok(invites)
+    }
+
+    /// The invite id `text` names: a whole id, or a unique prefix of at least 8 characters
+    /// (as tables show ids). Errors: [`Error::NotFound`]; [`Error::Invalid`] naming the
+    /// candidates when the prefix fits several invites.
+    pub async fn resolve_id(&self, text: &str) -> Result<Uuid> {
+        let mut tx = self.db.begin_read().await?;
+        let id = tx.resolve_id("invites", "invite", text, None).await?;
+        tx.end().await?;
+        Ok(id)
     }
 
     /// One invite. Errors: [`Error::NotFound`].

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{DeletionMode, LogoutReason, Session, User, now};
+use crate::domain::{DeletionMode, LogoutReason, Page, Session, User, now};
 use crate::error::{Error, Result};
 use crate::lifecycle::{UserLifecycleHook, UserLifecycleService};
 use crate::services::audit;
@@ -14,6 +14,45 @@ use crate::store::{Database, Tx, UserRef};
 
 /// How long a new session lives: 30 days (this project's default).
 pub const DEFAULT_SESSION_TTL: chrono::Duration = chrono::Duration::days(30);
+
+/// How stale a session's `last_seen_at` may grow before [`SessionService::validate`] moves it
+/// forward: 60 seconds. Validation runs on every request and is otherwise one read; writing
+/// on each request would make it a write, so a session in steady use costs one `UPDATE` a
+/// minute.
+pub const LAST_SEEN_INTERVAL: chrono::Duration = chrono::Duration::seconds(60);
+
+/// The longest user agent kept, in characters; a longer one is cut.
+pub const MAX_USER_AGENT_CHARS: usize = 512;
+
+/// What the application knows about the client signing in, recorded on the new session and
+/// shown by `session list`. Both parts are optional and personal data (erased with the
+/// user). The library trusts what it is given: deciding which address is the client's (the
+/// socket peer, or a proxy's `X-Forwarded-For` only behind a proxy one trusts) is the
+/// application's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client's IP address.
+    pub ip: Option<std::net::IpAddr>,
+    /// The client's `User-Agent` header; control characters are dropped and it is cut to
+    /// [`MAX_USER_AGENT_CHARS`] characters when stored.
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    /// The user agent as stored: control characters dropped, surrounding spaces trimmed, at
+    /// most [`MAX_USER_AGENT_CHARS`] characters, `None` when nothing is left.
+    fn stored_user_agent(&self) -> Option<String> {
+        let cleaned: String = self
+            .user_agent
+            .as_deref()?
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_USER_AGENT_CHARS)
+            .collect();
+        let cleaned = cleaned.trim();
+        (!cleaned.is_empty()).then(|| cleaned.to_owned())
+    }
+}
 
 /// Session operations. Every revocation fires `on_user_logout` once per call (spawned).
 #[derive(Clone)]
@@ -75,6 +114,18 @@ impl SessionService {
     /// Creates a session for `user` and returns it with its token (shown once). Errors:
     /// [`crate::Error::Invalid`] for a `ttl` outside (0, [`crate::domain::MAX_DURATION`]].
     pub async fn create(&self, tx: &mut Tx, user: &User, ttl: chrono::Duration) -> Result<(Session, String)> {
+        self.create_for(tx, user, ttl, &ClientInfo::default()).await
+    }
+
+    /// [`Self::create`] recording the client the session is for (IP address, user agent);
+    /// `last_seen_at` starts at the creation time. Errors: as [`Self::create`].
+    pub async fn create_for(
+        &self,
+        tx: &mut Tx,
+        user: &User,
+        ttl: chrono::Duration,
+        client: &ClientInfo,
+    ) -> Result<(Session, String)> {
         let (token, hash) = crate::tokens::new_token();
         let at = now();
         let session = Session {
@@ -83,7 +134,9 @@ impl SessionService {
             family_id: Uuid::now_v7(),
             created_at: at,
             expires_at: crate::domain::after(at, ttl)?,
-            last_seen_at: None,
+            last_seen_at: Some(at),
+            ip_address: client.ip.map(|ip| ip.to_string()),
+            user_agent: client.stored_user_agent(),
             revoked_at: None,
             revoke_reason: None,
         };
@@ -93,8 +146,14 @@ impl SessionService {
 
     /// Creates a session for `user` with an access token and a refresh token (the session
     /// family starts here; see [`SessionService::refresh`]). Errors: as [`Self::create`].
-    pub(crate) async fn issue(&self, tx: &mut Tx, user: &User, ttl: chrono::Duration) -> Result<Tokens> {
-        let (session, access_token) = self.create(tx, user, ttl).await?;
+    pub(crate) async fn issue(
+        &self,
+        tx: &mut Tx,
+        user: &User,
+        ttl: chrono::Duration,
+        client: &ClientInfo,
+    ) -> Result<Tokens> {
+        let (session, access_token) = self.create_for(tx, user, ttl, client).await?;
         let (refresh_token, refresh_hash) = crate::tokens::new_token();
         tx.set_refresh_hash(session.id, &refresh_hash).await?;
         Ok(Tokens {
@@ -106,7 +165,11 @@ impl SessionService {
 
     /// The session an access token opens, with its user: one indexed read, no transaction
     /// (the per-request check of a server). A session past its expiry is ended here, once,
-    /// with [`LogoutReason::SessionExpired`] (one spawned logout).
+    /// with [`LogoutReason::SessionExpired`] (one spawned logout). A valid session whose
+    /// `last_seen_at` is older than [`LAST_SEEN_INTERVAL`] has it moved to now by one
+    /// `UPDATE` (at most one a minute per session, whatever the request rate); when that
+    /// write fails (a read-only standby, a lock held too long) the request is still answered
+    /// and the failure logged as a warning.
     ///
     /// Errors: [`Error::AuthenticationFailed`] for an unknown, revoked or expired token and
     /// for a disabled or trashed user (one answer for all).
@@ -123,6 +186,12 @@ impl SessionService {
         if session.expires_at <= at {
             self.end_expired(&session, &user).await?;
             return Err(Error::AuthenticationFailed);
+        }
+        let stale_before = at - LAST_SEEN_INTERVAL;
+        if session.last_seen_at.is_none_or(|seen| seen < stale_before)
+            && let Err(err) = self.db.touch_session(session.id, at, stale_before).await
+        {
+            tracing::warn!(session_id = %session.id, error = %err, "cannot record when the session was last seen");
         }
         Ok(ValidSession {
             user,
@@ -240,13 +309,25 @@ impl SessionService {
         Err(Error::AuthenticationFailed)
     }
 
-    /// A user's sessions, newest first. Errors: [`Error::NotFound`].
-    pub async fn list(&self, user: &UserRef) -> Result<Vec<Session>> {
+    /// One page of a user's sessions, newest first. The cursor ([`Page::after`]) is the last
+    /// session id of the previous page. Errors: [`Error::NotFound`] for an unknown user or
+    /// cursor.
+    pub async fn list(&self, user: &UserRef, page: &Page) -> Result<Vec<Session>> {
         let mut tx = self.db.begin_read().await?;
         let user = tx.require_user(user, false).await?;
-        let sessions = tx.sessions_of(user.id).await?;
+        let sessions = tx.sessions_page(user.id, page).await?;
         tx.end().await?;
         Ok(sessions)
+    }
+
+    /// The session id `text` names: a whole id, or a unique prefix of at least 8 characters
+    /// (as tables show ids). Errors: [`Error::NotFound`]; [`Error::Invalid`] naming the
+    /// candidates when the prefix fits several sessions.
+    pub async fn resolve_id(&self, text: &str) -> Result<Uuid> {
+        let mut tx = self.db.begin_read().await?;
+        let id = tx.resolve_id("sessions", "session", text, None).await?;
+        tx.end().await?;
+        Ok(id)
     }
 
     /// Revokes one session ([`LogoutReason::AdminRevoked`]). Errors: [`Error::NotFound`];
@@ -372,17 +453,16 @@ impl UserLifecycleHook for SessionRevocationLifecycleHook {
 
     async fn on_user_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<()> {
         // Same treatment for every mode: a trashed, purged or merged-away user keeps no
-        // live session.
-        let count = tx
-            .revoke_sessions_of(user.id, LogoutReason::AdminRevoked, now())
-            .await?;
-        audit::record(
+        // live session. The audit row says how many, zero included.
+        audit::record_sessions_revoked(
             tx,
+            user.id,
+            LogoutReason::AdminRevoked,
             "user.sessions_revoked_on_delete",
-            Some(user.id),
-            json!({ "count": count, "mode": mode.as_str() }),
+            mode,
         )
         .await
+        .map(drop)
     }
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::domain::{Capability, now, validate_role_name, validate_slug, validate_workspace_name};
+use crate::domain::{Capability, Page, now, validate_role_name, validate_slug, validate_workspace_name};
 use crate::error::{Error, Result};
 use crate::services::audit;
 use crate::store::Database;
@@ -115,10 +115,11 @@ impl Workspaces {
         Ok(created)
     }
 
-    /// Every workspace type.
-    pub async fn types(&self) -> Result<Vec<WorkspaceType>> {
+    /// One page of workspace types, by slug; the cursor ([`Page::after`]) is the last slug
+    /// of the previous page.
+    pub async fn types(&self, page: &Page) -> Result<Vec<WorkspaceType>> {
         let mut tx = self.db.begin_read().await?;
-        let types = tx.workspace_types().await?;
+        let types = tx.workspace_types_page(page).await?;
         tx.end().await?;
         Ok(types)
     }
@@ -181,15 +182,57 @@ impl Workspaces {
         Ok(created)
     }
 
-    /// Every workspace, the root first.
-    pub async fn list(&self) -> Result<Vec<Workspace>> {
+    /// One page of workspaces, by case-insensitive name; the cursor ([`Page::after`]) is the
+    /// last name of the previous page.
+    pub async fn list(&self, page: &Page) -> Result<Vec<Workspace>> {
         let mut tx = self.db.begin_read().await?;
-        let workspaces = tx.workspaces().await?;
+        let workspaces = tx.workspaces_page(page).await?;
         tx.end().await?;
         Ok(workspaces)
     }
 
-    /// A workspace with its roles and members. Errors: [`Error::NotFound`].
+    /// One page of a workspace's memberships (a member holding two roles has two rows), by
+    /// username then role name. The cursor ([`Page::after`]) is `USERNAME/ROLE` of the
+    /// previous page's last row ([`Member::cursor`]). Errors: [`Error::NotFound`].
+    pub async fn members(&self, workspace: &str, page: &Page) -> Result<Vec<Member>> {
+        let mut tx = self.db.begin_read().await?;
+        let id = tx.workspace_id(workspace).await?;
+        let members = tx.members_page(id, page).await?;
+        tx.end().await?;
+        Ok(members)
+    }
+
+    /// A workspace with its roles and the first `members` of its memberships (by username;
+    /// [`Workspace::members`] counts them all, [`Self::members`] pages through the rest).
+    /// Errors: [`Error::NotFound`].
+    pub async fn show_with(&self, workspace: &str, members: i64) -> Result<WorkspaceDetails> {
+        let mut tx = self.db.begin_read().await?;
+        let id = tx.workspace_id(workspace).await?;
+        let workspace = tx.workspace(id).await?;
+        let roles = tx
+            .roles(Some(id))
+            .await?
+            .into_iter()
+            .map(|r: Role| RoleSummary {
+                name: r.name,
+                capabilities: r.capabilities,
+                members: r.members,
+            })
+            .collect();
+        let member_list = if members > 0 {
+            tx.members_page(id, &Page::first(members)).await?
+        } else {
+            Vec::new()
+        };
+        tx.end().await?;
+        Ok(WorkspaceDetails {
+            workspace,
+            roles,
+            member_list,
+        })
+    }
+
+    /// A workspace with its roles and all of its memberships. Errors: [`Error::NotFound`].
     pub async fn show(&self, workspace: &str) -> Result<WorkspaceDetails> {
         let mut tx = self.db.begin_read().await?;
         let id = tx.workspace_id(workspace).await?;
@@ -348,14 +391,16 @@ impl Workspaces {
         Ok(role)
     }
 
-    /// Roles of one workspace, or of all.
-    pub async fn roles(&self, workspace: Option<&str>) -> Result<Vec<Role>> {
+    /// One page of the roles of one workspace or of all, by workspace (oldest first) then
+    /// name. The cursor ([`Page::after`]) is the last role id of the previous page. Errors:
+    /// [`Error::NotFound`] for an unknown workspace or cursor.
+    pub async fn roles(&self, workspace: Option<&str>, page: &Page) -> Result<Vec<Role>> {
         let mut tx = self.db.begin_read().await?;
         let id = match workspace {
             Some(w) => Some(tx.workspace_id(w).await?),
             None => None,
         };
-        let roles = tx.roles(id).await?;
+        let roles = tx.roles_page(id, page).await?;
         tx.end().await?;
         Ok(roles)
     }

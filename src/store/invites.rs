@@ -64,7 +64,7 @@ from_row!(Invite, |r| Invite {
     accepted_by_user_id: get_opt_id!(r, "accepted_by_user_id"),
 });
 
-const INVITE_SELECT: &str = "SELECT i.*, w.name AS workspace, r.name AS role FROM invites i \
+pub(super) const INVITE_SELECT: &str = "SELECT i.*, w.name AS workspace, r.name AS role FROM invites i \
     JOIN workspaces w ON w.id = i.workspace_id JOIN roles r ON r.id = i.role_id";
 
 /// The columns of a new invite.
@@ -142,22 +142,6 @@ impl Tx {
             Some(id) => Ok(Some(self.invite(id.0).await?)),
             None => Ok(None),
         }
-    }
-
-    /// Invites, newest first, optionally of one workspace and/or status.
-    pub(crate) async fn invites(&mut self, workspace_id: Option<Uuid>, status: Option<&str>) -> Result<Vec<Invite>> {
-        let sql = format!(
-            "{INVITE_SELECT} WHERE ($1 IS NULL OR i.workspace_id = $1) AND ($2 IS NULL OR i.status = $2) ORDER BY i.created_at DESC, i.id"
-        );
-        let rows = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(workspace_id.map(DbId))
-            .bind(status)
-            .fetch_all(&mut *c)
-            .await?
-            .iter()
-            .map(|r| r.decode::<Invite>())
-            .collect::<Result<Vec<_>, _>>()?);
-        Ok(rows)
     }
 
     /// Sets a pending invite's status (`revoked` or `expired`); returns whether it was pending.

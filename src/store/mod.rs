@@ -50,6 +50,7 @@ pub mod erasure;
 mod folders;
 mod identities;
 pub mod invites;
+mod listing;
 mod merge;
 mod migrate;
 mod multihost;

@@ -13,6 +13,8 @@ from_row!(Session, |r| Session {
     created_at: r.try_get("created_at")?,
     expires_at: r.try_get("expires_at")?,
     last_seen_at: r.try_get("last_seen_at")?,
+    ip_address: r.try_get("ip_address")?,
+    user_agent: r.try_get("user_agent")?,
     revoked_at: r.try_get("revoked_at")?,
     revoke_reason: match r.try_get::<Option<String>, _>("revoke_reason")? {
         Some(s) => Some(parse_enum::<LogoutReason>(&s, "revoke_reason")?),
@@ -20,14 +22,16 @@ from_row!(Session, |r| Session {
     },
 });
 
-const SESSION_COLUMNS: &str = "id, user_id, family_id, created_at, expires_at, last_seen_at, revoked_at, revoke_reason";
+pub(super) const SESSION_COLUMNS: &str =
+    "id, user_id, family_id, created_at, expires_at, last_seen_at, ip_address, user_agent, revoked_at, revoke_reason";
 
 impl Tx {
     /// Inserts a session whose token hashes to `token_hash`.
     pub(crate) async fn insert_session(&mut self, session: &Session, token_hash: &str) -> Result<()> {
         on_conn!(self, |c| {
             sqlx::query(
-            "INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at, last_seen_at, ip_address, user_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         )
         .bind(DbId(session.id))
         .bind(DbId(session.user_id))
@@ -35,24 +39,14 @@ impl Tx {
         .bind(token_hash)
         .bind(session.created_at)
         .bind(session.expires_at)
+        .bind(session.last_seen_at)
+        .bind(&session.ip_address)
+        .bind(&session.user_agent)
         .execute(&mut *c)
         .await?
         .rows_affected()
         });
         Ok(())
-    }
-
-    /// A user's sessions, newest first.
-    pub(crate) async fn sessions_of(&mut self, user_id: Uuid) -> Result<Vec<Session>> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id");
-        let rows = on_conn!(self, |c| sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(DbId(user_id))
-            .fetch_all(&mut *c)
-            .await?
-            .iter()
-            .map(|r| r.decode::<Session>())
-            .collect::<Result<Vec<_>, _>>()?);
-        Ok(rows)
     }
 
     /// One session by id.
@@ -150,6 +144,8 @@ from_row!(Joined, |r| Joined(SessionWithUser {
         created_at: r.try_get("session_created_at")?,
         expires_at: r.try_get("expires_at")?,
         last_seen_at: r.try_get("last_seen_at")?,
+        ip_address: r.try_get("ip_address")?,
+        user_agent: r.try_get("user_agent")?,
         revoked_at: r.try_get("revoked_at")?,
         revoke_reason: match r.try_get::<Option<String>, _>("revoke_reason")? {
             Some(s) => Some(parse_enum::<LogoutReason>(&s, "revoke_reason")?),
@@ -163,7 +159,7 @@ from_row!(Joined, |r| Joined(SessionWithUser {
 fn joined_select(by: &str) -> String {
     format!(
         "SELECT s.id AS session_id, s.family_id, s.created_at AS session_created_at, s.expires_at, \
-         s.last_seen_at, s.revoked_at, s.revoke_reason, {} \
+         s.last_seen_at, s.ip_address, s.user_agent, s.revoked_at, s.revoke_reason, {} \
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.{by} = $1",
         super::users::USER_COLUMNS
     )
@@ -190,6 +186,33 @@ impl super::Database {
                 .transpose()?,
         };
         Ok(found.map(|j| j.0))
+    }
+}
+
+impl super::Database {
+    /// Moves a session's `last_seen_at` to `at` unless another request already moved it past
+    /// `stale_before` (so concurrent requests write once); returns whether it wrote. One
+    /// statement on the pool, outside any transaction.
+    pub(crate) async fn touch_session(&self, id: Uuid, at: Timestamp, stale_before: Timestamp) -> Result<bool> {
+        const SQL: &str = "UPDATE sessions SET last_seen_at = $2 \
+            WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < $3)";
+        let n = match &self.pool {
+            super::Pool::Sqlite(p) => sqlx::query(SQL)
+                .bind(DbId(id))
+                .bind(at)
+                .bind(stale_before)
+                .execute(p)
+                .await?
+                .rows_affected(),
+            super::Pool::Postgres(p) => sqlx::query(SQL)
+                .bind(DbId(id))
+                .bind(at)
+                .bind(stale_before)
+                .execute(p)
+                .await?
+                .rows_affected(),
+        };
+        Ok(n == 1)
     }
 }
 

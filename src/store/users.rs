@@ -454,81 +454,132 @@ impl Tx {
         Ok(())
     }
 
-    /// Erases every row of the user's personal data in set-based statements: outbox rows
-    /// and invites addressed to its passports (and the persons-to-be they created), then the
-    /// user row (passports, identities, memberships, sessions, folders and files follow by
-    /// `ON DELETE CASCADE`) and the person behind it. Pending erasure requests for the user
-    /// are marked completed. Audit rows hold only the pseudonymous id and stay.
-    pub(crate) async fn erase_personal_data(&mut self, user: &User) -> Result<()> {
-        let at = crate::domain::now();
-        on_conn!(self, |c| {
-            let id = DbId(user.id);
-            // Notifications to the person (those of the invites below go with them by cascade).
-            sqlx::query(
-                "DELETE FROM notification_outbox WHERE user_id = $1 \
-                 OR recipient IN (SELECT value FROM passports WHERE user_id = $1)",
-            )
-            .bind(id)
-            .execute(&mut *c)
-            .await?;
-            // Invites addressed to the person: by invitee, by acceptor, or by passport value;
-            // the persons-to-be they created come back for cleanup.
-            let persons: Vec<Option<DbId>> = sqlx::query_scalar(
-                "DELETE FROM invites WHERE invitee_user_id = $1 OR accepted_by_user_id = $1 \
-                 OR EXISTS (SELECT 1 FROM passports p WHERE p.user_id = $1 AND p.kind = invites.passport_kind \
-                 AND p.value = invites.passport_value) RETURNING person_id",
-            )
-            .bind(id)
-            .fetch_all(&mut *c)
-            .await?;
-            sqlx::query("DELETE FROM users WHERE id = $1")
-                .bind(id)
-                .execute(&mut *c)
-                .await?;
-            sqlx::query("DELETE FROM persons WHERE id = $1")
-                .bind(DbId(user.person_id))
-                .execute(&mut *c)
-                .await?;
-            for person in persons.into_iter().flatten() {
-                sqlx::query(
-                    "DELETE FROM persons WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM users WHERE person_id = $1) \
-                     AND NOT EXISTS (SELECT 1 FROM invites WHERE person_id = $1)",
-                )
-                .bind(person)
-                .execute(&mut *c)
-                .await?;
-            }
-            sqlx::query(
-                "UPDATE erasure_requests SET status = 'completed', completed_at = $2 WHERE user_id = $1 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(at)
-            .execute(&mut *c)
-            .await?;
-        });
-        Ok(())
-    }
-
-    /// Records that a user id existed and how it ended (GDPR purge or merge).
-    pub(crate) async fn insert_tombstone(
+    /// Erases every row of the user's personal data and leaves its tombstone (`mode`, and
+    /// `merged_into` for a merge), in set-based statements: outbox rows and invites addressed
+    /// to its passports (and the persons-to-be they created, when nothing else refers to
+    /// them), then the user row (passports, identities, memberships, sessions, folders and
+    /// files follow by `ON DELETE CASCADE`) and the person behind it. Pending erasure
+    /// requests for the user are marked completed. Audit rows hold only the pseudonymous id
+    /// and stay.
+    ///
+    /// Returns the root workspace's id when the user was one of its members (read before the
+    /// deletes, inside this transaction), so the caller can refuse a removal that empties it
+    /// ([`Tx::refuse_if_root_emptied`]).
+    ///
+    /// PostgreSQL runs all of it as one statement (data-modifying CTEs: one round trip; the
+    /// foreign-key checks run at its end, when the user and its person are both gone). SQLite
+    /// has no data-modifying CTEs and runs one statement per table, in-process.
+    pub(crate) async fn erase_user(
         &mut self,
-        user_id: Uuid,
+        user: &User,
         mode: &str,
         merged_into: Option<Uuid>,
         at: Timestamp,
-    ) -> Result<()> {
-        on_conn!(self, |c| sqlx::query(
-            "INSERT INTO user_tombstones (user_id, deleted_at, mode, merged_into) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (user_id) DO NOTHING"
-        )
-        .bind(DbId(user_id))
-        .bind(at)
-        .bind(mode)
-        .bind(merged_into.map(DbId))
-        .execute(&mut *c)
-        .await?
-        .rows_affected());
-        Ok(())
+    ) -> Result<Option<Uuid>> {
+        let id = DbId(user.id);
+        let root = match &mut self.inner {
+            super::TxInner::Postgres(t) => {
+                let c: &mut sqlx::PgConnection = &mut *t;
+                // Every sub-statement sees the snapshot taken at the statement's start, so
+                // the persons-to-be check names the invites deleted alongside it.
+                let root: Option<DbId> = sqlx::query_scalar(
+                    "WITH outbox AS ( \
+                       DELETE FROM notification_outbox WHERE user_id = $1 \
+                       OR recipient IN (SELECT value FROM passports WHERE user_id = $1)), \
+                     invited AS ( \
+                       DELETE FROM invites WHERE invitee_user_id = $1 OR accepted_by_user_id = $1 \
+                       OR EXISTS (SELECT 1 FROM passports p WHERE p.user_id = $1 AND p.kind = invites.passport_kind \
+                       AND p.value = invites.passport_value) RETURNING id, person_id), \
+                     gone AS (DELETE FROM users WHERE id = $1 RETURNING person_id), \
+                     people AS ( \
+                       DELETE FROM persons p WHERE p.id IN (SELECT person_id FROM gone) \
+                       OR (p.id IN (SELECT person_id FROM invited) \
+                           AND NOT EXISTS (SELECT 1 FROM users x WHERE x.person_id = p.id AND x.id <> $1) \
+                           AND NOT EXISTS (SELECT 1 FROM invites i WHERE i.person_id = p.id \
+                                           AND i.id NOT IN (SELECT id FROM invited)))), \
+                     requests AS ( \
+                       UPDATE erasure_requests SET status = 'completed', completed_at = $2 \
+                       WHERE user_id = $1 AND status = 'pending'), \
+                     tombstone AS ( \
+                       INSERT INTO user_tombstones (user_id, deleted_at, mode, merged_into) VALUES ($1, $2, $3, $4) \
+                       ON CONFLICT (user_id) DO NOTHING) \
+                     SELECT w.id FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+                     WHERE m.user_id = $1 AND w.is_root LIMIT 1",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(mode)
+                .bind(merged_into.map(DbId))
+                .fetch_optional(&mut *c)
+                .await?;
+                root
+            }
+            super::TxInner::Sqlite(t) => {
+                let c: &mut sqlx::SqliteConnection = &mut *t;
+                // Only a root member's removal can leave the root workspace empty.
+                let root: Option<DbId> = sqlx::query_scalar(
+                    "SELECT w.id FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+                     WHERE m.user_id = $1 AND w.is_root LIMIT 1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await?;
+                // Notifications to the person (those of the invites below go with them by cascade).
+                sqlx::query(
+                    "DELETE FROM notification_outbox WHERE user_id = $1 \
+                     OR recipient IN (SELECT value FROM passports WHERE user_id = $1)",
+                )
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+                // Invites addressed to the person: by invitee, by acceptor, or by passport value;
+                // the persons-to-be they created come back for cleanup.
+                let persons: Vec<Option<DbId>> = sqlx::query_scalar(
+                    "DELETE FROM invites WHERE invitee_user_id = $1 OR accepted_by_user_id = $1 \
+                     OR EXISTS (SELECT 1 FROM passports p WHERE p.user_id = $1 AND p.kind = invites.passport_kind \
+                     AND p.value = invites.passport_value) RETURNING person_id",
+                )
+                .bind(id)
+                .fetch_all(&mut *c)
+                .await?;
+                sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::query("DELETE FROM persons WHERE id = $1")
+                    .bind(DbId(user.person_id))
+                    .execute(&mut *c)
+                    .await?;
+                for person in persons.into_iter().flatten() {
+                    sqlx::query(
+                        "DELETE FROM persons WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM users WHERE person_id = $1) \
+                         AND NOT EXISTS (SELECT 1 FROM invites WHERE person_id = $1)",
+                    )
+                    .bind(person)
+                    .execute(&mut *c)
+                    .await?;
+                }
+                sqlx::query(
+                    "UPDATE erasure_requests SET status = 'completed', completed_at = $2 WHERE user_id = $1 AND status = 'pending'",
+                )
+                .bind(id)
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO user_tombstones (user_id, deleted_at, mode, merged_into) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(mode)
+                .bind(merged_into.map(DbId))
+                .execute(&mut *c)
+                .await?;
+                root
+            }
+        };
+        Ok(root.map(|r| r.0))
     }
 
     /// Serializes every decision about the set of instance admins ("there is always one

@@ -148,8 +148,21 @@ impl Tx {
         Ok(rows)
     }
 
-    /// Resolves a workspace by id or case-insensitive name. Errors: [`Error::NotFound`].
+    /// Resolves a workspace by case-insensitive name, else by id, else by a unique id prefix
+    /// of at least 8 characters (as tables show ids): a name wins over a prefix it looks
+    /// like. Errors: [`Error::NotFound`]; [`Error::Invalid`] naming the candidates when a
+    /// prefix fits several workspaces.
     pub(crate) async fn workspace_id(&mut self, key: &str) -> Result<Uuid> {
+        match self.workspace_id_exact(key).await {
+            Err(Error::NotFound { .. }) if crate::domain::IdPrefix::parse(key).is_some() => {
+                self.resolve_id("workspaces", "workspace", key, None).await
+            }
+            other => other,
+        }
+    }
+
+    /// Resolves a workspace by id or case-insensitive name. Errors: [`Error::NotFound`].
+    async fn workspace_id_exact(&mut self, key: &str) -> Result<Uuid> {
         let found: Option<DbId> = match Uuid::parse_str(key) {
             Ok(id) => on_conn!(self, |c| sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
                 .bind(DbId(id))
@@ -168,8 +181,33 @@ impl Tx {
         found.map(|d| d.0).ok_or_else(|| Error::not_found("workspace", key))
     }
 
-    /// Resolves a role of a workspace by case-insensitive name. Errors: [`Error::NotFound`].
+    /// Resolves a role of a workspace by case-insensitive name, else by its id or a unique
+    /// id prefix of at least 8 characters among the workspace's roles. Errors:
+    /// [`Error::NotFound`]; [`Error::Invalid`] naming the candidates when a prefix fits
+    /// several roles.
     pub(crate) async fn role_id(&mut self, workspace_id: Uuid, name: &str) -> Result<Uuid> {
+        match self.role_id_by_name(workspace_id, name).await {
+            Err(Error::NotFound { .. })
+                if Uuid::parse_str(name).is_ok() || crate::domain::IdPrefix::parse(name).is_some() =>
+            {
+                let id = self
+                    .resolve_id("roles", "role", name, Some(("workspace_id", workspace_id)))
+                    .await?;
+                let found: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(
+                    "SELECT id FROM roles WHERE id = $1 AND workspace_id = $2"
+                )
+                .bind(DbId(id))
+                .bind(DbId(workspace_id))
+                .fetch_optional(&mut *c)
+                .await?);
+                found.map(|d| d.0).ok_or_else(|| Error::not_found("role", name))
+            }
+            other => other,
+        }
+    }
+
+    /// Resolves a role of a workspace by case-insensitive name. Errors: [`Error::NotFound`].
+    async fn role_id_by_name(&mut self, workspace_id: Uuid, name: &str) -> Result<Uuid> {
         let found: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(
             "SELECT id FROM roles WHERE workspace_id = $1 AND lower(name) = lower($2)"
         )
@@ -224,18 +262,6 @@ impl Tx {
             ));
         }
         Ok(())
-    }
-
-    /// The root workspace's id when the user is one of its members (one probe), else `None`.
-    pub(crate) async fn root_membership_of(&mut self, user_id: Uuid) -> Result<Option<Uuid>> {
-        let id: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(
-            "SELECT w.id FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
-             WHERE m.user_id = $1 AND w.is_root LIMIT 1"
-        )
-        .bind(DbId(user_id))
-        .fetch_optional(&mut *c)
-        .await?);
-        Ok(id.map(|d| d.0))
     }
 
     /// Whether anyone holds a membership in the workspace (one index probe).
@@ -317,6 +343,13 @@ pub struct Member {
     pub since: Timestamp,
 }
 
+impl Member {
+    /// This row's paging cursor, `USERNAME/ROLE` (neither contains a `/`).
+    pub fn cursor(&self) -> String {
+        format!("{}/{}", self.username, self.role)
+    }
+}
+
 fn caps_from_json(text: &str) -> Result<Vec<String>, sqlx::Error> {
     serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
@@ -356,11 +389,11 @@ super::from_row!(Member, |r| Member {
     since: r.try_get("created_at")?,
 });
 
-const WORKSPACE_SELECT: &str = "SELECT w.id, w.name, t.slug AS type_slug, p.name AS parent, w.is_root, w.created_at, \
+pub(super) const WORKSPACE_SELECT: &str = "SELECT w.id, w.name, t.slug AS type_slug, p.name AS parent, w.is_root, w.created_at, \
     (SELECT COUNT(DISTINCT m.user_id) FROM memberships m WHERE m.workspace_id = w.id) AS members \
     FROM workspaces w JOIN workspace_types t ON t.id = w.type_id LEFT JOIN workspaces p ON p.id = w.parent_id";
 
-const ROLE_SELECT: &str = "SELECT r.id, r.workspace_id, w.name AS workspace, r.name, r.capabilities, r.is_system, \
+pub(super) const ROLE_SELECT: &str = "SELECT r.id, r.workspace_id, w.name AS workspace, r.name, r.capabilities, r.is_system, \
     (SELECT COUNT(*) FROM memberships m WHERE m.role_id = r.id) AS members \
     FROM roles r JOIN workspaces w ON w.id = r.workspace_id";
 
@@ -393,17 +426,6 @@ impl Tx {
             capabilities: capabilities.to_vec(),
             created_at: at,
         })
-    }
-
-    /// Every workspace type, by slug.
-    pub(crate) async fn workspace_types(&mut self) -> Result<Vec<WorkspaceType>> {
-        let rows = on_conn!(self, |c| sqlx::query("SELECT * FROM workspace_types ORDER BY slug")
-            .fetch_all(&mut *c)
-            .await?
-            .iter()
-            .map(|r| r.decode::<WorkspaceType>())
-            .collect::<Result<Vec<_>, _>>()?);
-        Ok(rows)
     }
 
     /// One workspace type by slug. Errors: [`Error::NotFound`].
