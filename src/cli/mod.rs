@@ -131,7 +131,7 @@ enum Command {
     /// merge, import.
     #[command(subcommand)]
     User(user::UserCmd),
-    /// Workspaces: create, list, show, delete.
+    /// Workspaces: create, list, show, members, delete.
     #[command(subcommand)]
     Workspace(workspace::WorkspaceCmd),
     /// Workspace types: create, list.

@@ -138,6 +138,17 @@ impl Printer {
                     .collect::<Vec<_>>(),
             );
         }
+        // An id broken over two lines can't be copied back: id columns keep their width and
+        // the other columns wrap instead.
+        for (i, c) in columns.iter().enumerate() {
+            if values
+                .iter()
+                .any(|v| v.get(*c).and_then(Value::as_str).is_some_and(|t| is_id(c, t)))
+                && let Some(column) = table.column_mut(i)
+            {
+                column.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+            }
+        }
         table.to_string()
     }
 
