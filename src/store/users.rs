@@ -483,19 +483,28 @@ impl Tx {
                 // Every sub-statement sees the snapshot taken at the statement's start, so
                 // the persons-to-be check names the invites deleted alongside it.
                 let root: Option<DbId> = sqlx::query_scalar(
+                    // Each delete names its rows through an index (a union of index lookups,
+                    // never an `OR` across columns, which PostgreSQL answers with a
+                    // sequential scan: on a million persons that was half a second per purge).
                     "WITH outbox AS ( \
-                       DELETE FROM notification_outbox WHERE user_id = $1 \
-                       OR recipient IN (SELECT value FROM passports WHERE user_id = $1)), \
+                       DELETE FROM notification_outbox WHERE id IN ( \
+                         SELECT id FROM notification_outbox WHERE user_id = $1 \
+                         UNION SELECT o.id FROM notification_outbox o JOIN passports p ON o.recipient = p.value \
+                           WHERE p.user_id = $1)), \
                      invited AS ( \
-                       DELETE FROM invites WHERE invitee_user_id = $1 OR accepted_by_user_id = $1 \
-                       OR EXISTS (SELECT 1 FROM passports p WHERE p.user_id = $1 AND p.kind = invites.passport_kind \
-                       AND p.value = invites.passport_value) RETURNING id, person_id), \
+                       DELETE FROM invites WHERE id IN ( \
+                         SELECT id FROM invites WHERE invitee_user_id = $1 \
+                         UNION SELECT id FROM invites WHERE accepted_by_user_id = $1 \
+                         UNION SELECT i.id FROM invites i JOIN passports p \
+                           ON p.kind = i.passport_kind AND p.value = i.passport_value WHERE p.user_id = $1) \
+                       RETURNING id, person_id), \
                      gone AS (DELETE FROM users WHERE id = $1 RETURNING person_id), \
                      people AS ( \
-                       DELETE FROM persons p WHERE p.id IN (SELECT person_id FROM gone) \
-                       OR (p.id IN (SELECT person_id FROM invited) \
-                           AND NOT EXISTS (SELECT 1 FROM users x WHERE x.person_id = p.id AND x.id <> $1) \
-                           AND NOT EXISTS (SELECT 1 FROM invites i WHERE i.person_id = p.id \
+                       DELETE FROM persons WHERE id IN ( \
+                         SELECT person_id FROM gone \
+                         UNION SELECT v.person_id FROM invited v WHERE v.person_id IS NOT NULL \
+                           AND NOT EXISTS (SELECT 1 FROM users x WHERE x.person_id = v.person_id AND x.id <> $1) \
+                           AND NOT EXISTS (SELECT 1 FROM invites i WHERE i.person_id = v.person_id \
                                            AND i.id NOT IN (SELECT id FROM invited)))), \
                      requests AS ( \
                        UPDATE erasure_requests SET status = 'completed', completed_at = $2 \
