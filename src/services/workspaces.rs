@@ -206,34 +206,16 @@ impl Workspaces {
     /// [`Workspace::members`] counts them all, [`Self::members`] pages through the rest).
     /// Errors: [`Error::NotFound`].
     pub async fn show_with(&self, workspace: &str, members: i64) -> Result<WorkspaceDetails> {
-        let mut tx = self.db.begin_read().await?;
-        let id = tx.workspace_id(workspace).await?;
-        let workspace = tx.workspace(id).await?;
-        let roles = tx
-            .roles(Some(id))
-            .await?
-            .into_iter()
-            .map(|r: Role| RoleSummary {
-                name: r.name,
-                capabilities: r.capabilities,
-                members: r.members,
-            })
-            .collect();
-        let member_list = if members > 0 {
-            tx.members_page(id, &Page::first(members)).await?
-        } else {
-            Vec::new()
-        };
-        tx.end().await?;
-        Ok(WorkspaceDetails {
-            workspace,
-            roles,
-            member_list,
-        })
+        self.details(workspace, Some(members)).await
     }
 
     /// A workspace with its roles and all of its memberships. Errors: [`Error::NotFound`].
     pub async fn show(&self, workspace: &str) -> Result<WorkspaceDetails> {
+        self.details(workspace, None).await
+    }
+
+    /// [`Self::show_with`] for `Some(members)`, [`Self::show`] for `None` (every membership).
+    async fn details(&self, workspace: &str, members: Option<i64>) -> Result<WorkspaceDetails> {
         let mut tx = self.db.begin_read().await?;
         let id = tx.workspace_id(workspace).await?;
         let workspace = tx.workspace(id).await?;
@@ -247,7 +229,11 @@ impl Workspaces {
                 members: r.members,
             })
             .collect();
-        let member_list = tx.workspace_members(id).await?;
+        let member_list = match members {
+            None => tx.workspace_members(id).await?,
+            Some(n) if n > 0 => tx.members_page(id, &Page::first(n)).await?,
+            Some(_) => Vec::new(),
+        };
         tx.end().await?;
         Ok(WorkspaceDetails {
             workspace,
