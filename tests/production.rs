@@ -515,3 +515,71 @@ async fn a_listener_that_cannot_hear_its_own_notification_fails_at_start() {
     })
     .await;
 }
+
+/// The TCP sockets this process holds to `port` (on 127.0.0.1 or ::1), each with whether
+/// `TCP_NODELAY` is set on it.
+#[cfg(target_os = "linux")]
+fn tcp_sockets_to(port: u16) -> Vec<(i32, bool)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd") {
+        let Ok(fd) = entry.expect("fd entry").file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: every pointer passed below points to a live, correctly sized local; a fd that
+        // closed meanwhile only makes the calls fail, which is checked.
+        unsafe {
+            let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            if libc::getpeername(fd, (&raw mut addr).cast(), &mut len) != 0 {
+                continue;
+            }
+            let peer_port = match i32::from(addr.ss_family) {
+                libc::AF_INET => u16::from_be((*(&raw const addr).cast::<libc::sockaddr_in>()).sin_port),
+                libc::AF_INET6 => u16::from_be((*(&raw const addr).cast::<libc::sockaddr_in6>()).sin6_port),
+                _ => continue,
+            };
+            if peer_port != port {
+                continue;
+            }
+            let mut on: libc::c_int = 0;
+            let mut on_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            if libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&raw mut on).cast(),
+                &mut on_len,
+            ) == 0
+            {
+                out.push((fd, on != 0));
+            }
+        }
+    }
+    out
+}
+
+/// Nagle's algorithm is off on every connection to the server: with it on, a message written
+/// right after another (a `COPY`'s end after its data) waits for the server's delayed
+/// acknowledgement, ~40 ms a time (sqlx 0.9.0 dropped the option; `vendor/sqlx-core` puts it
+/// back). Checked directly on the sockets, for the pool's connections and a PgBouncer's.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_the_server_are_tcp_nodelay() {
+    for backend in [Backend::Postgres, Backend::PgBouncer] {
+        run_on(backend, |ctx| async move {
+            let port = url::Url::parse(&ctx.url).expect("url").port().unwrap_or(5432);
+            // Hold a connection while looking: the pool's, busy in a transaction.
+            let mut tx = ctx.db.begin().await.expect("begin");
+            tx.fetch_one("SELECT 1 AS one", &[]).await.expect("select");
+            let sockets = tcp_sockets_to(port);
+            tx.end().await.expect("end");
+            assert!(!sockets.is_empty(), "no TCP socket to port {port} found");
+            let delayed: Vec<i32> = sockets.iter().filter(|(_, on)| !on).map(|(fd, _)| *fd).collect();
+            assert!(
+                delayed.is_empty(),
+                "sockets to port {port} without TCP_NODELAY: fds {delayed:?}"
+            );
+        })
+        .await;
+    }
+}
