@@ -28,7 +28,10 @@
 //! `ACCOUNTCTL_BENCH_BACKEND=sqlite|postgres` runs one backend only; `ACCOUNTCTL_BENCH_KEEP=1`
 //! keeps each database built (its URL is printed) instead of dropping it;
 //! `ACCOUNTCTL_BENCH_FILL=bulk` builds it with the engine's bulk load instead of the import.
-//! `ACCOUNTCTL_BENCH_ONLY=purge` builds each database and stops after the purge.
+//! `ACCOUNTCTL_BENCH_ONLY=purge` builds each database and stops after the purge;
+//! `ACCOUNTCTL_BENCH_ONLY=import` stops after the import and its baseline. On PostgreSQL the
+//! database is vacuumed and analyzed before the measures that follow the import, and the purge
+//! and its baseline run in turns, 1,000 users at a time.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -550,9 +553,17 @@ fn import_file(dir: &std::path::Path, prefix: &str, n: usize, phc: &str) -> std:
     path
 }
 
-/// Runs `accountctl` with `args` against `f`, stdout to /dev/null; returns the wall time and
-/// the process's peak resident set (`ru_maxrss` from `wait4`).
-fn run_cli(f: &Fresh, args: &[&str]) -> (Duration, u64) {
+/// What one `accountctl` process took: wall time, peak resident set in bytes (`ru_maxrss`)
+/// and CPU time (user + system, `ru_utime + ru_stime`), all from `wait4`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Run {
+    wall: Duration,
+    peak: u64,
+    cpu: Duration,
+}
+
+/// Runs `accountctl` with `args` against `f`, stdout to /dev/null; returns what it took.
+fn run_cli(f: &Fresh, args: &[&str]) -> Run {
     let started = Instant::now();
     // Reaped by `wait4` below.
     #[allow(clippy::zombie_processes)]
@@ -573,7 +584,12 @@ fn run_cli(f: &Fresh, args: &[&str]) -> (Duration, u64) {
     assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     assert!(matches!(code, Some(0 | 5)), "accountctl {args:?}: exit {code:?}");
-    (took, usage.ru_maxrss as u64 * 1024)
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    Run {
+        wall: took,
+        peak: usage.ru_maxrss as u64 * 1024,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+    }
 }
 
 fn mib(bytes: u64) -> String {
@@ -587,7 +603,7 @@ async fn bench_import(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     let baseline = engine_bulk_load(f, "base", 0x300, n, &phc, ws, role).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = import_file(dir.path(), "imp", n, &phc);
-    let (ours, peak) = run_cli(f, &["user", "import", file.to_str().expect("path"), "-q"]);
+    let Run { wall: ours, peak, .. } = run_cli(f, &["user", "import", file.to_str().expect("path"), "-q"]);
     let app = f.app();
     let imported = app
         .accounts()
@@ -945,6 +961,12 @@ fn growth_sizes() -> Option<Vec<usize>> {
     )
 }
 
+/// Scale mode: whether `ACCOUNTCTL_BENCH_ONLY` is exactly `what` (`import`: stop after the
+/// import and its baseline; `purge`: stop after the purge).
+fn only(what: &str) -> bool {
+    std::env::var("ACCOUNTCTL_BENCH_ONLY").is_ok_and(|only| only.trim() == what)
+}
+
 struct Growth {
     backend: &'static str,
     users: usize,
@@ -982,15 +1004,19 @@ async fn bench_growth(f: &Fresh, n: usize, out: &mut Vec<Growth>, label: &'stati
         );
     } else {
         let file = import_file(dir.path(), "u", n, &phc);
-        let (took, peak) = run_cli(f, &["user", "import", file.to_str().expect("path"), "-q"]);
+        let run = run_cli(f, &["user", "import", file.to_str().expect("path"), "-q"]);
+        let took = run.wall;
         std::fs::remove_file(&file).ok();
+        // CPU time per row is the measure that other load on the machine does not change
+        // (on SQLite it is the whole import's; on PostgreSQL the client's share only).
         push(
             "user import (password_hash + membership)",
             format!(
-                "{:.0} rows/s ({}), peak RSS {}",
+                "{:.0} rows/s ({}), peak RSS {}, process CPU {:.1} µs/row",
                 n as f64 / took.as_secs_f64(),
                 secs(took),
-                mib(peak)
+                mib(run.peak),
+                run.cpu.as_secs_f64() * 1e6 / n as f64
             ),
         );
         // The engine's own bulk load of the same number of rows, for the ratio. The 1.2x target
@@ -1013,16 +1039,22 @@ async fn bench_growth(f: &Fresh, n: usize, out: &mut Vec<Growth>, label: &'stati
             );
         }
     }
+    if only("import") {
+        return;
+    }
     f.exec(&format!(
         "INSERT INTO sessions (id, user_id, family_id, token_hash, created_at, expires_at) SELECT id, id, id, 'tok' || username, '{T}', '{FUTURE}' FROM users"
     ))
     .await;
     if f.backend == Backend::Postgres {
-        f.exec("ANALYZE").await;
+        // Settle the database first: freshly loaded tables are what autovacuum picks next, and
+        // a vacuum of millions of rows running beside one measure (the purge's baseline, say)
+        // and not the other would decide the ratio.
+        pg_admin(&f.url, "VACUUM (ANALYZE)").await;
     }
     let accounts = f.app().accounts();
     // `ACCOUNTCTL_BENCH_ONLY=purge` in scale mode: build the database, measure the purge, stop.
-    let purge_only = std::env::var("ACCOUNTCTL_BENCH_ONLY").is_ok_and(|only| only.trim() == "purge");
+    let purge_only = only("purge");
     if !purge_only {
         let search = UserFilter {
             search: Some(format!("u{}", n / 3)),
@@ -1045,13 +1077,13 @@ async fn bench_growth(f: &Fresh, n: usize, out: &mut Vec<Growth>, label: &'stati
         .await;
         push("user list, keyset page at 90 % (library call, median)", secs(t));
         let who = format!("u{}", n / 2);
-        let mut shows: Vec<(Duration, u64)> = (0..7)
+        let mut shows: Vec<Run> = (0..7)
             .map(|_| run_cli(f, &["user", "show", &who, "-o", "json"]))
             .collect();
         shows.sort();
         push(
             "user show, one process (median of 7)",
-            format!("{}, peak RSS {}", secs(shows[3].0), mib(shows[3].1)),
+            format!("{}, peak RSS {}", secs(shows[3].wall), mib(shows[3].peak)),
         );
     }
 
@@ -1081,30 +1113,35 @@ async fn bench_growth(f: &Fresh, n: usize, out: &mut Vec<Growth>, label: &'stati
         .expect("trash");
     }
     tx.commit().await.expect("commit");
-    let started = Instant::now();
-    for id in bare {
-        let mut tx = f.db.begin().await.expect("tx");
-        tx.execute("DELETE FROM users WHERE id = $1", &[(*id).into()])
+    // The two run in turns, 1,000 users at a time, so whatever else the machine or the server
+    // does meanwhile (a checkpoint, autovacuum) falls on both alike.
+    let (mut baseline, mut ours) = (Duration::ZERO, Duration::ZERO);
+    let app = f.app();
+    for chunk in bare.chunks(1000) {
+        let started = Instant::now();
+        for id in chunk {
+            let mut tx = f.db.begin().await.expect("tx");
+            tx.execute("DELETE FROM users WHERE id = $1", &[(*id).into()])
+                .await
+                .expect("delete");
+            tx.commit().await.expect("commit");
+        }
+        baseline += started.elapsed();
+        let started = Instant::now();
+        let report = app
+            .erasure()
+            .purge(
+                &SweepOptions {
+                    limit: chunk.len() as i64,
+                    ..SweepOptions::default()
+                },
+                |_, _| {},
+            )
             .await
-            .expect("delete");
-        tx.commit().await.expect("commit");
+            .expect("sweep");
+        ours += started.elapsed();
+        assert_eq!(report.purged as usize, chunk.len());
     }
-    let baseline = started.elapsed();
-    let started = Instant::now();
-    let report = f
-        .app()
-        .erasure()
-        .purge(
-            &SweepOptions {
-                limit: due as i64,
-                ..SweepOptions::default()
-            },
-            |_, _| {},
-        )
-        .await
-        .expect("sweep");
-    let ours = started.elapsed();
-    assert_eq!(report.purged as usize, due);
     push(
         "gdpr purge of 10k due users",
         format!(
@@ -1142,14 +1179,14 @@ async fn bench_growth(f: &Fresh, n: usize, out: &mut Vec<Growth>, label: &'stati
             .expect("count");
         row.get("n").expect("n")
     };
-    let (took, peak) = run_cli(f, &["user", "list", "--all", "-o", "json"]);
+    let run = run_cli(f, &["user", "list", "--all", "-o", "json"]);
     push(
         "user list --all -o json > /dev/null, one process",
         format!(
             "{:.0} rows/s ({users} rows, {}), peak RSS {}",
-            users as f64 / took.as_secs_f64(),
-            secs(took),
-            mib(peak)
+            users as f64 / run.wall.as_secs_f64(),
+            secs(run.wall),
+            mib(run.peak)
         ),
     );
 }

@@ -63,6 +63,37 @@ on_both_backends! {
         assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, 1 + 10_000 - 3);
     }
 
+    async fn one_batch_past_sqlites_bind_variable_limit_imports_and_its_lookups_find_every_row(ctx) {
+        // 33,000 rows in one batch: its username, email and phone lookups bind more keys than
+        // SQLite allows in one statement (32,766), and the re-run finds each row through them.
+        bootstrap(&ctx);
+        let n = 33_000;
+        let mut text = String::from("username,email,phone\n");
+        for i in 0..n {
+            if i % 2 == 0 {
+                writeln!(text, "bulk{i},bulk{i}@example.com,+4930{i:08}").ok();
+            } else {
+                writeln!(text, "bulk{i},bulk{i}@example.com,").ok();
+            }
+        }
+        let path = ctx.dir.path().join("big.csv");
+        std::fs::write(&path, format!("{text}holder,holder@example.com,+494099999999\n")).expect("write");
+        ctx.cli().args(["user", "import"]).arg(&path).args(["--batch-size", "50000", "-q"]).assert().success();
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username LIKE 'bulk%'").await, n);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM passports WHERE kind = 'phone'").await, n / 2 + 1);
+        // Again without the holder and with a newcomer giving the holder's phone: every old
+        // row is found by its username (skipped), the newcomer by its phone (refused).
+        text.push_str("newcomer,newcomer@example.com,+494099999999\n");
+        std::fs::write(&path, &text).expect("write");
+        let out = ctx.cli().args(["user", "import"]).arg(&path).args(["--batch-size", "50000", "--on-conflict", "skip", "-o", "json"]).assert().code(5).get_output().stdout.clone();
+        let results: Vec<serde_json::Value> = String::from_utf8_lossy(&out).lines().map(|l| serde_json::from_str(l).expect("JSONL")).collect();
+        assert_eq!(results.iter().filter(|r| r["status"] == "skipped").count(), n as usize);
+        let refused: Vec<&serde_json::Value> = results.iter().filter(|r| r["status"] == "error").collect();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0]["username"], "newcomer");
+        assert_eq!(refused[0]["error"], "+494099999999 already belongs to another user");
+    }
+
     async fn an_interrupted_import_reruns_to_completion_without_duplicates(ctx) {
         bootstrap(&ctx);
         let mut csv = String::from("username,email\n");

@@ -898,16 +898,15 @@ impl Importer {
     ) -> Result<Written> {
         let lowered: Vec<String> = prepared.iter().map(|p| p.username.as_str().to_lowercase()).collect();
         let existing = tx.existing_usernames(&lowered).await?;
-        let values: Vec<String> = prepared
+        let emails: Vec<String> = prepared
             .iter()
-            .flat_map(|p| {
-                p.email
-                    .iter()
-                    .map(|e| e.as_str().to_owned())
-                    .chain(p.phone.iter().map(|ph| ph.as_str().to_owned()))
-            })
+            .filter_map(|p| p.email.as_ref().map(|e| e.as_str().to_owned()))
             .collect();
-        let owners = tx.existing_passports(&values).await?;
+        let phones: Vec<String> = prepared
+            .iter()
+            .filter_map(|p| p.phone.as_ref().map(|ph| ph.as_str().to_owned()))
+            .collect();
+        let owners = tx.existing_passports(&emails, &phones).await?;
         let at = now();
         let mut results = Vec::with_capacity(prepared.len());
         let mut batch = Vec::new();
