@@ -334,6 +334,37 @@ impl UserLifecycleHook for FailFor {
     }
 }
 
+/// Registered after the built-in hooks: counts, inside the delete's transaction, the
+/// `user.deleted` rows the audit hook recorded for the user before it.
+#[derive(Default)]
+struct SeesAudit(std::sync::Mutex<Vec<i64>>);
+
+#[async_trait::async_trait]
+impl UserLifecycleHook for SeesAudit {
+    fn name(&self) -> &'static str {
+        "sees_audit"
+    }
+    async fn on_user_created(&self, _: &User) -> accountctl::Result<()> {
+        Ok(())
+    }
+    async fn on_user_login(&self, _: &User) -> accountctl::Result<()> {
+        Ok(())
+    }
+    async fn on_user_logout(&self, _: &User, _: LogoutReason) -> accountctl::Result<()> {
+        Ok(())
+    }
+    async fn on_user_deleted(&self, user: &User, _: DeletionMode, tx: &mut Tx) -> accountctl::Result<()> {
+        let row = tx
+            .fetch_one(
+                "SELECT COUNT(*) AS n FROM audit_events WHERE event = 'user.deleted' AND subject_user_id = $1",
+                &[user.id.into()],
+            )
+            .await?;
+        self.0.lock().expect("lock").push(row.get("n")?);
+        Ok(())
+    }
+}
+
 const PAST: &str = "2000-01-01T00:00:00+00:00";
 
 on_both_backends! {
@@ -544,6 +575,50 @@ on_both_backends! {
         assert_eq!((report.purged, report.failed), (2, 0));
         assert_eq!(published(tina, "gdpr_purge").await, 0, "a trashed user has held no grant since it was trashed: nothing to republish");
         assert_eq!(published(rhea, "gdpr_purge").await, 1, "a user purged out of an erasure request is published, in the purge's transaction");
+    }
+
+    async fn a_deletes_audit_rows_keep_their_order_and_later_statements_see_them(ctx) {
+        // PostgreSQL sends a delete's `user.deleted` row with the next statement rather than
+        // alone: the rows must still land in the order the hooks recorded them, and a hook's
+        // own statement after them must see them.
+        let sees = Arc::new(SeesAudit::default());
+        let app = ctx.app_with(App::builder().hook(sees.clone())).await;
+        let ann = make_user(&app, "ann").await;
+        let bob = make_user(&app, "bob").await;
+        app.auth().login("ann", &Secret::new("password 123".into()), true).await.expect("login");
+        app.accounts().delete(&UserRef::Id(ann), DeletionMode::AdminDelete).await.expect("trash");
+        ctx.exec(&format!("UPDATE users SET purge_after = '{PAST}' WHERE id = '{ann}'")).await.expect("due");
+        let report = app.erasure().purge(&SweepOptions::default(), |_, _| {}).await.expect("sweep");
+        assert_eq!(report.purged, 1);
+        app.accounts().delete(&UserRef::Id(bob), DeletionMode::GdprPurge).await.expect("purge");
+        assert_eq!(*sees.0.lock().expect("lock"), vec![1, 2, 1], "each delete's own user.deleted row, seen by the hook after it");
+        let events = |id: uuid::Uuid| {
+            let c = &ctx;
+            async move {
+                c.text_pairs(&format!("SELECT event, fields FROM audit_events WHERE subject_user_id = '{id}' AND event <> 'user.created' ORDER BY id"))
+                    .await
+                    .into_iter()
+                    .map(|(event, fields)| format!("{event} {fields}"))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            events(ann).await,
+            vec![
+                r#"user.login {"is_external":false,"first_login":true}"#.to_owned(),
+                r#"user.deleted {"is_external":false,"mode":"admin_delete","merged_into":null}"#.to_owned(),
+                r#"user.sessions_revoked_on_delete {"count":1,"mode":"admin_delete"}"#.to_owned(),
+                r#"user.deleted {"is_external":false,"mode":"gdpr_purge","merged_into":null}"#.to_owned(),
+                r#"user.sessions_revoked_on_delete {"count":0,"mode":"gdpr_purge"}"#.to_owned(),
+            ]
+        );
+        assert_eq!(
+            events(bob).await,
+            vec![
+                r#"user.deleted {"is_external":false,"mode":"gdpr_purge","merged_into":null}"#.to_owned(),
+                r#"user.sessions_revoked_on_delete {"count":0,"mode":"gdpr_purge"}"#.to_owned(),
+            ]
+        );
     }
 
     async fn sessions_live_at_purge_time_are_revoked_and_audited_with_their_count(ctx) {

@@ -112,10 +112,18 @@ on_both_backends! {
         while ctx.count("SELECT COUNT(*) FROM users").await < 600 {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        // Ctrl-C: the statement in flight is canceled on the server and the batch's
-        // transaction rolls back; the connection still ends cleanly.
+        // Hold the import up mid-way, so it cannot finish before the signal lands however fast
+        // it runs: a transaction that keeps every other writer of `users` out (SQLite's write
+        // transaction does by itself).
+        let mut blocker = ctx.db.begin().await.expect("begin");
+        if ctx.backend != common::Backend::Sqlite {
+            blocker.execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE", &[]).await.expect("lock");
+        }
+        // Ctrl-C: the statement in flight (here one waiting for the lock) is canceled on the
+        // server and the batch's transaction rolls back; the connection still ends cleanly.
         std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill -INT");
         let status = child.wait().expect("wait");
+        blocker.rollback().await.expect("rollback");
         assert_eq!(status.code(), Some(130), "{status:?}");
         let partial = ctx.count("SELECT COUNT(*) FROM users").await - 1;
         assert!(partial < 20_000, "killed mid-way ({partial})");

@@ -29,7 +29,10 @@ use crate::error::{Error, Result};
 /// Runs `$body` with `$c` bound to the transaction's connection, once per backend: the body
 /// is written once and type-checked against each native driver.
 macro_rules! on_conn {
-    ($tx:expr, |$c:ident| $body:expr) => {
+    ($tx:expr, |$c:ident| $body:expr) => {{
+        // Audit rows waiting for a statement to ride with are written first, so every
+        // statement sees the transaction's writes in the order they were made.
+        $tx.flush_audit().await?;
         match &mut $tx.inner {
             $crate::store::TxInner::Sqlite(t) => {
                 let $c: &mut sqlx::SqliteConnection = &mut *t;
@@ -40,7 +43,7 @@ macro_rules! on_conn {
                 $body
             }
         }
-    };
+    }};
 }
 
 mod audit;
@@ -490,6 +493,7 @@ impl Database {
         Ok(Tx {
             inner,
             invalidations: self.invalidation_channel(),
+            pending_audit: audit::PendingAudit::default(),
         })
     }
 
@@ -509,6 +513,7 @@ impl Database {
         Ok(Tx {
             inner,
             invalidations: self.invalidation_channel(),
+            pending_audit: audit::PendingAudit::default(),
         })
     }
 
@@ -561,6 +566,10 @@ enum TxInner {
 pub struct Tx {
     inner: TxInner,
     invalidations: InvalidationChannel,
+    /// PostgreSQL: audit rows recorded but not yet sent. They go with the transaction's next
+    /// statement: inside it when it is one that carries them (the session revocation and the
+    /// erase statement of a delete), else just before it, and before the commit at the latest.
+    pending_audit: audit::PendingAudit,
 }
 
 impl fmt::Debug for Tx {
@@ -579,7 +588,8 @@ impl Tx {
     }
 
     /// Commits. Errors: the database's, mapped by [`Error::from`].
-    pub async fn commit(self) -> Result<()> {
+    pub async fn commit(mut self) -> Result<()> {
+        self.flush_audit().await?;
         match self.inner {
             TxInner::Sqlite(t) => t.commit().await?,
             TxInner::Postgres(t) => t.commit().await?,

@@ -482,7 +482,10 @@ impl Tx {
                 let c: &mut sqlx::PgConnection = &mut *t;
                 // Every sub-statement sees the snapshot taken at the statement's start, so
                 // the persons-to-be check names the invites deleted alongside it.
-                let root: Option<DbId> = sqlx::query_scalar(
+                // The audit rows recorded before this statement (a merge's or purge's
+                // `user.deleted` when no session revocation carried them) are written by it.
+                let pending = std::mem::take(&mut self.pending_audit);
+                let sql = format!(
                     // Each delete names its rows through an index (a union of index lookups,
                     // never an `OR` across columns, which PostgreSQL answers with a
                     // sequential scan: on a million persons that was half a second per purge).
@@ -511,16 +514,20 @@ impl Tx {
                        WHERE user_id = $1 AND status = 'pending'), \
                      tombstone AS ( \
                        INSERT INTO user_tombstones (user_id, deleted_at, mode, merged_into) VALUES ($1, $2, $3, $4) \
-                       ON CONFLICT (user_id) DO NOTHING) \
+                       ON CONFLICT (user_id) DO NOTHING), \
+                     logged AS ( \
+                       INSERT INTO audit_events (occurred_at, actor, event, subject_user_id, fields) \
+                       SELECT o, a, e, s, f FROM ({pending}) AS r ORDER BY ord) \
                      SELECT w.id FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
                      WHERE m.user_id = $1 AND w.is_root LIMIT 1",
-                )
-                .bind(id)
-                .bind(at)
-                .bind(mode)
-                .bind(merged_into.map(DbId))
-                .fetch_optional(&mut *c)
-                .await?;
+                    pending = super::audit::pending_rows_sql(5)
+                );
+                let q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(id)
+                    .bind(at)
+                    .bind(mode)
+                    .bind(merged_into.map(DbId));
+                let root: Option<DbId> = super::audit::bind_pending!(q, pending).fetch_optional(&mut *c).await?;
                 root
             }
             super::TxInner::Sqlite(t) => {
