@@ -19,22 +19,19 @@ pub async fn record(tx: &mut Tx, event: &str, subject: Option<Uuid>, fields: Val
 }
 
 /// Revokes the user's live sessions with `reason` inside `tx` and records `event` with the
-/// fields `{"count": <sessions revoked>, "mode": mode}`, as [`record`] would; one statement
-/// on PostgreSQL. Returns the count.
+/// fields `{"count": <sessions revoked>, "mode": mode}`, as [`record`] would. On PostgreSQL
+/// it rides with the transaction's next statement (a purge's erase statement runs it); see
+/// [`Tx::revoke_sessions_audited`](crate::store::Tx).
 pub(crate) async fn record_sessions_revoked(
     tx: &mut Tx,
     user_id: Uuid,
     reason: LogoutReason,
     event: &str,
     mode: DeletionMode,
-) -> Result<u64> {
+) -> Result<()> {
     let actor = current_actor();
-    let count = tx
-        .revoke_sessions_audited(user_id, reason, now(), &actor, event, mode.as_str())
-        .await?;
-    let fields = json!({ "count": count, "mode": mode.as_str() });
-    tracing::info!(target: "audit", event, actor = %actor, subject_user_id = ?Some(user_id), fields = %fields);
-    Ok(count)
+    tx.revoke_sessions_audited(user_id, reason, now(), &actor, event, mode.as_str())
+        .await
 }
 
 /// [`record`] in a transaction of its own, for events that happen outside one (run again

@@ -44,7 +44,7 @@ impl Tx {
     /// Inserts a batch of users with their persons, passports, identities and memberships:
     /// five multi-row statements, whatever the batch size.
     pub(crate) async fn insert_users_batch(&mut self, batch: &[BatchUser]) -> Result<()> {
-        self.flush_audit().await?;
+        self.flush_pending().await?;
         if let TxInner::Postgres(t) = &mut self.inner {
             return copy_users_pg(t, batch).await;
         }
@@ -202,7 +202,7 @@ impl Tx {
         if lookups.is_empty() {
             return Ok(HashMap::new());
         }
-        self.flush_audit().await?;
+        self.flush_pending().await?;
         let rows: Vec<(String, DbId)> = match &mut self.inner {
             TxInner::Postgres(t) => {
                 let sql = lookups
@@ -260,7 +260,7 @@ impl Tx {
         event: &str,
         rows: &[(Uuid, serde_json::Value)],
     ) -> Result<()> {
-        self.flush_audit().await?;
+        self.flush_pending().await?;
         if let TxInner::Postgres(t) = &mut self.inner {
             let mut copy = CopyText::default();
             for (user, fields) in rows {
@@ -312,7 +312,7 @@ impl Tx {
         if users.is_empty() {
             return Ok(0);
         }
-        self.flush_audit().await?;
+        self.flush_pending().await?;
         if let TxInner::Postgres(t) = &mut self.inner {
             // A folder may exist already (the hook may fire again, a login may have raced
             // it), so no COPY straight into the table: one set-based insert of three arrays

@@ -32,7 +32,7 @@ macro_rules! on_conn {
     ($tx:expr, |$c:ident| $body:expr) => {{
         // Audit rows waiting for a statement to ride with are written first, so every
         // statement sees the transaction's writes in the order they were made.
-        $tx.flush_audit().await?;
+        $tx.flush_pending().await?;
         match &mut $tx.inner {
             $crate::store::TxInner::Sqlite(t) => {
                 let $c: &mut sqlx::SqliteConnection = &mut *t;
@@ -46,7 +46,7 @@ macro_rules! on_conn {
     }};
 }
 
-mod audit;
+pub(crate) mod audit;
 pub mod authz;
 pub mod batch;
 pub mod erasure;
@@ -494,6 +494,7 @@ impl Database {
             inner,
             invalidations: self.invalidation_channel(),
             pending_audit: audit::PendingAudit::default(),
+            pending_revocation: None,
         })
     }
 
@@ -514,6 +515,7 @@ impl Database {
             inner,
             invalidations: self.invalidation_channel(),
             pending_audit: audit::PendingAudit::default(),
+            pending_revocation: None,
         })
     }
 
@@ -570,6 +572,9 @@ pub struct Tx {
     /// statement: inside it when it is one that carries them (the session revocation and the
     /// erase statement of a delete), else just before it, and before the commit at the latest.
     pending_audit: audit::PendingAudit,
+    /// PostgreSQL: a session revocation recorded but not yet run, carried the same way (see
+    /// [`Tx::revoke_sessions_audited`]).
+    pending_revocation: Option<audit::PendingRevocation>,
 }
 
 impl fmt::Debug for Tx {
@@ -589,7 +594,7 @@ impl Tx {
 
     /// Commits. Errors: the database's, mapped by [`Error::from`].
     pub async fn commit(mut self) -> Result<()> {
-        self.flush_audit().await?;
+        self.flush_pending().await?;
         match self.inner {
             TxInner::Sqlite(t) => t.commit().await?,
             TxInner::Postgres(t) => t.commit().await?,

@@ -482,9 +482,11 @@ impl Tx {
                 let c: &mut sqlx::PgConnection = &mut *t;
                 // Every sub-statement sees the snapshot taken at the statement's start, so
                 // the persons-to-be check names the invites deleted alongside it.
-                // The audit rows recorded before this statement (a merge's or purge's
-                // `user.deleted` when no session revocation carried them) are written by it.
+                // What the hooks left pending (the session revocation and the audit rows
+                // recorded before this statement: `user.deleted` and the revocation's own) is
+                // written by it, in the same round trip.
                 let pending = std::mem::take(&mut self.pending_audit);
+                let revocation = self.pending_revocation.take();
                 let sql = format!(
                     // Each delete names its rows through an index (a union of index lookups,
                     // never an `OR` across columns, which PostgreSQL answers with a
@@ -515,19 +517,23 @@ impl Tx {
                      tombstone AS ( \
                        INSERT INTO user_tombstones (user_id, deleted_at, mode, merged_into) VALUES ($1, $2, $3, $4) \
                        ON CONFLICT (user_id) DO NOTHING), \
-                     logged AS ( \
-                       INSERT INTO audit_events (occurred_at, actor, event, subject_user_id, fields) \
-                       SELECT o, a, e, s, f FROM ({pending}) AS r ORDER BY ord) \
-                     SELECT w.id FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
-                     WHERE m.user_id = $1 AND w.is_root LIMIT 1",
-                    pending = super::audit::pending_rows_sql(5)
+                     {carried} \
+                     SELECT (SELECT w.id FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+                             WHERE m.user_id = $1 AND w.is_root LIMIT 1), \
+                            (SELECT n FROM counted)",
+                    carried = super::audit::carried_ctes_sql(5)
                 );
-                let q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                let q = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(id)
                     .bind(at)
                     .bind(mode)
                     .bind(merged_into.map(DbId));
-                let root: Option<DbId> = super::audit::bind_pending!(q, pending).fetch_optional(&mut *c).await?;
+                let (root, revoked): (Option<DbId>, i64) = super::audit::bind_carried!(q, revocation.as_ref(), pending)
+                    .fetch_one(&mut *c)
+                    .await?;
+                if let Some(revocation) = &revocation {
+                    revocation.trace(revoked);
+                }
                 root
             }
             super::TxInner::Sqlite(t) => {
