@@ -144,6 +144,7 @@ enum DatabaseSource {
 pub struct AppBuilder {
     database: Option<DatabaseSource>,
     max_connections: Option<u32>,
+    short_lived: bool,
     invalidations: Option<InvalidationChannel>,
     config: Config,
     hooks: Vec<HookFactory>,
@@ -189,6 +190,14 @@ impl AppBuilder {
     /// The pool size when connecting by URL (default 8).
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = Some(n);
+        self
+    }
+
+    /// Connects by URL as a short-lived process (one admin command), through
+    /// [`Database::connect_short_lived`]: no check before reusing a connection, and
+    /// connections Ctrl-C can cancel ([`Database::interrupt`]). The CLI builds its `App` so.
+    pub fn short_lived(mut self) -> Self {
+        self.short_lived = true;
         self
     }
 
@@ -264,7 +273,12 @@ impl AppBuilder {
         let db = match self.database {
             Some(DatabaseSource::Database(db)) => db,
             Some(DatabaseSource::Url(url)) => {
-                Database::connect_with(&DatabaseUrl::parse(&url)?, self.max_connections.unwrap_or(8)).await?
+                let (url, n) = (DatabaseUrl::parse(&url)?, self.max_connections.unwrap_or(8));
+                if self.short_lived {
+                    Database::connect_short_lived(&url, n).await?
+                } else {
+                    Database::connect_with(&url, n).await?
+                }
             }
             None => return Err(Error::Invalid("no database given: set a database URL or pool".into())),
         };

@@ -358,6 +358,10 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
         None if builder.has_database() => None,
         None => Some(DatabaseUrl::parse(DatabaseUrl::DEFAULT)?),
     };
+    // PostgreSQL `user import` takes a second connection (below); SQLite has one writer anyway.
+    let postgres = url
+        .as_ref()
+        .is_some_and(|u| u.backend() == crate::db::Backend::Postgres);
     if let Some(url) = url {
         // A cron job started in the wrong directory must not create an empty database and
         // then advise `migrate`, which would build a second, empty instance.
@@ -383,8 +387,19 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
         builder = builder.invalidation_channel(channel.parse::<InvalidationChannel>()?);
     }
     // One connection for the whole run (a short-lived process needs no more), ended cleanly
-    // by the close below on every path.
-    let app = builder.max_connections(1).program_name(bin.clone()).build().await?;
+    // by the close below on every path; `user import` on PostgreSQL takes two, so each
+    // batch's `on_user_created` hooks run beside the next batch's writes.
+    let connections = if postgres && matches!(cli.command, Command::User(user::UserCmd::Import(_))) {
+        2
+    } else {
+        1
+    };
+    let app = builder
+        .max_connections(connections)
+        .short_lived()
+        .program_name(bin.clone())
+        .build()
+        .await?;
     let ctx = Ctx {
         app,
         out,

@@ -674,14 +674,23 @@ impl Importer {
             return self.import_atomic(chunks, options, summary, on_results).await;
         }
         let mut directory = Directory::default();
+        // The previous batch's `on_user_created` hooks, running on a connection of their own
+        // (when the pool has two) while this batch is written.
+        let mut hooks = CreatedHooks::default();
         while let Some(chunk) = chunks.recv().await {
             let PreparedChunk {
                 rows,
                 mut results,
                 prepared,
-            } = chunk?;
+            } = match chunk {
+                Ok(chunk) => chunk,
+                Err(err) => return Err(hooks.finish_after(err).await),
+            };
             summary.rows += rows;
-            let written = self.write_batch_isolated(&prepared, options, &mut directory).await?;
+            let written = match self.write_batch_isolated(&prepared, options, &mut directory).await {
+                Ok(written) => written,
+                Err(err) => return Err(hooks.finish_after(err).await),
+            };
             results.extend(written.results);
             results.sort_by_key(|r| r.line);
             tally(&mut summary, &results);
@@ -689,11 +698,13 @@ impl Importer {
             if let Some(progress) = &options.progress {
                 progress.add_written(results.len() as u64);
             }
-            self.lifecycle.dispatch_created_batch(&written.created).await?;
+            hooks.wait().await?;
+            hooks.start(&self.lifecycle, written.created, self.db.backend()).await?;
             for user in &written.logouts {
                 self.lifecycle.dispatch_logout(user, LogoutReason::PasswordChanged);
             }
         }
+        hooks.wait().await?;
         Ok(summary)
     }
 
@@ -1014,6 +1025,62 @@ impl Importer {
             created,
             logouts,
         })
+    }
+}
+
+/// The `on_user_created` hooks of the last batch written. On PostgreSQL they run in a task
+/// of their own so that the next batch is written meanwhile: with a pool of two connections
+/// or more (`user import` takes two), the hooks' transactions (the audit rows, the home
+/// folders) and the next batch's run at the same time, on two server processes. Batches
+/// still reach the hooks in order, one at a time, each after its commit, and the import ends
+/// only when the last batch's hooks have; a hook's database error ends the import one batch
+/// later than it would without the overlap. With one connection the two take turns. On
+/// SQLite, whose one writer would make them wait on each other's lock, the hooks run before
+/// the next batch, as they always did.
+#[derive(Default)]
+struct CreatedHooks(Option<tokio::task::JoinHandle<Result<()>>>);
+
+impl CreatedHooks {
+    /// Fires the hooks for `users` (none: nothing to do), as the current actor: in a task on
+    /// PostgreSQL, at once on SQLite. Errors: on SQLite, the hooks' (see [`Self::wait`]).
+    async fn start(
+        &mut self,
+        lifecycle: &Arc<UserLifecycleService>,
+        users: Vec<User>,
+        backend: crate::store::Backend,
+    ) -> Result<()> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        if backend == crate::store::Backend::Sqlite {
+            return lifecycle.dispatch_created_batch(&users).await;
+        }
+        let lifecycle = lifecycle.clone();
+        let actor = crate::lifecycle::current_actor();
+        self.0 = Some(tokio::spawn(crate::lifecycle::with_actor(actor, async move {
+            lifecycle.dispatch_created_batch(&users).await
+        })));
+        Ok(())
+    }
+
+    /// Waits for the hooks in flight; their error (a database error: the dispatcher logs
+    /// and swallows the rest) ends the import, one batch later than before the overlap.
+    async fn wait(&mut self) -> Result<()> {
+        match self.0.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| Error::Internal(format!("on_user_created hooks task: {e}")))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the hooks in flight before the import ends with `err` (the connection they
+    /// hold goes back to the pool first); `err` is what the caller returns.
+    async fn finish_after(&mut self, err: Error) -> Error {
+        if let Err(hooks) = self.wait().await {
+            tracing::warn!(error = %hooks, "on_user_created hooks of the last batch failed");
+        }
+        err
     }
 }
 

@@ -310,23 +310,26 @@ impl Database {
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
         let canceled = loop {
-            // `active`: cancel it; `idle in transaction`: the next statement comes soon.
-            let state: Result<Option<(String, bool)>, _> = sqlx::query_as(
-                "SELECT state, state = 'active' AND pg_cancel_backend(pid) FROM pg_stat_activity \
-                 WHERE application_name = $1 AND pid <> pg_backend_pid() LIMIT 1",
+            // Every connection of this process (an import holds two): `active` ones are
+            // canceled; while none is and one is `idle in transaction`, its next statement
+            // comes soon.
+            let state: Result<(Option<bool>, Option<bool>), _> = sqlx::query_as(
+                "SELECT bool_or(state = 'active' AND pg_cancel_backend(pid)), \
+                        bool_or(state LIKE 'idle in transaction%') FROM pg_stat_activity \
+                 WHERE application_name = $1 AND pid <> pg_backend_pid()",
             )
             .bind(&name)
-            .fetch_optional(&mut conn)
+            .fetch_one(&mut conn)
             .await;
             match state {
-                Ok(Some((state, canceled))) if !canceled && state.starts_with("idle in transaction") => {
+                Ok((Some(true), _)) => break true,
+                Ok((_, Some(true))) => {
                     if std::time::Instant::now() >= deadline {
                         break false;
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Ok(Some((_, canceled))) => break canceled,
-                Ok(None) | Err(_) => break false,
+                Ok(_) | Err(_) => break false,
             }
         };
         let _ = conn.close().await;
@@ -340,6 +343,14 @@ impl Database {
     /// trip per transaction).
     pub async fn connect_with(url: &DatabaseUrl, max_connections: u32) -> Result<Self> {
         Self::open(url, max_connections, max_connections > 1).await
+    }
+
+    /// [`Database::connect`] with a pool of at most `max_connections`, for a short-lived
+    /// process (one CLI run): connections are not checked before reuse (no extra round trip
+    /// per transaction) and, on PostgreSQL, carry the process's `application_name` (unless
+    /// the URL names one) so [`Database::interrupt`] finds every one of them.
+    pub async fn connect_short_lived(url: &DatabaseUrl, max_connections: u32) -> Result<Self> {
+        Self::open(url, max_connections, false).await
     }
 
     async fn open(url: &DatabaseUrl, max_connections: u32, test_before_acquire: bool) -> Result<Self> {
@@ -369,7 +380,9 @@ impl Database {
                 let mut options = multihost::choose(url, &targets)
                     .await?
                     .log_slow_statements(log::LevelFilter::Debug, SLOW_STATEMENT);
-                if max_connections == 1 && options.get_application_name().is_none() {
+                // A short-lived process's connections (never checked before reuse): named
+                // for `interrupt`.
+                if !test_before_acquire && options.get_application_name().is_none() {
                     options = options.application_name(&Self::session_name());
                 }
                 let pool = PgPoolOptions::new()
