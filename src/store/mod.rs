@@ -605,7 +605,9 @@ impl Tx {
         }
     }
 
-    /// Commits. Errors: the database's, mapped by [`Error::from`].
+    /// Commits, after writing what the transaction still holds back (PostgreSQL: audit rows
+    /// and a session revocation waiting for a statement to ride with). Errors: the
+    /// database's, mapped by [`Error::from`].
     pub async fn commit(mut self) -> Result<()> {
         self.flush_pending().await?;
         match self.inner {

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{DbId, DbRow, Tx, from_row, get_id, parse_enum};
+use super::{Backend, DbId, DbRow, Tx, from_row, get_id, parse_enum};
 use crate::domain::{LogoutReason, Session, Timestamp};
 use crate::error::Result;
 
@@ -110,12 +110,19 @@ impl Tx {
     /// Marks every unrevoked session that expired by `at` as ended with
     /// [`LogoutReason::SessionExpired`]; returns `(user_id, sessions ended)` per user.
     pub(crate) async fn expire_sessions(&mut self, at: Timestamp) -> Result<Vec<(Uuid, i64)>> {
-        let users: Vec<(DbId, i64)> = on_conn!(self, |c| sqlx::query_as(
-            "SELECT user_id, COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at <= $1 GROUP BY user_id"
-        )
-        .bind(at)
-        .fetch_all(&mut *c)
-        .await?);
+        // SQLite, left to itself, reads every session in `user_id` order through the paging
+        // index to save the grouping's sort (116 ms at 1M sessions, per sweeper run); the
+        // live-expiry index finds the few expired ones (2 ms). PostgreSQL picks it unasked.
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT user_id, COUNT(*) FROM sessions INDEXED BY sessions_live_expiry_idx \
+                 WHERE revoked_at IS NULL AND expires_at <= $1 GROUP BY user_id"
+            }
+            Backend::Postgres => {
+                "SELECT user_id, COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at <= $1 GROUP BY user_id"
+            }
+        };
+        let users: Vec<(DbId, i64)> = on_conn!(self, |c| sqlx::query_as(sql).bind(at).fetch_all(&mut *c).await?);
         on_conn!(self, |c| sqlx::query(
             "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE revoked_at IS NULL AND expires_at <= $1"
         )
