@@ -553,13 +553,18 @@ fn import_file(dir: &std::path::Path, prefix: &str, n: usize, phc: &str) -> std:
     path
 }
 
+/// User plus system CPU time of a `rusage`.
+fn cpu_time(usage: &libc::rusage) -> Duration {
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 /// This process's CPU time so far (user + system, `getrusage(RUSAGE_SELF)`).
 fn own_cpu() -> Duration {
     // SAFETY: an all-zero `rusage` is valid, and `getrusage` writes only into it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    cpu_time(&usage)
 }
 
 /// What one `accountctl` process took: wall time, peak resident set in bytes (`ru_maxrss`)
@@ -593,11 +598,10 @@ fn run_cli(f: &Fresh, args: &[&str]) -> Run {
     assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     assert!(matches!(code, Some(0 | 5)), "accountctl {args:?}: exit {code:?}");
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
     Run {
         wall: took,
         peak: usage.ru_maxrss as u64 * 1024,
-        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        cpu: cpu_time(&usage),
     }
 }
 
