@@ -29,6 +29,10 @@ pub struct LoginOutcome {
     pub rehashed: bool,
     /// True when an external sign-in provisioned the user just now.
     pub provisioned: bool,
+    /// The created and login hooks that failed: the sign-in stands (the hook contract), each
+    /// failure is logged and audited (`hook.failed`). Absent from JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_failures: Vec<crate::domain::HookFailure>,
 }
 
 /// Password and external sign-in.
@@ -123,8 +127,10 @@ impl AuthService {
             return Err(Error::AuthenticationFailed);
         }
         // Login hooks open transactions of their own, so they run before the issuing
-        // transaction (SQLite admits one writer at a time).
-        self.lifecycle.dispatch_login(&user).await?;
+        // transaction (SQLite admits one writer at a time). Their failures never refuse the
+        // sign-in.
+        let hook_failures = self.lifecycle.dispatch_login(&user).await;
+        self.hook_work().record_failures(user.id, &hook_failures).await;
         let new_hash = if password::needs_rehash(&stored) {
             Some(password::hash_async(password.clone()).await?)
         } else {
@@ -160,6 +166,7 @@ impl AuthService {
             session,
             rehashed: new_hash.is_some(),
             provisioned: false,
+            hook_failures,
         })
     }
 
@@ -194,12 +201,13 @@ impl AuthService {
             .map(Email::parse)
             .transpose()?;
         let mut provisioned = false;
+        let mut hook_failures = Vec::new();
         let user = match self.identity_owner(&provider, &subject).await? {
             Some(user) => user,
             None => match self.provision(&provider, &subject, email.as_ref()).await {
-                Ok(user) => {
+                Ok((user, owed)) => {
                     provisioned = true;
-                    self.lifecycle.dispatch_created(&user).await?;
+                    hook_failures = self.accounts.announce_created(&user, owed).await;
                     user
                 }
                 // A concurrent first sign-in of the same identity created it first.
@@ -213,7 +221,9 @@ impl AuthService {
         if !user.active || user.is_trashed() {
             return Err(Error::AuthenticationFailed);
         }
-        self.lifecycle.dispatch_login(&user).await?;
+        let login_failures = self.lifecycle.dispatch_login(&user).await;
+        self.hook_work().record_failures(user.id, &login_failures).await;
+        hook_failures.extend(login_failures);
         let mut tx = self.db.begin().await?;
         let current = tx.require_user(&UserRef::Id(user.id), true).await?;
         if !current.active
@@ -240,6 +250,7 @@ impl AuthService {
             session: Some(session),
             rehashed: false,
             provisioned,
+            hook_failures,
         })
     }
 
@@ -252,7 +263,7 @@ impl AuthService {
     }
 
     /// Creates the external user of a new identity in one transaction.
-    async fn provision(&self, provider: &str, subject: &str, email: Option<&Email>) -> Result<User> {
+    async fn provision(&self, provider: &str, subject: &str, email: Option<&Email>) -> Result<(User, uuid::Uuid)> {
         let mut tx = self.db.begin().await?;
         let base = username_base(email.map(|e| e.as_str()).unwrap_or(subject));
         let mut username = base.clone();
@@ -274,7 +285,7 @@ impl AuthService {
             identity: Some((provider.to_owned(), subject.to_owned())),
             ..NewUser::default()
         };
-        let user = self.accounts.create_in_tx(&mut tx, &new, None).await?;
+        let (user, owed) = self.accounts.create_in_tx(&mut tx, &new, None).await?;
         crate::services::audit::record(
             &mut tx,
             "user.provisioned",
@@ -283,7 +294,11 @@ impl AuthService {
         )
         .await?;
         tx.commit().await?;
-        Ok(user)
+        Ok((user, owed))
+    }
+
+    fn hook_work(&self) -> crate::services::hook_work::HookWork {
+        crate::services::hook_work::HookWork::new(self.db.clone(), self.lifecycle.clone())
     }
 }
 
