@@ -342,6 +342,9 @@ impl AppBuilder {
             Some(channel) => db.with_invalidation_channel(channel),
             None => db,
         };
+        // This App's handle (and every clone its hooks get) is checked against its own
+        // declared set, armed below once the set is known.
+        let db = db.with_own_guard();
         for declaration in &self.personal_data {
             declaration.validate()?;
         }
@@ -663,7 +666,7 @@ impl App {
 
     /// Resolves a workspace by id or case-insensitive name. Errors: [`crate::Error::NotFound`].
     pub async fn workspace_id(&self, key: &str) -> crate::Result<uuid::Uuid> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let id = tx.workspace_id(key).await?;
         tx.end().await?;
         Ok(id)

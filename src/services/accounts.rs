@@ -394,7 +394,7 @@ impl Accounts {
                 clean_text(field, value, 254)?;
             }
         }
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let users = tx.list_users(filter).await?;
         tx.end().await?;
         Ok(users)
@@ -407,7 +407,7 @@ impl Accounts {
     /// [`UserRef::parse`]; [`Error::Invalid`] (exit 2) naming the candidates when the prefix
     /// fits several users.
     pub async fn resolve(&self, text: &str) -> Result<UserRef> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let user = tx.resolve_user_arg(text).await?;
         tx.end().await?;
         Ok(user)
@@ -415,7 +415,7 @@ impl Accounts {
 
     /// Everything about one user. Errors: [`Error::NotFound`].
     pub async fn show(&self, user: &UserRef) -> Result<UserDetails> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let user = tx.require_user(user, false).await?;
         let view = tx.user_view(user.id).await?;
         let passports = tx
@@ -530,7 +530,7 @@ impl Accounts {
     /// The tombstone of a user id that no longer exists, if it ever did (erased or merged).
     /// Personal data is gone with the user: the id is all the tombstone knows about it.
     pub async fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let row = tx
             .fetch_optional(
                 "SELECT t.deleted_at, t.mode, t.merged_into, u.username AS merged_into_username \

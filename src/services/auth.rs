@@ -105,7 +105,7 @@ impl AuthService {
     async fn login_once(&self, identifier: &str, password: &Secret, issue_session: bool) -> Result<LoginOutcome> {
         let found = match UserRef::parse(identifier) {
             Ok(user_ref) => {
-                let mut tx = self.db.begin_read().await?;
+                let mut tx = self.db.begin_read_tx().await?;
                 let found = match tx.find_user(&user_ref, false).await? {
                     Some(user) => {
                         let hash = tx.password_hash_of(user.id).await?;
@@ -255,7 +255,7 @@ impl AuthService {
     }
 
     async fn identity_owner(&self, provider: &str, subject: &str) -> Result<Option<User>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         match tx.user_id_by_external_identity(provider, subject).await? {
             Some(id) => tx.user_by_id(id).await,
             None => Ok(None),
@@ -272,7 +272,8 @@ impl AuthService {
             .await?
             .is_some()
         {
-            username = format!("{base}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+            // The `x` keeps the suffix from making a name of hex digits (names are never ids).
+            username = format!("{base}-x{:06x}", rand::random::<u32>() & 0xff_ffff);
         }
         let email = match email {
             Some(e) if tx.find_user(&UserRef::Email(e.clone()), false).await?.is_none() => Some(e.as_str().to_owned()),
@@ -330,5 +331,7 @@ mod tests {
         assert_eq!(username_base("é"), "user");
         assert_eq!(username_base(&"a".repeat(99)).len(), 40);
         assert_eq!(username_base("0123456789abcdef0123456789abcdef"), "user");
+        assert_eq!(username_base("deadbeef@corp.example"), "user", "an id prefix's shape");
+        assert_eq!(username_base("-admin"), "user", "an option's shape");
     }
 }

@@ -89,7 +89,7 @@ impl Bootstrap {
 
     /// Whether an active admin exists (then no first admin will be created).
     pub async fn has_admin(&self) -> Result<bool> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let admins = tx.active_admin_ids().await?;
         tx.end().await?;
         Ok(!admins.is_empty())

@@ -135,7 +135,7 @@ impl HookWork {
 
     /// The work still owed, oldest first.
     pub async fn owed(&self) -> Result<Vec<OwedHookWork>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let rows = tx.owed_work().await;
         tx.end().await?;
         Ok(rows?.into_iter().map(|(w, _, _)| w).collect())
@@ -151,7 +151,7 @@ impl HookWork {
         let mut report = ReplayReport::default();
         let me = this_process();
         let rows = {
-            let mut tx = self.db.begin_read().await?;
+            let mut tx = self.db.begin_read_tx().await?;
             let rows = tx.owed_work().await;
             tx.end().await?;
             rows?

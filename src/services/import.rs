@@ -836,7 +836,7 @@ impl Importer {
         self.hook_work().settle_all(&owed, &summary.hook_failures).await;
         let mut logouts = logouts.read::<Uuid>()?;
         while let Some(id) = logouts.next()? {
-            let mut tx = self.db.begin_read().await?;
+            let mut tx = self.db.begin_read_tx().await?;
             let user = tx.require_user(&UserRef::Id(id), false).await;
             tx.rollback().await?;
             self.lifecycle.dispatch_logout(&user?, LogoutReason::PasswordChanged);

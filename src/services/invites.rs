@@ -219,7 +219,7 @@ impl Invites {
         page: &Page,
     ) -> Result<Vec<Invite>> {
         let status = status.map(InviteStatus::as_str);
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let workspace_id = match workspace {
             Some(w) => Some(tx.workspace_id(w).await?),
             None => None,
@@ -233,7 +233,7 @@ impl Invites {
     /// (as tables show ids). Errors: [`Error::NotFound`]; [`Error::Invalid`] naming the
     /// candidates when the prefix fits several invites.
     pub async fn resolve_id(&self, text: &str) -> Result<Uuid> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let id = tx.resolve_id("invites", "invite", text, None).await?;
         tx.end().await?;
         Ok(id)
@@ -241,7 +241,7 @@ impl Invites {
 
     /// One invite. Errors: [`Error::NotFound`].
     pub async fn show(&self, id: Uuid) -> Result<Invite> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let invite = tx.invite(id).await?;
         tx.end().await?;
         Ok(invite)

@@ -69,7 +69,7 @@ pub(crate) use migrate::MigrationPlan;
 pub use migrate::{MigrateReport, Migration, Migrations, SchemaStatus};
 pub use registry::{MissingHook, RegistryKind};
 pub(crate) use registry::RegistrySet;
-pub use query::{FromValue, Row, Value};
+pub use query::{FromValue, ReadTx, Row, Value};
 pub(crate) use users::NewUserRecord;
 
 /// Which database engine a [`Database`] talks to.
@@ -470,6 +470,15 @@ impl Database {
         Self::with_pool(Pool::Sqlite(pool), DatabaseUrl("sqlite://(application pool)".into()))
     }
 
+    /// The same pool with a registry check of its own (not armed yet): each `App` guards its
+    /// handle, and the clones it hands its hooks, with its own declared set.
+    pub(crate) fn with_own_guard(&self) -> Self {
+        Self {
+            guard: Arc::default(),
+            ..self.clone()
+        }
+    }
+
     /// Arms the registry check of every write transaction with the binary's declared set
     /// (once: a handle belongs to one `App`; later calls are ignored).
     pub(crate) fn arm_guard(&self, set: Arc<RegistrySet>) {
@@ -522,11 +531,27 @@ impl Database {
         })
     }
 
-    /// Begins a transaction for work that only reads (a deferred `BEGIN` on SQLite). End it
-    /// with [`Tx::end`] rather than dropping it: a dropped transaction's `ROLLBACK` is only
-    /// sent when the connection is next used, which keeps a pooler's server connection
-    /// pinned and may never happen at process exit.
-    pub async fn begin_read(&self) -> Result<Tx> {
+    /// Begins a read-only transaction ([`ReadTx`]: queries only; `BEGIN READ ONLY` on
+    /// PostgreSQL, a deferred `BEGIN` on SQLite). End it with [`ReadTx::end`] rather than
+    /// dropping it: a dropped transaction's `ROLLBACK` is only sent when the connection is
+    /// next used, which keeps a pooler's server connection pinned and may never happen at
+    /// process exit.
+    pub async fn begin_read(&self) -> Result<ReadTx> {
+        let inner = match &self.pool {
+            Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => TxInner::Postgres(p.begin_with("BEGIN READ ONLY").await?),
+        };
+        Ok(ReadTx(Tx {
+            inner,
+            invalidations: self.invalidation_channel(),
+            pending_audit: audit::PendingAudit::default(),
+            pending_revocation: None,
+        }))
+    }
+
+    /// A transaction for the crate's own reads (the store's typed queries; a deferred `BEGIN`
+    /// on SQLite). End it with [`Tx::end`].
+    pub(crate) async fn begin_read_tx(&self) -> Result<Tx> {
         self.begin_read_unguarded().await
     }
 
