@@ -550,6 +550,13 @@ impl App {
         }
     }
 
+    /// Whether this binary may write here now: begins a write transaction (which checks the
+    /// application registry) and rolls it back. Errors: [`Error::MissingHooks`] (exit 6)
+    /// naming what this binary lacks; the database's errors (a read-only standby…).
+    pub async fn ensure_writable(&self) -> Result<()> {
+        self.db.begin().await?.rollback().await
+    }
+
     /// What the database's registry records that this binary lacks (empty when nothing, or
     /// before the first migration): while not empty, every write is refused.
     pub async fn missing_hooks(&self) -> Result<Vec<MissingHook>> {

@@ -128,6 +128,7 @@ pub async fn exec(ctx: &Ctx, cmd: HooksCmd) -> Result<(), Error> {
         }
         HooksCmd::Replay => {
             ctx.app.ensure_schema_current().await?;
+            ctx.app.ensure_writable().await?;
             let report = ctx.app.hook_work().replay().await?;
             super::warn_hook_failures(&report.hook_failures);
             eprintln!(
