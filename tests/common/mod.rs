@@ -73,6 +73,39 @@ impl Ctx {
             .success();
     }
 
+    /// Bootstraps through the example application's admin binary: its migrations run, its
+    /// registry is recorded, the first admin is `admin` ([`ADMIN_PASSWORD`]).
+    pub fn app_admin_bootstrap(&self) {
+        self.app_admin()
+            .args([
+                "bootstrap",
+                "--admin-username",
+                "admin",
+                "--admin-email",
+                "admin@example.com",
+                "--password-stdin",
+            ])
+            .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+            .assert()
+            .success();
+    }
+
+    /// Creates `username` (email `USERNAME@example.com`) through the application's binary.
+    pub fn app_admin_create(&self, username: &str) {
+        self.app_admin()
+            .args([
+                "user",
+                "create",
+                username,
+                "--email",
+                &format!("{username}@example.com"),
+                "--password-stdin",
+            ])
+            .write_stdin("a long password\n")
+            .assert()
+            .success();
+    }
+
     /// Through the CLI: workspace type `team` (template `docs.*`), workspace `Acme` of that
     /// type, and its role `member` (`docs.read`).
     pub fn acme_workspace_cli(&self) {
