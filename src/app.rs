@@ -569,6 +569,15 @@ impl App {
         Ok(id)
     }
 }
+
+// Operators' read-only reports (issue 23), kept apart from the registry and wiring above.
+impl App {
+    /// The audit trail and the user export.
+    pub fn reports(&self) -> crate::services::reports::Reports {
+        crate::services::reports::Reports::new(self.db.clone())
+    }
+}
+
 #[cfg(test)]
 mod send_check {
     fn is_send<T: Send>(_: T) {}

@@ -26,6 +26,7 @@ use crate::db::{Database, DatabaseUrl, InvalidationChannel};
 use crate::{App, Error};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod audit;
 mod auth;
 mod bootstrap;
 mod config;
@@ -103,9 +104,15 @@ struct Global {
     /// Tables with full ids and every column, however wide.
     #[arg(long, global = true)]
     wide: bool,
-    /// More logging on stderr (-v info, -vv debug). Env RUST_LOG overrides.
+    /// More logging on stderr (-v info: what each command did, summaries of runs that
+    /// changed nothing included; -vv debug: statements' timing, hook calls). Env RUST_LOG
+    /// overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Log lines on stderr as text, or as one JSON object per line (timestamp, level,
+    /// target, fields) for journald or Loki.
+    #[arg(long, value_enum, default_value = "text", global = true, value_name = "FORMAT")]
+    log_format: LogFormat,
     /// Answer yes to confirmations (required for destructive commands without a terminal).
     #[arg(long, global = true)]
     yes: bool,
@@ -121,6 +128,15 @@ struct Global {
     actor: Option<String>,
 }
 
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event, coloured on a terminal unless NO_COLOR is set.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Apply pending database migrations.
@@ -128,7 +144,7 @@ enum Command {
     /// Migrate, create the root workspace and optionally the first admin (idempotent).
     Bootstrap(bootstrap::BootstrapArgs),
     /// Users: create, list, show, delete, restore, disable, enable, set-password, convert,
-    /// merge, import.
+    /// merge, import, export.
     #[command(subcommand)]
     User(user::UserCmd),
     /// Workspaces: create, list, show, members, delete.
@@ -153,6 +169,9 @@ enum Command {
     /// The library's login path.
     #[command(subcommand)]
     Auth(auth::AuthCmd),
+    /// The audit trail: list events (filtered, paged) and show one.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to generate for.
@@ -186,6 +205,8 @@ enum ConfigCmd {
 pub(crate) struct Ctx {
     pub app: App,
     pub out: Printer,
+    /// `-v` count: notes that say nothing happened appear only with it (cron mails stderr).
+    pub verbose: u8,
     pub yes: bool,
     /// The settings resolved from flags, environment and config file.
     pub settings: config::Resolved,
@@ -232,7 +253,7 @@ where
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    init_tracing(cli.global.verbose);
+    init_tracing(cli.global.verbose, cli.global.log_format);
     let resolved = match resolve(&cli.global, &matches) {
         Ok(resolved) => resolved,
         Err(e) => return fail(&e),
@@ -403,6 +424,7 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     let ctx = Ctx {
         app,
         out,
+        verbose: cli.global.verbose,
         yes: cli.global.yes,
         settings: resolved,
         bin,
@@ -470,6 +492,7 @@ async fn exec(ctx: &Ctx, command: Command) -> Result<(), Error> {
                 Command::Session(cmd) => session::exec(ctx, cmd).await,
                 Command::Gdpr(cmd) => gdpr::exec(ctx, cmd).await,
                 Command::Auth(cmd) => auth::exec(ctx, cmd).await,
+                Command::Audit(cmd) => audit::exec(ctx, cmd).await,
                 Command::Migrate
                 | Command::Bootstrap(_)
                 | Command::Hooks(_)
@@ -506,7 +529,7 @@ fn fail(err: &Error) -> ExitCode {
     ExitCode::from(err.exit_code())
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -514,11 +537,19 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => {
+            // https://no-color.org: any non-empty NO_COLOR turns colour off.
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            builder
+                .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+        }
+    }
 }
 
 /// The OS account running the command, the default `--actor`.

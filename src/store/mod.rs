@@ -58,6 +58,7 @@ mod merge;
 mod migrate;
 mod multihost;
 mod query;
+pub mod reports;
 mod sessions;
 mod users;
 pub mod workspaces;
