@@ -10,8 +10,11 @@ const LIST_COLUMNS: &[&str] = &["id", "occurred_at", "actor", "action", "user", 
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCmd {
-    /// List audit events, newest first; the paging cursor (--after) is an event id. JSON:
-    /// an array of {id, occurred_at, actor, action, user_id, username, fields, user}.
+    /// List audit events, newest first; the paging cursor (--after) is an event id. The
+    /// global --actor NAME, given on the command line, selects the events by that actor
+    /// (reading records nothing, so here it names whom to look for; ACCOUNTCTL_ACTOR and
+    /// the config file's actor do not filter). JSON: an array of {id, occurred_at, actor,
+    /// action, user_id, username, fields, user}.
     List(ListArgs),
     /// Show one audit event by its id (the first column of `audit list`).
     Show {
@@ -27,9 +30,6 @@ pub struct ListArgs {
     /// exists, or the whole id of an erased or merged one.
     #[arg(long)]
     user: Option<String>,
-    /// Events by this actor (as recorded: --actor, the OS user, `cron`…).
-    #[arg(long)]
-    actor: Option<String>,
     /// This event name (`user.deleted`), or a prefix ending in `*` (`user.*`).
     #[arg(long)]
     action: Option<String>,
@@ -90,14 +90,14 @@ pub async fn exec(ctx: &Ctx, cmd: AuditCmd) -> Result<(), Error> {
                 Some(w) => Some(ctx.app.workspace_id(w).await?),
                 None => None,
             };
-            for (name, value) in [("actor", &args.actor), ("action", &args.action)] {
-                if let Some(value) = value {
-                    crate::domain::clean_text(name, value, 200)?;
-                }
+            // `--actor` is the global option; only a value typed for this run is a filter.
+            let actor = (ctx.settings.actor.1 == super::config::Source::Flag).then(|| ctx.settings.actor.0.clone());
+            if let Some(action) = &args.action {
+                crate::domain::clean_text("action", action, 200)?;
             }
             let filter = AuditFilter {
                 user_id,
-                actor: args.actor,
+                actor,
                 action: args.action,
                 since: args
                     .since

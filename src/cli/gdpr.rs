@@ -84,7 +84,7 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
         GdprCmd::Status { max_age } => {
             let status = erasure.status(parse_duration(&max_age)?).await?;
             let stale = status.stale;
-            ctx.out.record(&status, "stale");
+            ctx.out.record(&status, super::output::NO_ID);
             if stale {
                 return Err(Error::Refused(format!(
                     "the sweeper is stale: no successful `gdpr purge` in the last {max_age}"

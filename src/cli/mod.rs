@@ -510,7 +510,7 @@ async fn migrate(ctx: &Ctx) -> Result<(), Error> {
     if report.applied.is_empty() && report.app_applied.is_empty() {
         tracing::info!("schema already current");
     }
-    ctx.out.record(&report, "applied");
+    ctx.out.record(&report, output::NO_ID);
     Ok(())
 }
 

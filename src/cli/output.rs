@@ -419,11 +419,15 @@ fn lookup<'v>(value: &'v Value, key: &str) -> &'v Value {
     found.unwrap_or(&Value::Null)
 }
 
-/// The ids `-q` prints for one field: a string, or each string of an array. Counts, flags
-/// and nulls are not ids and print nothing.
+/// The `id_key` of a result that has no id: `-q` prints nothing for it (a count, a status).
+pub const NO_ID: &str = "";
+
+/// The ids `-q` prints for one field: a string or number (audit event ids are numbers), or
+/// each of an array. Flags and nulls are not ids and print nothing.
 fn quiet_ids(value: &Value) -> Vec<String> {
     match value {
         Value::String(s) => vec![escape_controls(s)],
+        Value::Number(n) => vec![n.to_string()],
         Value::Array(items) => items.iter().flat_map(quiet_ids).collect(),
         _ => Vec::new(),
     }

@@ -288,10 +288,11 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
                 }
                 _ => accounts,
             };
-            // Resolve first so a typo is "not found" (exit 3), not a confirmation prompt.
-            let target = accounts.show(&user_ref).await?;
+            // What the rules can decide is decided before anyone is asked: a typo is "not
+            // found" (exit 3) and the last admin a refusal (exit 4), not a prompt first.
+            let target = accounts.check_delete(&user_ref, mode).await?;
             if mode == DeletionMode::GdprPurge {
-                confirm_typed(ctx.yes, &question, &target.user.username)?;
+                confirm_typed(ctx.yes, &question, &target.username)?;
             } else {
                 confirm(ctx.yes, &question)?;
             }
