@@ -375,3 +375,102 @@ on_both_backends! {
         assert_eq!(text.matches(&id).count(), 1, "the vetoed user once:\n{text}");
     }
 }
+
+/// The README's embedding snippet is an excerpt of `examples/app_admin`, which `cargo test`
+/// compiles: every line of it is a line of those files, so the snippet compiles too.
+#[test]
+fn the_readme_embedding_snippet_is_taken_from_the_compiled_example() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let section = readme
+        .split_once("## Embedding accountctl")
+        .expect("embedding section")
+        .1;
+    let snippet = section
+        .split_once("```rust\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a rust block")
+        .0;
+    let example: std::collections::HashSet<String> = ["main.rs", "calendar.rs"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(format!("{}/examples/app_admin/{f}", env!("CARGO_MANIFEST_DIR")))
+                .expect("example file")
+                .lines()
+                .map(|l| l.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let missing: Vec<&str> = snippet
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .filter(|l| !example.contains(*l))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README lines not in examples/app_admin: {missing:#?}"
+    );
+}
+
+/// Every man page has EXAMPLES (the README's commands under the page's own command),
+/// ENVIRONMENT and FILES.
+#[test]
+fn man_pages_have_examples_environment_and_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_cmd::Command::cargo_bin("accountctl")
+        .expect("binary")
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    for page in ["accountctl.1", "accountctl-user-export.1", "accountctl-audit-list.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).expect("page");
+        for section in [".SH EXAMPLES", ".SH ENVIRONMENT", ".SH FILES"] {
+            assert!(text.contains(section), "{page} lacks {section}");
+        }
+        assert!(
+            text.contains("NO_COLOR") && text.contains("/etc/accountctl/config.toml"),
+            "{page}"
+        );
+    }
+    let audit = std::fs::read_to_string(dir.path().join("accountctl-audit-list.1")).expect("page");
+    assert!(audit.contains("accountctl audit list \\-\\-user alice"), "{audit}");
+}
+
+mod hints {
+    use super::*;
+
+    on_both_backends! {
+        async fn not_found_errors_say_what_to_do_next(ctx) {
+            ctx.bootstrap_cli();
+            acme_with_editor(&ctx);
+            ctx.cli().args(["user", "create", "dave", "--no-password"]).assert().success();
+            ctx.cli().args(["workspace", "show", "Acem"]).assert().code(3).stderr(predicate::str::contains("did you mean `Acme`?"));
+            ctx.cli()
+                .args(["role", "assign", "dave", "editr", "--workspace", "Acme"])
+                .assert()
+                .code(3)
+                .stderr(predicate::str::contains("did you mean `editor`?"));
+            ctx.cli().args(["role", "assign", "dave", "editor"]).assert().code(2).stderr(predicate::str::contains("--workspace"));
+            ctx.cli().args(["user", "show", "01a2b3"]).assert().code(3).stderr(predicate::str::contains("at least 8 characters"));
+            ctx.cli()
+                .args(["user", "show", "dave\u{1b}"])
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains("copied from a table"));
+        }
+
+        async fn an_application_admin_binary_carries_its_own_version_description_and_config_file(ctx) {
+            let help = ctx.app_admin().arg("--help").assert().success();
+            let help = String::from_utf8_lossy(&help.get_output().stdout).into_owned();
+            assert!(help.contains("calendar application") && !help.contains("firing the same"), "{help}");
+            ctx.app_admin().arg("--version").assert().success().stdout(predicate::str::contains("1.0.0-calendar"));
+            let conf = ctx.dir.path().join("xdg").join("app_admin");
+            std::fs::create_dir_all(&conf).expect("config dir");
+            std::fs::write(conf.join("config.toml"), "actor = \"calendar-ops\"\n").expect("config");
+            let shown = ctx.app_admin().args(["config", "show", "-o", "json"]).env_remove("ACCOUNTCTL_ACTOR").assert().success();
+            let shown = String::from_utf8_lossy(&shown.get_output().stdout).into_owned();
+            assert!(shown.contains("calendar-ops"), "{shown}");
+        }
+    }
+}

@@ -237,11 +237,14 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let bin = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_stem())
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "accountctl".to_owned());
+    let branding = builder.branding().clone();
+    let bin = branding.name.clone().unwrap_or_else(|| {
+        args.first()
+            .and_then(|a| std::path::Path::new(a).file_stem())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "accountctl".to_owned())
+    });
+    BRANDING.get_or_init(|| branding.clone());
     let command = cli_command(&bin);
     let parsed = command
         .try_get_matches_from(args)
@@ -254,7 +257,7 @@ where
         }
     };
     init_tracing(cli.global.verbose, cli.global.log_format);
-    let resolved = match resolve(&cli.global, &matches) {
+    let resolved = match resolve(&cli.global, &matches, &bin) {
         Ok(resolved) => resolved,
         Err(e) => return fail(&e),
     };
@@ -278,17 +281,32 @@ where
     }
 }
 
-/// The command tree under the binary's own name.
+/// The application's branding for this process (set once by [`run_from`]).
+static BRANDING: std::sync::OnceLock<crate::app::Branding> = std::sync::OnceLock::new();
+
+/// The command tree under the binary's own name, with the application's version and
+/// description when it gave them ([`AppBuilder::version`], [`AppBuilder::about`]).
 fn cli_command(bin: &str) -> clap::Command {
     let name: &'static str = Box::leak(bin.to_owned().into_boxed_str());
-    Cli::command().name(name).bin_name(name)
+    let mut command = Cli::command().name(name).bin_name(name);
+    if let Some(branding) = BRANDING.get() {
+        if let Some(version) = &branding.version {
+            // clap keeps the version for the process's life, as it does the name above.
+            let version: &'static str = Box::leak(version.clone().into_boxed_str());
+            command = command.version(version);
+        }
+        if let Some(about) = &branding.about {
+            command = command.about(about.clone()).long_about(about.clone());
+        }
+    }
+    command
 }
 
 /// How long the CLI waits at exit for spawned hook work (logout hooks) to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Each setting from flag > environment variable > config file > default.
-fn resolve(global: &Global, matches: &clap::ArgMatches) -> Result<config::Resolved, Error> {
+fn resolve(global: &Global, matches: &clap::ArgMatches, bin: &str) -> Result<config::Resolved, Error> {
     use clap::parser::ValueSource;
     use config::Source;
     let source_of = |id: &str| match matches.value_source(id) {
@@ -296,7 +314,8 @@ fn resolve(global: &Global, matches: &clap::ArgMatches) -> Result<config::Resolv
         Some(ValueSource::EnvVariable) => Source::Env,
         _ => Source::Default,
     };
-    let file = config::locate(global.config.as_deref())?;
+    let branding = BRANDING.get().cloned().unwrap_or_default();
+    let file = config::locate(global.config.as_deref(), &branding, bin)?;
     let loaded = file.as_deref().map(config::load).transpose()?.unwrap_or_default();
     let database_url = match (&global.database_url, &loaded.database_url, &loaded.database_url_file) {
         (Some(url), _, _) => (Some(url.clone()), source_of("database_url")),
@@ -436,7 +455,10 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     if !own_signal_handling {
         spawn_interrupt_handler(ctx.app.db().clone(), done.clone());
     }
-    let result = exec(&ctx, cli.command).await;
+    let result = match exec(&ctx, cli.command).await {
+        Err(err) => Err(with_hint(&ctx, err).await),
+        ok => ok,
+    };
     done.cancel();
     // A short-lived process must not lose spawned hook work: drain, bounded.
     let pending = ctx.app.lifecycle.drain(DRAIN_TIMEOUT).await;
@@ -473,6 +495,45 @@ fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationTok
         eprintln!("error: {}", Error::Interrupted);
         std::process::exit(i32::from(Error::Interrupted.exit_code()));
     });
+}
+
+/// An error with what to do next: "did you mean" for a workspace or role name one or two
+/// edits away from an existing one, and the 8-character minimum for a short user id prefix.
+/// The exit code stays the error's.
+async fn with_hint(ctx: &Ctx, err: Error) -> Error {
+    let Error::NotFound { what, key } = &err else {
+        return err;
+    };
+    let hint = match *what {
+        "workspace" | "role" => match ctx.app.reports().close_names(what, key).await {
+            Ok(names) if !names.is_empty() => {
+                let names: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("`{}`", output::escape_controls(n)))
+                    .collect();
+                Some(format!("did you mean {}?", names.join(" or ")))
+            }
+            _ => None,
+        },
+        "user"
+            if key.len() < crate::domain::MIN_ID_PREFIX
+                && key.len() >= 4
+                && key.chars().all(|c| c.is_ascii_hexdigit() || c == '-') =>
+        {
+            Some(format!(
+                "an id prefix needs at least {} characters",
+                crate::domain::MIN_ID_PREFIX
+            ))
+        }
+        _ => None,
+    };
+    match hint {
+        Some(hint) => Error::NotFound {
+            what,
+            key: format!("{key} ({hint})"),
+        },
+        None => err,
+    }
 }
 
 /// Runs one database command.

@@ -395,8 +395,8 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
         );
     } else if without_password {
         eprintln!(
-            "user {} has no password: set one with `accountctl user set-password`",
-            created.user.username
+            "user {} has no password: set one with `{} user set-password`",
+            created.user.username, ctx.bin
         );
     }
     print_with_password(ctx, &created, shown);

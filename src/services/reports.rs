@@ -64,4 +64,57 @@ impl Reports {
         tx.end().await?;
         Ok(rows)
     }
+
+    /// Up to three names of `kind` (`workspace` or `role`) close to `key`: the same but for
+    /// case, or within two edits (Levenshtein), closest first: what a not-found error
+    /// suggests. Reads at most 10,000 names; other kinds have no suggestions.
+    pub async fn close_names(&self, kind: &str, key: &str) -> Result<Vec<String>> {
+        let sql = match kind {
+            "workspace" => "SELECT name FROM workspaces ORDER BY name LIMIT 10000",
+            "role" => "SELECT DISTINCT name FROM roles ORDER BY name LIMIT 10000",
+            _ => return Ok(Vec::new()),
+        };
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx.fetch_all(sql, &[]).await?;
+        tx.end().await?;
+        let key = key.to_lowercase();
+        let mut close: Vec<(usize, String)> = rows
+            .iter()
+            .filter_map(|r| r.get::<String>("name").ok())
+            .map(|name| (edit_distance(&key, &name.to_lowercase()), name))
+            .filter(|(d, _)| *d <= 2)
+            .collect();
+        close.sort();
+        close.dedup_by(|a, b| a.1 == b.1);
+        Ok(close.into_iter().take(3).map(|(_, name)| name).collect())
+    }
+}
+
+/// The Levenshtein distance of two strings, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(current + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_and_substitutions() {
+        assert_eq!(edit_distance("acem", "acme"), 2);
+        assert_eq!(edit_distance("editr", "editor"), 1);
+        assert_eq!(edit_distance("acme", "acme"), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
 }
