@@ -30,7 +30,7 @@ impl Reports {
                     .map_err(|_| Error::Invalid(format!("audit cursor {} is not an event id", crate::domain::shown(a))))
             })
             .transpose()?;
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let rows = tx.audit_page(filter, after, page.limit).await?;
         tx.end().await?;
         Ok(rows)
@@ -38,7 +38,7 @@ impl Reports {
 
     /// One audit event. Errors: [`Error::NotFound`].
     pub async fn audit_event(&self, id: i64) -> Result<AuditEvent> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let row = tx.audit_event(id).await?;
         tx.end().await?;
         row.ok_or_else(|| Error::not_found("audit event", id.to_string()))
@@ -47,7 +47,7 @@ impl Reports {
     /// One page of live users (the trash excluded) by username, as an import row holds
     /// them; the cursor is the previous page's last username.
     pub async fn export(&self, page: &Page) -> Result<Vec<ExportedUser>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let rows = tx.export_page(page.after.as_deref(), page.limit).await?;
         tx.end().await?;
         Ok(rows)
@@ -59,7 +59,7 @@ impl Reports {
         workspace_id: uuid::Uuid,
         users: &[uuid::Uuid],
     ) -> Result<Vec<(uuid::Uuid, String)>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let rows = tx.workspace_roles(workspace_id, users).await?;
         tx.end().await?;
         Ok(rows)
@@ -74,7 +74,7 @@ impl Reports {
             "role" => "SELECT DISTINCT name FROM roles ORDER BY name LIMIT 10000",
             _ => return Ok(Vec::new()),
         };
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let rows = tx.fetch_all(sql, &[]).await?;
         tx.end().await?;
         let key = key.to_lowercase();
