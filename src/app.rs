@@ -157,6 +157,8 @@ pub struct AppBuilder {
     merge_replacements: Vec<Arc<dyn MergeHandler>>,
     merge_removals: Vec<&'static str>,
     program: Option<String>,
+    /// The admin binary's identity (issue 23's block below).
+    branding: Branding,
 }
 
 impl std::fmt::Debug for AppBuilder {
@@ -685,6 +687,67 @@ impl App {
         Ok(id)
     }
 }
+
+/// What an application's admin binary says about itself: its name (help, completions, man
+/// pages and the commands messages suggest), version, description, and where its config
+/// file lives. Unset fields are accountctl's. Django's `manage.py` belongs to its project
+/// the same way.
+#[derive(Debug, Clone, Default)]
+pub struct Branding {
+    /// The command's name; default: the name the binary was started under.
+    pub name: Option<String>,
+    /// `--version`'s answer; default: accountctl's version.
+    pub version: Option<String>,
+    /// The description at the top of `--help` and the man page.
+    pub about: Option<String>,
+    /// The config file read when neither `--config` nor `ACCOUNTCTL_CONFIG` names one;
+    /// default: `$XDG_CONFIG_HOME/NAME/config.toml`, else `/etc/NAME/config.toml`.
+    pub config_file: Option<std::path::PathBuf>,
+}
+
+// The admin binary's branding (issue 23), kept apart from the registry and wiring above.
+impl AppBuilder {
+    /// The admin binary's name, as help, completions, man pages and messages show it
+    /// (default: the name it was started under).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.branding.name = Some(name.into());
+        self
+    }
+
+    /// The version `--version` and the man page print (e.g. `env!("CARGO_PKG_VERSION")`
+    /// of the application).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.branding.version = Some(version.into());
+        self
+    }
+
+    /// The description `--help` and the man page start with.
+    pub fn about(mut self, about: impl Into<String>) -> Self {
+        self.branding.about = Some(about.into());
+        self
+    }
+
+    /// The config file the CLI reads when `--config` and `ACCOUNTCTL_CONFIG` name none
+    /// (instead of `$XDG_CONFIG_HOME/NAME/config.toml` and `/etc/NAME/config.toml`).
+    pub fn config_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.branding.config_file = Some(path.into());
+        self
+    }
+
+    /// The branding set so far.
+    pub fn branding(&self) -> &Branding {
+        &self.branding
+    }
+}
+
+// Operators' read-only reports (issue 23), kept apart from the registry and wiring above.
+impl App {
+    /// The audit trail and the user export.
+    pub fn reports(&self) -> crate::services::reports::Reports {
+        crate::services::reports::Reports::new(self.db.clone())
+    }
+}
+
 #[cfg(test)]
 mod send_check {
     fn is_send<T: Send>(_: T) {}

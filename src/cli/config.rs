@@ -83,21 +83,26 @@ pub fn check_invite_link(template: &str, source: &str) -> Result<(), Error> {
 
 /// The file that applies, if any: the explicit path (which must exist), else the first of
 /// the per-user and system-wide paths that exists.
-pub fn locate(explicit: Option<&Path>) -> Result<Option<PathBuf>, Error> {
+pub fn locate(explicit: Option<&Path>, branding: &crate::app::Branding, bin: &str) -> Result<Option<PathBuf>, Error> {
     if let Some(path) = explicit {
         if !path.exists() {
             return Err(Error::Invalid(format!("no config file at {}", path.display())));
         }
         return Ok(Some(path.to_owned()));
     }
+    // An application's admin binary reads its own file: the one it names, else one under
+    // its own name (`/etc/myapp-admin/config.toml`).
+    if let Some(path) = &branding.config_file {
+        return Ok(path.is_file().then(|| path.clone()));
+    }
     let user_dir = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
     let candidates = user_dir
-        .map(|d| d.join("accountctl").join("config.toml"))
+        .map(|d| d.join(bin).join("config.toml"))
         .into_iter()
-        .chain([PathBuf::from("/etc/accountctl/config.toml")]);
+        .chain([PathBuf::from(format!("/etc/{bin}/config.toml"))]);
     for path in candidates {
         if path.is_file() {
             return Ok(Some(path));

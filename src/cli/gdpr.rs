@@ -68,12 +68,12 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
             let when = if due_at <= now {
                 "at the next sweep".to_owned()
             } else {
-                format!("on {} (at the first sweep after)", due_at.format("%Y-%m-%d %H:%M UTC"))
+                format!("on {} (at the first sweep after)", crate::domain::format_time(due_at))
             };
             confirm(ctx.yes, &format!("disable {user} now and erase it {when}"))?;
             let request = erasure.request_due_at(&user_ref, due_at).await?;
             if !ctx.out.quiet {
-                eprintln!("erasure of {user} due {}", request.due_at.to_rfc3339());
+                eprintln!("erasure of {user} due {}", crate::domain::format_time(request.due_at));
             }
             ctx.out.record(&request, "id");
         }
@@ -84,7 +84,7 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
         GdprCmd::Status { max_age } => {
             let status = erasure.status(parse_duration(&max_age)?).await?;
             let stale = status.stale;
-            ctx.out.record(&status, "stale");
+            ctx.out.record(&status, super::output::NO_ID);
             if stale {
                 return Err(Error::Refused(format!(
                     "the sweeper is stale: no successful `gdpr purge` in the last {max_age}"
@@ -134,16 +134,23 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            eprintln!(
-                "sweeper run {}: purged {}, skipped {}, failed {}, invites_expired {}, sessions_expired {}{}",
-                report.run_id,
-                report.purged,
-                report.skipped,
-                report.failed,
-                report.invites_expired,
-                report.sessions_expired,
-                report.stopped.map(|s| format!(", stopped {s}")).unwrap_or_default()
-            );
+            // Cron mails whatever reaches stderr: a run that did nothing stays silent
+            // unless -v asks (the JSON summary on stdout and `sweeper_runs` still record it).
+            let did_something = report.purged + report.skipped + report.failed + report.invites_expired > 0
+                || report.sessions_expired > 0
+                || report.stopped.is_some();
+            if did_something || ctx.verbose > 0 {
+                eprintln!(
+                    "sweeper run {}: purged {}, skipped {}, failed {}, invites_expired {}, sessions_expired {}{}",
+                    report.run_id,
+                    report.purged,
+                    report.skipped,
+                    report.failed,
+                    report.invites_expired,
+                    report.sessions_expired,
+                    report.stopped.map(|s| format!(", stopped {s}")).unwrap_or_default()
+                );
+            }
             let (failed, total) = (report.failed, report.users.len() as u64);
             ctx.out.record(&report, "run_id");
             if failed > 0 {

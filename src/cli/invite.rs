@@ -284,7 +284,8 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
         }
         InviteCmd::Prune => {
             let expired = invites.prune().await?;
-            ctx.out.record(&serde_json::json!({ "expired": expired }), "expired");
+            ctx.out
+                .record(&serde_json::json!({ "expired": expired }), super::output::NO_ID);
         }
     }
     Ok(())

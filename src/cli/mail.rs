@@ -47,7 +47,12 @@ pub async fn send_invite(smtp: &SmtpConfig, invite: &Invite, link: &str) -> Resu
         .subject(format!("Invitation to {}", invite.workspace))
         .body(body)
         .map_err(|e| Error::Invalid(format!("cannot build the invite message: {e}")))?;
-    let unavailable = |e: lettre::transport::smtp::Error| Error::Unavailable(format!("SMTP server {}: {e}", smtp.host));
+    let unavailable = |e: lettre::transport::smtp::Error| {
+        Error::Unavailable(format!(
+            "SMTP server {} (not the database): {e}; check [smtp] host, port and tls in the config file (a local relay without TLS takes tls = \"none\")",
+            smtp.host
+        ))
+    };
     let builder = match smtp.tls {
         SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
         SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host).map_err(unavailable)?,

@@ -26,6 +26,7 @@ use crate::db::{Database, DatabaseUrl, InvalidationChannel};
 use crate::{App, Error};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod audit;
 mod auth;
 mod bootstrap;
 mod config;
@@ -103,9 +104,15 @@ struct Global {
     /// Tables with full ids and every column, however wide.
     #[arg(long, global = true)]
     wide: bool,
-    /// More logging on stderr (-v info, -vv debug). Env RUST_LOG overrides.
+    /// More logging on stderr (-v info: what each command did, summaries of runs that
+    /// changed nothing included; -vv debug: statements' timing, hook calls). Env RUST_LOG
+    /// overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Log lines on stderr as text, or as one JSON object per line (timestamp, level,
+    /// target, fields) for journald or Loki.
+    #[arg(long, value_enum, default_value = "text", global = true, value_name = "FORMAT")]
+    log_format: LogFormat,
     /// Answer yes to confirmations (required for destructive commands without a terminal).
     #[arg(long, global = true)]
     yes: bool,
@@ -121,6 +128,15 @@ struct Global {
     actor: Option<String>,
 }
 
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event, coloured on a terminal unless NO_COLOR is set.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Apply pending database migrations.
@@ -128,7 +144,7 @@ enum Command {
     /// Migrate, create the root workspace and optionally the first admin (idempotent).
     Bootstrap(bootstrap::BootstrapArgs),
     /// Users: create, list, show, delete, restore, disable, enable, set-password, convert,
-    /// merge, import.
+    /// merge, import, export.
     #[command(subcommand)]
     User(user::UserCmd),
     /// Workspaces: create, list, show, members, delete.
@@ -153,6 +169,9 @@ enum Command {
     /// The library's login path.
     #[command(subcommand)]
     Auth(auth::AuthCmd),
+    /// The audit trail: list events (filtered, paged) and show one.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to generate for.
@@ -186,6 +205,8 @@ enum ConfigCmd {
 pub(crate) struct Ctx {
     pub app: App,
     pub out: Printer,
+    /// `-v` count: notes that say nothing happened appear only with it (cron mails stderr).
+    pub verbose: u8,
     pub yes: bool,
     /// The settings resolved from flags, environment and config file.
     pub settings: config::Resolved,
@@ -216,11 +237,14 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let bin = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_stem())
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "accountctl".to_owned());
+    let branding = builder.branding().clone();
+    let bin = branding.name.clone().unwrap_or_else(|| {
+        args.first()
+            .and_then(|a| std::path::Path::new(a).file_stem())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "accountctl".to_owned())
+    });
+    BRANDING.get_or_init(|| branding.clone());
     let command = cli_command(&bin);
     let parsed = command
         .try_get_matches_from(args)
@@ -232,8 +256,8 @@ where
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    init_tracing(cli.global.verbose);
-    let resolved = match resolve(&cli.global, &matches) {
+    init_tracing(cli.global.verbose, cli.global.log_format);
+    let resolved = match resolve(&cli.global, &matches, &bin) {
         Ok(resolved) => resolved,
         Err(e) => return fail(&e),
     };
@@ -257,17 +281,32 @@ where
     }
 }
 
-/// The command tree under the binary's own name.
+/// The application's branding for this process (set once by [`run_from`]).
+static BRANDING: std::sync::OnceLock<crate::app::Branding> = std::sync::OnceLock::new();
+
+/// The command tree under the binary's own name, with the application's version and
+/// description when it gave them ([`AppBuilder::version`], [`AppBuilder::about`]).
 fn cli_command(bin: &str) -> clap::Command {
     let name: &'static str = Box::leak(bin.to_owned().into_boxed_str());
-    Cli::command().name(name).bin_name(name)
+    let mut command = Cli::command().name(name).bin_name(name);
+    if let Some(branding) = BRANDING.get() {
+        if let Some(version) = &branding.version {
+            // clap keeps the version for the process's life, as it does the name above.
+            let version: &'static str = Box::leak(version.clone().into_boxed_str());
+            command = command.version(version);
+        }
+        if let Some(about) = &branding.about {
+            command = command.about(about.clone()).long_about(about.clone());
+        }
+    }
+    command
 }
 
 /// How long the CLI waits at exit for spawned hook work (logout hooks) to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Each setting from flag > environment variable > config file > default.
-fn resolve(global: &Global, matches: &clap::ArgMatches) -> Result<config::Resolved, Error> {
+fn resolve(global: &Global, matches: &clap::ArgMatches, bin: &str) -> Result<config::Resolved, Error> {
     use clap::parser::ValueSource;
     use config::Source;
     let source_of = |id: &str| match matches.value_source(id) {
@@ -275,7 +314,8 @@ fn resolve(global: &Global, matches: &clap::ArgMatches) -> Result<config::Resolv
         Some(ValueSource::EnvVariable) => Source::Env,
         _ => Source::Default,
     };
-    let file = config::locate(global.config.as_deref())?;
+    let branding = BRANDING.get().cloned().unwrap_or_default();
+    let file = config::locate(global.config.as_deref(), &branding, bin)?;
     let loaded = file.as_deref().map(config::load).transpose()?.unwrap_or_default();
     let database_url = match (&global.database_url, &loaded.database_url, &loaded.database_url_file) {
         (Some(url), _, _) => (Some(url.clone()), source_of("database_url")),
@@ -403,6 +443,7 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     let ctx = Ctx {
         app,
         out,
+        verbose: cli.global.verbose,
         yes: cli.global.yes,
         settings: resolved,
         bin,
@@ -414,7 +455,10 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     if !own_signal_handling {
         spawn_interrupt_handler(ctx.app.db().clone(), done.clone());
     }
-    let result = exec(&ctx, cli.command).await;
+    let result = match exec(&ctx, cli.command).await {
+        Err(err) => Err(with_hint(&ctx, err).await),
+        ok => ok,
+    };
     done.cancel();
     // A short-lived process must not lose spawned hook work: drain, bounded.
     let pending = ctx.app.lifecycle.drain(DRAIN_TIMEOUT).await;
@@ -451,6 +495,45 @@ fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationTok
         eprintln!("error: {}", Error::Interrupted);
         std::process::exit(i32::from(Error::Interrupted.exit_code()));
     });
+}
+
+/// An error with what to do next: "did you mean" for a workspace or role name one or two
+/// edits away from an existing one, and the 8-character minimum for a short user id prefix.
+/// The exit code stays the error's.
+async fn with_hint(ctx: &Ctx, err: Error) -> Error {
+    let Error::NotFound { what, key } = &err else {
+        return err;
+    };
+    let hint = match *what {
+        "workspace" | "role" => match ctx.app.reports().close_names(what, key).await {
+            Ok(names) if !names.is_empty() => {
+                let names: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("`{}`", output::escape_controls(n)))
+                    .collect();
+                Some(format!("did you mean {}?", names.join(" or ")))
+            }
+            _ => None,
+        },
+        "user"
+            if key.len() < crate::domain::MIN_ID_PREFIX
+                && key.len() >= 4
+                && key.chars().all(|c| c.is_ascii_hexdigit() || c == '-') =>
+        {
+            Some(format!(
+                "an id prefix needs at least {} characters",
+                crate::domain::MIN_ID_PREFIX
+            ))
+        }
+        _ => None,
+    };
+    match hint {
+        Some(hint) => Error::NotFound {
+            what,
+            key: format!("{key} ({hint})"),
+        },
+        None => err,
+    }
 }
 
 /// Whether `command` first completes the hook work an earlier run left owed (a process that
@@ -519,6 +602,7 @@ async fn exec(ctx: &Ctx, command: Command) -> Result<(), Error> {
                 Command::Session(cmd) => session::exec(ctx, cmd).await,
                 Command::Gdpr(cmd) => gdpr::exec(ctx, cmd).await,
                 Command::Auth(cmd) => auth::exec(ctx, cmd).await,
+                Command::Audit(cmd) => audit::exec(ctx, cmd).await,
                 Command::Migrate
                 | Command::Bootstrap(_)
                 | Command::Hooks(_)
@@ -536,7 +620,7 @@ async fn migrate(ctx: &Ctx) -> Result<(), Error> {
     if report.applied.is_empty() && report.app_applied.is_empty() {
         tracing::info!("schema already current");
     }
-    ctx.out.record(&report, "applied");
+    ctx.out.record(&report, output::NO_ID);
     Ok(())
 }
 
@@ -555,7 +639,7 @@ fn fail(err: &Error) -> ExitCode {
     ExitCode::from(err.exit_code())
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -563,11 +647,19 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => {
+            // https://no-color.org: any non-empty NO_COLOR turns colour off.
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            builder
+                .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+        }
+    }
 }
 
 /// The OS account running the command, the default `--actor`.

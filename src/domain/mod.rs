@@ -28,10 +28,18 @@ pub use user_ref::{UserFilter, UserRef};
 // Records read from the database, as services return them (defined beside their SQL).
 pub use crate::store::erasure::{ErasureRequest, PurgeReason, SweeperRun};
 pub use crate::store::invites::Invite;
+pub use crate::store::reports::{AuditEvent, AuditFilter, ExportedUser};
 pub use crate::store::workspaces::{Member, Role, Workspace, WorkspaceType};
 
 /// A point in time, UTC, at microsecond precision (what PostgreSQL's `timestamptz` keeps).
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// A point in time as every output writes it: RFC 3339 in UTC with `Z` and as many
+/// fractional digits as it has (0, 3, 6 or 9), the form JSON results use
+/// (`2026-12-04T16:48:34.123456Z`), so stderr notes, tables and JSON agree.
+pub fn format_time(at: Timestamp) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
 
 /// The current time truncated to whole microseconds, so a value read back from either backend
 /// equals the value written.

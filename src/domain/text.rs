@@ -30,7 +30,7 @@ pub fn shown(text: &str) -> String {
 pub fn clean_text(field: &str, value: &str, max_chars: usize) -> Result<Option<String>, Error> {
     if value.chars().any(char::is_control) {
         return Err(Error::Invalid(format!(
-            "invalid {field} {}: control characters are not allowed",
+            "invalid {field} {}: control characters are not allowed (text copied from a table? take the value from -o json or --wide output)",
             shown(value)
         )));
     }

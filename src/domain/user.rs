@@ -95,7 +95,7 @@ impl FromStr for InstanceRole {
             "admin" => Ok(Self::Admin),
             "user" => Ok(Self::User),
             other => Err(Error::Invalid(format!(
-                "unknown instance role {other:?} (expected admin or user)"
+                "unknown instance role {other:?} (expected admin or user; for a role of a workspace, add --workspace W)"
             ))),
         }
     }

@@ -380,7 +380,9 @@ impl Erasure {
             Err(err) if err.ends_a_batch() => return Err(err),
             Err(err) => {
                 let message = err.to_string();
-                tracing::error!(%user_id, error = %message, "purge failed");
+                // Reported once, by the caller's per-user line (the event below) and the
+                // run's summary: at debug here so a vetoed user is not told four times.
+                tracing::debug!(%user_id, error = %message, "purge failed");
                 if let Ok(mut tx) = self.db.begin().await
                     && tx.note_erasure_error(user_id, &message).await.is_ok()
                 {

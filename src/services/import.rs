@@ -164,6 +164,17 @@ fn memberships<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
     }
 }
 
+/// A CSV cell as a spreadsheet-safe export wrote it, read back: a `'` before a
+/// formula-leading character (`=`, `+`, `-`, `@`, tab, carriage return) is dropped (OWASP's
+/// neutralisation, which `user export` applies). No username, email, phone or name starts
+/// with `'` followed by one of them on purpose.
+pub fn unneutralise_formula(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
+    }
+}
+
 /// A parsed row or the reason it could not be read, with its line number.
 pub type ParsedRow = (usize, std::result::Result<ImportRow, String>);
 
@@ -322,6 +333,16 @@ impl<R: BufRead> Iterator for Rows<R> {
                     Ok(false) => None,
                     Ok(true) => {
                         let line = newlines.line_at(record.position());
+                        // A cell a spreadsheet-safe export neutralised (`'=…`, `'-…`) reads
+                        // back as it was written.
+                        if record.iter().any(|f| f.starts_with('\'')) {
+                            let mut restored = csv::StringRecord::with_capacity(record.as_slice().len(), record.len());
+                            for field in record.iter() {
+                                restored.push_field(unneutralise_formula(field));
+                            }
+                            restored.set_position(record.position().cloned());
+                            *record = restored;
+                        }
                         Some((
                             line,
                             record

@@ -346,7 +346,10 @@ impl Invites {
             )));
         }
         if invite.expires_at <= at {
-            return Err(Error::Refused(format!("this invite expired at {}", invite.expires_at)));
+            return Err(Error::Refused(format!(
+                "this invite expired at {}",
+                crate::domain::format_time(invite.expires_at)
+            )));
         }
         // Who owns the invite's passport *now*: it may have been registered by someone since
         // the invite was created, and then only that owner may accept (and verify) it.

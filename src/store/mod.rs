@@ -60,6 +60,7 @@ mod multihost;
 pub(crate) mod owed;
 mod query;
 mod registry;
+pub mod reports;
 mod sessions;
 mod users;
 pub mod workspaces;
