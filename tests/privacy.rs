@@ -179,3 +179,114 @@ on_both_backends! {
         ctx.cli().args(["gdpr", "status", "--max-age", "2d"]).assert().success();
     }
 }
+
+/// Writes a file readable by its owner only (as a secret file must be) and returns its path.
+fn private_file(ctx: &common::Ctx, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = ctx.dir.path().join(name);
+    std::fs::write(&path, text).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    path
+}
+
+mod secrets {
+    use super::*;
+
+    on_both_backends! {
+        // Issue 21, item 4.
+        async fn an_invite_whose_delivery_cannot_start_or_fails_is_not_left_pending(ctx) {
+            ctx.bootstrap_cli();
+            ctx.acme_workspace_cli();
+            let before = ctx.dump().await;
+            // No [smtp] table, then a bad smtp.from, then --link without invite_link: refused
+            // before anything is written, however often it is retried.
+            for _ in 0..2 {
+                let out = invite_cli(&ctx, &["--email", "max@example.com", "--send"]);
+                assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+            }
+            let config = ctx.dir.path().join("bad-from.toml");
+            std::fs::write(&config, "invite_link = \"https://app.test/a?t={token}\"\n[smtp]\nhost = \"127.0.0.1\"\nfrom = \"not an address\"\ntls = \"none\"\n").expect("write");
+            let out = ctx.cli().env("ACCOUNTCTL_CONFIG", &config)
+                .args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "max@example.com", "--send"]).output().expect("run");
+            assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+            assert!(stderr_of(&out).contains("smtp.from"), "{}", stderr_of(&out));
+            let out = invite_cli(&ctx, &["--email", "max@example.com", "-q", "--link"]);
+            assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+            assert_eq!(ctx.dump().await, before, "a refused delivery left an invite behind");
+            // A server that cannot be reached: the invite is revoked, and the error says so.
+            let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+            let config = ctx.dir.path().join("dead.toml");
+            std::fs::write(&config, format!("invite_link = \"https://app.test/a?t={{token}}\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"a@example.com\"\ntls = \"none\"\n")).expect("write");
+            let out = ctx.cli().env("ACCOUNTCTL_CONFIG", &config)
+                .args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "max@example.com", "--send"]).output().expect("run");
+            assert_eq!(out.status.code(), Some(6), "{}", stderr_of(&out));
+            assert!(stderr_of(&out).contains("revoked"), "{}", stderr_of(&out));
+            assert_eq!(ctx.count("SELECT COUNT(*) FROM invites WHERE status = 'pending'").await, 0);
+            assert_eq!(ctx.count("SELECT COUNT(*) FROM invites WHERE status = 'revoked'").await, 1);
+        }
+
+        // Issue 21, item 5.
+        async fn database_secrets_never_appear_in_errors_or_logs(ctx) {
+            let secret_file = private_file(&ctx, "only-a-password", "S3cQzpw\n", 0o600);
+            let config = ctx.dir.path().join("config.toml");
+            std::fs::write(&config, format!("database_url_file = {:?}\n", secret_file.display().to_string())).expect("write");
+            let cases: Vec<(&str, String)> = vec![
+                ("libpq key=value", "host=127.0.0.1 port=1 password=S3cQzpw user=postgres".into()),
+                ("a bare password", "S3cQzpw".into()),
+                ("a password with a colon", "S3cQz:pw".into()),
+                ("multi-host, unescaped comma and slash", "postgres://u:ab,S3cQz/pw@127.0.0.1/db".into()),
+                ("multi-host with ports", "postgres://u:S3cQz,pw@127.0.0.1:1,127.0.0.2:1/db".into()),
+                ("an impossible port", "postgres://u:S3cQzpw@127.0.0.1:99999/db".into()),
+                ("a query password", "postgresql://u@127.0.0.1:1/db?password=S3cQzpw&port=abc".into()),
+            ];
+            for (what, url) in cases {
+                let out = ctx.cli().env("DATABASE_URL", &url).args(["-vv", "user", "list"]).output().expect("run");
+                assert!(!out.status.success(), "{what}");
+                let err = stderr_of(&out);
+                assert!(!err.contains("S3cQz") && !err.contains("pw@"), "{what}: the secret leaked: {err}");
+            }
+            let out = ctx.cli().env_remove("DATABASE_URL").env("ACCOUNTCTL_CONFIG", &config).args(["-vv", "user", "list"]).output().expect("run");
+            assert!(!out.status.success());
+            assert!(!stderr_of(&out).contains("S3cQz"), "database_url_file's password leaked: {}", stderr_of(&out));
+        }
+
+        // Issue 21, item 6.
+        async fn shared_secret_files_cleartext_smtp_auth_and_argv_passwords_are_refused_or_warned(ctx) {
+            ctx.bootstrap_cli();
+            ctx.acme_workspace_cli();
+            let before = ctx.dump().await;
+            let url_file = private_file(&ctx, "db-url", &format!("{}\n", ctx.url), 0o644);
+            let config = ctx.dir.path().join("config.toml");
+            std::fs::write(&config, format!("database_url_file = {:?}\n", url_file.display().to_string())).expect("write");
+            let out = ctx.cli().env_remove("DATABASE_URL").env("ACCOUNTCTL_CONFIG", &config).args(["user", "list"]).output().expect("run");
+            assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+            assert!(stderr_of(&out).contains("chmod 600"), "{}", stderr_of(&out));
+            let _ = private_file(&ctx, "db-url", &format!("{}\n", ctx.url), 0o600);
+            ctx.cli().env_remove("DATABASE_URL").env("ACCOUNTCTL_CONFIG", &config).args(["user", "list"]).assert().success();
+            // SMTP: a world-readable password file, then AUTH in clear to a remote host.
+            let password = private_file(&ctx, "smtp-pw", "mail secret\n", 0o644);
+            let smtp = |host: &str| {
+                let path = ctx.dir.path().join("smtp.toml");
+                std::fs::write(&path, format!(
+                    "invite_link = \"https://app.test/a?t={{token}}\"\n[smtp]\nhost = \"{host}\"\nport = 1\nfrom = \"a@example.com\"\nusername = \"acc\"\npassword_file = {:?}\ntls = \"none\"\n",
+                    password.display().to_string()
+                )).expect("write");
+                path
+            };
+            let out = ctx.cli().env("ACCOUNTCTL_CONFIG", smtp("127.0.0.1"))
+                .args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "max@example.com", "--send"]).output().expect("run");
+            assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+            assert!(stderr_of(&out).contains("chmod 600"), "{}", stderr_of(&out));
+            let _ = private_file(&ctx, "smtp-pw", "mail secret\n", 0o600);
+            let out = ctx.cli().env("ACCOUNTCTL_CONFIG", smtp("smtp.example.com"))
+                .args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "max@example.com", "--send"]).output().expect("run");
+            assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+            assert!(stderr_of(&out).contains("in clear"), "{}", stderr_of(&out));
+            assert_eq!(ctx.dump().await, before, "a refusal changed something");
+            // A password on argv is warned about, and never printed.
+            let out = ctx.cli().args(["--database-url", "postgres://u:S3cQzpw@127.0.0.1:1/db", "user", "list"]).output().expect("run");
+            assert!(stderr_of(&out).contains("`ps`"), "{}", stderr_of(&out));
+            assert!(!stderr_of(&out).contains("S3cQz"), "{}", stderr_of(&out));
+        }
+    }
+}

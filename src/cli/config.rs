@@ -127,14 +127,41 @@ pub fn load(path: &Path) -> Result<FileConfig, Error> {
 }
 
 /// Reads a `*_file` secret: the file's content without surrounding whitespace.
-/// Errors: [`Error::Invalid`] when it cannot be read or is empty.
+/// Errors: [`Error::Invalid`] when it cannot be read, is empty, or other users may read it.
 pub fn read_secret_file(key: &str, path: &Path) -> Result<String, Error> {
+    refuse_shared_secret_file(key, path)?;
     let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid(format!("{key} {}: {e}", path.display())))?;
     let text = text.trim();
     if text.is_empty() {
         return Err(Error::Invalid(format!("{key} {} is empty", path.display())));
     }
     Ok(text.to_owned())
+}
+
+/// Refuses a secret file that its group or other users may read, write or run (mode bits
+/// `0o077`), as ssh refuses such a private key: anyone who can read it holds the secret.
+/// Errors: [`Error::Invalid`] (exit 2) naming the `chmod` that fixes it.
+#[cfg(unix)]
+fn refuse_shared_secret_file(key: &str, path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Error::Invalid(format!("{key} {}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::Invalid(format!(
+            "{key} {} is accessible by other users (mode {:03o}): a secret file must be its owner's only; run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_shared_secret_file(_key: &str, _path: &Path) -> Result<(), Error> {
+    Ok(())
 }
 
 /// Where a setting's value came from, as `config show` prints it.

@@ -278,7 +278,15 @@ fn resolve(global: &Global, matches: &clap::ArgMatches) -> Result<config::Resolv
     let file = config::locate(global.config.as_deref())?;
     let loaded = file.as_deref().map(config::load).transpose()?.unwrap_or_default();
     let database_url = match (&global.database_url, &loaded.database_url, &loaded.database_url_file) {
-        (Some(url), _, _) => (Some(url.clone()), source_of("database_url")),
+        (Some(url), _, _) => {
+            let source = source_of("database_url");
+            if source == Source::Flag && DatabaseUrl::parse(url).is_ok_and(|u| u.has_secret()) {
+                tracing::warn!(
+                    "the database URL given with --database-url holds a password, which other local users can see in `ps`: set DATABASE_URL or database_url_file (config file) instead"
+                );
+            }
+            (Some(url.clone()), source)
+        }
         (None, Some(url), _) => (Some(url.clone()), Source::File),
         (None, None, Some(path)) => (Some(config::read_secret_file("database_url_file", path)?), Source::File),
         (None, None, None) => (None, Source::Default),
