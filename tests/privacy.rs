@@ -290,3 +290,103 @@ mod secrets {
         }
     }
 }
+
+mod import {
+    use super::*;
+
+    fn import_json(ctx: &common::Ctx, path: &str, extra: &[&str]) -> (Option<i32>, Vec<Value>, String) {
+        let out = ctx
+            .cli()
+            .args(["user", "import", path, "-o", "json"])
+            .args(extra)
+            .output()
+            .expect("run");
+        let rows = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        (out.status.code(), rows, stderr_of(&out))
+    }
+
+    fn status_of(rows: &[Value], line: u64) -> (String, String) {
+        let row = rows
+            .iter()
+            .find(|r| r["line"] == line)
+            .unwrap_or_else(|| panic!("no line {line}: {rows:?}"));
+        (
+            row["status"].as_str().unwrap_or_default().to_owned(),
+            row["error"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    on_both_backends! {
+        // Issue 21, items 11 and 12.
+        async fn a_line_that_is_not_utf8_or_too_long_is_a_bad_row_and_the_import_carries_on(ctx) {
+            ctx.bootstrap_cli();
+            let mut jsonl = Vec::new();
+            jsonl.extend_from_slice(b"\xEF\xBB\xBF{\"username\":\"bom1\"}\n");
+            jsonl.extend_from_slice(b"{\"username\":\"bad\xff\xfe\"}\n");
+            jsonl.extend_from_slice(b"{\"username\":\"after1\"}\n");
+            jsonl.extend_from_slice(format!("{{\"username\":\"huge\",\"given_name\":\"{}\"}}\n", "x".repeat(5000)).as_bytes());
+            jsonl.extend_from_slice(b"{\"username\":\"after2\"}\n");
+            let path = file(&ctx, "rows.jsonl", &jsonl);
+            let (code, rows, err) = import_json(&ctx, &path, &["--max-row-bytes", "4096"]);
+            assert_eq!(code, Some(5), "{err} {rows:?}");
+            assert_eq!(status_of(&rows, 1).0, "created", "a byte-order mark is skipped: {rows:?}");
+            let (status, error) = status_of(&rows, 2);
+            assert!(status == "error" && error.contains("UTF-8"), "{rows:?}");
+            assert_eq!(status_of(&rows, 3).0, "created");
+            let (status, error) = status_of(&rows, 4);
+            assert!(status == "error" && error.contains("longer than 4096 bytes"), "{rows:?}");
+            assert_eq!(status_of(&rows, 5).0, "created");
+            assert_eq!(rows.len(), 5, "{rows:?}");
+            // CSV: the same cap, and a header of 200,000 columns gets a short message.
+            let csv = format!("username,given_name\nc1,Ann\nc2,{}\nc3,Bob\n", "y".repeat(5000));
+            let path = file(&ctx, "rows.csv", csv.as_bytes());
+            let (code, rows, err) = import_json(&ctx, &path, &["--max-row-bytes", "4096"]);
+            assert_eq!(code, Some(5), "{err}");
+            assert_eq!(status_of(&rows, 2).0, "created");
+            assert!(status_of(&rows, 3).1.contains("longer than 4096 bytes"), "{rows:?}");
+            assert_eq!(status_of(&rows, 4).0, "created");
+            let before = ctx.dump().await;
+            let header: Vec<String> = (0..200_000).map(|i| format!("c{i}")).collect();
+            let path = file(&ctx, "wide.csv", format!("username,{}\nw1\n", header.join(",")).as_bytes());
+            let out = ctx.cli().args(["user", "import", &path, "--max-row-bytes", "10000000"]).output().expect("run");
+            assert_eq!(out.status.code(), Some(2));
+            assert!(out.stderr.len() < 4000, "a {}-byte message", out.stderr.len());
+            assert_eq!(ctx.dump().await, before);
+        }
+
+        // Issue 21, item 13.
+        async fn an_import_does_exactly_what_its_input_says_or_refuses_the_row(ctx) {
+            ctx.bootstrap_cli();
+            // A password with spaces is taken exactly: the real one then signs in.
+            let path = file(&ctx, "pw.jsonl", b"{\"username\":\"spacey\",\"password\":\"  padded password  \"}\n");
+            let (code, rows, err) = import_json(&ctx, &path, &[]);
+            assert_eq!(code, Some(0), "{err} {rows:?}");
+            ctx.cli().args(["auth", "check", "spacey", "--password-stdin"]).write_stdin("  padded password  \n").assert().success();
+            let path = file(&ctx, "pw.csv", b"username,password\ncsvspace,\"  padded password  \"\n");
+            assert_eq!(import_json(&ctx, &path, &[]).0, Some(0));
+            ctx.cli().args(["auth", "check", "csvspace", "--password-stdin"]).write_stdin("  padded password  \n").assert().success();
+            let before = ctx.dump().await;
+            // bcrypt below its minimum cost, 200,000 memberships, an email an update would
+            // ignore: each refused on its line, nothing written.
+            let cost3 = "$2b$03$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+            let members: Vec<Value> = (0..200_000).map(|i| serde_json::json!({"workspace": format!("W{i}"), "role": "member"})).collect();
+            let mut jsonl = format!("{{\"username\":\"cheap\",\"password_hash\":\"{cost3}\"}}\n");
+            jsonl.push_str(&format!("{}\n", serde_json::json!({"username": "many", "memberships": members})));
+            let path = file(&ctx, "bad.jsonl", jsonl.as_bytes());
+            let (code, rows, _) = import_json(&ctx, &path, &["--max-row-bytes", "100000000"]);
+            assert_eq!(code, Some(5));
+            assert!(status_of(&rows, 1).1.contains("minimum"), "{rows:?}");
+            assert!(status_of(&rows, 2).1.contains("at most 1000"), "{rows:?}");
+            let path = file(&ctx, "upd.csv", b"username,email\nspacey,new@example.com\n");
+            let (code, rows, _) = import_json(&ctx, &path, &["--on-conflict", "update"]);
+            assert_eq!(code, Some(5), "{rows:?}");
+            let (status, error) = status_of(&rows, 2);
+            assert!(status == "error" && error.contains("does not change the email"), "{rows:?}");
+            assert_eq!(ctx.dump().await, before, "a refused row changed something");
+        }
+    }
+}

@@ -114,6 +114,10 @@ pub struct ImportArgs {
     /// Rows per transaction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     batch_size: u32,
+    /// The longest row (a line) read, in bytes; a longer one is an error row and its rest is
+    /// skipped, so memory stays bounded whatever a line holds.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    max_row_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -503,7 +507,7 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
             std::fs::File::open(&args.file).map_err(|e| Error::Invalid(format!("cannot open {}: {e}", args.file)))?;
         Box::new(BufReader::new(file))
     };
-    let rows = import::rows_with(input, format, args.delimiter)?;
+    let rows = import::rows_capped(input, format, args.delimiter, args.max_row_bytes as usize)?;
     let options = ImportOptions {
         on_conflict: match args.on_conflict {
             ConflictPolicy::Fail => OnConflict::Fail,
