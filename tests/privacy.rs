@@ -390,3 +390,88 @@ mod import {
         }
     }
 }
+
+mod invites_and_pipes {
+    use super::*;
+
+    on_both_backends! {
+        // Issue 21, item 16.
+        async fn an_invite_link_is_an_http_url_without_control_characters(ctx) {
+            ctx.bootstrap_cli();
+            ctx.acme_workspace_cli();
+            let before = ctx.dump().await;
+            for link in [
+                "https://app.test/a?t={token}\nBcc: everyone@example.com",
+                "javascript:alert(1)//{token}",
+                "data:text/html,{token}",
+                "https://app.test/a?t={token}\u{7}",
+            ] {
+                let out = ctx.cli().env("ACCOUNTCTL_INVITE_LINK", link).args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "max@example.com"]).output().expect("run");
+                assert_eq!(out.status.code(), Some(2), "{link:?}: {}", stderr_of(&out));
+                let config = ctx.dir.path().join("link.toml");
+                std::fs::write(&config, format!("invite_link = {}\n", Value::String(link.into()))).expect("write");
+                let out = ctx.cli().env("ACCOUNTCTL_CONFIG", &config).args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "max@example.com"]).output().expect("run");
+                assert_eq!(out.status.code(), Some(2), "{link:?} in the file: {}", stderr_of(&out));
+            }
+            assert_eq!(ctx.dump().await, before, "a refused link changed something");
+            ctx.cli().env("ACCOUNTCTL_INVITE_LINK", "http://localhost:8080/accept?token={token}")
+                .args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "max@example.com"]).assert().success();
+        }
+
+        // Issue 21, item 19.
+        async fn without_an_invite_link_the_notification_carries_no_placeholder_link(ctx) {
+            ctx.bootstrap_cli();
+            ctx.acme_workspace_cli();
+            let out = invite_cli(&ctx, &["--email", "max@example.com"]);
+            assert!(out.status.success());
+            assert!(stderr_of(&out).contains("no invite_link"), "{}", stderr_of(&out));
+            let dump = ctx.dump().await;
+            assert!(!dump.contains("example.com/invites"), "a placeholder link was queued:\n{dump}");
+            assert_eq!(ctx.count("SELECT COUNT(*) FROM notification_outbox WHERE payload LIKE '%\"link_template\":null%'").await, 1);
+            ctx.cli().env("ACCOUNTCTL_INVITE_LINK", "https://app.test/a?t={token}").args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "ann@example.com"]).assert().success();
+            assert_eq!(ctx.count("SELECT COUNT(*) FROM notification_outbox WHERE payload LIKE '%https://app.test/a?t={token}%'").await, 1);
+        }
+
+        // Issue 21, item 18.
+        async fn a_root_workspace_invite_is_bound_to_its_passport(ctx) {
+            ctx.bootstrap_cli();
+            let before = ctx.dump().await;
+            let out = ctx.cli().args(["invite", "create", "--workspace", "root", "--role", "root", "--email", "boss@example.com"]).output().expect("run");
+            assert_eq!(out.status.code(), Some(4), "{}", stderr_of(&out));
+            assert!(stderr_of(&out).contains("--force-passport"), "{}", stderr_of(&out));
+            assert_eq!(ctx.dump().await, before);
+            // Bound to the address, it can only be accepted with that address.
+            let out = ctx.cli().args(["invite", "create", "--workspace", "root", "--role", "root", "--email", "boss@example.com", "--force-passport", "-q"]).output().expect("run");
+            assert!(out.status.success(), "{}", stderr_of(&out));
+            let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            ctx.cli().args(["user", "create", "mallory", "--email", "mallory@example.com"]).assert().success();
+            ctx.cli().args(["invite", "accept", "-", "--user", "mallory"]).write_stdin(format!("{token}\n")).assert().code(4);
+            assert_eq!(ctx.count("SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.username = 'mallory'").await, 0);
+        }
+
+        // Issue 21, item 17.
+        async fn a_read_only_sqlite_url_is_unavailable_and_a_closed_pipe_ends_cleanly(ctx) {
+            ctx.bootstrap_cli();
+            if ctx.backend == common::Backend::Sqlite {
+                let ro = format!("{}?mode=ro", ctx.url);
+                let out = ctx.cli().env("DATABASE_URL", &ro).args(["user", "create", "bob"]).output().expect("run");
+                assert_eq!(out.status.code(), Some(6), "{}", stderr_of(&out));
+                assert!(stderr_of(&out).contains("read-only"), "{}", stderr_of(&out));
+                ctx.cli().env("DATABASE_URL", &ro).args(["user", "list"]).assert().success();
+            }
+            // stdout and stderr into a pipe closed after the first line: exit 0, the import whole.
+            let rows: String = (0..2000).map(|i| format!("{{\"username\":\"p{i}\"}}\n")).collect();
+            let path = file(&ctx, "many.jsonl", rows.as_bytes());
+            let script = format!("\"$0\" user import '{path}' -o json 2>&1 | head -1 >/dev/null; exit ${{PIPESTATUS[0]}}");
+            let status = std::process::Command::new("bash")
+                .args(["-c", &script, assert_cmd::cargo::cargo_bin("accountctl").to_str().expect("utf8")])
+                .env("DATABASE_URL", &ctx.url)
+                .env("ACCOUNTCTL_ACTOR", "tester")
+                .current_dir(ctx.dir.path())
+                .status()
+                .expect("bash");
+            assert_eq!(status.code(), Some(0), "a closed pipe made the import fail");
+            assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username LIKE 'p%'").await, 2000);
+        }
+    }
+}

@@ -71,14 +71,30 @@ pub const TOKEN_PLACEHOLDER: &str = "{token}";
 
 /// Refuses an invite link template without `{token}`: a link without the token cannot
 /// accept anything. Errors: [`Error::Invalid`] (exit 2).
+///
+/// The link lands in every invite mail and outbox row, so it must also be an absolute
+/// `https:` or `http:` URL (a `javascript:` or `data:` link is refused) without control
+/// characters (a raw newline would add lines to every mail body).
 pub fn check_invite_link(template: &str, source: &str) -> Result<(), Error> {
-    if template.contains(TOKEN_PLACEHOLDER) {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invite link {template:?} (from {source}) has no {TOKEN_PLACEHOLDER} placeholder: e.g. https://app.example.com/invites/accept?token={TOKEN_PLACEHOLDER}"
-        )))
+    let shown = crate::domain::shown(template);
+    if template.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "invite link {shown} (from {source}) contains control characters (a newline, a tab…)"
+        )));
     }
+    if !template.contains(TOKEN_PLACEHOLDER) {
+        return Err(Error::Invalid(format!(
+            "invite link {shown} (from {source}) has no {TOKEN_PLACEHOLDER} placeholder: e.g. https://app.example.com/invites/accept?token={TOKEN_PLACEHOLDER}"
+        )));
+    }
+    let scheme_ok = url::Url::parse(&template.replace(TOKEN_PLACEHOLDER, "token"))
+        .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some());
+    if !scheme_ok {
+        return Err(Error::Invalid(format!(
+            "invite link {shown} (from {source}) is not an https:// or http:// URL with a host"
+        )));
+    }
+    Ok(())
 }
 
 /// The file that applies, if any: the explicit path (which must exist), else the first of

@@ -82,9 +82,11 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
                     )?;
                     let erased = erasure.erase_invitee(&user_ref).await?;
                     if !ctx.out.quiet {
-                        eprintln!(
+                        note!(
                             "{user} is no user: erased {} invite(s), {} queued notification(s), {} invitee name record(s)",
-                            erased.invites, erased.notifications, erased.persons
+                            erased.invites,
+                            erased.notifications,
+                            erased.persons
                         );
                     }
                     ctx.out.record(&erased, "invites");
@@ -100,7 +102,7 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
             confirm(ctx.yes, &format!("disable {user} now and erase it {when}"))?;
             let request = erasure.request_due_at(&user_ref, due_at).await?;
             if !ctx.out.quiet {
-                eprintln!("erasure of {user} due {}", request.due_at.to_rfc3339());
+                note!("erasure of {user} due {}", request.due_at.to_rfc3339());
             }
             ctx.out.record(&request, "id");
         }
@@ -160,14 +162,14 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
                     };
                     match &bar {
                         Some(bar) => bar.println(line),
-                        None => eprintln!("{line}"),
+                        None => note!("{line}"),
                     }
                 })
                 .await?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            eprintln!(
+            note!(
                 "sweeper run {}: purged {}, skipped {}, failed {}, invites_expired {}, sessions_expired {}{}",
                 report.run_id,
                 report.purged,

@@ -164,6 +164,11 @@ fn check_delivery(ctx: &Ctx, delivery: Delivery, kind: PassportKind) -> Result<(
 async fn deliver(ctx: &Ctx, issued: IssuedInvite, delivery: Delivery) -> Result<(), Error> {
     let template = ctx.settings.invite_link.0.as_deref();
     let link = template.map(|t| mail::invite_link(t, &issued.token));
+    if template.is_none() && !ctx.out.quiet {
+        note!(
+            "note: no invite_link is configured, so the notification queued for the application's mailer carries no link (set invite_link in the config file or ACCOUNTCTL_INVITE_LINK)"
+        );
+    }
     if delivery.send {
         let (Some(smtp), Some(link)) = (ctx.settings.smtp.as_ref(), link.as_deref()) else {
             return Err(Error::Internal(
@@ -181,7 +186,7 @@ async fn deliver(ctx: &Ctx, issued: IssuedInvite, delivery: Delivery) -> Result<
             )));
         }
         if !ctx.out.quiet {
-            eprintln!("invite sent to {}", issued.invite.passport);
+            note!("invite sent to {}", issued.invite.passport);
         }
     }
     if delivery.link && link.is_none() {

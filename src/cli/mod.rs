@@ -26,6 +26,16 @@ use crate::db::{Database, DatabaseUrl, InvalidationChannel};
 use crate::{App, Error};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// `eprintln!` that never panics: a line for stderr, dropped when stderr is a closed pipe
+/// (`accountctl … 2>&1 | head -3`), where `eprintln!` would panic (exit 101) after the work
+/// was done. Stdout goes through the printer, which handles a closed pipe the same way.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod auth;
 mod bootstrap;
 mod config;
@@ -386,7 +396,7 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     }
     if let Some(template) = &resolved.invite_link.0 {
         // The outbox rows name the configured link for the application's mailer.
-        builder.config_mut().invite_link_template = template.clone();
+        builder.config_mut().invite_link_template = Some(template.clone());
     }
     if let Some(text) = &resolved.trash_retention.0 {
         builder.config_mut().trash_retention = crate::domain::parse_duration(text)?;
@@ -456,7 +466,7 @@ fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationTok
         let _ = tokio::time::timeout(Duration::from_secs(2), db.close()).await;
         // A prompt may have hidden the cursor or switched echo off.
         prompt::restore_terminal();
-        eprintln!("error: {}", Error::Interrupted);
+        note!("error: {}", Error::Interrupted);
         std::process::exit(i32::from(Error::Interrupted.exit_code()));
     });
 }
@@ -510,7 +520,7 @@ fn fail(err: &Error) -> ExitCode {
         ));
         source = cause.source();
     }
-    eprintln!("{message}");
+    note!("{message}");
     ExitCode::from(err.exit_code())
 }
 

@@ -288,7 +288,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         UserCmd::Restore { user } => {
             let restored = accounts.restore(&ctx.user(&user).await?).await?;
             if !restored.changed {
-                eprintln!("user {} is not in the trash: nothing changed", restored.user.username);
+                note!("user {} is not in the trash: nothing changed", restored.user.username);
             }
             ctx.out.record(&restored, "id");
             Ok(())
@@ -324,7 +324,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         } => {
             let changed = accounts.convert(&ctx.user(&user).await?, to_external).await?;
             if !changed.changed {
-                eprintln!(
+                note!(
                     "user {} is already {}: nothing changed",
                     changed.user.username,
                     if to_external { "external" } else { "internal" }
@@ -371,12 +371,12 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
     };
     let created = accounts.create(new, args.if_not_exists).await?;
     if !created.created {
-        eprintln!(
+        note!(
             "user {} already exists with the same attributes: nothing changed",
             created.user.username
         );
     } else if without_password {
-        eprintln!(
+        note!(
             "user {} has no password: set one with `accountctl user set-password`",
             created.user.username
         );
@@ -465,9 +465,9 @@ async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
     }
     if !ctx.out.quiet {
         for item in &planned.plan.items {
-            eprintln!("  {:<20} {:>8}  {}", item.kind, item.count, item.collisions.join("; "));
+            note!("  {:<20} {:>8}  {}", item.kind, item.count, item.collisions.join("; "));
         }
-        eprintln!("  {:<20} {:>8}  revoked", "sessions", planned.plan.sessions_revoked);
+        note!("  {:<20} {:>8}  revoked", "sessions", planned.plan.sessions_revoked);
     }
     let removed = ctx.app.accounts().show(&remove).await?;
     confirm_typed(
@@ -580,7 +580,7 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
         }
         ctx.out.record(&summary, "created");
     }
-    eprintln!(
+    note!(
         "{} rows: {} created, {} updated, {} skipped, {} failed{}",
         summary.rows,
         summary.created,
