@@ -475,3 +475,30 @@ mod invites_and_pipes {
         }
     }
 }
+
+mod names {
+    use super::*;
+
+    on_both_backends! {
+        // Issue 21, item 14.
+        async fn invisible_and_bidi_characters_are_refused_and_both_backends_agree_on_uniqueness(ctx) {
+            ctx.bootstrap_cli();
+            ctx.cli().args(["workspace-type", "create", "team", "--title", "Team"]).assert().success();
+            let before = ctx.dump().await;
+            for name in ["evil\u{202E}gnp.exe", "zero\u{200B}width", "line\u{2028}sep", "iso\u{2066}late", "bom\u{FEFF}"] {
+                let out = ctx.cli().args(["workspace", "create", name, "--type", "team"]).output().expect("run");
+                assert_eq!(out.status.code(), Some(2), "{name:?}: {}", stderr_of(&out));
+                let out = ctx.cli().args(["user", "create", "ann", "--given-name", name]).output().expect("run");
+                assert_eq!(out.status.code(), Some(2), "{name:?} as a given name: {}", stderr_of(&out));
+            }
+            assert_eq!(ctx.dump().await, before, "a refused name changed something");
+            // One fold on both backends: `İstanbul` and `istanbul` are two names (Unicode
+            // lower case keeps the dot), `ISTANBUL` is `istanbul` again.
+            ctx.cli().args(["workspace", "create", "İstanbul", "--type", "team"]).assert().success();
+            ctx.cli().args(["workspace", "create", "istanbul", "--type", "team"]).assert().success();
+            ctx.cli().args(["workspace", "create", "ISTANBUL", "--type", "team"]).assert().code(4);
+            ctx.cli().args(["workspace", "create", "ÄRZTE", "--type", "team"]).assert().success();
+            ctx.cli().args(["workspace", "create", "ärzte", "--type", "team"]).assert().code(4);
+        }
+    }
+}
