@@ -29,15 +29,16 @@ pub struct Config {
     pub trash_retention: chrono::Duration,
     /// The accept-link template put in invite notifications for the application's mailer,
     /// e.g. `https://app.example.com/invites/accept?token={token}`. The mailer substitutes
-    /// the token; the database never holds it.
-    pub invite_link_template: String,
+    /// the token; the database never holds it. `None` (the default): the notification
+    /// carries no link (`link_template: null`), never a placeholder a mailer would send.
+    pub invite_link_template: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             trash_retention: chrono::Duration::days(30),
-            invite_link_template: "https://app.example.com/invites/accept?token={token}".to_owned(),
+            invite_link_template: None,
         }
     }
 }

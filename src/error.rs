@@ -328,6 +328,17 @@ impl From<sqlx::Error> for Error {
                         Some("5" | "261" | "517" | "773") => Self::Unavailable(format!(
                             "the SQLite database stayed locked by another writer past the busy timeout ({message}); try again"
                         )),
+                        // SQLITE_READONLY (8) and its extended codes: a `?mode=ro` URL, a
+                        // read-only file or directory; the counterpart of a standby.
+                        Some(code)
+                            if code.parse::<i64>().is_ok_and(|c| c & 0xff == 8)
+                                && !code.starts_with('0')
+                                && code.len() <= 4 =>
+                        {
+                            Self::Unavailable(format!(
+                                "the SQLite database is read-only (a ?mode=ro URL, or a file or directory this user may not write): point DATABASE_URL at a writable database ({message})"
+                            ))
+                        }
                         // query_canceled by Database::interrupt (not by a statement_timeout).
                         Some("57014") if message.contains("user request") => Self::Interrupted,
                         // serialization_failure, deadlock_detected: the transaction may

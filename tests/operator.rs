@@ -236,6 +236,8 @@ on_both_backends! {
         ctx.bootstrap_cli();
         let secret = ctx.dir.path().join("db-url");
         std::fs::write(&secret, format!("{}\n", ctx.url)).expect("write");
+        // A secret file is its owner's only (a shared one is refused).
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
         let config = ctx.dir.path().join("accountctl.toml");
         std::fs::write(&config, format!(
             "database_url_file = {:?}\nactor = \"file-actor\"\ntrash_retention = \"3d\"\ninvite_link = \"https://app.test/i?t={{token}}\"\n",
@@ -511,7 +513,7 @@ mod invites {
             )).expect("write");
             ctx.cli().env("ACCOUNTCTL_CONFIG", &config)
                 .args(["invite", "create", "--workspace", "Acme", "--role", "member", "--email", "max@example.com", "--send"]).assert().code(6)
-                .stderr(predicate::str::contains("invite resend"));
+                .stderr(predicate::str::contains("was revoked"));
             ctx.cli().env("ACCOUNTCTL_CONFIG", &config)
                 .args(["invite", "create", "--workspace", "Acme", "--role", "member", "--phone", "+4915112345678", "--send"]).assert().code(2);
         }

@@ -26,6 +26,16 @@ use crate::db::{Database, DatabaseUrl, InvalidationChannel};
 use crate::{App, Error};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// `eprintln!` that never panics: a line for stderr, dropped when stderr is a closed pipe
+/// (`accountctl … 2>&1 | head -3`), where `eprintln!` would panic (exit 101) after the work
+/// was done. Stdout goes through the printer, which handles a closed pipe the same way.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod audit;
 mod auth;
 mod bootstrap;
@@ -318,7 +328,15 @@ fn resolve(global: &Global, matches: &clap::ArgMatches, bin: &str) -> Result<con
     let file = config::locate(global.config.as_deref(), &branding, bin)?;
     let loaded = file.as_deref().map(config::load).transpose()?.unwrap_or_default();
     let database_url = match (&global.database_url, &loaded.database_url, &loaded.database_url_file) {
-        (Some(url), _, _) => (Some(url.clone()), source_of("database_url")),
+        (Some(url), _, _) => {
+            let source = source_of("database_url");
+            if source == Source::Flag && DatabaseUrl::parse(url).is_ok_and(|u| u.has_secret()) {
+                tracing::warn!(
+                    "the database URL given with --database-url holds a password, which other local users can see in `ps`: set DATABASE_URL or database_url_file (config file) instead"
+                );
+            }
+            (Some(url.clone()), source)
+        }
         (None, Some(url), _) => (Some(url.clone()), Source::File),
         (None, None, Some(path)) => (Some(config::read_secret_file("database_url_file", path)?), Source::File),
         (None, None, None) => (None, Source::Default),
@@ -418,7 +436,7 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     }
     if let Some(template) = &resolved.invite_link.0 {
         // The outbox rows name the configured link for the application's mailer.
-        builder.config_mut().invite_link_template = template.clone();
+        builder.config_mut().invite_link_template = Some(template.clone());
     }
     if let Some(text) = &resolved.trash_retention.0 {
         builder.config_mut().trash_retention = crate::domain::parse_duration(text)?;
@@ -492,7 +510,7 @@ fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationTok
         let _ = tokio::time::timeout(Duration::from_secs(2), db.close()).await;
         // A prompt may have hidden the cursor or switched echo off.
         prompt::restore_terminal();
-        eprintln!("error: {}", Error::Interrupted);
+        note!("error: {}", Error::Interrupted);
         std::process::exit(i32::from(Error::Interrupted.exit_code()));
     });
 }
@@ -556,7 +574,7 @@ async fn complete_owed_work(ctx: &Ctx) {
     match ctx.app.hook_work().replay_interrupted().await {
         Ok(report) => {
             if report.completed > 0 {
-                eprintln!(
+                note!(
                     "completed hook work an earlier run left owed: {} record(s), {} user(s)",
                     report.completed, report.users
                 );
@@ -573,7 +591,7 @@ async fn complete_owed_work(ctx: &Ctx) {
 /// login): the command still succeeds (the hook contract); `hooks list` shows the work owed.
 pub(crate) fn warn_hook_failures(failures: &[crate::domain::HookFailure]) {
     for f in failures {
-        eprintln!(
+        note!(
             "warning: the {} hook failed on {} (the change stands; its work is owed, see `hooks list`): {}",
             f.hook,
             f.event,
@@ -635,7 +653,7 @@ fn fail(err: &Error) -> ExitCode {
         ));
         source = cause.source();
     }
-    eprintln!("{message}");
+    note!("{message}");
     ExitCode::from(err.exit_code())
 }
 

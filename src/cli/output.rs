@@ -90,7 +90,7 @@ impl Printer {
     pub fn page<T: Serialize>(&self, items: &[T], columns: &[&str], id_key: &str, next: Option<String>) {
         self.list(items, columns, id_key);
         if let Some(cursor) = next {
-            eprintln!("more rows follow; next page: --after {cursor} (or --all for every row)");
+            note!("more rows follow; next page: --after {cursor} (or --all for every row)");
         }
     }
 
@@ -524,7 +524,7 @@ fn emit(text: &str) {
     let mut line = text.as_bytes().to_vec();
     line.push(b'\n');
     if let Err(e) = write_stdout(&line) {
-        eprintln!("error: {e}");
+        note!("error: {e}");
     }
 }
 

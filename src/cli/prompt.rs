@@ -113,7 +113,7 @@ impl PasswordArgs {
                 let secret = Secret::new(text);
                 // A new password that the policy refuses is asked again, like a mismatch.
                 if new && let Err(e) = secret.validate_new() {
-                    eprintln!("{e}; try again (Ctrl-C to stop)");
+                    note!("{e}; try again (Ctrl-C to stop)");
                     continue;
                 }
                 return Ok(Some(Chosen {
@@ -176,7 +176,7 @@ pub fn confirm_typed(yes: bool, question: &str, expected: &str) -> Result<(), Er
         )));
     }
     let _guard = InterruptGuard::new();
-    eprintln!("This will {question}. It cannot be undone.");
+    note!("This will {question}. It cannot be undone.");
     let typed: String = dialoguer::Input::new()
         .with_prompt(format!("Type {expected} to confirm"))
         .allow_empty(true)
@@ -210,7 +210,7 @@ fn exit_interrupted() -> ! {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         restore_terminal();
-        eprintln!("error: interrupted at the prompt; nothing was changed");
+        note!("error: interrupted at the prompt; nothing was changed");
         std::process::exit(i32::from(Error::Interrupted.exit_code()));
     });
     loop {
@@ -225,7 +225,7 @@ pub(crate) fn restore_terminal() {
         return;
     }
     let _ = Term::stderr().show_cursor();
-    eprintln!();
+    note!();
     if let Ok(tty) = std::fs::File::open("/dev/tty") {
         let _ = std::process::Command::new("stty")
             .arg("echo")

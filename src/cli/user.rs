@@ -118,6 +118,10 @@ pub struct ImportArgs {
     /// Rows per transaction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     batch_size: u32,
+    /// The longest row (a line) read, in bytes; a longer one is an error row and its rest is
+    /// skipped, so memory stays bounded whatever a line holds.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    max_row_bytes: u64,
 }
 
 /// Options of `user export`.
@@ -306,7 +310,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         UserCmd::Restore { user } => {
             let restored = accounts.restore(&ctx.user(&user).await?).await?;
             if !restored.changed {
-                eprintln!("user {} is not in the trash: nothing changed", restored.user.username);
+                note!("user {} is not in the trash: nothing changed", restored.user.username);
             }
             ctx.out.record(&restored, "id");
             Ok(())
@@ -342,7 +346,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         } => {
             let changed = accounts.convert(&ctx.user(&user).await?, to_external).await?;
             if !changed.changed {
-                eprintln!(
+                note!(
                     "user {} is already {}: nothing changed",
                     changed.user.username,
                     if to_external { "external" } else { "internal" }
@@ -390,12 +394,12 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
     let created = accounts.create(new, args.if_not_exists).await?;
     super::warn_hook_failures(&created.hook_failures);
     if !created.created {
-        eprintln!(
+        note!(
             "user {} already exists with the same attributes: nothing changed",
             created.user.username
         );
     } else if without_password {
-        eprintln!(
+        note!(
             "user {} has no password: set one with `{} user set-password`",
             created.user.username, ctx.bin
         );
@@ -569,7 +573,7 @@ async fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Error> {
             .map_err(|e| Error::Internal(format!("cannot write {}: {e}", crate::domain::shown(&args.file))))?;
     }
     if !ctx.out.quiet {
-        eprintln!("exported {count} users");
+        note!("exported {count} users");
     }
     Ok(())
 }
@@ -669,9 +673,9 @@ async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
     }
     if !ctx.out.quiet {
         for item in &planned.plan.items {
-            eprintln!("  {:<20} {:>8}  {}", item.kind, item.count, item.collisions.join("; "));
+            note!("  {:<20} {:>8}  {}", item.kind, item.count, item.collisions.join("; "));
         }
-        eprintln!("  {:<20} {:>8}  revoked", "sessions", planned.plan.sessions_revoked);
+        note!("  {:<20} {:>8}  revoked", "sessions", planned.plan.sessions_revoked);
     }
     let removed = ctx.app.accounts().show(&remove).await?;
     confirm_typed(
@@ -711,7 +715,7 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
             std::fs::File::open(&args.file).map_err(|e| Error::Invalid(format!("cannot open {}: {e}", args.file)))?;
         Box::new(BufReader::new(file))
     };
-    let rows = import::rows_with(input, format, args.delimiter)?;
+    let rows = import::rows_capped(input, format, args.delimiter, args.max_row_bytes as usize)?;
     let options = ImportOptions {
         on_conflict: match args.on_conflict {
             ConflictPolicy::Fail => OnConflict::Fail,
@@ -784,7 +788,7 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
         }
         ctx.out.record(&summary, "created");
     }
-    eprintln!(
+    note!(
         "{} rows: {} created, {} updated, {} skipped, {} failed{}",
         summary.rows,
         summary.created,

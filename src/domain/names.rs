@@ -124,7 +124,8 @@ pub fn validate_role_name(text: &str) -> Result<(), Error> {
     }
 }
 
-/// A workspace name: 1–200 characters, no control characters, not a uuid (so a `<W>`
+/// A workspace name: 1–200 characters, no control characters, no invisible or
+/// text-direction characters ([`super::text::is_invisible`]), not a uuid (so a `<W>`
 /// argument is never ambiguous).
 pub fn validate_workspace_name(text: &str) -> Result<(), Error> {
     if let Some(why) = name_mistaken_for(text.trim()) {
@@ -135,13 +136,14 @@ pub fn validate_workspace_name(text: &str) -> Result<(), Error> {
     }
     let ok = (1..=200).contains(&text.chars().count())
         && !text.chars().any(char::is_control)
+        && !text.chars().any(super::text::is_invisible)
         && text.trim() == text
         && uuid::Uuid::parse_str(text).is_err();
     if ok {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "invalid workspace name {}: 1 to 200 characters, no control characters, no surrounding spaces, not a uuid",
+            "invalid workspace name {}: 1 to 200 characters, no control, invisible or text-direction characters, no surrounding spaces, not a uuid",
             super::shown(text)
         )))
     }
