@@ -43,7 +43,8 @@ impl Formation {
         }
         let dir = format!("/tmp/accountctl-ha-drill-{}", std::process::id());
         let up = Self::run(&dir, "up");
-        let formation = Self {
+        // Taken down when dropped, also when it came up only in part.
+        let mut formation = Self {
             dir: dir.clone(),
             url: String::new(),
         };
@@ -52,11 +53,15 @@ impl Formation {
             "formation up: {}",
             String::from_utf8_lossy(&up.stderr)
         );
-        let url = String::from_utf8_lossy(&Self::run(&dir, "url").stdout)
+        formation.url = String::from_utf8_lossy(&Self::run(&dir, "url").stdout)
             .trim()
             .to_owned();
-        assert!(url.contains("target_session_attrs=read-write"), "{url}");
-        Some(Self { url, ..formation })
+        assert!(
+            formation.url.contains("target_session_attrs=read-write"),
+            "{}",
+            formation.url
+        );
+        Some(formation)
     }
 
     fn failover(&self) -> Output {

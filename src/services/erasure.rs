@@ -333,7 +333,7 @@ impl Erasure {
     /// an owner that started more than [`ABANDONED_AFTER`] ago. A run of another host is
     /// left alone unless that old: its process cannot be checked from here.
     async fn abandon_dead_runs(&self) -> Result<()> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let running = tx.running_sweeper_runs().await?;
         tx.end().await?;
         let this = RunOwner::this_process();
@@ -344,7 +344,7 @@ impl Erasure {
                 .and_then(|o| serde_json::from_value(o.clone()).ok());
             let dead = match &owner {
                 Some(o) if o.host == this.host => !process_exists(o.pid),
-                _ => now() - run.started_at > ABANDONED_AFTER,
+                _ => now().signed_duration_since(run.started_at) > ABANDONED_AFTER,
             };
             if !dead {
                 continue;
