@@ -1361,13 +1361,6 @@ fn run(args: &Args, shared: &Arc<Shared>, runtime: &tokio::runtime::Runtime) -> 
             ],
             "admin password long\n",
         )?;
-        setup(shared, &acc, &["hooks", "forget", "calendar", "--yes"], "")?;
-        setup(
-            shared,
-            &acc,
-            &["hooks", "forget", "calendars", "--kind", "merge", "--yes"],
-            "",
-        )?;
         setup(
             shared,
             &acc,

@@ -170,9 +170,9 @@ fn a_failover_during_a_sweep_and_an_import_loses_nothing_and_the_cli_exits_6_the
         .arg(&url)
         .args([
             "-Atc",
-            "INSERT INTO erasure_requests (id, user_id, requested_at, due_at, requested_by, status) \
-             SELECT gen_random_uuid(), id, now(), now(), 'drill', 'pending' FROM users WHERE username LIKE 'due%' AND username <> 'due0000'; \
-             UPDATE users SET active = FALSE WHERE username LIKE 'due%'",
+            "UPDATE users SET active = FALSE WHERE username LIKE 'due%'; \
+             INSERT INTO erasure_requests (id, user_id, requested_at, due_at, requested_by, status) \
+             SELECT gen_random_uuid(), id, now(), now(), 'drill', 'pending' FROM users WHERE username LIKE 'due%' AND username <> 'due0000'",
         ])
         .output()
         .expect("psql");
