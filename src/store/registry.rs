@@ -168,7 +168,7 @@ impl RegistryState {
         }
         for (kind, name) in &self.items {
             let carried = set.items.iter().any(|(k, n)| k == kind && n == name);
-            if !carried && !(retiring && set.retires(*kind, name)) {
+            if !(carried || (retiring && set.retires(*kind, name))) {
                 missing.push(MissingHook {
                     kind: *kind,
                     name: name.clone(),
@@ -229,6 +229,19 @@ impl WriteGuard {
     fn store(&self, generation: Option<i64>, missing: Vec<MissingHook>) {
         if let Ok(mut c) = self.checked.lock() {
             *c = Some(Checked { generation, missing });
+        }
+    }
+
+    /// The generation of the last check when it allowed writing: a PostgreSQL transaction
+    /// may then check it together with its `BEGIN` ([`super::Database::begin`]).
+    pub fn writable_generation(&self) -> Option<i64> {
+        let c = self.checked.lock().ok()?;
+        match &*c {
+            Some(Checked {
+                generation: Some(g),
+                missing,
+            }) if missing.is_empty() && self.set.get().is_some() => Some(*g),
+            _ => None,
         }
     }
 

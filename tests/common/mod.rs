@@ -136,6 +136,53 @@ impl Ctx {
         Ok(n)
     }
 
+    /// Runs `sql` straight through the driver with the database's triggers off, for a test
+    /// that starts a trial from a state the invariants forbid reaching (an instance without
+    /// an active admin). PostgreSQL: `session_replication_role = replica` (the tests connect
+    /// as a superuser); SQLite: the triggers are dropped and created again around it.
+    pub async fn exec_without_triggers(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.direct_url).await.expect("sqlite");
+                let triggers: Vec<(String, String)> =
+                    sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'users'")
+                        .fetch_all(&pool)
+                        .await
+                        .expect("triggers");
+                for (name, _) in &triggers {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {name}")))
+                        .execute(&pool)
+                        .await
+                        .expect("drop");
+                }
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                for (_, create) in &triggers {
+                    sqlx::query(sqlx::AssertSqlSafe(create.clone()))
+                        .execute(&pool)
+                        .await
+                        .expect("recreate");
+                }
+                pool.close().await;
+            }
+            Backend::Postgres | Backend::PgBouncer => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&self.direct_url).await.expect("postgres");
+                sqlx::query("SET session_replication_role = replica")
+                    .execute(&mut conn)
+                    .await
+                    .expect("replica");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = conn.close().await;
+            }
+        }
+    }
+
     /// The single integer a query returns (a `COUNT(*)`), straight through the driver.
     pub async fn count(&self, sql: &str) -> i64 {
         match self.backend {
