@@ -10,10 +10,11 @@
 //! | hashing | import of 2,000 plaintext-password users | cores ÷ one argon2id hash time | ≥ 85 % |
 //! | list | `user list --search` first page on 1M users (library call) | the same indexed SELECT run directly | ms |
 //! | show | `accountctl user show` process start to exit | `sqlite3` / `psql` running the same query | — |
+//! | auth | `accountctl auth check` of an unknown user and of a password-less one, interleaved with a wrong password's (median of 21 process runs each) | the wrong password's | ≤ 1.1× |
 //! | request | a warm server's per-request work: session validation by access token + capabilities in a workspace (cached) | the bare indexed SELECT of the same session and user rows on a pool | ≤ 1.5×, < 1 ms |
 //!
 //! `ACCOUNTCTL_BENCH_SCALE` (default 1) scales the row counts down for a quick run;
-//! `ACCOUNTCTL_BENCH_ONLY=merge,purge,import,hashing,list,show,request` picks scenarios;
+//! `ACCOUNTCTL_BENCH_ONLY=merge,purge,import,hashing,list,show,auth,request` picks scenarios;
 //! `ACCOUNTCTL_BENCH_BACKEND=sqlite|postgres` runs one backend only (in both modes).
 //!
 //! **Scale mode.** `ACCOUNTCTL_BENCH_SCALE=growth` (or a list of sizes such as `100k,1m`)
@@ -847,6 +848,65 @@ async fn bench_show(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     });
 }
 
+/// The login path's timing from outside: `auth check` processes for a wrong password, an
+/// unknown user and a password-less one, interleaved so a busy machine slows all three alike.
+/// (`tests/timing.rs` shows the cause, one verification each, by counting the work.)
+async fn bench_auth(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
+    let app = f.app();
+    app.bootstrap()
+        .run(Some(NewUser {
+            username: "admin".into(),
+            password: Some(Secret::new("bench admin password".into())),
+            ..Default::default()
+        }))
+        .await
+        .expect("bootstrap");
+    new_user(&app, "nopass").await;
+    let bin = env!("CARGO_BIN_EXE_accountctl");
+    let check = |user: &str| {
+        use std::io::Write as _;
+        let started = Instant::now();
+        let mut child = std::process::Command::new(bin)
+            .args(["auth", "check", user, "--password-stdin"])
+            .env("DATABASE_URL", &f.url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn accountctl");
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(b"wrong password\n");
+        }
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(4), "auth check {user}");
+        started.elapsed()
+    };
+    let (mut wrong, mut unknown, mut nopass) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..21 {
+        wrong.push(check("admin"));
+        unknown.push(check("nobody"));
+        nopass.push(check("nopass"));
+    }
+    let med = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (w, u, p) = (med(&mut wrong), med(&mut unknown), med(&mut nopass));
+    for (scenario, ours) in [
+        ("auth check: unknown user vs wrong password", u),
+        ("auth check: password-less user vs wrong password", p),
+    ] {
+        rows.push(Row {
+            backend: label,
+            scenario,
+            ours: secs(ours),
+            baseline: secs(w),
+            ratio: format!("{:.2}x", ours.as_secs_f64() / w.as_secs_f64()),
+            target: "<= 1.1x",
+        });
+    }
+}
+
 async fn bench_request(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     let app = f.app();
     let ws = app.workspaces();
@@ -1269,6 +1329,7 @@ async fn run() {
         scenario!("hashing", bench_hashing);
         scenario!("list", bench_list);
         scenario!("show", bench_show);
+        scenario!("auth", bench_auth);
         scenario!("request", bench_request);
     }
     let mut table = comfy_table::Table::new();

@@ -74,7 +74,17 @@ struct Args {
     /// that sets the header: a client can send any value.
     #[arg(long)]
     trust_forwarded_for: bool,
+    /// Serve the example application of `examples/app_admin`: wire its calendar hook, merge
+    /// handler and migrations, as that application's own server would (a database its admin
+    /// binary migrated refuses writes from a binary without them).
+    #[arg(long)]
+    calendar_app: bool,
 }
+
+/// The example application's wiring (`examples/app_admin`), for `--calendar-app`.
+#[path = "app_admin/calendar.rs"]
+#[allow(dead_code)]
+mod calendar;
 
 /// Whether `X-Forwarded-For` names the client (`--trust-forwarded-for`).
 #[derive(Debug, Clone, Copy)]
@@ -331,6 +341,9 @@ async fn serve(args: Args) -> accountctl::Result<()> {
         .program_name("accountctl");
     if let Some(channel) = args.invalidations {
         builder = builder.invalidation_channel(channel);
+    }
+    if args.calendar_app {
+        builder = calendar::wire(builder);
     }
     let app = builder.build().await?;
     app.ensure_schema_current().await?;

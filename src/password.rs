@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
@@ -82,9 +83,65 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::DEFAULT)
 }
 
+/// The password work this process has done so far: how many hashes and verifications ran
+/// (against a stored hash or the dummy) and what they cost. A failed login's cost is what
+/// tells "no such user" from "wrong password" to an attacker who times it; counting the work
+/// shows the two equal exactly, where timing processes on a busy machine cannot.
+///
+/// Costs are argon2's memory × passes (KiB, summed over operations) and bcrypt's rounds
+/// (2^cost, summed). Process-wide, monotonic; subtract two readings to get the work between.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PasswordWork {
+    /// Hashes computed ([`hash_blocking`]).
+    pub hashes: u64,
+    /// Verifications run ([`verify_blocking`], [`dummy_verify_blocking`]), real or dummy.
+    pub verifications: u64,
+    /// argon2 memory cost × time cost of every operation, in KiB.
+    pub argon2_kib_passes: u64,
+    /// bcrypt rounds (2^cost) of every operation.
+    pub bcrypt_rounds: u64,
+}
+
+impl std::ops::Sub for PasswordWork {
+    type Output = PasswordWork;
+    fn sub(self, earlier: PasswordWork) -> PasswordWork {
+        PasswordWork {
+            hashes: self.hashes - earlier.hashes,
+            verifications: self.verifications - earlier.verifications,
+            argon2_kib_passes: self.argon2_kib_passes - earlier.argon2_kib_passes,
+            bcrypt_rounds: self.bcrypt_rounds - earlier.bcrypt_rounds,
+        }
+    }
+}
+
+static HASHES: AtomicU64 = AtomicU64::new(0);
+static VERIFICATIONS: AtomicU64 = AtomicU64::new(0);
+static ARGON2_KIB_PASSES: AtomicU64 = AtomicU64::new(0);
+static BCRYPT_ROUNDS: AtomicU64 = AtomicU64::new(0);
+
+/// The password work done by this process so far; see [`PasswordWork`].
+pub fn password_work() -> PasswordWork {
+    PasswordWork {
+        hashes: HASHES.load(Ordering::Relaxed),
+        verifications: VERIFICATIONS.load(Ordering::Relaxed),
+        argon2_kib_passes: ARGON2_KIB_PASSES.load(Ordering::Relaxed),
+        bcrypt_rounds: BCRYPT_ROUNDS.load(Ordering::Relaxed),
+    }
+}
+
+/// Counts one argon2 operation of `m` KiB × `t` passes, and says so at trace level (target
+/// `accountctl::password`: `RUST_LOG=accountctl::password=trace` shows a process's password
+/// work; no input or hash is logged).
+fn count_argon2(kind: &'static str, m: u32, t: u32) {
+    ARGON2_KIB_PASSES.fetch_add(u64::from(m) * u64::from(t), Ordering::Relaxed);
+    tracing::trace!(target: "accountctl::password", kind, algorithm = "argon2", m, t, "password work");
+}
+
 /// Hashes `password` into a PHC string with a fresh 16-byte salt from the operating system's
 /// generator. CPU-bound: tens of milliseconds.
 pub fn hash_blocking(password: &Secret) -> Result<String> {
+    HASHES.fetch_add(1, Ordering::Relaxed);
+    count_argon2("hash", Params::DEFAULT.m_cost(), Params::DEFAULT.t_cost());
     hasher()
         .hash_password(password.expose().as_bytes())
         .map(|h| h.to_string())
@@ -106,13 +163,24 @@ pub fn verify_blocking(phc: &str, password: &Secret) -> bool {
 }
 
 fn verify_unchecked(phc: &str, password: &Secret) -> bool {
+    VERIFICATIONS.fetch_add(1, Ordering::Relaxed);
     if is_bcrypt(phc) {
+        if let Ok(parts) = bcrypt::HashParts::from_str(phc) {
+            let cost = parts.get_cost();
+            BCRYPT_ROUNDS.fetch_add(1u64 << cost.min(63), Ordering::Relaxed);
+            tracing::trace!(target: "accountctl::password", kind = "verify", algorithm = "bcrypt", cost, "password work");
+        }
         return bcrypt::verify(password.expose(), phc).unwrap_or(false);
     }
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.expose().as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => {
+            if let Ok(params) = Params::try_from(&parsed) {
+                count_argon2("verify", params.m_cost(), params.t_cost());
+            }
+            Argon2::default()
+                .verify_password(password.expose().as_bytes(), &parsed)
+                .is_ok()
+        }
         Err(_) => false,
     }
 }

@@ -146,14 +146,16 @@ async fn a_multi_host_url_reaches_the_primary_when_asked_for_read_write() {
         // The "standby" answers under the test database's own name.
         let Some(standby) = PgBouncer::start(
             "session",
-            &format!("{} = host=127.0.0.1 port=5432 dbname={ro_name}", ctx.pg_name),
+            &format!("{} = {} dbname={ro_name}", ctx.pg_name, common::pg_server_conninfo()),
         ) else {
             return;
         };
         ctx.bootstrap_cli();
         let hosts = format!(
-            "postgres://postgres@127.0.0.1:{},127.0.0.1:5432/{}",
-            standby.port, ctx.pg_name
+            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/{}",
+            standby.port,
+            common::pg_server_host_port().1,
+            ctx.pg_name
         );
         let rw = format!("{hosts}?target_session_attrs=read-write");
         let out = cli_at(
@@ -183,7 +185,11 @@ async fn a_multi_host_url_reaches_the_primary_when_asked_for_read_write() {
         // Hosts that do not answer are skipped, in order.
         let out = cli_at(
             &ctx,
-            &format!("postgres://postgres@127.0.0.1:1,127.0.0.1:5432/{}", ctx.pg_name),
+            &format!(
+                "postgres://postgres@127.0.0.1:1,127.0.0.1:{}/{}",
+                common::pg_server_host_port().1,
+                ctx.pg_name
+            ),
             &["user", "show", "multi"],
             "",
         );
@@ -219,7 +225,7 @@ async fn through_a_transaction_pooler_every_command_works_or_exits_6_naming_the_
         // PgBouncer 1.21 and later keep prepared statements in transaction mode when allowed to.
         let keeps_statements = version >= (1, 21);
         let extra = if keeps_statements { "max_prepared_statements = 200" } else { "" };
-        let Some(pooler) = PgBouncer::start_with("transaction", "* = host=127.0.0.1 port=5432", extra) else {
+        let Some(pooler) = PgBouncer::start_with("transaction", &format!("* = {}", common::pg_server_conninfo()), extra) else {
             return;
         };
         ctx.bootstrap_cli();
@@ -402,7 +408,7 @@ async fn conflicts_the_engine_reports_are_retried_and_finally_exit_4() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_reconnects_after_losing_its_connection_and_asks_for_a_resync() {
     run_on(Backend::Postgres, |ctx| async move {
-        let Some(pooler) = PgBouncer::start("session", "* = host=127.0.0.1 port=5432") else {
+        let Some(pooler) = PgBouncer::start("session", &format!("* = {}", common::pg_server_conninfo())) else {
             return;
         };
         let app = ctx.app().await;

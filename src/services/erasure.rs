@@ -25,6 +25,37 @@ use crate::services::sessions::SessionService;
 use crate::store::erasure::{ErasureRequest, PurgeReason, SweeperRun};
 use crate::store::{Database, Tx, UserRef};
 
+/// A `running` sweeper run recorded without an owner (or by another host) is taken for
+/// abandoned after this long: no cron schedule runs a sweep for a day.
+pub const ABANDONED_AFTER: chrono::Duration = chrono::Duration::hours(24);
+
+/// Which process runs a sweeper run: recorded in the run's summary while it runs.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct RunOwner {
+    host: String,
+    pid: u32,
+}
+
+impl RunOwner {
+    fn this_process() -> Self {
+        Self {
+            host: whoami::hostname().unwrap_or_default(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// Whether process `pid` exists on this host (Linux: `/proc/PID`; elsewhere it cannot be
+/// told without a system call this crate does not make, so every process counts as alive
+/// and only [`ABANDONED_AFTER`] applies).
+fn process_exists(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        std::path::Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
 /// Default delay between an erasure request and the purge (GDPR Art. 12(3): one month).
 pub const DEFAULT_ERASURE_DELAY: chrono::Duration = chrono::Duration::days(30);
 
@@ -358,11 +389,74 @@ impl Erasure {
         }
         let started = Instant::now();
         let run_id = Uuid::now_v7();
+        self.abandon_dead_runs().await?;
         {
             let mut tx = self.db.begin().await?;
             tx.insert_sweeper_run(run_id, options.dry_run, now()).await?;
+            tx.set_sweeper_run_summary(run_id, &json!({ "owner": RunOwner::this_process() }))
+                .await?;
             tx.commit().await?;
         }
+        match self.sweep(run_id, started, options, &mut on_event).await {
+            Ok(report) => Ok(report),
+            Err(err) => {
+                // The run is recorded as failed, not left `running` (best effort: when the
+                // database itself is gone, the next run marks this one abandoned instead).
+                let summary = json!({ "error": err.to_string(), "owner": RunOwner::this_process() });
+                let finished = async {
+                    let mut tx = self.db.begin().await?;
+                    tx.finish_sweeper_run(run_id, SweepStatus::Failed.as_str(), 0, 0, &summary, now())
+                        .await?;
+                    tx.commit().await
+                }
+                .await;
+                if let Err(e) = finished {
+                    tracing::warn!(%run_id, error = %e, "could not record the failed sweeper run");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Marks `failed` (with `"abandoned": true` in its summary) every run still `running`
+    /// whose process is gone: one on this host whose process id no longer exists (a sweeper
+    /// killed by SIGKILL, OOM or a reboot never finishes its record), or one recorded without
+    /// an owner that started more than [`ABANDONED_AFTER`] ago. A run of another host is
+    /// left alone unless that old: its process cannot be checked from here.
+    async fn abandon_dead_runs(&self) -> Result<()> {
+        let mut tx = self.db.begin_read_tx().await?;
+        let running = tx.running_sweeper_runs().await?;
+        tx.end().await?;
+        let this = RunOwner::this_process();
+        for run in running {
+            let owner: Option<RunOwner> = run
+                .summary
+                .get("owner")
+                .and_then(|o| serde_json::from_value(o.clone()).ok());
+            let dead = match &owner {
+                Some(o) if o.host == this.host => !process_exists(o.pid),
+                _ => now().signed_duration_since(run.started_at) > ABANDONED_AFTER,
+            };
+            if !dead {
+                continue;
+            }
+            tracing::warn!(run_id = %run.id, started_at = %run.started_at, "sweeper run died without finishing: marked abandoned");
+            let summary = json!({ "abandoned": true, "owner": owner, "abandoned_by": this });
+            let mut tx = self.db.begin().await?;
+            tx.abandon_sweeper_run(run.id, &summary, now()).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// The body of [`Self::purge`] once its run is recorded.
+    async fn sweep(
+        &self,
+        run_id: Uuid,
+        started: Instant,
+        options: &SweepOptions,
+        on_event: &mut impl FnMut(&SweepEvent, usize),
+    ) -> Result<SweepReport> {
         let candidates = {
             let mut tx = self.db.begin_read_tx().await?;
             let due = tx.purge_candidates(now(), options.limit).await?;

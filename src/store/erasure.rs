@@ -260,6 +260,57 @@ impl Tx {
         Ok(())
     }
 
+    /// Runs still marked `running`, oldest first (live ones and ones whose process died).
+    pub(crate) async fn running_sweeper_runs(&mut self) -> Result<Vec<SweeperRun>> {
+        let runs = on_conn!(self, |c| sqlx::query(
+            "SELECT * FROM sweeper_runs WHERE status = 'running' ORDER BY started_at, id"
+        )
+        .fetch_all(&mut *c)
+        .await?
+        .into_iter()
+        .map(|r| r.decode::<SweeperRun>())
+        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?);
+        Ok(runs)
+    }
+
+    /// Records the owner of a running sweeper run in its summary (`{"owner": {...}}`), so a
+    /// later run can tell whether that process is gone.
+    pub(crate) async fn set_sweeper_run_summary(&mut self, id: Uuid, summary: &serde_json::Value) -> Result<()> {
+        let summary = summary.to_string();
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE sweeper_runs SET summary = $2 WHERE id = $1 AND status = 'running'"
+        )
+        .bind(DbId(id))
+        .bind(&summary)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Ends a run whose process died: `failed`, with `summary` saying it was abandoned.
+    /// Only while it is still `running` (a run that finished meanwhile keeps its record).
+    pub(crate) async fn abandon_sweeper_run(
+        &mut self,
+        id: Uuid,
+        summary: &serde_json::Value,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let summary = summary.to_string();
+        let n = on_conn!(self, |c| {
+            sqlx::query(
+            "UPDATE sweeper_runs SET finished_at = $2, status = 'failed', summary = $3 WHERE id = $1 AND status = 'running'"
+        )
+        .bind(DbId(id))
+        .bind(at)
+        .bind(&summary)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     /// Finishes a sweeper run record.
     pub(crate) async fn finish_sweeper_run(
         &mut self,

@@ -431,7 +431,7 @@ where
     init_logging();
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let pgbouncer = match backend {
-        Backend::PgBouncer => match PgBouncer::start("session", "* = host=127.0.0.1 port=5432") {
+        Backend::PgBouncer => match PgBouncer::start("session", &format!("* = {}", pg_server_conninfo())) {
             Some(b) => Some(Arc::new(b)),
             None => return,
         },
@@ -506,6 +506,22 @@ pub async fn pg_available() -> Option<String> {
         }
         Err(e) => panic!("PostgreSQL is required in CI: {e}"),
     }
+}
+
+/// The test server's host and port (from `ACCOUNTCTL_TEST_PG_URL`), as `host=H port=P` for a
+/// PgBouncer `[databases]` line.
+pub fn pg_server_conninfo() -> String {
+    let (host, port) = pg_server_host_port();
+    format!("host={host} port={port}")
+}
+
+/// The test server's host and port, from `ACCOUNTCTL_TEST_PG_URL` (default 127.0.0.1:5432).
+pub fn pg_server_host_port() -> (String, u16) {
+    let url = url::Url::parse(&pg_admin_url()).expect("admin url");
+    (
+        url.host_str().unwrap_or("127.0.0.1").to_owned(),
+        url.port().unwrap_or(5432),
+    )
 }
 
 /// The direct URL of database `name` on the test server.
