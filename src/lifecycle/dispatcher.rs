@@ -28,11 +28,18 @@ impl std::fmt::Debug for UserLifecycleService {
 /// [`Error::Unavailable`] (exit 6), a conflict after retries becomes [`Error::Conflict`]
 /// (exit 4), any other database error becomes [`Error::Internal`] (exit 1); each message
 /// says that the change itself was committed.
+///
+/// Login hooks fire before the login is stamped (the OxiCloud design), so for `login`
+/// nothing was committed yet and the message says so instead.
 fn database_caused(hook: &'static str, event: &str, err: Error) -> Option<Error> {
     let context = |m: &str| {
-        format!(
-            "the change was committed, but the {hook} hook's {event} work could not be written (it is re-done idempotently at the next login): {m}"
-        )
+        if event == "login" {
+            format!("the login was not recorded: the {hook} hook's login work could not be written, and nothing was committed: {m}")
+        } else {
+            format!(
+                "the change was committed, but the {hook} hook's {event} work could not be written (it is re-done idempotently at the next login): {m}"
+            )
+        }
     };
     match err {
         Error::Unavailable(m) => Some(Error::Unavailable(context(&m))),
