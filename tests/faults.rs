@@ -369,37 +369,39 @@ async fn a_refused_full_or_silent_server_is_named_at_once_and_ctrl_c_ends_the_wa
 // Item 7: every connection of a run carries the run's name.
 
 /// A TCP proxy to the shared server that records the `application_name` of every
-/// connection's startup message (`None` when it sends none).
+/// connection's startup message (`None` when it sends none). It runs on a thread of its own:
+/// the test's own runtime is blocked while a CLI run it waits for goes through the proxy.
 struct Recorder {
     port: u16,
     names: Arc<Mutex<Vec<Option<String>>>>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl Recorder {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 5447)).await.expect("bind 5447");
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 5447)).expect("bind 5447");
+        listener.set_nonblocking(true).expect("nonblocking");
         let names: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
         let seen = names.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let _ = relay(client, seen).await;
-                });
-            }
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                while let Ok((client, _)) = listener.accept().await {
+                    let seen = seen.clone();
+                    tokio::spawn(async move {
+                        let _ = relay(client, seen).await;
+                    });
+                }
+            });
         });
-        Self { port: 5447, names, task }
+        Self { port: 5447, names }
     }
 
     fn names(&self) -> Vec<Option<String>> {
         self.names.lock().expect("names").clone()
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -435,9 +437,10 @@ async fn relay(mut client: tokio::net::TcpStream, seen: Arc<Mutex<Vec<Option<Str
 async fn every_connection_of_a_run_carries_its_application_name_probes_and_ctrl_c_included() {
     run_on(Backend::Postgres, |ctx| async move {
         ctx.bootstrap_cli();
-        let recorder = Recorder::start().await;
+        let recorder = Recorder::start();
+        // No TLS, so the proxy can read the startup messages.
         let url = format!(
-            "postgres://postgres@127.0.0.1:{}/{}?target_session_attrs=read-write",
+            "postgres://postgres@127.0.0.1:{}/{}?sslmode=disable&target_session_attrs=read-write",
             recorder.port, ctx.pg_name
         );
         // The probe of target_session_attrs, then the run's own connection.
@@ -491,7 +494,8 @@ async fn messages_say_what_happened_on_a_standby_a_statement_pooler_and_a_multi_
         admin_exec(&admin, &format!("ALTER DATABASE {} RESET ALL", ctx.pg_name)).await;
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(6), "{err}");
-        assert!(!err.contains("was committed"), "nothing was committed: {err}");
+        assert!(!err.contains("the change was committed"), "nothing was committed: {err}");
+        assert!(err.contains("the login was not recorded"), "{err}");
         assert!(err.contains("point DATABASE_URL at the primary"), "{err}");
 
         // A statement-mode pooler is named as such.
@@ -585,10 +589,10 @@ async fn an_atomic_import_probes_the_unique_indexes_while_analyze_runs() {
             0,
             "the email lookup scanned passports_email_c_idx instead of probing passports_value_key"
         );
-        // One probe per key reads no row by sequential scan; a scan per key of 30 batches
-        // would read tens of thousands.
+        // One probe per key reads no row by sequential scan (a few whole-table reads after
+        // the import aside); a scan per key reads every row written so far, millions here.
         assert!(
-            after.1 - before.1 < 3000,
+            after.1 - before.1 < 10_000,
             "rows read by sequential scans of users and passports during the import: {}",
             after.1 - before.1
         );
@@ -646,13 +650,17 @@ async fn the_table_channel_delivers_an_invalidation_that_commits_after_a_higher_
         // The lower id commits now: it is still delivered, once.
         sqlx::Executor::execute(&mut slow, sqlx::raw_sql("COMMIT")).await.expect("commit");
         let _ = sqlx::Connection::close(slow).await;
-        let got = tokio::time::timeout(Duration::from_secs(10), listener.recv())
-            .await
-            .expect("the late commit is delivered")
-            .expect("event");
-        assert!(matches!(got, ListenerEvent::Invalidated(ref inv) if inv.user_id == ids[0]), "{got:?}");
-        let again = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await;
-        assert!(again.is_err(), "delivered once, not again: {again:?}");
+        // Whatever else the disable published, the late row comes, and only once.
+        let mut late = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(event) = tokio::time::timeout_at(deadline.into(), listener.recv()).await {
+            match event.expect("event") {
+                ListenerEvent::Invalidated(inv) if inv.user_id == ids[0] => late += 1,
+                ListenerEvent::Invalidated(inv) => assert_eq!(inv.user_id, ids[1]),
+                ListenerEvent::Resync => panic!("no resync on the table channel"),
+            }
+        }
+        assert_eq!(late, 1, "the late commit is delivered, once");
         listener.close().await;
         db.close().await;
     })

@@ -250,9 +250,10 @@ impl Tx {
                 // while it reads every row written so far (quadratic). With sequential scans
                 // off for this one statement, the probe is an index probe whatever they say.
                 sqlx::Executor::execute(&mut **t, sqlx::raw_sql("SET LOCAL enable_seqscan = off")).await?;
-                let rows = q.fetch_all(&mut **t).await;
+                // A failed lookup has aborted the transaction: its error is the one to report.
+                let rows = q.fetch_all(&mut **t).await?;
                 sqlx::Executor::execute(&mut **t, sqlx::raw_sql("SET LOCAL enable_seqscan TO DEFAULT")).await?;
-                rows?
+                rows
             }
             TxInner::Sqlite(t) => {
                 let mut rows = Vec::new();
