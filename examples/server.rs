@@ -379,7 +379,10 @@ async fn serve(args: Args) -> accountctl::Result<()> {
         .await
         .map_err(|e| Error::Internal(format!("server failed: {e}")))?;
     stop_listening.cancel();
-    if tokio::time::timeout(Duration::from_secs(5), listener_task).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), listener_task)
+        .await
+        .is_err()
+    {
         tracing::warn!("the invalidation listener did not stop within 5 s");
     }
     let left = app.lifecycle().drain(Duration::from_secs(10)).await;

@@ -95,7 +95,10 @@ async fn lock_waiters(ctx: &Ctx, n: usize) -> Vec<i32> {
             let _ = sqlx::Connection::close(conn).await;
             return pids;
         }
-        assert!(Instant::now() < deadline, "{n} lock waiters never appeared (have {pids:?})");
+        assert!(
+            Instant::now() < deadline,
+            "{n} lock waiters never appeared (have {pids:?})"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -141,7 +144,9 @@ async fn ctrl_c_cancels_only_this_runs_statements_when_the_url_names_the_applica
         let theirs = spawn_cli(&ctx, &url, &["user", "list"], &[]);
         lock_waiters(&ctx, 2).await;
         sigint(&mine);
-        let mine = wait_for(mine, Duration::from_secs(10)).await.expect("the signalled run ends");
+        let mine = wait_for(mine, Duration::from_secs(10))
+            .await
+            .expect("the signalled run ends");
         assert_eq!(mine.status.code(), Some(130), "{}", stderr(&mine));
         // The other run was never signalled: it still waits, then finishes normally.
         let theirs = match wait_for(theirs, Duration::from_millis(700)).await {
@@ -207,10 +212,14 @@ async fn a_connection_ended_inside_a_delete_hook_or_a_merge_exits_6_and_says_who
                 !err.contains("the server is shutting down"),
                 "{args:?}: a terminated backend is not a shutdown: {err}"
             );
-            assert!(!err.contains("lifecycle hook or merge handler) failed"), "{args:?}: {err}");
+            assert!(
+                !err.contains("lifecycle hook or merge handler) failed"),
+                "{args:?}: {err}"
+            );
         }
         assert_eq!(
-            ctx.count("SELECT COUNT(*) FROM users WHERE username IN ('gone', 'merged') AND deleted_at IS NULL").await,
+            ctx.count("SELECT COUNT(*) FROM users WHERE username IN ('gone', 'merged') AND deleted_at IS NULL")
+                .await,
             2,
             "nothing was deleted"
         );
@@ -224,7 +233,11 @@ async fn lock_and_statement_timeouts_set_on_the_server_exit_6_naming_the_timeout
         ctx.bootstrap_cli();
         let admin = pg_available().await.expect("postgres");
         // Set where an operator sets them (a role's or database's settings), not by the CLI.
-        admin_exec(&admin, &format!("ALTER DATABASE {} SET lock_timeout = '300ms'", ctx.pg_name)).await;
+        admin_exec(
+            &admin,
+            &format!("ALTER DATABASE {} SET lock_timeout = '300ms'", ctx.pg_name),
+        )
+        .await;
         let lock = TableLock::take(&ctx, "users").await;
         let rows: String = (0..50).map(|i| format!("{{\"username\":\"imp{i}\"}}\n")).collect();
         let out = ctx
@@ -251,7 +264,11 @@ async fn lock_and_statement_timeouts_set_on_the_server_exit_6_naming_the_timeout
         assert!(stderr(&out).contains("lock_timeout expired"), "{}", stderr(&out));
 
         admin_exec(&admin, &format!("ALTER DATABASE {} SET lock_timeout = 0", ctx.pg_name)).await;
-        admin_exec(&admin, &format!("ALTER DATABASE {} SET statement_timeout = '300ms'", ctx.pg_name)).await;
+        admin_exec(
+            &admin,
+            &format!("ALTER DATABASE {} SET statement_timeout = '300ms'", ctx.pg_name),
+        )
+        .await;
         let out = ctx
             .cli()
             .args(["user", "import", "-", "--format", "jsonl", "--batch-size", "10"])
@@ -263,7 +280,10 @@ async fn lock_and_statement_timeouts_set_on_the_server_exit_6_naming_the_timeout
         assert!(err.contains("statement_timeout expired"), "{err}");
         lock.release().await;
         admin_exec(&admin, &format!("ALTER DATABASE {} RESET ALL", ctx.pg_name)).await;
-        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username LIKE 'imp%'").await, 0);
+        assert_eq!(
+            ctx.count("SELECT COUNT(*) FROM users WHERE username LIKE 'imp%'").await,
+            0
+        );
     })
     .await;
 }
@@ -280,7 +300,9 @@ struct Silent {
 
 impl Silent {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 5449)).await.expect("bind 5449");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 5449))
+            .await
+            .expect("bind 5449");
         let port = listener.local_addr().expect("addr").port();
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
@@ -306,7 +328,10 @@ async fn a_refused_full_or_silent_server_is_named_at_once_and_ctrl_c_ends_the_wa
         let started = Instant::now();
         let out = ctx
             .cli()
-            .env("DATABASE_URL", format!("postgres://postgres@127.0.0.1:5448/{}", ctx.pg_name))
+            .env(
+                "DATABASE_URL",
+                format!("postgres://postgres@127.0.0.1:5448/{}", ctx.pg_name),
+            )
             .args(["user", "list"])
             .output()
             .expect("run");
@@ -314,7 +339,11 @@ async fn a_refused_full_or_silent_server_is_named_at_once_and_ctrl_c_ends_the_wa
         assert_eq!(out.status.code(), Some(6), "{err}");
         assert!(err.contains("connection refused at 127.0.0.1:5448"), "{err}");
         assert!(!err.contains("timed out waiting for a connection"), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
 
         // No free slot: a role limited to no connections at all (superusers are exempt).
         let role = format!("{}_full", ctx.pg_name);
@@ -323,7 +352,10 @@ async fn a_refused_full_or_silent_server_is_named_at_once_and_ctrl_c_ends_the_wa
         let started = Instant::now();
         let out = ctx
             .cli()
-            .env("DATABASE_URL", format!("postgres://{role}@127.0.0.1:5432/{}", ctx.pg_name))
+            .env(
+                "DATABASE_URL",
+                format!("postgres://{role}@127.0.0.1:5432/{}", ctx.pg_name),
+            )
             .args(["user", "list"])
             .output()
             .expect("run");
@@ -332,7 +364,11 @@ async fn a_refused_full_or_silent_server_is_named_at_once_and_ctrl_c_ends_the_wa
         assert_eq!(out.status.code(), Some(6), "{err}");
         assert!(err.contains("no free connection slots"), "{err}");
         assert!(err.contains("too many connections"), "the server's own words: {err}");
-        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
 
         // A server that accepts and never answers: libpq's connect_timeout is honoured.
         let silent = Silent::start().await;
@@ -350,14 +386,25 @@ async fn a_refused_full_or_silent_server_is_named_at_once_and_ctrl_c_ends_the_wa
             err.contains(&format!("no answer from 127.0.0.1:{} within 2 s", silent.port)),
             "{err}"
         );
-        assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "took {:?}",
+            started.elapsed()
+        );
 
         // Ctrl-C while it waits ends the run with 130 at once.
-        let child = spawn_cli(&ctx, &with_param(&hung, "connect_timeout", "60"), &["user", "list"], &[]);
+        let child = spawn_cli(
+            &ctx,
+            &with_param(&hung, "connect_timeout", "60"),
+            &["user", "list"],
+            &[],
+        );
         tokio::time::sleep(Duration::from_millis(700)).await;
         let signalled = Instant::now();
         sigint(&child);
-        let out = wait_for(child, Duration::from_secs(5)).await.expect("Ctrl-C ends the wait");
+        let out = wait_for(child, Duration::from_secs(5))
+            .await
+            .expect("Ctrl-C ends the wait");
         assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
         assert!(signalled.elapsed() < Duration::from_secs(2));
         drop(silent);
@@ -444,7 +491,12 @@ async fn every_connection_of_a_run_carries_its_application_name_probes_and_ctrl_
             recorder.port, ctx.pg_name
         );
         // The probe of target_session_attrs, then the run's own connection.
-        let out = ctx.cli().env("DATABASE_URL", &url).args(["user", "list"]).output().expect("run");
+        let out = ctx
+            .cli()
+            .env("DATABASE_URL", &url)
+            .args(["user", "list"])
+            .output()
+            .expect("run");
         assert!(out.status.success(), "{}", stderr(&out));
         let names = recorder.names();
         assert_eq!(names.len(), 2, "a probe and the run's connection: {names:?}");
@@ -494,7 +546,10 @@ async fn messages_say_what_happened_on_a_standby_a_statement_pooler_and_a_multi_
         admin_exec(&admin, &format!("ALTER DATABASE {} RESET ALL", ctx.pg_name)).await;
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(6), "{err}");
-        assert!(!err.contains("the change was committed"), "nothing was committed: {err}");
+        assert!(
+            !err.contains("the change was committed"),
+            "nothing was committed: {err}"
+        );
         assert!(err.contains("the login was not recorded"), "{err}");
         assert!(err.contains("point DATABASE_URL at the primary"), "{err}");
 
@@ -519,7 +574,10 @@ async fn messages_say_what_happened_on_a_standby_a_statement_pooler_and_a_multi_
             .cli()
             .env(
                 "DATABASE_URL",
-                format!("postgres://postgres:s3cret@127.0.0.1:5448,127.0.0.1:5446/{}", ctx.pg_name),
+                format!(
+                    "postgres://postgres:s3cret@127.0.0.1:5448,127.0.0.1:5446/{}",
+                    ctx.pg_name
+                ),
             )
             .args(["user", "list"])
             .output()
@@ -536,7 +594,9 @@ async fn messages_say_what_happened_on_a_standby_a_statement_pooler_and_a_multi_
 // ---------------------------------------------------------------------------------------
 // Item 1: the atomic import while ANALYZE runs.
 
-/// The index scans and rows read by sequential scan on `passports` and `users` so far.
+/// The scans of `passports_email_c_idx` and the rows read by sequential scans of `passports`
+/// so far. (The server's own foreign-key checks of `users`, planned from the same stale
+/// statistics, are not the lookup's and are left out.)
 async fn scan_counts(ctx: &Ctx) -> (i64, i64) {
     // Statistics reach the shared counters when a backend ends; wait for them to settle.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -544,7 +604,7 @@ async fn scan_counts(ctx: &Ctx) -> (i64, i64) {
         .count("SELECT COALESCE(SUM(idx_scan), 0)::bigint FROM pg_stat_user_indexes WHERE indexrelname = 'passports_email_c_idx'")
         .await;
     let seq = ctx
-        .count("SELECT COALESCE(SUM(seq_tup_read), 0)::bigint FROM pg_stat_user_tables WHERE relname IN ('passports', 'users')")
+        .count("SELECT COALESCE(SUM(seq_tup_read), 0)::bigint FROM pg_stat_user_tables WHERE relname = 'passports'")
         .await;
     (c_index, seq)
 }
@@ -563,7 +623,9 @@ async fn an_atomic_import_probes_the_unique_indexes_while_analyze_runs() {
             let stop = stop.clone();
             let url = ctx.direct_url.clone();
             tokio::spawn(async move {
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("connect");
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                    .await
+                    .expect("connect");
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     sqlx::Executor::execute(&mut conn, sqlx::raw_sql("ANALYZE passports; ANALYZE users"))
                         .await
@@ -573,16 +635,33 @@ async fn an_atomic_import_probes_the_unique_indexes_while_analyze_runs() {
                 let _ = sqlx::Connection::close(conn).await;
             })
         };
-        let out = ctx
-            .cli()
-            .args(["user", "import", "-", "--format", "jsonl", "--atomic", "--batch-size", "100"])
-            .write_stdin(rows)
-            .output()
+        // On a blocking thread: the analyzer task must keep running meanwhile.
+        let mut import = ctx.cli();
+        import
+            .args([
+                "user",
+                "import",
+                "-",
+                "--format",
+                "jsonl",
+                "--atomic",
+                "--batch-size",
+                "100",
+                "-q",
+            ])
+            .write_stdin(rows);
+        let out = tokio::task::spawn_blocking(move || import.output())
+            .await
+            .expect("join")
             .expect("run");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         analyzer.await.expect("analyzer");
         assert!(out.status.success(), "{}", stderr(&out));
-        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username LIKE 'bulk%'").await, 3000);
+        assert_eq!(
+            ctx.count("SELECT COUNT(*) FROM users WHERE username LIKE 'bulk%'")
+                .await,
+            3000
+        );
         let after = scan_counts(&ctx).await;
         assert_eq!(
             after.0 - before.0,
@@ -593,7 +672,7 @@ async fn an_atomic_import_probes_the_unique_indexes_while_analyze_runs() {
         // the import aside); a scan per key reads every row written so far, millions here.
         assert!(
             after.1 - before.1 < 10_000,
-            "rows read by sequential scans of users and passports during the import: {}",
+            "rows read by sequential scans of passports during the import: {}",
             after.1 - before.1
         );
     })
@@ -610,7 +689,11 @@ async fn the_table_channel_delivers_an_invalidation_that_commits_after_a_higher_
             .await
             .expect("connect")
             .with_invalidation_channel(InvalidationChannel::Table);
-        let app = accountctl::App::builder().database(db.clone()).build().await.expect("app");
+        let app = accountctl::App::builder()
+            .database(db.clone())
+            .build()
+            .await
+            .expect("app");
         let mut ids = Vec::new();
         for name in ["slow", "fast"] {
             ids.push(
@@ -631,12 +714,16 @@ async fn the_table_channel_delivers_an_invalidation_that_commits_after_a_higher_
         let mut listener = InvalidationListener::start(&db).await.expect("table listener");
         // A writer takes the lower id and commits late (what a slow publishing transaction does).
         let mut slow = direct(&ctx).await;
-        sqlx::Executor::execute(&mut slow, sqlx::raw_sql("BEGIN")).await.expect("begin");
-        sqlx::query("INSERT INTO cache_invalidations (user_id, reason, created_at) VALUES ($1, 'admin_revoked', now())")
-            .bind(ids[0])
-            .execute(&mut slow)
+        sqlx::Executor::execute(&mut slow, sqlx::raw_sql("BEGIN"))
             .await
-            .expect("insert");
+            .expect("begin");
+        sqlx::query(
+            "INSERT INTO cache_invalidations (user_id, reason, created_at) VALUES ($1, 'admin_revoked', now())",
+        )
+        .bind(ids[0])
+        .execute(&mut slow)
+        .await
+        .expect("insert");
         // Another writer takes a higher id and commits at once; the listener reads it.
         app.accounts()
             .disable(&accountctl::domain::UserRef::Id(ids[1]))
@@ -646,9 +733,14 @@ async fn the_table_channel_delivers_an_invalidation_that_commits_after_a_higher_
             .await
             .expect("in time")
             .expect("event");
-        assert!(matches!(got, ListenerEvent::Invalidated(ref inv) if inv.user_id == ids[1]), "{got:?}");
+        assert!(
+            matches!(got, ListenerEvent::Invalidated(ref inv) if inv.user_id == ids[1]),
+            "{got:?}"
+        );
         // The lower id commits now: it is still delivered, once.
-        sqlx::Executor::execute(&mut slow, sqlx::raw_sql("COMMIT")).await.expect("commit");
+        sqlx::Executor::execute(&mut slow, sqlx::raw_sql("COMMIT"))
+            .await
+            .expect("commit");
         let _ = sqlx::Connection::close(slow).await;
         // Whatever else the disable published, the late row comes, and only once.
         let mut late = 0;

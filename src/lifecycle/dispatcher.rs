@@ -34,7 +34,9 @@ impl std::fmt::Debug for UserLifecycleService {
 fn database_caused(hook: &'static str, event: &str, err: Error) -> Option<Error> {
     let context = |m: &str| {
         if event == "login" {
-            format!("the login was not recorded: the {hook} hook's login work could not be written, and nothing was committed: {m}")
+            format!(
+                "the login was not recorded: the {hook} hook's login work could not be written, and nothing was committed: {m}"
+            )
         } else {
             format!(
                 "the change was committed, but the {hook} hook's {event} work could not be written (it is re-done idempotently at the next login): {m}"

@@ -216,7 +216,10 @@ impl Tx {
                         let (keys, kind) = match l.kind {
                             Some(_) => {
                                 n += 2;
-                                (format!("unnest(${}::text[], ${}::text[]) AS k(v, kind)", n - 1, n), "t.kind = k.kind AND ")
+                                (
+                                    format!("unnest(${}::text[], ${}::text[]) AS k(v, kind)", n - 1, n),
+                                    "t.kind = k.kind AND ",
+                                )
                             }
                             None => {
                                 n += 1;

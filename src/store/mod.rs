@@ -518,9 +518,13 @@ impl Database {
                         let backends = backends.clone();
                         Box::pin(async move {
                             use sqlx::Row as _;
-                            let row = sqlx::Executor::fetch_one(&mut *conn, sqlx::raw_sql("SELECT pg_backend_pid()")).await?;
+                            let row =
+                                sqlx::Executor::fetch_one(&mut *conn, sqlx::raw_sql("SELECT pg_backend_pid()")).await?;
                             let pid: i32 = row.try_get(0)?;
-                            backends.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(pid);
+                            backends
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(pid);
                             Ok(())
                         })
                     });
@@ -913,8 +917,10 @@ mod tests {
 
     #[test]
     fn multi_host_urls_are_shown_without_their_password() {
-        let url = DatabaseUrl::parse("postgres://app:s3cret@db1:5432,db2:5433/accounts?password=hunter2&target_session_attrs=read-write")
-            .expect("valid");
+        let url = DatabaseUrl::parse(
+            "postgres://app:s3cret@db1:5432,db2:5433/accounts?password=hunter2&target_session_attrs=read-write",
+        )
+        .expect("valid");
         let shown = url.to_string();
         assert_eq!(
             shown,
