@@ -63,7 +63,7 @@ impl AuthzCache {
         if let Some(hit) = self.cached(user_id, workspace_id) {
             return Ok(hit);
         }
-        let mut tx = db.begin_read().await?;
+        let mut tx = db.begin_read_tx().await?;
         let lists = tx.role_capabilities_in(user_id, workspace_id).await?;
         tx.end().await?;
         let mut caps: Vec<Capability> = Vec::new();
@@ -278,7 +278,7 @@ impl InvalidationListener {
                 }
             }
             InvalidationChannel::Table => {
-                let mut tx = db.begin_read().await?;
+                let mut tx = db.begin_read_tx().await?;
                 let last_id = tx.last_invalidation_id().await?;
                 // What the look-back would read again was published before the start.
                 let since = now() - chrono::Duration::from_std(TABLE_LOOK_BACK).unwrap_or_default();
@@ -363,7 +363,7 @@ impl InvalidationListener {
                         return Ok(ListenerEvent::Invalidated(next));
                     }
                     let polled = async {
-                        let mut tx = db.begin_read().await?;
+                        let mut tx = db.begin_read_tx().await?;
                         // Ids are handed out at insert, rows become visible at commit: with
                         // concurrent writers a lower id can commit after a higher one was
                         // read. Rows past the last id, then the window's rows below it.
