@@ -430,6 +430,28 @@ mod tests {
     }
 
     #[test]
+    fn connection_level_failures_and_timeouts_exit_6_naming_the_cause() {
+        // What sqlx reports when a transaction-mode pooler switched the server connection
+        // after BEGIN (seen once in 160 commands through PgBouncer 1.18).
+        let err = Error::from(sqlx::Error::BeginFailed);
+        assert_eq!(err.exit_code(), 6, "{err}");
+        assert!(err.to_string().contains("after BEGIN"), "{err}");
+        let err = Error::from(sqlx::Error::Protocol("unexpected message".into()));
+        assert_eq!(err.exit_code(), 6, "{err}");
+        let advice = server_state_advice("57014", "canceling statement due to statement timeout").expect("advice");
+        assert!(advice.contains("statement_timeout"), "{advice}");
+        let advice = server_state_advice("55P03", "canceling statement due to lock timeout").expect("advice");
+        assert!(advice.contains("lock_timeout"), "{advice}");
+        let advice = server_state_advice("57P01", "terminating connection due to administrator command").expect("advice");
+        assert!(advice.contains("pg_terminate_backend"), "{advice}");
+        let advice = server_state_advice("08P01", "transaction blocks not allowed in statement pooling mode").expect("advice");
+        assert!(advice.contains("pool_mode = statement"), "{advice}");
+        // A hook's statement that the database failed keeps the database's classification.
+        let err = Error::from_hook("audit", Error::Unavailable("gone".into()));
+        assert_eq!(err.exit_code(), 6, "{err}");
+    }
+
+    #[test]
     fn conflicts_with_concurrent_transactions_exit_4_and_are_retryable() {
         let err = Error::Serialization("conflict".into());
         assert_eq!(err.exit_code(), 4);

@@ -781,7 +781,11 @@ async fn the_example_server_ends_every_connection_cleanly_on_sigterm() {
             .expect("start the server");
         let deadline = Instant::now() + Duration::from_secs(30);
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "the server did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // The listener's LISTEN connection and the pool's are open now.

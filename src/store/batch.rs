@@ -194,7 +194,10 @@ impl Tx {
     /// plan kept scanning `passports` (up to 8 s a batch); `kind IN (…) AND value = ANY($1)`
     /// became a bitmap scan of every passport (60 ms a batch at 500k rows, growing); a join
     /// against the keys became a hash join over every email passport (80–100 ms), where the
-    /// probes take about 1 ms.
+    /// probes take about 1 ms. Inside an atomic import the statistics are worse than stale:
+    /// `ANALYZE` cannot see the transaction's own rows and says "empty", so the statement runs
+    /// with sequential scans off and names the passport kind through the keys, never as a
+    /// constant that would make the partial `passports_email_c_idx` look usable.
     /// SQLite: one `key IN (?, …)` statement per lookup per 1,000 keys (in-process, so no round
     /// trip, and under the bind-variable limit however large the batch).
     async fn lookup_ids(&mut self, lookups: &[Lookup<'_>]) -> Result<HashMap<String, Uuid>> {
