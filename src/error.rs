@@ -252,12 +252,14 @@ fn constraint_message(name: &str) -> Option<&'static str> {
             "a workspace with that name already exists (names are unique regardless of case)"
         }
         "users_keep_an_active_admin" => {
-            "refused by the database: the instance must keep at least one active admin (make another user admin first)"
+            "refusing: it is the last active admin, and the instance must keep at least one (make another user admin first; refused by the database)"
         }
         "users_erasure_pending_inactive" => {
             "refused by the database: a user with a pending erasure request stays inactive (cancel the request first)"
         }
-        "memberships_root_keeps_a_member" => "refused by the database: the root workspace must keep a member",
+        "memberships_root_keeps_a_member" => {
+            "the root workspace must keep at least one member: add another member first (refused by the database)"
+        }
         "memberships_external_not_in_root" => {
             "refused by the database: external users cannot join the root workspace or hold its roles (convert the user to internal first)"
         }

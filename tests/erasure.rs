@@ -263,6 +263,31 @@ const REGISTRY: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "accountctl_registry",
+        &[
+            ("id", "operational"),
+            ("application", "operational"),
+            ("generation", "operational"),
+            ("updated_at", "operational"),
+        ],
+    ),
+    (
+        // Ids only (like the audit trail): the owed hook work of a purged user names its id,
+        // never its username or email; the failure kind, never the error's text.
+        "owed_hook_work",
+        &[
+            ("id", "operational"),
+            ("event", "operational"),
+            ("user_ids", "pseudonymous"),
+            ("hook", "operational"),
+            ("recorded_at", "operational"),
+            ("attempts", "operational"),
+            ("last_error", "operational"),
+            ("owner", "operational"),
+            ("lease_until", "operational"),
+        ],
+    ),
+    (
         "_sqlx_migrations",
         &[
             ("version", "operational"),

@@ -11,7 +11,7 @@ CREATE TABLE owed_hook_work (
     user_ids     text NOT NULL,
     hook         text CHECK (hook IS NULL OR length(hook) BETWEEN 1 AND 128),
     recorded_at  timestamptz NOT NULL,
-    attempts     integer NOT NULL DEFAULT 0,
+    attempts     bigint NOT NULL DEFAULT 0,
     last_error   text
 );
 CREATE INDEX owed_hook_work_recorded_idx ON owed_hook_work (recorded_at);

@@ -478,7 +478,7 @@ fn completes_owed_work(command: &Command) -> bool {
 /// Completes owed hook work (see [`completes_owed_work`]); its failures are reported on
 /// stderr and never stop the command.
 async fn complete_owed_work(ctx: &Ctx) {
-    match ctx.app.hook_work().replay().await {
+    match ctx.app.hook_work().replay_interrupted().await {
         Ok(report) => {
             if report.completed > 0 {
                 eprintln!(

@@ -67,9 +67,9 @@ pub mod workspaces;
 pub use crate::domain::{UserFilter, UserRef};
 pub(crate) use migrate::MigrationPlan;
 pub use migrate::{MigrateReport, Migration, Migrations, SchemaStatus};
-pub use registry::{MissingHook, RegistryKind};
-pub(crate) use registry::RegistrySet;
 pub use query::{FromValue, ReadTx, Row, Value};
+pub(crate) use registry::RegistrySet;
+pub use registry::{MissingHook, RegistryKind};
 pub(crate) use users::NewUserRecord;
 
 /// Which database engine a [`Database`] talks to.
@@ -653,6 +653,24 @@ impl Database {
     /// application migration) or belongs to another application; the database's errors
     /// otherwise.
     pub async fn begin(&self) -> Result<Tx> {
+        // PostgreSQL, registry unchanged since the last check: the check rides with BEGIN.
+        if let (Pool::Postgres(p), Some(generation)) = (&self.pool, self.guard.writable_generation()) {
+            let begin = format!("BEGIN; SELECT accountctl_write_guard({generation})");
+            match p.begin_with(sqlx::AssertSqlSafe(begin)).await {
+                Ok(t) => {
+                    return Ok(Tx {
+                        inner: TxInner::Postgres(t),
+                        invalidations: self.invalidation_channel(),
+                        pending_audit: audit::PendingAudit::default(),
+                        pending_revocation: None,
+                    });
+                }
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("AR001") => {
+                    self.guard.invalidate();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let mut tx = self.begin_unguarded().await?;
         self.guard.check(&mut tx).await?;
         Ok(tx)

@@ -103,11 +103,84 @@ impl Ctx {
 
     /// Runs one statement in its own transaction through the library's store (so errors
     /// come back classified as the library classifies them).
+    ///
+    /// Schema statements (`CREATE`, `DROP`, `ALTER`), which the library's transaction handle
+    /// refuses to run, go straight through the driver, their errors classified the same way.
     pub async fn exec(&self, sql: &str) -> accountctl::Result<u64> {
+        let word = sql.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+        if matches!(word.as_str(), "CREATE" | "DROP" | "ALTER") {
+            return match self.backend {
+                Backend::Sqlite => {
+                    let pool = sqlx::SqlitePool::connect(&self.direct_url).await?;
+                    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&pool)
+                        .await
+                        .map(|r| r.rows_affected());
+                    pool.close().await;
+                    Ok(n?)
+                }
+                Backend::Postgres | Backend::PgBouncer => {
+                    let pool = sqlx::PgPool::connect(&self.direct_url).await?;
+                    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&pool)
+                        .await
+                        .map(|r| r.rows_affected());
+                    pool.close().await;
+                    Ok(n?)
+                }
+            };
+        }
         let mut tx = self.db.begin().await?;
         let n = tx.execute(sql, &[]).await?;
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// Runs `sql` straight through the driver with the database's triggers off, for a test
+    /// that starts a trial from a state the invariants forbid reaching (an instance without
+    /// an active admin). PostgreSQL: `session_replication_role = replica` (the tests connect
+    /// as a superuser); SQLite: the triggers are dropped and created again around it.
+    pub async fn exec_without_triggers(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.direct_url).await.expect("sqlite");
+                let triggers: Vec<(String, String)> =
+                    sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'users'")
+                        .fetch_all(&pool)
+                        .await
+                        .expect("triggers");
+                for (name, _) in &triggers {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {name}")))
+                        .execute(&pool)
+                        .await
+                        .expect("drop");
+                }
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                for (_, create) in &triggers {
+                    sqlx::query(sqlx::AssertSqlSafe(create.clone()))
+                        .execute(&pool)
+                        .await
+                        .expect("recreate");
+                }
+                pool.close().await;
+            }
+            Backend::Postgres | Backend::PgBouncer => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&self.direct_url).await.expect("postgres");
+                sqlx::query("SET session_replication_role = replica")
+                    .execute(&mut conn)
+                    .await
+                    .expect("replica");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = conn.close().await;
+            }
+        }
     }
 
     /// The single integer a query returns (a `COUNT(*)`), straight through the driver.
