@@ -117,7 +117,7 @@ on_both_backends! {
         // transaction does by itself).
         // (PostgreSQL: a lock the library's data-only handle does not take, so straight
         // through the driver.)
-        let mut blocker = ctx.db.begin().await.expect("begin");
+        let blocker = ctx.db.begin().await.expect("begin");
         let pg_blocker = if ctx.backend != common::Backend::Sqlite {
             use sqlx::Connection;
             let mut c = sqlx::PgConnection::connect(&ctx.direct_url).await.expect("connect");

@@ -25,14 +25,3 @@ BEGIN
     RETURN (SELECT generation FROM accountctl_registry);
 END
 $$;
-
--- The same check sent together with BEGIN (one round trip): fails with SQLSTATE AR001 when
--- the generation is no longer the one the process checked last, so it reads the registry
--- again.
-CREATE FUNCTION accountctl_write_guard(expected bigint) RETURNS void LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    IF accountctl_write_guard() IS DISTINCT FROM expected THEN
-        RAISE EXCEPTION 'accountctl registry changed' USING ERRCODE = 'AR001';
-    END IF;
-END
-$$;

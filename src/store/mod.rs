@@ -653,24 +653,10 @@ impl Database {
     /// application migration) or belongs to another application; the database's errors
     /// otherwise.
     pub async fn begin(&self) -> Result<Tx> {
-        // PostgreSQL, registry unchanged since the last check: the check rides with BEGIN.
-        if let (Pool::Postgres(p), Some(generation)) = (&self.pool, self.guard.writable_generation()) {
-            let begin = format!("BEGIN; SELECT accountctl_write_guard({generation})");
-            match p.begin_with(sqlx::AssertSqlSafe(begin)).await {
-                Ok(t) => {
-                    return Ok(Tx {
-                        inner: TxInner::Postgres(t),
-                        invalidations: self.invalidation_channel(),
-                        pending_audit: audit::PendingAudit::default(),
-                        pending_revocation: None,
-                    });
-                }
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("AR001") => {
-                    self.guard.invalidate();
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // One statement more per write transaction (the generation read). Sending it with
+        // BEGIN in one simple query would save the round trip, but a failed check there
+        // leaves the pooled connection inside an aborted transaction that sqlx does not roll
+        // back (it never counted the transaction as begun).
         let mut tx = self.begin_unguarded().await?;
         self.guard.check(&mut tx).await?;
         Ok(tx)

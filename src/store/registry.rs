@@ -232,19 +232,6 @@ impl WriteGuard {
         }
     }
 
-    /// The generation of the last check when it allowed writing: a PostgreSQL transaction
-    /// may then check it together with its `BEGIN` ([`super::Database::begin`]).
-    pub fn writable_generation(&self) -> Option<i64> {
-        let c = self.checked.lock().ok()?;
-        match &*c {
-            Some(Checked {
-                generation: Some(g),
-                missing,
-            }) if missing.is_empty() && self.set.get().is_some() => Some(*g),
-            _ => None,
-        }
-    }
-
     /// Whether the registry was present at the last check (a cheap generation read is then
     /// enough at the next write).
     fn present(&self) -> bool {
