@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use accountctl::db::DatabaseUrl;
 use accountctl::services::auth::ClientInfo;
-use accountctl::services::authz::InvalidationListener;
+use accountctl::services::authz::{InvalidationListener, ListenerEvent};
 use accountctl::services::sessions::{Tokens, ValidSession};
 use accountctl::{App, Error};
 use axum::Router;
@@ -272,23 +272,44 @@ async fn logout(State(app): State<App>, headers: HeaderMap) -> Answer {
 }
 
 /// Applies the invalidations every process publishes (the CLI's included) to this server's
-/// capability cache. The listener rides out lost connections itself (reconnecting, then
-/// dropping the whole cache); should it still stop, it may have missed some, so the whole
-/// cache is dropped before listening again.
-async fn listen_for_invalidations(app: App, listen_url: DatabaseUrl, mut listener: InvalidationListener) {
+/// capability cache until `stop` is cancelled, then ends the listener's connection cleanly
+/// (an aborted task would drop it, and the server would log a connection reset). The
+/// listener rides out lost connections itself (reconnecting, then dropping the whole cache);
+/// should it still stop, it may have missed some, so the whole cache is dropped before
+/// listening again.
+async fn listen_for_invalidations(
+    app: App,
+    listen_url: DatabaseUrl,
+    mut listener: InvalidationListener,
+    stop: tokio_util::sync::CancellationToken,
+) {
     loop {
-        if let Err(err) = listener.run(app.authz().clone()).await {
-            tracing::warn!(error = %err, "invalidation listener stopped; restarting");
-        }
-        app.authz().invalidate_all();
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            match InvalidationListener::start_at(app.db(), &listen_url).await {
-                Ok(fresh) => {
-                    listener = fresh;
-                    break;
+        let event = tokio::select! {
+            event = listener.recv() => event,
+            () = stop.cancelled() => {
+                listener.close().await;
+                return;
+            }
+        };
+        match event {
+            Ok(ListenerEvent::Invalidated(inv)) => app.authz().invalidate_user(inv.user_id),
+            Ok(ListenerEvent::Resync) => app.authz().invalidate_all(),
+            Err(err) => {
+                tracing::warn!(error = %err, "invalidation listener stopped; restarting");
+                app.authz().invalidate_all();
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = stop.cancelled() => return,
+                    }
+                    match InvalidationListener::start_at(app.db(), &listen_url).await {
+                        Ok(fresh) => {
+                            listener = fresh;
+                            break;
+                        }
+                        Err(err) => tracing::warn!(error = %err, "invalidation listener cannot start yet"),
+                    }
                 }
-                Err(err) => tracing::warn!(error = %err, "invalidation listener cannot start yet"),
             }
         }
     }
@@ -353,7 +374,13 @@ async fn serve(args: Args) -> accountctl::Result<()> {
         None => app.db().url().clone(),
     };
     let listener = InvalidationListener::start_at(app.db(), &listen_url).await?;
-    let listener_task = tokio::spawn(listen_for_invalidations(app.clone(), listen_url, listener));
+    let stop_listening = tokio_util::sync::CancellationToken::new();
+    let listener_task = tokio::spawn(listen_for_invalidations(
+        app.clone(),
+        listen_url,
+        listener,
+        stop_listening.clone(),
+    ));
     let socket = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -364,7 +391,13 @@ async fn serve(args: Args) -> accountctl::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Error::Internal(format!("server failed: {e}")))?;
-    listener_task.abort();
+    stop_listening.cancel();
+    if tokio::time::timeout(Duration::from_secs(5), listener_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the invalidation listener did not stop within 5 s");
+    }
     let left = app.lifecycle().drain(Duration::from_secs(10)).await;
     if left > 0 {
         tracing::warn!(left, "spawned logout hooks still running at exit");

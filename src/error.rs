@@ -113,10 +113,16 @@ impl Error {
     /// The error a command reports when hook or handler `hook` returned `err` inside a
     /// transaction: a policy refusal ([`Error::Refused`]) becomes [`Error::Vetoed`] (exit 4),
     /// anything else [`Error::Hook`] (exit 1). Either way the transaction rolls back.
+    ///
+    /// What the database did to the hook's statement is passed through unchanged: the
+    /// connection dying, the server going read-only or a timeout firing inside a hook is
+    /// the database's state, not the hook's failure (exit 6, not 1), a conflict is retried
+    /// with the whole transaction, and Ctrl-C stays exit 130.
     pub(crate) fn from_hook(hook: &'static str, err: Error) -> Self {
         match err {
             Self::Refused(reason) => Self::Vetoed { hook, reason },
             vetoed @ Self::Vetoed { .. } => vetoed,
+            state if state.is_unavailable() || matches!(state, Self::Interrupted | Self::Serialization(_)) => state,
             other => Self::Hook {
                 hook,
                 source: Box::new(other),
@@ -168,9 +174,26 @@ fn server_state_advice(code: &str, message: &str) -> Option<&'static str> {
         "25006" => {
             "this server is read-only (a standby, or default_transaction_read_only is on): point DATABASE_URL at the primary, or list the primary in a multi-host URL with target_session_attrs=read-write"
         }
-        // admin_shutdown, crash_shutdown
-        "57P01" | "57P02" => {
-            "the server is shutting down (failover or restart in progress): retry against the new primary once it is up"
+        // admin_shutdown: the same code and text for a fast shutdown and for an
+        // administrator's pg_terminate_backend, so the advice covers both.
+        "57P01" => {
+            "the server ended this connection (an administrator's pg_terminate_backend, or a shutdown for a restart or failover): nothing more was done; run the command again, against the new primary if the server is going away"
+        }
+        // crash_shutdown
+        "57P02" => {
+            "the server crashed and ended every connection (it restarts or fails over): run the command again once it is up"
+        }
+        // lock_not_available: lock_timeout, set on the role, the database or in DATABASE_URL.
+        "55P03" if message.contains("lock timeout") => {
+            "lock_timeout expired while the command waited for a lock another session holds: nothing was changed; run it again when that session is done, or raise lock_timeout for this role"
+        }
+        // query_canceled by statement_timeout (a cancel by Ctrl-C is told apart by the caller).
+        "57014" if message.contains("statement timeout") => {
+            "statement_timeout expired while a statement of the command was running or waiting for a lock: nothing was changed; run it again, or raise statement_timeout for this role"
+        }
+        // idle_in_transaction_session_timeout
+        "25P03" => {
+            "idle_in_transaction_session_timeout ended the connection while the command held a transaction open (waiting for its own input or work): nothing was changed; run it again, or raise the timeout for this role"
         }
         // cannot_connect_now: starting up or in recovery.
         "57P03" => {
@@ -188,6 +211,10 @@ fn server_state_advice(code: &str, message: &str) -> Option<&'static str> {
         // pooler sent our named prepared statements to another server connection.
         "42P05" | "26000" if message.contains("sqlx_") => {
             "a transaction-mode connection pooler does not keep prepared statements: use PgBouncer >= 1.21 with max_prepared_statements > 0 (e.g. 200), or pool_mode = session, or connect directly"
+        }
+        // PgBouncer in pool_mode = statement refuses every transaction block.
+        "08P01" if message.contains("statement pooling mode") => {
+            "the connection pooler runs pool_mode = statement, which refuses transactions: accountctl needs pool_mode = session or transaction (or a direct connection)"
         }
         // The protocol violation PgBouncer reports for an unsupported startup parameter.
         "08P01" if message.contains("unsupported startup parameter") => {
@@ -287,12 +314,23 @@ impl From<sqlx::Error> for Error {
             )),
             sqlx::Error::Tls(e) => Self::Unavailable(format!("TLS: {e}")),
             sqlx::Error::PoolTimedOut => Self::Unavailable("timed out waiting for a connection".into()),
+            // What sqlx reports when the server connection is not in a transaction right after
+            // `BEGIN`: a transaction-mode pooler that lost or switched the server connection.
+            sqlx::Error::BeginFailed => Self::Unavailable(
+                "the server connection was not in a transaction right after BEGIN (a transaction-mode connection pooler switched or lost it): nothing was changed; run the command again, or connect directly or through pool_mode = session".into(),
+            ),
+            sqlx::Error::WorkerCrashed => Self::Unavailable("the database driver's connection worker stopped: run the command again".into()),
             sqlx::Error::PoolClosed => Self::Unavailable("connection pool closed".into()),
             // What sqlx reports when a notification arrives where a query's reply belongs: the
             // connection went through a transaction-mode pooler to a server connection on
             // which someone else LISTENs.
             sqlx::Error::Protocol(m) if m.contains("NotificationResponse") => Self::Unavailable(format!(
                 "the connection pooler handed this command a server connection with a LISTEN on it: run listeners over a direct or session-mode connection ({m})"
+            )),
+            // The stream carried something the protocol does not allow there: the connection
+            // is unusable, whatever the command was doing.
+            sqlx::Error::Protocol(m) => Self::Unavailable(format!(
+                "the connection to the database broke mid-command (protocol error: {m}): nothing more was done; run the command again"
             )),
             sqlx::Error::Database(db) => {
                 // PostgreSQL names the constraint; SQLite puts it in the message.
@@ -402,6 +440,28 @@ mod tests {
         assert!(advice.contains("max_prepared_statements"), "{advice}");
         let advice = server_state_advice("26000", r#"prepared statement "sqlx_s_3" does not exist"#).expect("advice");
         assert!(advice.contains("max_prepared_statements"), "{advice}");
+    }
+
+    #[test]
+    fn connection_level_failures_and_timeouts_exit_6_naming_the_cause() {
+        // What sqlx reports when a transaction-mode pooler switched the server connection
+        // after BEGIN (seen once in 160 commands through PgBouncer 1.18).
+        let err = Error::from(sqlx::Error::BeginFailed);
+        assert_eq!(err.exit_code(), 6, "{err}");
+        assert!(err.to_string().contains("after BEGIN"), "{err}");
+        let err = Error::from(sqlx::Error::Protocol("unexpected message".into()));
+        assert_eq!(err.exit_code(), 6, "{err}");
+        let advice = server_state_advice("57014", "canceling statement due to statement timeout").expect("advice");
+        assert!(advice.contains("statement_timeout"), "{advice}");
+        let advice = server_state_advice("55P03", "canceling statement due to lock timeout").expect("advice");
+        assert!(advice.contains("lock_timeout"), "{advice}");
+        let advice = server_state_advice("57P01", "terminating connection due to administrator command").expect("advice");
+        assert!(advice.contains("pg_terminate_backend"), "{advice}");
+        let advice = server_state_advice("08P01", "transaction blocks not allowed in statement pooling mode").expect("advice");
+        assert!(advice.contains("pool_mode = statement"), "{advice}");
+        // A hook's statement that the database failed keeps the database's classification.
+        let err = Error::from_hook("audit", Error::Unavailable("gone".into()));
+        assert_eq!(err.exit_code(), 6, "{err}");
     }
 
     #[test]

@@ -452,12 +452,20 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     } else {
         1
     };
-    let app = builder
+    let build = builder
         .max_connections(connections)
         .short_lived()
         .program_name(bin.clone())
-        .build()
-        .await?;
+        .build();
+    // Ctrl-C while connecting (a server that does not answer, a multi-host URL probing each
+    // host) ends the run at once: nothing was done and no connection is open yet.
+    let app = tokio::select! {
+        app = build => app?,
+        signal = tokio::signal::ctrl_c() => {
+            signal.map_err(|e| Error::Internal(format!("cannot watch for Ctrl-C: {e}")))?;
+            return Err(Error::Interrupted);
+        }
+    };
     let ctx = Ctx {
         app,
         out,

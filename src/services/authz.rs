@@ -192,6 +192,11 @@ pub enum ListenerEvent {
 
 /// How long the start-up (and reconnect) check waits for its own test notification.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How far back (by the publisher's `created_at`) the table channel's listener reads again on
+/// every poll: a publishing transaction that commits within this time of writing its row is
+/// never missed, however its id compares with rows already read. Longer-running publishers
+/// (and clocks further apart than this) can still be missed.
+const TABLE_LOOK_BACK: Duration = Duration::from_secs(120);
 /// The first pause before reconnecting after a lost connection; it doubles up to
 /// [`MAX_BACKOFF`], with jitter.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -210,6 +215,9 @@ enum Source {
     Table {
         db: Database,
         last_id: i64,
+        /// Ids read within the look-back window, with when they were read: a row the
+        /// look-back reads again is not delivered twice.
+        seen: HashMap<i64, Instant>,
         pending: VecDeque<Invalidation>,
     },
 }
@@ -223,7 +231,9 @@ enum Source {
 /// itself a test notification and fails unless it comes back. After a lost connection it
 /// reconnects with backoff and reports [`ListenerEvent::Resync`]. With the table channel
 /// (SQLite, or [`crate::store::InvalidationChannel::Table`]) it polls `cache_invalidations`
-/// past the last id seen, riding out database errors with the same backoff.
+/// past the last id seen and, for rows whose transaction committed after a higher id was
+/// read, again over the last two minutes (by `created_at`), delivering each id once; it
+/// rides out database errors with the same backoff.
 pub struct InvalidationListener {
     source: Source,
     poll: Duration,
@@ -270,10 +280,20 @@ impl InvalidationListener {
             InvalidationChannel::Table => {
                 let mut tx = db.begin_read_tx().await?;
                 let last_id = tx.last_invalidation_id().await?;
+                // What the look-back would read again was published before the start.
+                let since = now() - chrono::Duration::from_std(TABLE_LOOK_BACK).unwrap_or_default();
+                let started = Instant::now();
+                let seen = tx
+                    .invalidations_since(since, last_id)
+                    .await?
+                    .into_iter()
+                    .map(|(id, _, _)| (id, started))
+                    .collect();
                 tx.end().await?;
                 Source::Table {
                     db: db.clone(),
                     last_id,
+                    seen,
                     pending: VecDeque::new(),
                 }
             }
@@ -331,7 +351,12 @@ impl InvalidationListener {
                     }
                 }
             },
-            Source::Table { db, last_id, pending } => {
+            Source::Table {
+                db,
+                last_id,
+                seen,
+                pending,
+            } => {
                 let mut backoff = FIRST_BACKOFF;
                 loop {
                     if let Some(next) = pending.pop_front() {
@@ -339,7 +364,12 @@ impl InvalidationListener {
                     }
                     let polled = async {
                         let mut tx = db.begin_read_tx().await?;
-                        let rows = tx.invalidations_after(*last_id).await?;
+                        // Ids are handed out at insert, rows become visible at commit: with
+                        // concurrent writers a lower id can commit after a higher one was
+                        // read. Rows past the last id, then the window's rows below it.
+                        let mut rows = tx.invalidations_after(*last_id).await?;
+                        let since = now() - chrono::Duration::from_std(TABLE_LOOK_BACK).unwrap_or_default();
+                        rows.extend(tx.invalidations_since(since, *last_id).await?);
                         tx.end().await?;
                         Ok::<_, Error>(rows)
                     }
@@ -347,9 +377,14 @@ impl InvalidationListener {
                     match polled {
                         Ok(rows) => {
                             backoff = FIRST_BACKOFF;
+                            let read_at = Instant::now();
+                            // Forget ids once the look-back can no longer return them.
+                            seen.retain(|_, at| read_at.duration_since(*at) < 2 * TABLE_LOOK_BACK);
                             for (id, user_id, reason) in rows {
-                                *last_id = id;
-                                pending.push_back(Invalidation { user_id, reason });
+                                *last_id = (*last_id).max(id);
+                                if seen.insert(id, read_at).is_none() {
+                                    pending.push_back(Invalidation { user_id, reason });
+                                }
                             }
                             if pending.is_empty() {
                                 tokio::time::sleep(self.poll).await;

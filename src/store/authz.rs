@@ -60,6 +60,24 @@ impl Tx {
         Ok(rows.into_iter().map(|(id, u, r)| (id, u.0, r)).collect())
     }
 
+    /// Invalidations published through the table at or after `since` (the publisher's
+    /// clock) with an id at most `up_to`: the look-back that catches a row whose
+    /// transaction committed after a row with a higher id was read.
+    pub(crate) async fn invalidations_since(
+        &mut self,
+        since: Timestamp,
+        up_to: i64,
+    ) -> Result<Vec<(i64, Uuid, String)>> {
+        let rows: Vec<(i64, DbId, String)> = on_conn!(self, |c| sqlx::query_as(
+            "SELECT id, user_id, reason FROM cache_invalidations WHERE created_at >= $1 AND id <= $2 ORDER BY id"
+        )
+        .bind(since)
+        .bind(up_to)
+        .fetch_all(&mut *c)
+        .await?);
+        Ok(rows.into_iter().map(|(id, u, r)| (id, u.0, r)).collect())
+    }
+
     /// The highest invalidation id in the table so far (0 when none); a listener starts
     /// after it.
     pub(crate) async fn last_invalidation_id(&mut self) -> Result<i64> {

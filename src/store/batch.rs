@@ -194,7 +194,10 @@ impl Tx {
     /// plan kept scanning `passports` (up to 8 s a batch); `kind IN (…) AND value = ANY($1)`
     /// became a bitmap scan of every passport (60 ms a batch at 500k rows, growing); a join
     /// against the keys became a hash join over every email passport (80–100 ms), where the
-    /// probes take about 1 ms.
+    /// probes take about 1 ms. Inside an atomic import the statistics are worse than stale:
+    /// `ANALYZE` cannot see the transaction's own rows and says "empty", so the statement runs
+    /// with sequential scans off and names the passport kind through the keys, never as a
+    /// constant that would make the partial `passports_email_c_idx` look usable.
     /// SQLite: one `key IN (?, …)` statement per lookup per 1,000 keys (in-process, so no round
     /// trip, and under the bind-variable limit however large the batch).
     async fn lookup_ids(&mut self, lookups: &[Lookup<'_>]) -> Result<HashMap<String, Uuid>> {
@@ -205,27 +208,58 @@ impl Tx {
         self.flush_pending().await?;
         let rows: Vec<(String, DbId)> = match &mut self.inner {
             TxInner::Postgres(t) => {
+                let mut n = 0;
                 let sql = lookups
                     .iter()
-                    .enumerate()
-                    .map(|(i, l)| {
+                    .map(|l| {
+                        // The kind comes in as a column of the keys, not a constant: a
+                        // constant `kind = 'email'` implies the predicate of the partial
+                        // `passports_email_c_idx`, and a planner that believes the table is
+                        // tiny scans that whole index with a filter for every key.
+                        let (keys, kind) = match l.kind {
+                            Some(_) => {
+                                n += 2;
+                                (
+                                    format!("unnest(${}::text[], ${}::text[]) AS k(v, kind)", n - 1, n),
+                                    "t.kind = k.kind AND ",
+                                )
+                            }
+                            None => {
+                                n += 1;
+                                (format!("unnest(${n}::text[]) AS k(v)"), "")
+                            }
+                        };
                         format!(
-                            "SELECT k.v, f.id FROM unnest(${n}::text[]) AS k(v) CROSS JOIN LATERAL \
+                            "SELECT k.v, f.id FROM {keys} CROSS JOIN LATERAL \
                              (SELECT {id} AS id FROM {table} t WHERE {kind}{key} = k.v LIMIT 1) AS f",
                             key = l.key,
                             id = l.id,
-                            n = i + 1,
                             table = l.table,
-                            kind = l.kind.map(|k| format!("t.kind = '{k}' AND ")).unwrap_or_default(),
                         )
                     })
                     .collect::<Vec<_>>()
                     .join(" UNION ALL ");
+                let kinds: Vec<Vec<&str>> = lookups
+                    .iter()
+                    .map(|l| l.kind.map(|k| vec![k; l.keys.len()]).unwrap_or_default())
+                    .collect();
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false);
-                for l in &lookups {
+                for (l, kinds) in lookups.iter().zip(&kinds) {
                     q = q.bind(l.keys);
+                    if l.kind.is_some() {
+                        q = q.bind(kinds);
+                    }
                 }
-                q.fetch_all(&mut **t).await?
+                // Inside a long transaction (an atomic import) the statistics describe the
+                // committed table, not the rows this transaction has added: after an ANALYZE
+                // (or autovacuum's) they say "empty", and a sequential scan per key looks free
+                // while it reads every row written so far (quadratic). With sequential scans
+                // off for this one statement, the probe is an index probe whatever they say.
+                sqlx::Executor::execute(&mut **t, sqlx::raw_sql("SET LOCAL enable_seqscan = off")).await?;
+                // A failed lookup has aborted the transaction: its error is the one to report.
+                let rows = q.fetch_all(&mut **t).await?;
+                sqlx::Executor::execute(&mut **t, sqlx::raw_sql("SET LOCAL enable_seqscan TO DEFAULT")).await?;
+                rows
             }
             TxInner::Sqlite(t) => {
                 let mut rows = Vec::new();

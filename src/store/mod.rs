@@ -255,8 +255,36 @@ impl DatabaseUrl {
                 }
                 u.to_string()
             }
-            // Unparseable text may be anything, a password included: never shown.
-            Err(_) => "<unparseable database URL>".to_owned(),
+            // A libpq multi-host URL (`host1:5432,host2:5432`), which the `url` crate cannot
+            // parse: redacted by hand (everything between `://` and the last `@` but the user
+            // name, and the secret query parameters). Any other unparseable text may be
+            // anything, a password or a libpq `key=value` string included: never shown.
+            Err(_) => {
+                let (base, query) = self.0.split_once('?').unwrap_or((&self.0, ""));
+                let Some((scheme, rest)) = base.split_once("://") else {
+                    return "<unparseable database URL>".to_owned();
+                };
+                let rest = match rest.rsplit_once('@') {
+                    Some((userinfo, hosts)) => match userinfo.split_once(':') {
+                        Some((user, _)) => format!("{user}:***@{hosts}"),
+                        None => format!("{userinfo}@{hosts}"),
+                    },
+                    None => rest.to_owned(),
+                };
+                let mut shown = format!("{scheme}://{rest}");
+                if !query.is_empty() {
+                    let pairs: Vec<String> = query
+                        .split('&')
+                        .map(|pair| match pair.split_once('=') {
+                            Some((k, _)) if secret_key(k) => format!("{k}=***"),
+                            _ => pair.to_owned(),
+                        })
+                        .collect();
+                    shown.push('?');
+                    shown.push_str(&pairs.join("&"));
+                }
+                shown
+            }
         }
     }
 }
@@ -347,7 +375,13 @@ pub struct Database {
     /// The application registry check of every write transaction (`registry.rs`), armed by
     /// the `App` that owns this handle; shared by its clones.
     guard: Arc<registry::WriteGuard>,
+    /// PostgreSQL, short-lived processes: the backend process id of every connection the
+    /// pool opened, which [`Database::interrupt`] cancels (and nothing else).
+    backends: Backends,
 }
+
+/// The backend process ids of a pool's connections (see [`Database::interrupt`]).
+type Backends = Arc<std::sync::Mutex<Vec<i32>>>;
 
 impl fmt::Debug for Database {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -383,6 +417,77 @@ fn unavailable(url: &DatabaseUrl, e: sqlx::Error) -> Error {
     }
 }
 
+/// How long the pool gets to open its first connection before a direct attempt asks the
+/// server why it has not: sqlx retries a refused connection and a full server ("too many
+/// clients already") quietly until its acquire timeout, which hid the cause behind "timed out
+/// waiting for a connection" after 5 s.
+const DIAGNOSE_AFTER: Duration = Duration::from_millis(200);
+
+/// Opens the pool on `options`, failing at once with the real cause when the server refuses
+/// (nothing listening, no free slot, starting up) and after `timeout` (libpq's
+/// `connect_timeout`, else [`multihost::HOST_TIMEOUT`]) when it does not answer at all.
+async fn connect_pg(
+    url: &DatabaseUrl,
+    pool_options: PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+    timeout: Duration,
+) -> Result<PgPool> {
+    use sqlx::Connection as _;
+    let at = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    let no_answer = || {
+        Error::Unavailable(format!(
+            "{url}: no answer from {at} within {} s (connect_timeout): check that the server is up and reachable",
+            timeout.as_secs()
+        ))
+    };
+    let failed = |e: sqlx::Error| match e {
+        sqlx::Error::PoolTimedOut => no_answer(),
+        e => connect_failure(url, &at, e),
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let pool = pool_options.connect_with(options.clone());
+    tokio::pin!(pool);
+    tokio::select! {
+        result = &mut pool => return result.map_err(failed),
+        () = tokio::time::sleep(DIAGNOSE_AFTER) => {}
+    }
+    // Still connecting: ask directly, once. A server that answers now is left to the pool
+    // (its connection is ended cleanly); one that refuses says why.
+    let diagnose = async {
+        match tokio::time::timeout_at(deadline, sqlx::postgres::PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                None
+            }
+            Ok(Err(e)) => Some(e),
+            Err(_) => None,
+        }
+    };
+    tokio::select! {
+        result = &mut pool => result.map_err(failed),
+        Some(e) = diagnose => Err(failed(e)),
+        () = tokio::time::sleep_until(deadline) => Err(no_answer()),
+    }
+}
+
+/// A failure to open a connection to `at` (HOST:PORT or a socket path) as
+/// [`Error::Unavailable`] naming it: "connection refused at HOST:PORT" rather than the
+/// driver's bare OS error.
+fn connect_failure(url: &DatabaseUrl, at: &str, e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => Error::Unavailable(format!(
+            "{url}: connection refused at {at}: no server listens there; check that it is up and that DATABASE_URL points at it"
+        )),
+        sqlx::Error::Io(io) => Error::Unavailable(format!(
+            "{url}: the connection to {at} failed ({io}): check that the server is up and that DATABASE_URL points at it"
+        )),
+        _ => unavailable(url, e),
+    }
+}
+
 impl Database {
     /// Opens the database for a short-lived process such as the CLI: exactly one connection,
     /// ended cleanly by [`Database::close`]. SQLite files are created when missing, in WAL
@@ -406,37 +511,47 @@ impl Database {
         format!("accountctl/{}", std::process::id())
     }
 
-    /// Cancels the statement this process's connection is running (PostgreSQL's
-    /// `pg_cancel_backend`, sent over a second, short connection that is ended cleanly).
+    /// Cancels the statement this process's connections are running (PostgreSQL's
+    /// `pg_cancel_backend`, sent over a second, short connection that carries the run's
+    /// `application_name` and is ended cleanly). Only this process's backends are touched:
+    /// each connection's backend process id is recorded when it opens, so another run under
+    /// the same `application_name` (one set in `DATABASE_URL`) is never canceled.
     /// Between two statements of a transaction it waits (up to 3 s) for the next one, so a
     /// transaction in progress is always the one interrupted. The statement fails with
     /// SQLSTATE 57014, which is [`Error::Interrupted`], and its transaction rolls back
     /// through the normal path. Returns whether a statement was canceled; `false` at once
-    /// when the connection is idle outside a transaction (a prompt), and always on SQLite.
+    /// when the connection is idle outside a transaction (a prompt), and always on SQLite
+    /// and on a pool that records no backends (a long-running process's).
     pub async fn interrupt(&self) -> bool {
         use sqlx::Connection as _;
         let Pool::Postgres(pool) = &self.pool else {
             return false;
         };
-        let options = pool.connect_options();
-        let Some(name) = options.get_application_name().map(str::to_owned) else {
+        let pids = self
+            .backends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if pids.is_empty() {
             return false;
-        };
-        let Ok(mut conn) =
-            sqlx::PgConnection::connect_with(&options.as_ref().clone().application_name("accountctl/interrupt")).await
-        else {
+        }
+        let options = pool.connect_options();
+        let name = options.get_application_name().unwrap_or_default().to_owned();
+        let Ok(mut conn) = sqlx::PgConnection::connect_with(&options).await else {
             return false;
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
         let canceled = loop {
             // Every connection of this process (an import holds two): `active` ones are
             // canceled; while none is and one is `idle in transaction`, its next statement
-            // comes soon.
+            // comes soon. The name check guards against a process id reused by a backend
+            // that is not ours.
             let state: Result<(Option<bool>, Option<bool>), _> = sqlx::query_as(
                 "SELECT bool_or(state = 'active' AND pg_cancel_backend(pid)), \
                         bool_or(state LIKE 'idle in transaction%') FROM pg_stat_activity \
-                 WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                 WHERE pid = ANY($1) AND application_name = $2 AND pid <> pg_backend_pid()",
             )
+            .bind(&pids)
             .bind(&name)
             .fetch_one(&mut conn)
             .await;
@@ -481,6 +596,7 @@ impl Database {
     }
 
     async fn open_unscrubbed(url: &DatabaseUrl, max_connections: u32, test_before_acquire: bool) -> Result<Self> {
+        let backends: Backends = Arc::default();
         let invalid = |e: sqlx::Error| Error::Invalid(format!("invalid database URL {url}: {e}"));
         let pool = match url.backend() {
             Backend::Sqlite => {
@@ -502,27 +618,48 @@ impl Database {
                 Pool::Sqlite(pool)
             }
             Backend::Postgres => {
-                let targets = multihost::parse(url.expose())
+                let mut targets = multihost::parse(url.expose())
                     .map_err(|e| Error::Invalid(format!("invalid database URL {url}: {e}")))?;
-                let mut options = multihost::choose(url, &targets)
+                // A short-lived process's connections (never checked before reuse) carry one
+                // name, the probes of a multi-host URL included, so an operator looking at
+                // `pg_stat_activity` sees every connection of the run under it.
+                if !test_before_acquire && targets.application_name().is_none() {
+                    targets.set_application_name(&Self::session_name());
+                }
+                let options = multihost::choose(url, &targets)
                     .await?
                     .log_slow_statements(log::LevelFilter::Debug, SLOW_STATEMENT);
-                // A short-lived process's connections (never checked before reuse): named
-                // for `interrupt`.
-                if !test_before_acquire && options.get_application_name().is_none() {
-                    options = options.application_name(&Self::session_name());
-                }
-                let pool = PgPoolOptions::new()
+                let mut pool_options = PgPoolOptions::new()
                     .max_connections(max_connections)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .test_before_acquire(test_before_acquire)
-                    .connect_with(options)
-                    .await
-                    .map_err(|e| unavailable(url, e))?;
-                Pool::Postgres(pool)
+                    .acquire_timeout(targets.connect_timeout.unwrap_or_default().max(multihost::HOST_TIMEOUT))
+                    .test_before_acquire(test_before_acquire);
+                if !test_before_acquire {
+                    // Each connection's backend process id, for `interrupt` to cancel exactly
+                    // this process's statements. A simple-protocol query: no prepared
+                    // statement for a transaction-mode pooler to lose.
+                    let backends = backends.clone();
+                    pool_options = pool_options.after_connect(move |conn, _| {
+                        let backends = backends.clone();
+                        Box::pin(async move {
+                            use sqlx::Row as _;
+                            let row =
+                                sqlx::Executor::fetch_one(&mut *conn, sqlx::raw_sql("SELECT pg_backend_pid()")).await?;
+                            let pid: i32 = row.try_get(0)?;
+                            backends
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(pid);
+                            Ok(())
+                        })
+                    });
+                }
+                let timeout = targets.connect_timeout.unwrap_or(multihost::HOST_TIMEOUT);
+                Pool::Postgres(connect_pg(url, pool_options, options, timeout).await?)
             }
         };
-        Ok(Self::with_pool(pool, url.clone()))
+        let mut db = Self::with_pool(pool, url.clone());
+        db.backends = backends;
+        Ok(db)
     }
 
     /// The same database publishing AuthzCache invalidations through `channel`
@@ -575,6 +712,7 @@ impl Database {
             url,
             invalidations: InvalidationChannel::default(),
             guard: Arc::default(),
+            backends: Arc::default(),
         }
     }
 
@@ -934,6 +1072,19 @@ mod tests {
         let shown = format!("{url} {url:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("sslmode=require"), "{shown}");
+    }
+
+    #[test]
+    fn multi_host_urls_are_shown_without_their_password() {
+        let url = DatabaseUrl::parse(
+            "postgres://app:s3cret@db1:5432,db2:5433/accounts?password=hunter2&target_session_attrs=read-write",
+        )
+        .expect("valid");
+        let shown = url.to_string();
+        assert_eq!(
+            shown,
+            "postgres://app:***@db1:5432,db2:5433/accounts?password=***&target_session_attrs=read-write"
+        );
     }
 
     #[test]

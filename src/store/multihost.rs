@@ -56,6 +56,34 @@ impl SessionAttrs {
 pub(super) struct Targets {
     hosts: Vec<(String, PgConnectOptions)>,
     attrs: SessionAttrs,
+    /// libpq's `connect_timeout` (which sqlx's parser ignores): how long one host gets to
+    /// answer. `None` when the URL sets none (or 0, libpq's "wait indefinitely").
+    pub(super) connect_timeout: Option<Duration>,
+}
+
+impl Targets {
+    /// The `application_name` the URL sets, if any.
+    pub(super) fn application_name(&self) -> Option<&str> {
+        self.hosts.first().and_then(|(_, o)| o.get_application_name())
+    }
+
+    /// Sets `application_name` on every host's options, so the probes of [`choose`] carry
+    /// the same name as the connections that follow.
+    pub(super) fn set_application_name(&mut self, name: &str) {
+        for (_, options) in &mut self.hosts {
+            *options = options.clone().application_name(name);
+        }
+    }
+}
+
+/// libpq's reading of `connect_timeout`: whole seconds, 0 or less waits indefinitely, and
+/// values 1 and 2 mean 2 (PostgreSQL manual, 34.1.2 "Parameter Key Words").
+fn parse_connect_timeout(value: &str) -> Result<Option<Duration>, String> {
+    let secs: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid connect_timeout {value:?}: expected whole seconds"))?;
+    Ok((secs > 0).then(|| Duration::from_secs(secs.max(2).unsigned_abs())))
 }
 
 /// Splits a PostgreSQL URL into one sqlx option set per host. Every set has
@@ -66,12 +94,14 @@ pub(super) fn parse(text: &str) -> Result<Targets, String> {
     let mut attrs = SessionAttrs::Any;
     let mut query_hosts: Option<String> = None;
     let mut query_ports: Option<String> = None;
+    let mut connect_timeout = None;
     let mut rest = url::form_urlencoded::Serializer::new(String::new());
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         match &*key {
             "target_session_attrs" => attrs = SessionAttrs::parse(&value)?,
             "host" => query_hosts = Some(value.into_owned()),
             "port" => query_ports = Some(value.into_owned()),
+            "connect_timeout" => connect_timeout = parse_connect_timeout(&value)?,
             _ => {
                 rest.append_pair(&key, &value);
             }
@@ -119,6 +149,7 @@ pub(super) fn parse(text: &str) -> Result<Targets, String> {
         return Ok(Targets {
             hosts: vec![(shown, options)],
             attrs,
+            connect_timeout,
         });
     }
 
@@ -168,7 +199,11 @@ pub(super) fn parse(text: &str) -> Result<Targets, String> {
         };
         hosts.push((shown, options));
     }
-    Ok(Targets { hosts, attrs })
+    Ok(Targets {
+        hosts,
+        attrs,
+        connect_timeout,
+    })
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.
@@ -187,8 +222,8 @@ fn split_host_port(item: &str) -> Result<(String, Option<String>), String> {
     })
 }
 
-/// How long one host of a multi-host URL gets to answer before the next is tried.
-const HOST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one host gets to answer when the URL sets no `connect_timeout`.
+pub(super) const HOST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The options of the first host, in URL order, that is reachable and has the requested
 /// attributes. With one host and `target_session_attrs=any` nothing is probed: the pool's
@@ -209,7 +244,7 @@ pub(super) async fn choose(url: &DatabaseUrl, targets: &Targets) -> Result<PgCon
     };
     for &wanted in passes {
         for (shown, options) in &targets.hosts {
-            match probe(options, wanted).await {
+            match probe(options, wanted, targets.connect_timeout.unwrap_or(HOST_TIMEOUT)).await {
                 Ok(true) => return Ok(options.clone()),
                 Ok(false) => problems.push(format!("{shown} is {}", wanted.refusal())),
                 Err(e) => problems.push(format!("{shown}: {e}")),
@@ -227,10 +262,10 @@ pub(super) async fn choose(url: &DatabaseUrl, targets: &Targets) -> Result<PgCon
 
 /// Connects to one host and tells whether it has the attributes; the connection is ended
 /// cleanly either way.
-async fn probe(options: &PgConnectOptions, wanted: SessionAttrs) -> Result<bool, String> {
-    let mut conn = tokio::time::timeout(HOST_TIMEOUT, PgConnection::connect_with(options))
+async fn probe(options: &PgConnectOptions, wanted: SessionAttrs, within: Duration) -> Result<bool, String> {
+    let mut conn = tokio::time::timeout(within, PgConnection::connect_with(options))
         .await
-        .map_err(|_| format!("no answer within {}s", HOST_TIMEOUT.as_secs()))?
+        .map_err(|_| format!("no answer within {}s", within.as_secs()))?
         .map_err(|e| Error::from(e).to_string())?;
     let verdict = async {
         Ok::<bool, sqlx::Error>(match wanted {
