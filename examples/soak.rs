@@ -411,14 +411,14 @@ fn worker(shared: Arc<Shared>, mut rng: Rng) {
                     ]),
                     "",
                 );
-                if code == Some(0) {
-                    if let Some(token) = out.lines().next().filter(|t| !t.trim().is_empty()) {
-                        shared
-                            .invites
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(token.trim().to_owned());
-                    }
+                if code == Some(0)
+                    && let Some(token) = out.lines().next().filter(|t| !t.trim().is_empty())
+                {
+                    shared
+                        .invites
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(token.trim().to_owned());
                 }
             }
             32..=36 => {
@@ -608,10 +608,10 @@ fn faults(shared: Arc<Shared>, mut rng: Rng, failover: bool) {
                     let sql = "SELECT COUNT(pg_terminate_backend(pid)) FROM (SELECT pid FROM pg_stat_activity \
                                WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' \
                                ORDER BY random() LIMIT 1) t";
-                    if let Ok(n) = checker_count_blocking(&shared.url, sql) {
-                        if n > 0 {
-                            shared.count_fault("pg_terminate_backend");
-                        }
+                    if let Ok(n) = checker_count_blocking(&shared.url, sql)
+                        && n > 0
+                    {
+                        shared.count_fault("pg_terminate_backend");
                     }
                 }
             }
@@ -835,7 +835,7 @@ fn count_http(shared: &Shared, what: &str, status: u16) {
         .entry(format!("{what} {status}"))
         .or_default() += 1;
     if status == 500 {
-        shared.violation("the server never answers 500 (internal error)", format!("{what}"));
+        shared.violation("the server never answers 500 (internal error)", what.to_string());
     }
 }
 
@@ -852,11 +852,11 @@ async fn traffic(shared: Arc<Shared>, mut rng: Rng, port: u16) {
     let base = format!("http://127.0.0.1:{port}");
     let mut server = start_server(&shared, port).await;
     while Instant::now() < shared.deadline && !shared.stop.load(Ordering::Relaxed) {
-        if let Some(child) = server.as_mut() {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                server = start_server(&shared, port).await;
-                continue;
-            }
+        if let Some(child) = server.as_mut()
+            && matches!(child.try_wait(), Ok(Some(_)))
+        {
+            server = start_server(&shared, port).await;
+            continue;
         }
         let users: Vec<Known> = shared.users.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(user) = rng.pick(&users).cloned() else {
@@ -901,22 +901,20 @@ async fn traffic(shared: Arc<Shared>, mut rng: Rng, port: u16) {
                 count_http(&shared, "GET /workspaces/Acme/capabilities", r.status().as_u16());
             }
         }
-        if rng.chance(50) {
-            if let Ok(r) = http
+        if rng.chance(50)
+            && let Ok(r) = http
                 .post(format!("{base}/refresh"))
                 .json(&serde_json::json!({"refresh_token": refresh}))
                 .send()
                 .await
+        {
+            count_http(&shared, "POST /refresh", r.status().as_u16());
+            if r.status().as_u16() == 200
+                && let Ok(b) = r.json::<serde_json::Value>().await
+                && let (Some(a), Some(f)) = (b["access_token"].as_str(), b["refresh_token"].as_str())
             {
-                count_http(&shared, "POST /refresh", r.status().as_u16());
-                if r.status().as_u16() == 200 {
-                    if let Ok(b) = r.json::<serde_json::Value>().await {
-                        if let (Some(a), Some(f)) = (b["access_token"].as_str(), b["refresh_token"].as_str()) {
-                            access = a.to_owned();
-                            refresh = f.to_owned();
-                        }
-                    }
-                }
+                access = a.to_owned();
+                refresh = f.to_owned();
             }
         }
         if rng.chance(30) {
@@ -1087,11 +1085,7 @@ async fn check_invariants(
         "no session or refresh token of a disabled, trashed, erased or merged-away user validates",
         {
             let status: HashMap<String, (String, String)> = check
-                .texts(if pg {
-                    "SELECT username, CASE WHEN active AND deleted_at IS NULL THEN 'ok' ELSE 'off' END FROM users"
-                } else {
-                    "SELECT username, CASE WHEN active AND deleted_at IS NULL THEN 'ok' ELSE 'off' END FROM users"
-                })
+                .texts("SELECT username, CASE WHEN active AND deleted_at IS NULL THEN 'ok' ELSE 'off' END FROM users")
                 .await
                 .map(|rows| rows.into_iter().map(|(u, s)| (u.clone(), (u, s))).collect())
                 .unwrap_or_default();

@@ -455,9 +455,11 @@ mod tests {
         assert!(advice.contains("statement_timeout"), "{advice}");
         let advice = server_state_advice("55P03", "canceling statement due to lock timeout").expect("advice");
         assert!(advice.contains("lock_timeout"), "{advice}");
-        let advice = server_state_advice("57P01", "terminating connection due to administrator command").expect("advice");
+        let advice =
+            server_state_advice("57P01", "terminating connection due to administrator command").expect("advice");
         assert!(advice.contains("pg_terminate_backend"), "{advice}");
-        let advice = server_state_advice("08P01", "transaction blocks not allowed in statement pooling mode").expect("advice");
+        let advice =
+            server_state_advice("08P01", "transaction blocks not allowed in statement pooling mode").expect("advice");
         assert!(advice.contains("pool_mode = statement"), "{advice}");
         // A hook's statement that the database failed keeps the database's classification.
         let err = Error::from_hook("audit", Error::Unavailable("gone".into()));

@@ -139,7 +139,9 @@ pub async fn exec(ctx: &Ctx, cmd: HooksCmd) -> Result<(), Error> {
             super::warn_hook_failures(&report.hook_failures);
             note!(
                 "hook work completed: {} record(s), {} user(s); {} left owed",
-                report.completed, report.users, report.left
+                report.completed,
+                report.users,
+                report.left
             );
             let failed = report.hook_failures.len() as u64;
             ctx.out.record(&report, "completed");

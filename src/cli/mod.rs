@@ -584,7 +584,8 @@ async fn complete_owed_work(ctx: &Ctx) {
             if report.completed > 0 {
                 note!(
                     "completed hook work an earlier run left owed: {} record(s), {} user(s)",
-                    report.completed, report.users
+                    report.completed,
+                    report.users
                 );
             }
             warn_hook_failures(&report.hook_failures);

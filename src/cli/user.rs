@@ -401,7 +401,8 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
     } else if without_password {
         note!(
             "user {} has no password: set one with `{} user set-password`",
-            created.user.username, ctx.bin
+            created.user.username,
+            ctx.bin
         );
     }
     print_with_password(ctx, &created, shown);
