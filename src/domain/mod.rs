@@ -18,7 +18,9 @@ pub use names::{Capability, parse_capabilities, validate_role_name, validate_slu
 pub(crate) use paging::ambiguous;
 pub use paging::{IdPrefix, MIN_ID_PREFIX, Page};
 pub use passport::{Email, Passport, PassportKind, Phone};
-pub use status::{AdminOutcome, ErasureRequestStatus, InviteStatus, SweepOutcome, SweepStatus, SweepStop};
+pub use status::{
+    AdminOutcome, ErasureRequestStatus, ImportRowStatus, InviteStatus, SweepOutcome, SweepStatus, SweepStop,
+};
 pub use text::{ECHO_CHARS, MAX_NAME_CHARS, MAX_PROVIDER_CHARS, MAX_SUBJECT_CHARS, clean_identity, clean_text, shown};
 pub use user::{InstanceRole, Person, User, UserView, Username};
 pub use user_ref::{UserFilter, UserRef};
