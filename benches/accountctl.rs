@@ -774,7 +774,7 @@ async fn bench_list(f: &Fresh, rows: &mut Vec<Row>, label: &'static str) {
     );
     let baseline = median(21, || async {
         let mut tx = f.db.begin_read().await.expect("tx");
-        tx.execute(&sql, &[]).await.expect("select");
+        tx.fetch_all(&sql, &[]).await.expect("select");
     })
     .await;
     rows.push(Row {

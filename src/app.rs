@@ -18,7 +18,8 @@ use crate::services::memberships::Memberships;
 use crate::services::merge::MergeHandler;
 use crate::services::sessions::{SessionRevocationLifecycleHook, SessionService};
 use crate::store::{
-    Database, DatabaseUrl, InvalidationChannel, MigrateReport, MigrationPlan, Migrations, MissingHook, SchemaStatus,
+    Database, DatabaseUrl, InvalidationChannel, MigrateReport, MigrationPlan, Migrations, MissingHook, RegistryKind,
+    RegistrySet, SchemaStatus,
 };
 
 /// Settings of the services.
@@ -151,6 +152,10 @@ pub struct AppBuilder {
     merge_handlers: Vec<Arc<dyn MergeHandler>>,
     migrations: Migrations,
     personal_data: Vec<PersonalData>,
+    application: Option<String>,
+    retired: Vec<(RegistryKind, String)>,
+    merge_replacements: Vec<Arc<dyn MergeHandler>>,
+    merge_removals: Vec<&'static str>,
     program: Option<String>,
 }
 
@@ -255,6 +260,57 @@ impl AppBuilder {
         self
     }
 
+    /// Names the application that owns the database. Its first `migrate` claims an
+    /// unowned database for it (audited as `registry.claimed`); from then on a binary of
+    /// another application, or the plain `accountctl`, may read but never write. A name is
+    /// 1–128 characters; pick one and keep it (it is the database's record of its owner).
+    pub fn application(mut self, name: impl Into<String>) -> Self {
+        self.application = Some(name.into());
+        self
+    }
+
+    /// Retires the lifecycle hook `name` that earlier builds registered: this build's
+    /// `migrate` removes it from the database's registry (audited as `registry.retired`,
+    /// naming this binary and the actor), after which binaries without it may write again.
+    /// Until that `migrate`, this build may not write either. No command removes a hook
+    /// this way: the retirement is part of the application's code.
+    pub fn retired_hook(mut self, name: impl Into<String>) -> Self {
+        self.retired.push((RegistryKind::Lifecycle, name.into()));
+        self
+    }
+
+    /// Retires the merge handler `name` (as [`AppBuilder::retired_hook`] does for a hook).
+    pub fn retired_merge_handler(mut self, name: impl Into<String>) -> Self {
+        self.retired.push((RegistryKind::Merge, name.into()));
+        self
+    }
+
+    /// Retires the personal-data declaration of `table` (as [`AppBuilder::retired_hook`]
+    /// does for a hook), for an application that dropped the table.
+    pub fn retired_personal_data(mut self, table: impl Into<String>) -> Self {
+        self.retired.push((RegistryKind::PersonalData, table.into()));
+        self
+    }
+
+    /// Replaces a shipped merge handler with the application's own of the same `name()`
+    /// (e.g. an application with its own notion of memberships or folders), keeping its
+    /// place in the running order. Errors at [`AppBuilder::build`]: [`Error::Invalid`] when
+    /// no shipped handler has that name.
+    pub fn replace_merge_handler(mut self, handler: Arc<dyn MergeHandler>) -> Self {
+        self.merge_replacements.push(handler);
+        self
+    }
+
+    /// Removes the shipped merge handler `name` and retires it from the registry (see
+    /// [`AppBuilder::retired_merge_handler`]): the application moves that data itself, in a
+    /// handler of its own, or not at all. Errors at [`AppBuilder::build`]:
+    /// [`Error::Invalid`] when no shipped handler has that name.
+    pub fn without_merge_handler(mut self, name: &'static str) -> Self {
+        self.merge_removals.push(name);
+        self.retired.push((RegistryKind::Merge, name.to_owned()));
+        self
+    }
+
     /// Declares an application table holding personal data (see [`PersonalData`]).
     pub fn personal_data(mut self, declaration: PersonalData) -> Self {
         self.personal_data.push(declaration);
@@ -286,6 +342,9 @@ impl AppBuilder {
             Some(channel) => db.with_invalidation_channel(channel),
             None => db,
         };
+        // This App's handle (and every clone its hooks get) is checked against its own
+        // declared set, armed below once the set is known.
+        let db = db.with_own_guard();
         for declaration in &self.personal_data {
             declaration.validate()?;
         }
@@ -308,20 +367,63 @@ impl AppBuilder {
         ];
         hooks.extend(self.hooks.into_iter().map(|make| make(&db)));
         let mut merge_handlers = crate::services::merge::default_handlers();
-        merge_handlers.extend(self.merge_handlers);
-        let mut registered: Vec<(&'static str, &'static str)> = Vec::new();
-        for (kind, name) in hooks
-            .iter()
-            .map(|h| ("lifecycle", h.name()))
-            .chain(merge_handlers.iter().map(|h| ("merge", h.name())))
-        {
-            if registered.contains(&(kind, name)) {
+        for replacement in self.merge_replacements {
+            let slot = merge_handlers
+                .iter_mut()
+                .find(|h| h.name() == replacement.name())
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "replace_merge_handler: no shipped merge handler is named {:?}",
+                        replacement.name()
+                    ))
+                })?;
+            *slot = replacement;
+        }
+        for name in &self.merge_removals {
+            let before = merge_handlers.len();
+            merge_handlers.retain(|h| h.name() != *name);
+            if merge_handlers.len() == before {
                 return Err(Error::Invalid(format!(
-                    "two {kind} hooks are named {name:?}: names identify hooks in the database's hook registry"
+                    "without_merge_handler: no shipped merge handler is named {name:?}"
                 )));
             }
-            registered.push((kind, name));
         }
+        merge_handlers.extend(self.merge_handlers);
+        let mut items: Vec<(RegistryKind, String)> = Vec::new();
+        for (kind, name) in hooks
+            .iter()
+            .map(|h| (RegistryKind::Lifecycle, h.name()))
+            .chain(merge_handlers.iter().map(|h| (RegistryKind::Merge, h.name())))
+            .chain(self.personal_data.iter().map(|d| (RegistryKind::PersonalData, d.table_name())))
+        {
+            if items.iter().any(|(k, n)| *k == kind && n == name) {
+                return Err(Error::Invalid(format!(
+                    "two {kind} entries are named {name:?}: names identify them in the database's registry"
+                )));
+            }
+            if self.retired.iter().any(|(k, n)| *k == kind && n == name) {
+                return Err(Error::Invalid(format!(
+                    "{kind} {name:?} is both registered and retired: drop one of the two"
+                )));
+            }
+            items.push((kind, name.to_owned()));
+        }
+        if let Some(app) = &self.application
+            && !(1..=128).contains(&app.chars().count())
+        {
+            return Err(Error::Invalid("the application name must be 1 to 128 characters".into()));
+        }
+        let program: Arc<str> = self.program.unwrap_or_else(|| "accountctl".to_owned()).into();
+        let versions = |list: &[crate::store::Migration]| list.iter().map(|m| m.version).collect::<Vec<_>>();
+        let registry = Arc::new(RegistrySet {
+            application: self.application,
+            items,
+            migrations_postgres: versions(self.migrations.for_backend(crate::store::Backend::Postgres)),
+            migrations_sqlite: versions(self.migrations.for_backend(crate::store::Backend::Sqlite)),
+            retired: self.retired,
+            binary: format!("{program} (accountctl {})", env!("CARGO_PKG_VERSION")),
+        });
+        db.arm_guard(registry.clone());
         let lifecycle = Arc::new(UserLifecycleService::new(hooks));
         let app = App {
             db,
@@ -331,12 +433,11 @@ impl AppBuilder {
             merge_handlers: merge_handlers.into(),
             plan: Arc::new(MigrationPlan {
                 app: self.migrations,
-                hooks: registered,
+                registry,
             }),
             personal_data: self.personal_data.into(),
-            program: self.program.unwrap_or_else(|| "accountctl".to_owned()).into(),
+            program,
         };
-        app.check_hook_set().await?;
         Ok(app)
     }
 }
@@ -412,11 +513,14 @@ impl App {
     /// binary's hook set, in one transaction under a migration lock: safe to run from several
     /// processes at once. Idempotent.
     ///
-    /// Errors: [`Error::MissingHooks`] when the database records hooks this binary lacks (a
-    /// binary without them must not migrate on their behalf); [`Error::Schema`] when the
+    /// Errors: [`Error::MissingHooks`] when the database records what this binary lacks
+    /// (another application, hooks it neither registers nor retires, application migrations
+    /// it does not know: a binary without them must not migrate on their behalf); [`Error::Schema`] when the
     /// database is ahead of this build or a migration was edited after it was applied.
     pub async fn migrate(&self) -> Result<MigrateReport> {
-        self.db.migrate_with(&self.plan).await
+        self.db
+            .migrate_with(&self.plan, &crate::lifecycle::current_actor())
+            .await
     }
 
     /// Where the schema stands against this build's migrations (accountctl's and the
@@ -446,38 +550,40 @@ impl App {
         }
     }
 
-    /// The hooks the database records that this binary lacks (empty when none, or before the
-    /// first migration).
+    /// Whether this binary may write here now: begins a write transaction (which checks the
+    /// application registry) and rolls it back. Errors: [`Error::MissingHooks`] (exit 6)
+    /// naming what this binary lacks; the database's errors (a read-only standby…).
+    pub async fn ensure_writable(&self) -> Result<()> {
+        self.db.begin().await?.rollback().await
+    }
+
+    /// What the database's registry records that this binary lacks (empty when nothing, or
+    /// before the first migration): while not empty, every write is refused.
     pub async fn missing_hooks(&self) -> Result<Vec<MissingHook>> {
-        self.db.missing_hooks(&self.plan.hooks).await
+        let state = self.db.registry().await?;
+        Ok(state.missing_for(&self.plan.registry, self.db.backend(), false))
     }
 
-    /// The hook set the database records, as `(kind, name)` with kind `lifecycle` or `merge`.
-    pub async fn recorded_hooks(&self) -> Result<Vec<(String, String)>> {
-        self.db.recorded_hooks().await
+    /// The registry as the database records it: `(kind, name)` of the hooks, merge handlers
+    /// and personal-data declarations, ordered.
+    pub async fn recorded_hooks(&self) -> Result<Vec<(RegistryKind, String)>> {
+        Ok(self.db.registry().await?.items)
     }
 
-    /// Removes `name` of `kind` (`lifecycle` or `merge`) from the database's hook registry,
-    /// for an application that retired a hook on purpose. Allowed even while writes are
-    /// refused for missing hooks. Returns whether it was recorded.
-    ///
-    /// Errors: [`Error::Invalid`] for another kind.
-    pub async fn forget_hook(&self, kind: &str, name: &str) -> Result<bool> {
-        if !matches!(kind, "lifecycle" | "merge") {
-            return Err(Error::Invalid(format!("hook kind {kind:?}: use lifecycle or merge")));
-        }
-        self.db.forget_hook(kind, name).await
+    /// The application that owns the database, as recorded (`None`: unowned, or before the
+    /// first migration).
+    pub async fn recorded_application(&self) -> Result<Option<String>> {
+        Ok(self.db.registry().await?.application)
     }
 
-    /// Reads the hook registry and, when this binary lacks a recorded hook, makes every write
-    /// transaction fail with [`Error::MissingHooks`].
-    async fn check_hook_set(&self) -> Result<()> {
-        let missing = self.missing_hooks().await?;
-        if !missing.is_empty() {
-            tracing::info!(missing = %missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "), "this binary lacks hooks the database records: writes are refused");
-            self.db.refuse_writes(missing);
-        }
-        Ok(())
+    /// The application this binary belongs to ([`AppBuilder::application`]).
+    pub fn application(&self) -> Option<&str> {
+        self.plan.registry.application.as_deref()
+    }
+
+    /// What this binary retires from the registry at its next `migrate`.
+    pub fn retired(&self) -> &[(RegistryKind, String)] {
+        &self.plan.registry.retired
     }
 
     /// Account merge with the shipped handlers followed by the application's.
@@ -534,7 +640,6 @@ impl App {
     pub fn invites(&self) -> crate::services::invites::Invites {
         crate::services::invites::Invites::new(
             self.db.clone(),
-            self.lifecycle.clone(),
             self.accounts(),
             self.config.invite_link_template.clone(),
         )
@@ -551,6 +656,11 @@ impl App {
         )
     }
 
+    /// The work lifecycle hooks owe committed changes: list it, replay it.
+    pub fn hook_work(&self) -> crate::services::hook_work::HookWork {
+        crate::services::hook_work::HookWork::new(self.db.clone(), self.lifecycle.clone())
+    }
+
     /// Bulk import.
     pub fn importer(&self) -> crate::services::import::Importer {
         crate::services::import::Importer::new(self.db.clone(), self.lifecycle.clone())
@@ -563,7 +673,7 @@ impl App {
 
     /// Resolves a workspace by id or case-insensitive name. Errors: [`crate::Error::NotFound`].
     pub async fn workspace_id(&self, key: &str) -> crate::Result<uuid::Uuid> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let id = tx.workspace_id(key).await?;
         tx.end().await?;
         Ok(id)
@@ -575,7 +685,7 @@ mod send_check {
     #[allow(dead_code)]
     fn check(app: &super::App, db: &crate::store::Database) {
         is_send(app.migrate());
-        is_send(db.migrate_with(&Default::default()));
+        is_send(db.migrate_with(&Default::default(), "actor"));
         is_send(app.schema_status());
         is_send(app.missing_hooks());
         is_send(super::App::builder().build());

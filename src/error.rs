@@ -47,12 +47,12 @@ pub enum Error {
         /// The hook's own message.
         reason: String,
     },
-    /// The database records lifecycle hooks or merge handlers that this binary does not
-    /// register: it may read but every write is refused, so no change skips their work.
-    /// Exit code 6.
+    /// The database's application registry records what this binary lacks (lifecycle
+    /// hooks, merge handlers, personal-data declarations, application migrations) or belongs
+    /// to another application: it may read but every write is refused, so no change skips
+    /// the application's work. Exit code 6.
     #[error(
-        "this binary lacks {} recorded in the database: {}. It may read but not write; use the application's own admin binary (the one that registers them)",
-        if .0.len() == 1 { "a hook" } else { "hooks" },
+        "this binary lacks what the database's application registry records: {}. It may read but not write; use the application's own admin binary (the one that registers them)",
         .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     )]
     MissingHooks(Vec<crate::store::MissingHook>),
@@ -224,6 +224,16 @@ fn constraint_message(name: &str) -> Option<&'static str> {
         "workspaces_name_folded_key" => {
             "a workspace with that name already exists (names are unique regardless of case)"
         }
+        "users_keep_an_active_admin" => {
+            "refused by the database: the instance must keep at least one active admin (make another user admin first)"
+        }
+        "users_erasure_pending_inactive" => {
+            "refused by the database: a user with a pending erasure request stays inactive (cancel the request first)"
+        }
+        "memberships_root_keeps_a_member" => "refused by the database: the root workspace must keep a member",
+        "memberships_external_not_in_root" => {
+            "refused by the database: external users cannot join the root workspace or hold its roles (convert the user to internal first)"
+        }
         _ => return None,
     })
 }
@@ -242,6 +252,10 @@ const CONSTRAINT_NAMES: &[&str] = &[
     "folders_one_home_per_user",
     "users_username_not_an_id",
     "workspaces_name_folded_key",
+    "users_keep_an_active_admin",
+    "users_erasure_pending_inactive",
+    "memberships_root_keeps_a_member",
+    "memberships_external_not_in_root",
 ];
 
 /// SQLite names a violated plain UNIQUE index or constraint by its columns

@@ -122,7 +122,7 @@ pub use app::{App, Config};
 pub mod db {
     pub use crate::store::{
         Backend, Database, DatabaseUrl, FromValue, InvalidationChannel, MigrateReport, Migration, Migrations,
-        MissingHook, Row, SchemaStatus, Tx, Value, WRITE_ATTEMPTS,
+        MissingHook, ReadTx, RegistryKind, Row, SchemaStatus, Tx, Value, WRITE_ATTEMPTS,
     };
 }
 pub use error::{Error, Result};

@@ -13,14 +13,29 @@ use accountctl::{Error, Result};
 /// Usernames with this prefix are on legal hold: they may not be deleted in any mode.
 pub const LEGAL_HOLD_PREFIX: &str = "hold-";
 
-/// The application's wiring: migrations, the `calendar` hook, the `calendars` merge handler
-/// and the personal data of `app_calendars`.
+/// The application's name in the database's registry: its first `migrate` claims the
+/// database, and from then on only this application's binaries write to it.
+pub const APPLICATION: &str = "calendar-example";
+
+/// The application's wiring: its name, migrations, the `calendar` hook, the `calendars`
+/// merge handler, the personal data of `app_calendars`, and a hook an earlier build had.
 pub fn wire(builder: AppBuilder) -> AppBuilder {
+    wire_without_calendar_hook(builder).hook_with(|db| Arc::new(CalendarHook { db: db.clone() }))
+}
+
+/// [`wire`] without the `calendar` hook: what a build that retires it starts from (it then
+/// declares `.retired_hook("calendar")`).
+pub fn wire_without_calendar_hook(builder: AppBuilder) -> AppBuilder {
     builder
+        .application(APPLICATION)
         .migrations(migrations())
-        .hook_with(|db| Arc::new(CalendarHook { db: db.clone() }))
         .merge_handler(Arc::new(CalendarMergeHandler))
         .personal_data(personal_data())
+        // An earlier build sent reminders through a `reminders` hook; this build dropped it.
+        // Declaring the retirement is the only way to take it out of the registry: this
+        // build's `migrate` removes it (audited as `registry.retired`), so binaries without
+        // it may write again. No command removes a registered hook.
+        .retired_hook("reminders")
 }
 
 /// The application's migrations, one list per backend (applied after accountctl's).

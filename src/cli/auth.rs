@@ -44,6 +44,7 @@ pub async fn exec(ctx: &Ctx, cmd: AuthCmd) -> Result<(), Error> {
             }
             let chosen = password.resolve(true, false)?.ok_or(Error::AuthenticationFailed)?;
             let outcome = ctx.app.auth().login(&user, &chosen.secret, false).await?;
+            super::warn_hook_failures(&outcome.hook_failures);
             #[derive(serde::Serialize)]
             struct Checked {
                 id: uuid::Uuid,
@@ -51,6 +52,8 @@ pub async fn exec(ctx: &Ctx, cmd: AuthCmd) -> Result<(), Error> {
                 authenticated: bool,
                 first_login: bool,
                 rehashed: bool,
+                #[serde(skip_serializing_if = "Vec::is_empty")]
+                hook_failures: Vec<crate::domain::HookFailure>,
             }
             ctx.out.record(
                 &Checked {
@@ -59,6 +62,7 @@ pub async fn exec(ctx: &Ctx, cmd: AuthCmd) -> Result<(), Error> {
                     authenticated: true,
                     first_login: outcome.first_login,
                     rehashed: outcome.rehashed,
+                    hook_failures: outcome.hook_failures,
                 },
                 "id",
             );

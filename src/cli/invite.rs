@@ -278,7 +278,9 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
                 }
                 (None, None) => return Err(Error::Invalid("give --user or --new-username".into())),
             };
-            ctx.out.record(&invites.accept(&token, acceptor).await?, "user_id");
+            let accepted = invites.accept(&token, acceptor).await?;
+            super::warn_hook_failures(&accepted.hook_failures);
+            ctx.out.record(&accepted, "user_id");
         }
         InviteCmd::Prune => {
             let expired = invites.prune().await?;

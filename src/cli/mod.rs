@@ -453,6 +453,52 @@ fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationTok
     });
 }
 
+/// Whether `command` first completes the hook work an earlier run left owed (a process that
+/// died between a change's commit and its hooks): the commands that create users or purge
+/// them, so re-running the command that crashed completes its work (`hooks replay` does it
+/// on its own).
+fn completes_owed_work(command: &Command) -> bool {
+    match command {
+        Command::User(user::UserCmd::Create(_)) => true,
+        Command::User(user::UserCmd::Import(args)) => !args.dry_run,
+        Command::Gdpr(gdpr::GdprCmd::Purge { dry_run, .. }) => !dry_run,
+        Command::Invite(invite::InviteCmd::Accept { .. }) => true,
+        _ => false,
+    }
+}
+
+/// Completes owed hook work (see [`completes_owed_work`]); its failures are reported on
+/// stderr and never stop the command.
+async fn complete_owed_work(ctx: &Ctx) {
+    match ctx.app.hook_work().replay().await {
+        Ok(report) => {
+            if report.completed > 0 {
+                eprintln!(
+                    "completed hook work an earlier run left owed: {} record(s), {} user(s)",
+                    report.completed, report.users
+                );
+            }
+            warn_hook_failures(&report.hook_failures);
+        }
+        // The command itself reports what refuses it.
+        Err(Error::MissingHooks(_)) => {}
+        Err(err) => tracing::warn!(error = %err, "could not complete owed hook work (run `hooks replay` later)"),
+    }
+}
+
+/// Prints a warning on stderr for each hook that failed on a change that stands (created,
+/// login): the command still succeeds (the hook contract); `hooks list` shows the work owed.
+pub(crate) fn warn_hook_failures(failures: &[crate::domain::HookFailure]) {
+    for f in failures {
+        eprintln!(
+            "warning: the {} hook failed on {} (the change stands; its work is owed, see `hooks list`): {}",
+            f.hook,
+            f.event,
+            output::escape_controls(&f.error)
+        );
+    }
+}
+
 /// Runs one database command.
 async fn exec(ctx: &Ctx, command: Command) -> Result<(), Error> {
     match command {
@@ -461,6 +507,9 @@ async fn exec(ctx: &Ctx, command: Command) -> Result<(), Error> {
         Command::Hooks(cmd) => hooks::exec(ctx, cmd).await,
         command => {
             ctx.app.ensure_schema_current().await?;
+            if completes_owed_work(&command) {
+                complete_owed_work(ctx).await;
+            }
             match command {
                 Command::User(cmd) => user::exec(ctx, cmd).await,
                 Command::Workspace(cmd) => workspace::exec(ctx, cmd).await,

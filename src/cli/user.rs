@@ -103,7 +103,7 @@ pub struct ImportArgs {
     on_conflict: ConflictPolicy,
     /// Validate everything against the database; write nothing.
     #[arg(long)]
-    dry_run: bool,
+    pub(super) dry_run: bool,
     /// All rows or none: one transaction, rolled back if any row fails.
     #[arg(long)]
     atomic: bool,
@@ -366,6 +366,7 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
         person_id: None,
     };
     let created = accounts.create(new, args.if_not_exists).await?;
+    super::warn_hook_failures(&created.hook_failures);
     if !created.created {
         eprintln!(
             "user {} already exists with the same attributes: nothing changed",
@@ -591,6 +592,7 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
             ""
         }
     );
+    super::warn_hook_failures(&summary.hook_failures);
     if summary.failed > 0 {
         return Err(Error::Partial {
             failed: summary.failed as u64,

@@ -135,3 +135,37 @@ impl Session {
         self.revoked_at.is_none() && self.expires_at > now
     }
 }
+
+/// A lifecycle hook that failed on an event whose change stands (created, login): the hook
+/// contract logs such a failure and never fails the operation, so the operation reports it
+/// beside its result (`hook_failures` in JSON) and the audit trail keeps a `hook.failed` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookFailure {
+    /// The hook's `name()`.
+    pub hook: String,
+    /// `created` or `login`.
+    pub event: String,
+    /// The hook's error, as the hook put it (shown to the operator; never stored).
+    pub error: String,
+}
+
+/// Work that lifecycle hooks owe a committed change (the `on_user_created` hooks of a create
+/// or an import batch), recorded in the change's own transaction and completed after it, or
+/// by a later run if the process died in between (`hooks replay`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwedHookWork {
+    /// The record's id.
+    pub id: Uuid,
+    /// The event whose hooks are owed (`created`).
+    pub event: String,
+    /// The users the event is about (ids only).
+    pub user_ids: Vec<Uuid>,
+    /// `None`: every hook; else only this one (it failed, the others completed).
+    pub hook: Option<String>,
+    /// When the change recorded it.
+    pub recorded_at: Timestamp,
+    /// Failed attempts so far.
+    pub attempts: i64,
+    /// The kind of the last failure (`database`, `unavailable`, `hook`), never its text.
+    pub last_error: Option<String>,
+}

@@ -82,8 +82,29 @@ pub fn validate_slug(text: &str) -> Result<(), Error> {
     }
 }
 
-/// A role name: letters, digits, `.`, `_`, `-`, 1–64 characters.
+/// Why `text` could be mistaken for something other than a name, if it could: names are
+/// never ids. Tables print ids shortened to 8 or more characters and every `<user>`, `<W>` or
+/// `<role>` argument accepts such a prefix, so a name of 8 or more hex digits (dashes
+/// allowed, any case) could be another object's id prefix, and a command given it could act
+/// on that object; a name starting with `-` reads as an option. Refused for new user,
+/// workspace and role names everywhere (external sign-in picks another username).
+pub fn name_mistaken_for(text: &str) -> Option<&'static str> {
+    if text.starts_with('-') {
+        return Some("it starts with '-', so it would read as an option");
+    }
+    let digits = text.chars().filter(char::is_ascii_hexdigit).count();
+    if digits >= 8 && text.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Some("it has the shape of an id or an id prefix (8 or more hex digits), so it could be taken for another object's id");
+    }
+    None
+}
+
+/// A role name: letters, digits, `.`, `_`, `-`, 1–64 characters, not mistakable for an id
+/// ([`name_mistaken_for`]).
 pub fn validate_role_name(text: &str) -> Result<(), Error> {
+    if let Some(why) = name_mistaken_for(text) {
+        return Err(Error::Invalid(format!("invalid role name {}: {why}", super::shown(text))));
+    }
     let ok = (1..=64).contains(&text.len())
         && text
             .chars()
@@ -101,6 +122,12 @@ pub fn validate_role_name(text: &str) -> Result<(), Error> {
 /// A workspace name: 1–200 characters, no control characters, not a uuid (so a `<W>`
 /// argument is never ambiguous).
 pub fn validate_workspace_name(text: &str) -> Result<(), Error> {
+    if let Some(why) = name_mistaken_for(text.trim()) {
+        return Err(Error::Invalid(format!(
+            "invalid workspace name {}: {why}",
+            super::shown(text)
+        )));
+    }
     let ok = (1..=200).contains(&text.chars().count())
         && !text.chars().any(char::is_control)
         && text.trim() == text
@@ -127,6 +154,19 @@ mod tests {
         let exact = Capability::parse("docs.read").expect("valid");
         assert!(exact.grants("docs.read"));
         assert!(!exact.grants("docs.write"));
+    }
+
+    #[test]
+    fn names_that_read_as_ids_or_options_are_refused() {
+        for bad in ["deadbeef", "DEADBEEF", "0192f3a1-7c2b", "01234567", "-admin", "--yes", "abcdef01-"] {
+            assert!(name_mistaken_for(bad).is_some(), "{bad:?}");
+            assert!(validate_role_name(bad).is_err(), "{bad:?}");
+            assert!(validate_workspace_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["deadbee", "alice", "abcdefg1", "a-b", "Acme", "team-2024"] {
+            assert!(name_mistaken_for(good).is_none(), "{good:?}");
+        }
+        assert!(name_mistaken_for("dead-beef-cafe").is_some(), "12 hex digits with dashes");
     }
 
     #[test]

@@ -88,6 +88,18 @@ impl IdPrefix {
 
 /// The error of a prefix that names more than one row: exit 2, the candidates named (as
 /// git does for an ambiguous abbreviated commit).
+/// The error of an argument that is both an object's name and a prefix of another object's
+/// id (git's "ambiguous refname"): exit 2, both named, so the operator gives the whole id or
+/// the other object's longer prefix. Names are never ids: new names of this shape are
+/// refused ([`super::name_mistaken_for`]); this catches the ones created before that rule.
+pub(crate) fn name_or_id(what: &str, text: &str, named: uuid::Uuid, others: &[uuid::Uuid]) -> crate::Error {
+    crate::Error::Invalid(format!(
+        "{what} {} is ambiguous: it is the name of {what} {named} and a prefix of the id of {}; give the whole id",
+        super::shown(text),
+        others.iter().map(uuid::Uuid::to_string).collect::<Vec<_>>().join(", ")
+    ))
+}
+
 pub(crate) fn ambiguous(what: &str, prefix: &str, candidates: &[String]) -> crate::Error {
     crate::Error::Invalid(format!(
         "{what} id prefix {} is ambiguous; candidates: {} (give more characters)",

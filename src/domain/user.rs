@@ -44,6 +44,9 @@ impl Username {
                 super::shown(text)
             )));
         }
+        if let Some(why) = super::names::name_mistaken_for(text) {
+            return Err(Error::Invalid(format!("invalid username {}: {why}", super::shown(text))));
+        }
         Ok(Self(text.to_owned()))
     }
 

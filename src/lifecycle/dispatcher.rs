@@ -4,7 +4,7 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 use super::{DeletionMode, LogoutReason, UserLifecycleHook, current_actor, with_actor};
-use crate::domain::User;
+use crate::domain::{HookFailure, User};
 use crate::error::Error;
 use crate::store::Tx;
 
@@ -23,27 +23,6 @@ impl std::fmt::Debug for UserLifecycleService {
     }
 }
 
-/// A created/login hook's failure as the command's error when the database caused it, else
-/// `None` (the hook's own logic failed: logged, not propagated). Unavailable stays
-/// [`Error::Unavailable`] (exit 6), a conflict after retries becomes [`Error::Conflict`]
-/// (exit 4), any other database error becomes [`Error::Internal`] (exit 1); each message
-/// says that the change itself was committed.
-fn database_caused(hook: &'static str, event: &str, err: Error) -> Option<Error> {
-    let context = |m: &str| {
-        format!(
-            "the change was committed, but the {hook} hook's {event} work could not be written (it is re-done idempotently at the next login): {m}"
-        )
-    };
-    match err {
-        Error::Unavailable(m) => Some(Error::Unavailable(context(&m))),
-        // Not Serialization: the hook already retried its own transaction, and the
-        // operation that fired it must not run again over its committed change.
-        Error::Serialization(m) => Some(Error::Conflict(context(&m))),
-        Error::Database(e) => Some(Error::Internal(context(&e.to_string()))),
-        _ => None,
-    }
-}
-
 impl UserLifecycleService {
     /// A dispatcher firing `hooks` in the given order.
     pub fn new(hooks: Vec<Arc<dyn UserLifecycleHook>>) -> Self {
@@ -58,54 +37,61 @@ impl UserLifecycleService {
         self.hooks.iter().map(|h| h.name()).collect()
     }
 
-    /// Fires `on_user_created` on every hook, awaiting each. A hook's own failure is logged
-    /// and ignored (the contract). A failure the database caused (unreachable, read-only, a
-    /// pooler that lost the statement) is logged too, the remaining hooks still fire, and the
-    /// first such failure is returned: the user exists, but its hook work may be missing,
-    /// and a command must not report plain success. Errors: [`Error::Unavailable`] (exit 6) when the database was unreachable, [`Error::Conflict`] after retries, [`Error::Internal`] for any other database error; each message says the change itself was committed.
-    pub async fn dispatch_created(&self, user: &User) -> Result<(), Error> {
-        let mut first = None;
+    /// Fires `on_user_created` on every hook, awaiting each. A failure (the hook's own or a
+    /// database error inside it) never fails the create, whose change is committed (the
+    /// hook contract): it is logged at error with the hook's name, the remaining hooks still
+    /// fire, and the failures are returned for the caller to report and record.
+    pub(crate) async fn dispatch_created(&self, user: &User) -> Vec<HookFailure> {
+        let mut failures = Vec::new();
         for hook in &self.hooks {
             if let Err(err) = hook.on_user_created(user).await {
-                tracing::error!(hook = hook.name(), user_id = %user.id, error = %err, "on_user_created failed; will retry on next login");
-                first = first.or_else(|| database_caused(hook.name(), "created", err));
+                tracing::error!(hook = hook.name(), user_id = %user.id, error = %err, "on_user_created failed; the user stands, the hook's work is owed");
+                failures.push(failure(hook.name(), "created", &err));
             }
         }
-        first.map_or(Ok(()), Err)
+        failures
     }
 
-    /// Fires `on_users_created` on every hook for a batch of committed users (bulk import),
-    /// awaiting each, with the error handling of [`Self::dispatch_created`].
-    pub async fn dispatch_created_batch(&self, users: &[User]) -> Result<(), Error> {
+    /// Fires `on_users_created` on every hook (or only on the hook named `only`) for a batch
+    /// of committed users (bulk import, a replay of owed work), awaiting each, with the
+    /// failure handling of [`Self::dispatch_created`]. A failing hook's whole batch is
+    /// reported as that hook's failure.
+    pub(crate) async fn dispatch_created_batch(&self, users: &[User], only: Option<&str>) -> Vec<HookFailure> {
+        let mut failures = Vec::new();
         if users.is_empty() {
-            return Ok(());
+            return failures;
         }
-        let mut first = None;
-        for hook in &self.hooks {
+        for hook in self.hooks.iter().filter(|h| only.is_none_or(|n| n == h.name())) {
             if let Err(err) = hook.on_users_created(users).await {
-                tracing::error!(hook = hook.name(), users = users.len(), error = %err, "on_users_created failed; will retry on next login");
-                first = first.or_else(|| database_caused(hook.name(), "created", err));
+                tracing::error!(hook = hook.name(), users = users.len(), error = %err, "on_users_created failed; the users stand, the hook's work is owed");
+                failures.push(failure(hook.name(), "created", &err));
             }
         }
-        first.map_or(Ok(()), Err)
+        failures
     }
 
-    /// Fires `on_user_login` on every hook, awaiting each, with the error handling of
-    /// [`Self::dispatch_created`]. Call it before stamping `last_login_at`.
-    pub async fn dispatch_login(&self, user: &User) -> Result<(), Error> {
-        let mut first = None;
+    /// Fires `on_user_login` on every hook, awaiting each; call it before stamping
+    /// `last_login_at`. A failure never fails the sign-in (the hook contract): it is logged
+    /// at error with the hook's name and returned for the caller to report and record.
+    pub(crate) async fn dispatch_login(&self, user: &User) -> Vec<HookFailure> {
+        let mut failures = Vec::new();
         for hook in &self.hooks {
             if let Err(err) = hook.on_user_login(user).await {
-                tracing::error!(hook = hook.name(), user_id = %user.id, error = %err, "on_user_login failed; will retry on next login");
-                first = first.or_else(|| database_caused(hook.name(), "login", err));
+                tracing::error!(hook = hook.name(), user_id = %user.id, error = %err, "on_user_login failed; the sign-in stands");
+                failures.push(failure(hook.name(), "login", &err));
             }
         }
-        first.map_or(Ok(()), Err)
+        failures
+    }
+
+    /// Whether a hook of that name is registered.
+    pub(crate) fn has_hook(&self, name: &str) -> bool {
+        self.hooks.iter().any(|h| h.name() == name)
     }
 
     /// Spawns `on_user_logout` on every hook (in order, in one task) and returns at once.
     /// Errors are logged. The task is tracked; see [`UserLifecycleService::drain`].
-    pub fn dispatch_logout(&self, user: &User, reason: LogoutReason) {
+    pub(crate) fn dispatch_logout(&self, user: &User, reason: LogoutReason) {
         let hooks = self.hooks.clone();
         let user = user.clone();
         let actor = current_actor();
@@ -122,7 +108,7 @@ impl UserLifecycleService {
     /// and is returned as [`Error::Vetoed`] when the hook refused by policy
     /// ([`Error::Refused`]), else as [`Error::Hook`]; the caller drops `tx`, rolling
     /// everything back.
-    pub async fn dispatch_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<(), Error> {
+    pub(crate) async fn dispatch_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<(), Error> {
         for hook in &self.hooks {
             if let Err(err) = hook.on_user_deleted(user, mode, tx).await {
                 if matches!(err, Error::Refused(_)) {
@@ -144,5 +130,13 @@ impl UserLifecycleService {
         let finished = tokio::time::timeout(within, self.spawned.wait()).await.is_ok();
         self.spawned.reopen();
         if finished { 0 } else { self.spawned.len() }
+    }
+}
+
+fn failure(hook: &str, event: &str, err: &Error) -> HookFailure {
+    HookFailure {
+        hook: hook.to_owned(),
+        event: event.to_owned(),
+        error: err.to_string(),
     }
 }

@@ -55,6 +55,10 @@ pub struct Created {
     pub user: UserView,
     /// `false` when `--if-not-exists` found an identical user.
     pub created: bool,
+    /// The `on_user_created` hooks that failed: the user stands (the hook contract), their
+    /// work stays owed (`hooks list`, `hooks replay`). Absent from JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_failures: Vec<crate::domain::HookFailure>,
 }
 
 /// A user with everything `user show` prints.
@@ -262,6 +266,7 @@ impl Accounts {
                 return Ok(Created {
                     user: view,
                     created: false,
+                    hook_failures: Vec::new(),
                 });
             }
             return Err(Error::Conflict(format!(
@@ -269,13 +274,14 @@ impl Accounts {
                 view.username
             )));
         }
-        let user = self.create_in(&mut tx, &new, valid).await?;
+        let (user, owed) = self.create_in(&mut tx, &new, valid).await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
-        self.lifecycle.dispatch_created(&user).await?;
+        let hook_failures = self.announce_created(&user, owed).await;
         Ok(Created {
             user: view,
             created: true,
+            hook_failures,
         })
     }
 
@@ -286,7 +292,14 @@ impl Accounts {
     /// `password_hash` is the new password already hashed with [`Accounts::hash_new_password`]
     /// *before* the transaction began (SQLite's write lock is never held while hashing);
     /// `new.password` is not looked at.
-    pub(crate) async fn create_in_tx(&self, tx: &mut Tx, new: &NewUser, password_hash: Option<String>) -> Result<User> {
+    /// Returns the user and the record of its owed created-hook work, for
+    /// [`Accounts::announce_created`].
+    pub(crate) async fn create_in_tx(
+        &self,
+        tx: &mut Tx,
+        new: &NewUser,
+        password_hash: Option<String>,
+    ) -> Result<(User, Uuid)> {
         let unhashed = NewUser {
             password: None,
             ..new.clone()
@@ -315,12 +328,16 @@ impl Accounts {
     }
 
     /// Fires `on_user_created` for a user created with [`Accounts::create_in_tx`], after the
-    /// caller committed.
-    pub(crate) async fn announce_created(&self, user: &User) -> Result<()> {
-        self.lifecycle.dispatch_created(user).await
+    /// caller committed, and settles its owed record `owed`. Never fails (the user stands):
+    /// returns the hooks that failed.
+    pub(crate) async fn announce_created(&self, user: &User, owed: Uuid) -> Vec<crate::domain::HookFailure> {
+        crate::services::hook_work::HookWork::new(self.db.clone(), self.lifecycle.clone())
+            .created(owed, std::slice::from_ref(user))
+            .await
     }
 
-    async fn create_in(&self, tx: &mut Tx, new: &NewUser, valid: Validated) -> Result<User> {
+    /// Creates the user's rows in `tx` and records its owed created-hook work there.
+    async fn create_in(&self, tx: &mut Tx, new: &NewUser, valid: Validated) -> Result<(User, Uuid)> {
         let at = now();
         let person = Person {
             id: new.person_id.unwrap_or_else(Uuid::now_v7),
@@ -365,7 +382,8 @@ impl Accounts {
             let role_id = tx.role_id(workspace_id, role).await?;
             tx.insert_membership(user.id, workspace_id, role_id, at).await?;
         }
-        Ok(user)
+        let owed = crate::services::hook_work::HookWork::owe(tx, &[user.id]).await?;
+        Ok((user, owed))
     }
 
     /// One page of users (see [`UserFilter`]). Errors: [`Error::Invalid`] for control
@@ -376,7 +394,7 @@ impl Accounts {
                 clean_text(field, value, 254)?;
             }
         }
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let users = tx.list_users(filter).await?;
         tx.end().await?;
         Ok(users)
@@ -389,7 +407,7 @@ impl Accounts {
     /// [`UserRef::parse`]; [`Error::Invalid`] (exit 2) naming the candidates when the prefix
     /// fits several users.
     pub async fn resolve(&self, text: &str) -> Result<UserRef> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let user = tx.resolve_user_arg(text).await?;
         tx.end().await?;
         Ok(user)
@@ -397,7 +415,7 @@ impl Accounts {
 
     /// Everything about one user. Errors: [`Error::NotFound`].
     pub async fn show(&self, user: &UserRef) -> Result<UserDetails> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let user = tx.require_user(user, false).await?;
         let view = tx.user_view(user.id).await?;
         let passports = tx
@@ -512,7 +530,7 @@ impl Accounts {
     /// The tombstone of a user id that no longer exists, if it ever did (erased or merged).
     /// Personal data is gone with the user: the id is all the tombstone knows about it.
     pub async fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let row = tx
             .fetch_optional(
                 "SELECT t.deleted_at, t.mode, t.merged_into, u.username AS merged_into_username \

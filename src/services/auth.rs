@@ -29,6 +29,10 @@ pub struct LoginOutcome {
     pub rehashed: bool,
     /// True when an external sign-in provisioned the user just now.
     pub provisioned: bool,
+    /// The created and login hooks that failed: the sign-in stands (the hook contract), each
+    /// failure is logged and audited (`hook.failed`). Absent from JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_failures: Vec<crate::domain::HookFailure>,
 }
 
 /// Password and external sign-in.
@@ -101,7 +105,7 @@ impl AuthService {
     async fn login_once(&self, identifier: &str, password: &Secret, issue_session: bool) -> Result<LoginOutcome> {
         let found = match UserRef::parse(identifier) {
             Ok(user_ref) => {
-                let mut tx = self.db.begin_read().await?;
+                let mut tx = self.db.begin_read_tx().await?;
                 let found = match tx.find_user(&user_ref, false).await? {
                     Some(user) => {
                         let hash = tx.password_hash_of(user.id).await?;
@@ -123,8 +127,10 @@ impl AuthService {
             return Err(Error::AuthenticationFailed);
         }
         // Login hooks open transactions of their own, so they run before the issuing
-        // transaction (SQLite admits one writer at a time).
-        self.lifecycle.dispatch_login(&user).await?;
+        // transaction (SQLite admits one writer at a time). Their failures never refuse the
+        // sign-in.
+        let hook_failures = self.lifecycle.dispatch_login(&user).await;
+        self.hook_work().record_failures(user.id, &hook_failures).await;
         let new_hash = if password::needs_rehash(&stored) {
             Some(password::hash_async(password.clone()).await?)
         } else {
@@ -160,6 +166,7 @@ impl AuthService {
             session,
             rehashed: new_hash.is_some(),
             provisioned: false,
+            hook_failures,
         })
     }
 
@@ -194,12 +201,13 @@ impl AuthService {
             .map(Email::parse)
             .transpose()?;
         let mut provisioned = false;
+        let mut hook_failures = Vec::new();
         let user = match self.identity_owner(&provider, &subject).await? {
             Some(user) => user,
             None => match self.provision(&provider, &subject, email.as_ref()).await {
-                Ok(user) => {
+                Ok((user, owed)) => {
                     provisioned = true;
-                    self.lifecycle.dispatch_created(&user).await?;
+                    hook_failures = self.accounts.announce_created(&user, owed).await;
                     user
                 }
                 // A concurrent first sign-in of the same identity created it first.
@@ -213,7 +221,9 @@ impl AuthService {
         if !user.active || user.is_trashed() {
             return Err(Error::AuthenticationFailed);
         }
-        self.lifecycle.dispatch_login(&user).await?;
+        let login_failures = self.lifecycle.dispatch_login(&user).await;
+        self.hook_work().record_failures(user.id, &login_failures).await;
+        hook_failures.extend(login_failures);
         let mut tx = self.db.begin().await?;
         let current = tx.require_user(&UserRef::Id(user.id), true).await?;
         if !current.active
@@ -240,11 +250,12 @@ impl AuthService {
             session: Some(session),
             rehashed: false,
             provisioned,
+            hook_failures,
         })
     }
 
     async fn identity_owner(&self, provider: &str, subject: &str) -> Result<Option<User>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         match tx.user_id_by_external_identity(provider, subject).await? {
             Some(id) => tx.user_by_id(id).await,
             None => Ok(None),
@@ -252,7 +263,7 @@ impl AuthService {
     }
 
     /// Creates the external user of a new identity in one transaction.
-    async fn provision(&self, provider: &str, subject: &str, email: Option<&Email>) -> Result<User> {
+    async fn provision(&self, provider: &str, subject: &str, email: Option<&Email>) -> Result<(User, uuid::Uuid)> {
         let mut tx = self.db.begin().await?;
         let base = username_base(email.map(|e| e.as_str()).unwrap_or(subject));
         let mut username = base.clone();
@@ -261,7 +272,8 @@ impl AuthService {
             .await?
             .is_some()
         {
-            username = format!("{base}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+            // The `x` keeps the suffix from making a name of hex digits (names are never ids).
+            username = format!("{base}-x{:06x}", rand::random::<u32>() & 0xff_ffff);
         }
         let email = match email {
             Some(e) if tx.find_user(&UserRef::Email(e.clone()), false).await?.is_none() => Some(e.as_str().to_owned()),
@@ -274,7 +286,7 @@ impl AuthService {
             identity: Some((provider.to_owned(), subject.to_owned())),
             ..NewUser::default()
         };
-        let user = self.accounts.create_in_tx(&mut tx, &new, None).await?;
+        let (user, owed) = self.accounts.create_in_tx(&mut tx, &new, None).await?;
         crate::services::audit::record(
             &mut tx,
             "user.provisioned",
@@ -283,7 +295,11 @@ impl AuthService {
         )
         .await?;
         tx.commit().await?;
-        Ok(user)
+        Ok((user, owed))
+    }
+
+    fn hook_work(&self) -> crate::services::hook_work::HookWork {
+        crate::services::hook_work::HookWork::new(self.db.clone(), self.lifecycle.clone())
     }
 }
 
@@ -315,5 +331,7 @@ mod tests {
         assert_eq!(username_base("é"), "user");
         assert_eq!(username_base(&"a".repeat(99)).len(), 40);
         assert_eq!(username_base("0123456789abcdef0123456789abcdef"), "user");
+        assert_eq!(username_base("deadbeef@corp.example"), "user", "an id prefix's shape");
+        assert_eq!(username_base("-admin"), "user", "an option's shape");
     }
 }

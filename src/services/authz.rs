@@ -63,7 +63,7 @@ impl AuthzCache {
         if let Some(hit) = self.cached(user_id, workspace_id) {
             return Ok(hit);
         }
-        let mut tx = db.begin_read().await?;
+        let mut tx = db.begin_read_tx().await?;
         let lists = tx.role_capabilities_in(user_id, workspace_id).await?;
         tx.end().await?;
         let mut caps: Vec<Capability> = Vec::new();
@@ -268,7 +268,7 @@ impl InvalidationListener {
                 }
             }
             InvalidationChannel::Table => {
-                let mut tx = db.begin_read().await?;
+                let mut tx = db.begin_read_tx().await?;
                 let last_id = tx.last_invalidation_id().await?;
                 tx.end().await?;
                 Source::Table {
@@ -338,7 +338,7 @@ impl InvalidationListener {
                         return Ok(ListenerEvent::Invalidated(next));
                     }
                     let polled = async {
-                        let mut tx = db.begin_read().await?;
+                        let mut tx = db.begin_read_tx().await?;
                         let rows = tx.invalidations_after(*last_id).await?;
                         tx.end().await?;
                         Ok::<_, Error>(rows)

@@ -89,7 +89,7 @@ impl Bootstrap {
 
     /// Whether an active admin exists (then no first admin will be created).
     pub async fn has_admin(&self) -> Result<bool> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let admins = tx.active_admin_ids().await?;
         tx.end().await?;
         Ok(!admins.is_empty())
@@ -116,9 +116,10 @@ impl Bootstrap {
         if !tx.active_admin_ids().await?.is_empty() {
             return Ok(None);
         }
-        let user = self.accounts.create_in_tx(&mut tx, &admin, password_hash).await?;
+        let (user, owed) = self.accounts.create_in_tx(&mut tx, &admin, password_hash).await?;
         tx.commit().await?;
-        self.accounts.announce_created(&user).await?;
+        // The hooks' failures are logged and audited; the admin stands (the hook contract).
+        self.accounts.announce_created(&user, owed).await;
         Ok(Some(user.id))
     }
 

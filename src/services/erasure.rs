@@ -173,10 +173,11 @@ impl Erasure {
         let user = tx.require_user(user, true).await?;
         crate::services::accounts::refuse_if_last_admin(&mut tx, &user, "request erasure of").await?;
         let at = now();
+        // Inactive first: the database refuses a pending request for an active user.
+        tx.set_user_active(user.id, false, at).await?;
         let id = tx
             .insert_erasure_request(user.id, due_at.max(at), &current_actor(), at)
             .await?;
-        tx.set_user_active(user.id, false, at).await?;
         let revoked = tx
             .revoke_sessions_of(user.id, LogoutReason::AccountDisabled, at)
             .await?;
@@ -230,7 +231,7 @@ impl Erasure {
     /// Pending requests, the trash, and the sweeper's last runs; `stale` when the last
     /// successful run is older than `max_age` (or there is none).
     pub async fn status(&self, max_age: chrono::Duration) -> Result<ErasureStatus> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let at = now();
         let pending_requests = tx.pending_erasure_requests().await?;
         let (trashed_users, trash_due) = tx.trash_counts(at).await?;
@@ -272,7 +273,7 @@ impl Erasure {
             tx.commit().await?;
         }
         let candidates = {
-            let mut tx = self.db.begin_read().await?;
+            let mut tx = self.db.begin_read_tx().await?;
             let due = tx.purge_candidates(now(), options.limit).await?;
             tx.end().await?;
             due

@@ -521,6 +521,11 @@ pub struct ImportSummary {
     pub failed: usize,
     /// Whether this was a dry run (nothing written).
     pub dry_run: bool,
+    /// The `on_user_created` hooks that failed (the first failure of each hook): the users
+    /// stand (the hook contract), the work stays owed (`hooks list`, `hooks replay`).
+    /// Absent from JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_failures: Vec<crate::domain::HookFailure>,
 }
 
 /// A row that passed validation, ready for the database.
@@ -700,14 +705,20 @@ impl Importer {
             if let Some(progress) = &options.progress {
                 progress.add_written(results.len() as u64);
             }
-            hooks.wait().await?;
-            hooks.start(&self.lifecycle, written.created, self.db.backend()).await?;
+            hooks.wait(&mut summary).await;
+            hooks
+                .start(&self.hook_work(), written.owed, written.created, self.db.backend(), &mut summary)
+                .await;
             for user in &written.logouts {
                 self.lifecycle.dispatch_logout(user, LogoutReason::PasswordChanged);
             }
         }
-        hooks.wait().await?;
+        hooks.wait(&mut summary).await;
         Ok(summary)
+    }
+
+    fn hook_work(&self) -> crate::services::hook_work::HookWork {
+        crate::services::hook_work::HookWork::new(self.db.clone(), self.lifecycle.clone())
     }
 
     /// `atomic`: every row prepared and hashed into a temporary file first, then one
@@ -740,6 +751,7 @@ impl Importer {
         let mut created = Spill::new()?;
         let mut logouts = Spill::new()?;
         let mut directory = Directory::default();
+        let mut owed = Vec::new();
         let mut tx = self.db.begin().await?;
         loop {
             let mut batch = Vec::with_capacity(batch_size);
@@ -764,6 +776,7 @@ impl Importer {
             for user in &written.logouts {
                 logouts.write(&user.id)?;
             }
+            owed.extend(written.owed);
         }
         if failed {
             tx.rollback().await?;
@@ -817,11 +830,15 @@ impl Importer {
             if users.is_empty() {
                 break;
             }
-            self.lifecycle.dispatch_created_batch(&users).await?;
+            let failures = self.lifecycle.dispatch_created_batch(&users, None).await;
+            add_failures(&mut summary, failures);
         }
+        // Every batch's hooks ran (their failures are reported, not fatal): the owed records
+        // go, with a record for each failing hook in their place.
+        self.hook_work().settle_all(&owed, &summary.hook_failures).await;
         let mut logouts = logouts.read::<Uuid>()?;
         while let Some(id) = logouts.next()? {
-            let mut tx = self.db.begin_read().await?;
+            let mut tx = self.db.begin_read_tx().await?;
             let user = tx.require_user(&UserRef::Id(id), false).await;
             tx.rollback().await?;
             self.lifecycle.dispatch_logout(&user?, LogoutReason::PasswordChanged);
@@ -862,6 +879,7 @@ impl Importer {
                             all.results.extend(done.results);
                             all.created.extend(done.created);
                             all.logouts.extend(done.logouts);
+                            all.owed.extend(done.owed);
                         }
                         Err(err) if err.ends_a_batch() => return Err(err),
                         Err(err) => all
@@ -1030,10 +1048,19 @@ impl Importer {
         } else {
             batch.iter().map(created_user).collect()
         };
+        // The created users' hook work, recorded in this transaction: a crash between its
+        // commit and the hooks leaves it for the next run (`hooks replay`).
+        let owed = if created.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<Uuid> = created.iter().map(|u: &User| u.id).collect();
+            vec![crate::services::hook_work::HookWork::owe(tx, &ids).await?]
+        };
         Ok(Written {
             results,
             created,
             logouts,
+            owed,
         })
     }
 }
@@ -1043,54 +1070,66 @@ impl Importer {
 /// or more (`user import` takes two), the hooks' transactions (the audit rows, the home
 /// folders) and the next batch's run at the same time, on two server processes. Batches
 /// still reach the hooks in order, one at a time, each after its commit, and the import ends
-/// only when the last batch's hooks have; a hook's database error ends the import one batch
-/// later than it would without the overlap. With one connection the two take turns. On
+/// only when the last batch's hooks have. With one connection the two take turns. On
 /// SQLite, whose one writer would make them wait on each other's lock, the hooks run before
 /// the next batch, as they always did.
+///
+/// The work is durable: each batch's transaction recorded it (`owed_hook_work`), and the
+/// record is settled once the hooks ran. A failing hook never fails the import (the hook
+/// contract): its failure is reported in the summary and its work stays owed.
 #[derive(Default)]
-struct CreatedHooks(Option<tokio::task::JoinHandle<Result<()>>>);
+struct CreatedHooks(Option<tokio::task::JoinHandle<Vec<crate::domain::HookFailure>>>);
 
 impl CreatedHooks {
-    /// Fires the hooks for `users` (none: nothing to do), as the current actor: in a task on
-    /// PostgreSQL, at once on SQLite. Errors: on SQLite, the hooks' (see [`Self::wait`]).
+    /// Fires the hooks for `users` (none: nothing to do) and settles `owed`, as the current
+    /// actor: in a task on PostgreSQL, at once on SQLite.
     async fn start(
         &mut self,
-        lifecycle: &Arc<UserLifecycleService>,
+        work: &crate::services::hook_work::HookWork,
+        owed: Vec<Uuid>,
         users: Vec<User>,
         backend: crate::store::Backend,
-    ) -> Result<()> {
-        if users.is_empty() {
-            return Ok(());
+        summary: &mut ImportSummary,
+    ) {
+        if users.is_empty() && owed.is_empty() {
+            return;
         }
         if backend == crate::store::Backend::Sqlite {
-            return lifecycle.dispatch_created_batch(&users).await;
+            add_failures(summary, work.created_many(&owed, &users).await);
+            return;
         }
-        let lifecycle = lifecycle.clone();
+        let work = work.clone();
         let actor = crate::lifecycle::current_actor();
         self.0 = Some(tokio::spawn(crate::lifecycle::with_actor(actor, async move {
-            lifecycle.dispatch_created_batch(&users).await
+            work.created_many(&owed, &users).await
         })));
-        Ok(())
     }
 
-    /// Waits for the hooks in flight; their error (a database error: the dispatcher logs
-    /// and swallows the rest) ends the import, one batch later than before the overlap.
-    async fn wait(&mut self) -> Result<()> {
-        match self.0.take() {
-            Some(task) => task
-                .await
-                .map_err(|e| Error::Internal(format!("on_user_created hooks task: {e}")))?,
-            None => Ok(()),
+    /// Waits for the hooks in flight and adds their failures to `summary`.
+    async fn wait(&mut self, summary: &mut ImportSummary) {
+        if let Some(task) = self.0.take() {
+            match task.await {
+                Ok(failures) => add_failures(summary, failures),
+                Err(e) => tracing::error!(error = %e, "on_user_created hooks task failed; its work stays owed (hooks replay)"),
+            }
         }
     }
 
     /// Waits for the hooks in flight before the import ends with `err` (the connection they
     /// hold goes back to the pool first); `err` is what the caller returns.
     async fn finish_after(&mut self, err: Error) -> Error {
-        if let Err(hooks) = self.wait().await {
-            tracing::warn!(error = %hooks, "on_user_created hooks of the last batch failed");
-        }
+        let mut ignored = ImportSummary::default();
+        self.wait(&mut ignored).await;
         err
+    }
+}
+
+/// Adds hook failures to the summary, the first of each hook only.
+fn add_failures(summary: &mut ImportSummary, failures: Vec<crate::domain::HookFailure>) {
+    for f in failures {
+        if !summary.hook_failures.iter().any(|h| h.hook == f.hook) {
+            summary.hook_failures.push(f);
+        }
     }
 }
 
@@ -1101,6 +1140,8 @@ struct Written {
     results: Vec<RowResult>,
     created: Vec<User>,
     logouts: Vec<User>,
+    /// The records of the created users' owed hook work (one per transaction's batch).
+    owed: Vec<Uuid>,
 }
 
 /// One batch of rows, read, validated and hashed.

@@ -9,7 +9,6 @@
 //! ([`IssuedInvite::token`]), which delivers it: an application's server mails the link
 //! itself, and `accountctl invite create --send` mails it by SMTP.
 
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::json;
@@ -17,7 +16,7 @@ use uuid::Uuid;
 
 use crate::domain::{Email, InviteStatus, Page, PassportKind, Person, Phone, Timestamp, now};
 use crate::error::{Error, Result};
-use crate::lifecycle::{UserLifecycleService, current_actor};
+use crate::lifecycle::current_actor;
 use crate::password::Secret;
 use crate::services::accounts::{Accounts, NewUser};
 use crate::services::audit;
@@ -91,13 +90,16 @@ pub struct Accepted {
     pub membership_created: bool,
     /// `true` when the acceptance created the user ([`Acceptor::NewUser`]).
     pub user_created: bool,
+    /// The new user's `on_user_created` hooks that failed (the user stands). Absent from JSON
+    /// when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_failures: Vec<crate::domain::HookFailure>,
 }
 
 /// Invite operations.
 #[derive(Clone)]
 pub struct Invites {
     db: Database,
-    lifecycle: Arc<UserLifecycleService>,
     accounts: Accounts,
     link_template: String,
 }
@@ -113,13 +115,11 @@ fn normalize(email: &Option<String>, phone: &Option<String>) -> Result<(Passport
 impl Invites {
     pub(crate) fn new(
         db: Database,
-        lifecycle: Arc<UserLifecycleService>,
         accounts: Accounts,
         link_template: String,
     ) -> Self {
         Self {
             db,
-            lifecycle,
             accounts,
             link_template,
         }
@@ -219,7 +219,7 @@ impl Invites {
         page: &Page,
     ) -> Result<Vec<Invite>> {
         let status = status.map(InviteStatus::as_str);
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let workspace_id = match workspace {
             Some(w) => Some(tx.workspace_id(w).await?),
             None => None,
@@ -233,7 +233,7 @@ impl Invites {
     /// (as tables show ids). Errors: [`Error::NotFound`]; [`Error::Invalid`] naming the
     /// candidates when the prefix fits several invites.
     pub async fn resolve_id(&self, text: &str) -> Result<Uuid> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let id = tx.resolve_id("invites", "invite", text, None).await?;
         tx.end().await?;
         Ok(id)
@@ -241,7 +241,7 @@ impl Invites {
 
     /// One invite. Errors: [`Error::NotFound`].
     pub async fn show(&self, id: Uuid) -> Result<Invite> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let invite = tx.invite(id).await?;
         tx.end().await?;
         Ok(invite)
@@ -356,6 +356,7 @@ impl Invites {
         // Who owns the invite's passport *now*: it may have been registered by someone since
         // the invite was created, and then only that owner may accept (and verify) it.
         let owner = tx.user_id_by_passport(invite.passport_kind, &invite.passport).await?;
+        let mut owed_work = None;
         let (user, created) = match acceptor {
             Acceptor::User(user_ref) => {
                 let user = tx.require_user(&user_ref, true).await?;
@@ -419,7 +420,8 @@ impl Invites {
                     password,
                     ..NewUser::default()
                 };
-                let user = self.accounts.create_in_tx(&mut tx, &new, password_hash).await?;
+                let (user, owed) = self.accounts.create_in_tx(&mut tx, &new, password_hash).await?;
+                owed_work = Some(owed);
                 (user, true)
             }
         };
@@ -436,9 +438,10 @@ impl Invites {
         }
         audit::record(&mut tx, "invite.accepted", Some(user.id), json!({ "invite_id": invite.id, "workspace_id": invite.workspace_id, "role_id": invite.role_id, "membership_created": membership_created, "user_created": created })).await?;
         tx.commit().await?;
-        if created {
-            self.lifecycle.dispatch_created(&user).await?;
-        }
+        let hook_failures = match owed_work {
+            Some(owed) => self.accounts.announce_created(&user, owed).await,
+            None => Vec::new(),
+        };
         Ok(Accepted {
             invite_id: invite.id,
             user_id: user.id,
@@ -447,6 +450,7 @@ impl Invites {
             role: invite.role,
             membership_created,
             user_created: created,
+            hook_failures,
         })
     }
 }

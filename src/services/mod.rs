@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod erasure;
 pub mod external_identity;
 pub mod folders;
+pub mod hook_work;
 pub mod import;
 pub mod invites;
 pub mod memberships;

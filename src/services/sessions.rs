@@ -313,7 +313,7 @@ impl SessionService {
     /// session id of the previous page. Errors: [`Error::NotFound`] for an unknown user or
     /// cursor.
     pub async fn list(&self, user: &UserRef, page: &Page) -> Result<Vec<Session>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let user = tx.require_user(user, false).await?;
         let sessions = tx.sessions_page(user.id, page).await?;
         tx.end().await?;
@@ -324,7 +324,7 @@ impl SessionService {
     /// (as tables show ids). Errors: [`Error::NotFound`]; [`Error::Invalid`] naming the
     /// candidates when the prefix fits several sessions.
     pub async fn resolve_id(&self, text: &str) -> Result<Uuid> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let id = tx.resolve_id("sessions", "session", text, None).await?;
         tx.end().await?;
         Ok(id)

@@ -118,7 +118,7 @@ impl Workspaces {
     /// One page of workspace types, by slug; the cursor ([`Page::after`]) is the last slug
     /// of the previous page.
     pub async fn types(&self, page: &Page) -> Result<Vec<WorkspaceType>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let types = tx.workspace_types_page(page).await?;
         tx.end().await?;
         Ok(types)
@@ -185,7 +185,7 @@ impl Workspaces {
     /// One page of workspaces, by case-insensitive name; the cursor ([`Page::after`]) is the
     /// last name of the previous page.
     pub async fn list(&self, page: &Page) -> Result<Vec<Workspace>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let workspaces = tx.workspaces_page(page).await?;
         tx.end().await?;
         Ok(workspaces)
@@ -195,7 +195,7 @@ impl Workspaces {
     /// username then role name. The cursor ([`Page::after`]) is `USERNAME/ROLE` of the
     /// previous page's last row ([`Member::cursor`]). Errors: [`Error::NotFound`].
     pub async fn members(&self, workspace: &str, page: &Page) -> Result<Vec<Member>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let id = tx.workspace_id(workspace).await?;
         let members = tx.members_page(id, page).await?;
         tx.end().await?;
@@ -216,7 +216,7 @@ impl Workspaces {
 
     /// [`Self::show_with`] for `Some(members)`, [`Self::show`] for `None` (every membership).
     async fn details(&self, workspace: &str, members: Option<i64>) -> Result<WorkspaceDetails> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let id = tx.workspace_id(workspace).await?;
         let workspace = tx.workspace(id).await?;
         let roles = tx
@@ -381,7 +381,7 @@ impl Workspaces {
     /// name. The cursor ([`Page::after`]) is the last role id of the previous page. Errors:
     /// [`Error::NotFound`] for an unknown workspace or cursor.
     pub async fn roles(&self, workspace: Option<&str>, page: &Page) -> Result<Vec<Role>> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let id = match workspace {
             Some(w) => Some(tx.workspace_id(w).await?),
             None => None,
@@ -393,7 +393,7 @@ impl Workspaces {
 
     /// The role as it stands (for confirmation prompts that say what goes).
     pub async fn role(&self, workspace: &str, name: &str) -> Result<Role> {
-        let mut tx = self.db.begin_read().await?;
+        let mut tx = self.db.begin_read_tx().await?;
         let workspace_id = tx.workspace_id(workspace).await?;
         let id = tx.role_id(workspace_id, name).await?;
         let role = tx.role(id).await?;

@@ -70,10 +70,12 @@ impl Tx {
     }
 
     /// The capability lists (JSON arrays) of the roles an active, untrashed user holds in
-    /// the workspace or in the root workspace.
+    /// the workspace or in the root workspace. The root workspace's system role (`root`)
+    /// grants every capability in every workspace (`["*"]`): the root workspace carries
+    /// every feature of the instance.
     pub(crate) async fn role_capabilities_in(&mut self, user_id: Uuid, workspace_id: Uuid) -> Result<Vec<String>> {
         let rows: Vec<String> = on_conn!(self, |c| sqlx::query_scalar(
-            "SELECT r.capabilities FROM memberships m \
+            "SELECT CASE WHEN w.is_root AND r.is_system THEN '[\"*\"]' ELSE r.capabilities END FROM memberships m \
              JOIN roles r ON r.id = m.role_id \
              JOIN users u ON u.id = m.user_id \
              JOIN workspaces w ON w.id = m.workspace_id \

@@ -124,7 +124,7 @@ impl Tx {
     }
 
     /// The user's pending erasure request, if any (at most one: `erasure_requests_one_pending`).
-    pub async fn pending_erasure_request_of(&mut self, user_id: Uuid) -> Result<Option<ErasureRequest>> {
+    pub(crate) async fn pending_erasure_request_of(&mut self, user_id: Uuid) -> Result<Option<ErasureRequest>> {
         let row = on_conn!(self, |c| sqlx::query(
             "SELECT * FROM erasure_requests WHERE user_id = $1 AND status = 'pending'"
         )
@@ -137,7 +137,7 @@ impl Tx {
     }
 
     /// Marks a pending erasure request `cancelled`; returns whether it was pending.
-    pub async fn cancel_erasure_request(&mut self, id: Uuid) -> Result<bool> {
+    pub(crate) async fn cancel_erasure_request(&mut self, id: Uuid) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE erasure_requests SET status = 'cancelled' WHERE id = $1 AND status = 'pending'"
         )

@@ -280,10 +280,15 @@ impl Tx {
         let Some(prefix) = IdPrefix::parse(name) else {
             return Ok(parsed);
         };
-        if self.find_user(&parsed, false).await?.is_some() {
-            return Ok(parsed);
+        let ids = self.ids_with_prefix("users", &prefix, None).await?;
+        if let Some(named) = self.find_user(&parsed, false).await? {
+            let others: Vec<Uuid> = ids.into_iter().filter(|id| *id != named.id).collect();
+            if others.is_empty() {
+                return Ok(parsed);
+            }
+            return Err(crate::domain::name_or_id("user", name, named.id, &others));
         }
-        match self.ids_with_prefix("users", &prefix, None).await?.as_slice() {
+        match ids.as_slice() {
             [] => Ok(parsed),
             [one] => Ok(UserRef::Id(*one)),
             many => Err(crate::domain::ambiguous(

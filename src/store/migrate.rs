@@ -13,10 +13,8 @@
 //! commits. Concurrent runs (init containers starting together) queue on the lock, and all
 //! but the first find nothing to do.
 //!
-//! The **hook registry** (`accountctl_hooks`) holds the names of the lifecycle hooks and merge
-//! handlers that the binaries which migrated the database register. A binary lacking one of
-//! them would skip that hook's work, so [`Database::missing_hooks`] lets the application refuse
-//! to write (see `App`).
+//! A migration run also records the running binary's application registry (see
+//! `registry.rs`): a binary that lacks what the database records may not migrate it.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -24,6 +22,7 @@ use std::collections::BTreeSet;
 use sha2::{Digest, Sha384};
 use sqlx::migrate::Migrator;
 
+use super::registry::{RegistrySet, RegistryState};
 use super::{Backend, Database, Tx};
 use crate::error::{Error, Result};
 
@@ -33,7 +32,7 @@ static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// History table of accountctl's own migrations (sqlx's name and layout).
 const CORE_HISTORY: &str = "_sqlx_migrations";
 /// History table of the embedding application's migrations.
-const APP_HISTORY: &str = "_accountctl_app_migrations";
+pub(super) const APP_HISTORY: &str = "_accountctl_app_migrations";
 /// The key of the PostgreSQL advisory lock that serializes migration runs ("actlmigr").
 const MIGRATION_LOCK_KEY: i64 = 0x6163_746c_6d69_6772;
 
@@ -92,7 +91,7 @@ impl Migrations {
         Self::new(list(postgres), list(sqlite))
     }
 
-    fn for_backend(&self, backend: Backend) -> &[Migration] {
+    pub(crate) fn for_backend(&self, backend: Backend) -> &[Migration] {
         match backend {
             Backend::Postgres => &self.postgres,
             Backend::Sqlite => &self.sqlite,
@@ -108,12 +107,13 @@ fn core_migrations(backend: Backend) -> Vec<Migration> {
     Migrations::from_sqlx(migrator, migrator).postgres
 }
 
-/// What one migration run must do: the application's migrations and the hook set to record.
+/// What one migration run must do: the application's migrations and the registry to record.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MigrationPlan {
     pub app: Migrations,
-    /// `(kind, name)`: kind is `lifecycle` or `merge`.
-    pub hooks: Vec<(&'static str, &'static str)>,
+    /// The running binary's declared set (application, hooks, handlers, declarations,
+    /// retirements).
+    pub registry: std::sync::Arc<RegistrySet>,
 }
 
 /// What a migration run did.
@@ -123,37 +123,11 @@ pub struct MigrateReport {
     pub applied: Vec<i64>,
     /// The application's migrations applied by this run (versions).
     pub app_applied: Vec<i64>,
-    /// Hooks recorded for the first time by this run (`lifecycle:NAME`, `merge:NAME`).
+    /// Registry items recorded for the first time by this run (`lifecycle:NAME`,
+    /// `merge:NAME`, `personal_data:TABLE`).
     pub hooks_recorded: Vec<String>,
-}
-
-/// A hook the database records that the running binary does not register.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MissingHook {
-    /// `lifecycle` or `merge`.
-    pub kind: String,
-    /// The hook's or handler's `name()`.
-    pub name: String,
-}
-
-impl std::fmt::Display for MissingHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if self.kind == "merge" {
-            "merge handler"
-        } else {
-            "lifecycle hook"
-        };
-        write!(f, "{} ({kind})", self.name)
-    }
-}
-
-/// The recorded hooks that `registered` lacks.
-fn subtract(recorded: Vec<(String, String)>, registered: &[(&'static str, &'static str)]) -> Vec<MissingHook> {
-    recorded
-        .into_iter()
-        .filter(|(kind, name)| !registered.iter().any(|(k, n)| k == kind && n == name))
-        .map(|(kind, name)| MissingHook { kind, name })
-        .collect()
+    /// Registry items this binary retires, removed by this run (same form).
+    pub hooks_retired: Vec<String>,
 }
 
 /// Checksums (SHA-384, hex) that accountctl's own migrations had before an edit of their
@@ -178,14 +152,17 @@ fn checksum(sql: &str) -> Vec<u8> {
 }
 
 impl Database {
-    /// Applies pending migrations (accountctl's, then `plan.app`) and records `plan.hooks`,
-    /// in one transaction under the migration lock (module docs).
+    /// Applies pending migrations (accountctl's, then `plan.app`) and records `plan.registry`,
+    /// in one transaction under the migration lock (module docs); `actor` is named in the
+    /// audit rows of what the run retires or claims.
     ///
-    /// Errors: [`Error::MissingHooks`] when the database records a hook that `plan` lacks
-    /// (nothing applied); [`Error::Schema`] when the database holds migrations this build does
-    /// not know or one whose SQL changed since it was applied; [`Error::Invalid`] for
-    /// duplicate versions; the database's errors otherwise (the run rolls back whole).
-    pub(crate) async fn migrate_with(&self, plan: &MigrationPlan) -> Result<MigrateReport> {
+    /// Errors: [`Error::MissingHooks`] when the database records what `plan` lacks (another
+    /// application, a hook, handler or declaration it neither registers nor retires, an
+    /// application migration it does not know; nothing applied); [`Error::Schema`] when the
+    /// database holds migrations this build does not know or one whose SQL changed since it
+    /// was applied; [`Error::Invalid`] for duplicate versions; the database's errors otherwise
+    /// (the run rolls back whole).
+    pub(crate) async fn migrate_with(&self, plan: &MigrationPlan, actor: &str) -> Result<MigrateReport> {
         let mut tx = self.begin_unguarded().await?;
         if tx.backend() == Backend::Postgres {
             on_conn!(tx, |c| sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -194,13 +171,11 @@ impl Database {
                 .await?
                 .rows_affected());
         }
-        if tx.table_exists("accountctl_hooks").await? {
-            let missing = tx.missing_hooks(&plan.hooks).await?;
-            if !missing.is_empty() {
-                return Err(Error::MissingHooks(missing));
-            }
-        }
         let backend = tx.backend();
+        let missing = tx.registry_state().await?.missing_for(&plan.registry, backend, true);
+        if !missing.is_empty() {
+            return Err(Error::MissingHooks(missing));
+        }
         let mut report = MigrateReport {
             applied: tx.apply(CORE_HISTORY, &core_migrations(backend)).await?,
             ..MigrateReport::default()
@@ -209,28 +184,13 @@ impl Database {
         if !app.is_empty() {
             report.app_applied = tx.apply(APP_HISTORY, app).await?;
         }
-        for (kind, name) in &plan.hooks {
-            let sql = match backend {
-                Backend::Postgres => {
-                    "INSERT INTO accountctl_hooks (kind, name, recorded_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-                }
-                Backend::Sqlite => {
-                    "INSERT OR IGNORE INTO accountctl_hooks (kind, name, recorded_at) VALUES ($1, $2, $3)"
-                }
-            };
-            let at = crate::domain::now();
-            let n = on_conn!(tx, |c| sqlx::query(sql)
-                .bind(*kind)
-                .bind(*name)
-                .bind(at)
-                .execute(&mut *c)
-                .await?
-                .rows_affected());
-            if n > 0 {
-                report.hooks_recorded.push(format!("{kind}:{name}"));
-            }
-        }
+        let (recorded, retired) = tx
+            .record_registry(&plan.registry, actor, !report.app_applied.is_empty())
+            .await?;
+        report.hooks_recorded = recorded;
+        report.hooks_retired = retired;
         tx.commit().await?;
+        self.guard.invalidate();
         Ok(report)
     }
 
@@ -259,53 +219,17 @@ impl Database {
         })
     }
 
-    /// The recorded hooks that `registered` lacks; empty when the registry does not exist yet.
-    pub(crate) async fn missing_hooks(&self, registered: &[(&'static str, &'static str)]) -> Result<Vec<MissingHook>> {
+    /// The registry as the database holds it (empty before the first migration).
+    pub(crate) async fn registry(&self) -> Result<RegistryState> {
         let mut tx = self.begin_read_unguarded().await?;
-        let missing = if tx.table_exists("accountctl_hooks").await? {
-            tx.missing_hooks(registered).await?
-        } else {
-            Vec::new()
-        };
+        let state = tx.registry_state().await;
         tx.rollback().await?;
-        Ok(missing)
-    }
-
-    /// Forgets a recorded hook (an application that retired one on purpose), so binaries
-    /// without it may write again. Returns whether it was recorded.
-    pub(crate) async fn forget_hook(&self, kind: &str, name: &str) -> Result<bool> {
-        let mut tx = self.begin_unguarded().await?;
-        let n = on_conn!(tx, |c| sqlx::query(
-            "DELETE FROM accountctl_hooks WHERE kind = $1 AND name = $2"
-        )
-        .bind(kind)
-        .bind(name)
-        .execute(&mut *c)
-        .await?
-        .rows_affected());
-        tx.commit().await?;
-        Ok(n > 0)
-    }
-
-    /// The recorded hook set, `(kind, name)` ordered.
-    pub(crate) async fn recorded_hooks(&self) -> Result<Vec<(String, String)>> {
-        let mut tx = self.begin_read_unguarded().await?;
-        let rows = if tx.table_exists("accountctl_hooks").await? {
-            on_conn!(tx, |c| sqlx::query_as::<_, (String, String)>(
-                "SELECT kind, name FROM accountctl_hooks ORDER BY kind, name"
-            )
-            .fetch_all(&mut *c)
-            .await?)
-        } else {
-            Vec::new()
-        };
-        tx.rollback().await?;
-        Ok(rows)
+        state
     }
 }
 
 impl Tx {
-    async fn table_exists(&mut self, table: &str) -> Result<bool> {
+    pub(super) async fn table_exists(&mut self, table: &str) -> Result<bool> {
         let sql = match self.backend() {
             Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
             // The catalog directly: `information_schema.tables` is a view that checks
@@ -320,13 +244,9 @@ impl Tx {
         Ok(n > 0)
     }
 
-    async fn missing_hooks(&mut self, registered: &[(&'static str, &'static str)]) -> Result<Vec<MissingHook>> {
-        let recorded: Vec<(String, String)> = on_conn!(self, |c| sqlx::query_as(
-            "SELECT kind, name FROM accountctl_hooks ORDER BY kind, name"
-        )
-        .fetch_all(&mut *c)
-        .await?);
-        Ok(subtract(recorded, registered))
+    /// The versions applied successfully in `table` (empty when it does not exist).
+    pub(super) async fn applied_versions(&mut self, table: &str) -> Result<Vec<i64>> {
+        Ok(self.applied(table).await?.into_iter().map(|(v, _)| v).collect())
     }
 
     /// `(version, checksum)` of the successfully applied migrations in `table`; empty when

@@ -17,7 +17,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -57,15 +57,19 @@ mod listing;
 mod merge;
 mod migrate;
 mod multihost;
+pub(crate) mod owed;
 mod query;
+mod registry;
 mod sessions;
 mod users;
 pub mod workspaces;
 
 pub use crate::domain::{UserFilter, UserRef};
 pub(crate) use migrate::MigrationPlan;
-pub use migrate::{MigrateReport, Migration, Migrations, MissingHook, SchemaStatus};
-pub use query::{FromValue, Row, Value};
+pub use migrate::{MigrateReport, Migration, Migrations, SchemaStatus};
+pub use registry::{MissingHook, RegistryKind};
+pub(crate) use registry::RegistrySet;
+pub use query::{FromValue, ReadTx, Row, Value};
 pub(crate) use users::NewUserRecord;
 
 /// Which database engine a [`Database`] talks to.
@@ -226,8 +230,9 @@ pub struct Database {
     pool: Pool,
     url: DatabaseUrl,
     invalidations: InvalidationChannel,
-    /// Set when the database records hooks this binary lacks: every write is then refused.
-    refuse_writes: Arc<OnceLock<Vec<MissingHook>>>,
+    /// The application registry check of every write transaction (`registry.rs`), armed by
+    /// the `App` that owns this handle; shared by its clones.
+    guard: Arc<registry::WriteGuard>,
 }
 
 impl fmt::Debug for Database {
@@ -447,7 +452,7 @@ impl Database {
             pool,
             url,
             invalidations: InvalidationChannel::default(),
-            refuse_writes: Arc::default(),
+            guard: Arc::default(),
         }
     }
 
@@ -465,10 +470,19 @@ impl Database {
         Self::with_pool(Pool::Sqlite(pool), DatabaseUrl("sqlite://(application pool)".into()))
     }
 
-    /// From now on, refuse every write transaction with [`Error::MissingHooks`] (the database
-    /// records hooks this binary does not register).
-    pub(crate) fn refuse_writes(&self, missing: Vec<MissingHook>) {
-        let _ = self.refuse_writes.set(missing);
+    /// The same pool with a registry check of its own (not armed yet): each `App` guards its
+    /// handle, and the clones it hands its hooks, with its own declared set.
+    pub(crate) fn with_own_guard(&self) -> Self {
+        Self {
+            guard: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Arms the registry check of every write transaction with the binary's declared set
+    /// (once: a handle belongs to one `App`; later calls are ignored).
+    pub(crate) fn arm_guard(&self, set: Arc<RegistrySet>) {
+        self.guard.arm(set);
     }
 
     /// The backend of the pool.
@@ -488,13 +502,19 @@ impl Database {
     /// write lock is taken up front, so two writers queue on the busy timeout instead of one
     /// failing when it upgrades a read lock (which WAL mode cannot wait for).
     ///
-    /// Errors: [`Error::MissingHooks`] (exit 6) when this binary lacks a hook that the
-    /// database records; the database's errors otherwise.
+    /// Every write transaction is checked against the database's application registry
+    /// (read with the transaction: one statement, a whole read only when the registry
+    /// changed), so a long-running process stops writing as soon as an application's
+    /// `migrate` records what it lacks.
+    ///
+    /// Errors: [`Error::MissingHooks`] (exit 6) when this binary lacks something the
+    /// database's registry records (a hook, a merge handler, a personal-data declaration, an
+    /// application migration) or belongs to another application; the database's errors
+    /// otherwise.
     pub async fn begin(&self) -> Result<Tx> {
-        if let Some(missing) = self.refuse_writes.get() {
-            return Err(Error::MissingHooks(missing.clone()));
-        }
-        self.begin_unguarded().await
+        let mut tx = self.begin_unguarded().await?;
+        self.guard.check(&mut tx).await?;
+        Ok(tx)
     }
 
     /// [`Database::begin`] without the hook-set check: migrations and the hook registry only.
@@ -511,11 +531,27 @@ impl Database {
         })
     }
 
-    /// Begins a transaction for work that only reads (a deferred `BEGIN` on SQLite). End it
-    /// with [`Tx::end`] rather than dropping it: a dropped transaction's `ROLLBACK` is only
-    /// sent when the connection is next used, which keeps a pooler's server connection
-    /// pinned and may never happen at process exit.
-    pub async fn begin_read(&self) -> Result<Tx> {
+    /// Begins a read-only transaction ([`ReadTx`]: queries only; `BEGIN READ ONLY` on
+    /// PostgreSQL, a deferred `BEGIN` on SQLite). End it with [`ReadTx::end`] rather than
+    /// dropping it: a dropped transaction's `ROLLBACK` is only sent when the connection is
+    /// next used, which keeps a pooler's server connection pinned and may never happen at
+    /// process exit.
+    pub async fn begin_read(&self) -> Result<ReadTx> {
+        let inner = match &self.pool {
+            Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => TxInner::Postgres(p.begin_with("BEGIN READ ONLY").await?),
+        };
+        Ok(ReadTx(Tx {
+            inner,
+            invalidations: self.invalidation_channel(),
+            pending_audit: audit::PendingAudit::default(),
+            pending_revocation: None,
+        }))
+    }
+
+    /// A transaction for the crate's own reads (the store's typed queries; a deferred `BEGIN`
+    /// on SQLite). End it with [`Tx::end`].
+    pub(crate) async fn begin_read_tx(&self) -> Result<Tx> {
         self.begin_read_unguarded().await
     }
 

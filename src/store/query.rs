@@ -344,9 +344,19 @@ impl Tx {
     /// `sql` is run as given: write it as a constant and pass every value in `params`, never
     /// formatted into the text (the same holds for the `fetch_*` methods).
     ///
-    /// Errors: the database's, classified like every store error (a unique violation is
-    /// [`Error::Conflict`], a check violation [`Error::Refused`], …).
+    /// One data statement only: `SELECT`, `INSERT`, `UPDATE`, `DELETE`, `WITH` or
+    /// `VALUES`. A handle that a hook or merge handler gets belongs to the operation that
+    /// fired it, so it never ends that transaction (`COMMIT`, `ROLLBACK`, `SAVEPOINT`…),
+    /// changes the schema or its triggers (`ALTER`, `DROP`, `CREATE`, `TRUNCATE`…), changes
+    /// the session (`SET`, `PRAGMA`, `ATTACH`…) or runs a second statement after a `;`. The
+    /// invariants that matter are enforced by the database itself (triggers), so a data
+    /// statement that would break one fails too.
+    ///
+    /// Errors: [`Error::Invalid`] for a statement of another kind (checked before anything
+    /// is sent); the database's, classified like every store error (a unique violation is
+    /// [`Error::Conflict`], a check violation or a refusing trigger [`Error::Refused`], …).
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        check_statement(sql, DATA_STATEMENTS)?;
         Ok(on_conn!(self, |c| {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for p in params {
@@ -359,6 +369,7 @@ impl Tx {
     /// The rows a query returns, in order. Errors: as [`Tx::execute`], and
     /// [`Error::Internal`] for a PostgreSQL column type the API does not read (cast it).
     pub async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        check_statement(sql, DATA_STATEMENTS)?;
         on_conn!(self, |c| {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for p in params {
@@ -370,6 +381,7 @@ impl Tx {
 
     /// The first row a query returns, if any. Errors: as [`Tx::fetch_all`].
     pub async fn fetch_optional(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
+        check_statement(sql, DATA_STATEMENTS)?;
         on_conn!(self, |c| {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for p in params {
@@ -386,6 +398,185 @@ impl Tx {
             .await?
             .ok_or_else(|| Error::not_found("row", sql.chars().take(80).collect::<String>()))
     }
+}
+
+/// The statements [`Tx::execute`] and the `fetch_*` methods run (see there).
+const DATA_STATEMENTS: &[&str] = &["SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES"];
+/// The statements a [`ReadTx`] runs.
+const READ_STATEMENTS: &[&str] = &["SELECT", "WITH", "VALUES"];
+
+/// A read-only transaction: what [`super::Database::begin_read`] gives. It runs queries
+/// (`SELECT`, `WITH`, `VALUES`), never a write: the type has no `execute` and no `commit`,
+/// and the database refuses a write hidden in a query too (PostgreSQL: `BEGIN READ ONLY`;
+/// SQLite: its `WITH` cannot write, and only queries are let through). End it with
+/// [`ReadTx::end`].
+pub struct ReadTx(pub(super) Tx);
+
+impl std::fmt::Debug for ReadTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReadTx({:?})", self.0.backend())
+    }
+}
+
+impl ReadTx {
+    /// The backend, for SQL whose dialects differ.
+    pub fn backend(&self) -> super::Backend {
+        self.0.backend()
+    }
+
+    /// The rows a query returns, in order. Errors: [`Error::Invalid`] for a statement that
+    /// is not one query; otherwise as [`Tx::fetch_all`].
+    pub async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        check_statement(sql, READ_STATEMENTS)?;
+        self.0.fetch_all(sql, params).await
+    }
+
+    /// The first row a query returns, if any. Errors: as [`ReadTx::fetch_all`].
+    pub async fn fetch_optional(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
+        check_statement(sql, READ_STATEMENTS)?;
+        self.0.fetch_optional(sql, params).await
+    }
+
+    /// Exactly one row. Errors: [`Error::NotFound`] when the query returns none; otherwise
+    /// as [`ReadTx::fetch_all`].
+    pub async fn fetch_one(&mut self, sql: &str, params: &[Value]) -> Result<Row> {
+        check_statement(sql, READ_STATEMENTS)?;
+        self.0.fetch_one(sql, params).await
+    }
+
+    /// Ends the transaction (a rollback, waited for, so the connection goes back clean).
+    pub async fn end(self) -> Result<()> {
+        self.0.end().await
+    }
+}
+
+/// Refuses anything but one data statement (see [`Tx::execute`]): its first keyword must be
+/// one of [`DATA_STATEMENTS`] and nothing but blanks and comments may follow a `;`. String
+/// literals (`'…'`, `E'…'`), quoted identifiers and PostgreSQL dollar quotes are skipped, so
+/// a `;` inside them is no separator. Errors: [`Error::Invalid`].
+fn check_statement(sql: &str, allowed: &[&str]) -> Result<()> {
+    let refuse = |why: &str| {
+        Err(Error::Invalid(format!(
+            "the transaction handle runs one data statement ({}): {why}",
+            allowed.join(", ")
+        )))
+    };
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    let mut first: Option<String> = None;
+    let mut ended = false;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                // PostgreSQL nests block comments; SQLite does not, and a nested opener
+                // there ends at the first closer (counting deeper is the stricter reading).
+                let mut depth = 0usize;
+                while i < bytes.len() {
+                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                if depth > 0 {
+                    return refuse("an unterminated comment");
+                }
+                continue;
+            }
+            c if c.is_ascii_whitespace() => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if ended {
+            return refuse("several statements separated by ';'");
+        }
+        if first.is_none() {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphabetic() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let word = sql[start..i].to_ascii_uppercase();
+            if !allowed.contains(&word.as_str()) {
+                let shown = if word.is_empty() { "an empty statement".to_owned() } else { format!("{word} is not one") };
+                return refuse(&shown);
+            }
+            first = Some(word);
+            continue;
+        }
+        match c {
+            b';' => {
+                ended = true;
+                i += 1;
+            }
+            b'\'' => {
+                let escapes = i > 0 && matches!(bytes[i - 1], b'E' | b'e');
+                i += 1;
+                loop {
+                    match bytes.get(i) {
+                        None => return refuse("an unterminated string"),
+                        Some(b'\\') if escapes => i += 2,
+                        Some(b'\'') if bytes.get(i + 1) == Some(&b'\'') => i += 2,
+                        Some(b'\'') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            b'"' | b'`' => {
+                let quote = c;
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += 1;
+                }
+                if i >= bytes.len() {
+                    return refuse("an unterminated quoted identifier");
+                }
+                i += 1;
+            }
+            b'$' => {
+                // `$1` is a parameter; `$tag$ … $tag$` (tag empty or an identifier) a
+                // dollar-quoted string.
+                let start = i;
+                let mut j = i + 1;
+                while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                    j += 1;
+                }
+                let tag_is_word = j == i + 1 || !bytes[i + 1].is_ascii_digit();
+                if j < bytes.len() && bytes[j] == b'$' && tag_is_word {
+                    let tag = &sql[start..=j];
+                    match sql[j + 1..].find(tag) {
+                        Some(end) => i = j + 1 + end + tag.len(),
+                        None => return refuse("an unterminated dollar-quoted string"),
+                    }
+                } else {
+                    i = j;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    if first.is_none() {
+        return refuse("an empty statement");
+    }
+    Ok(())
 }
 
 /// Decoding into [`Row`] for whichever backend produced the row.
@@ -409,4 +600,44 @@ impl IntoRow for PgRow {
 
 fn row_of<R: IntoRow>(row: &R) -> Result<Row> {
     row.into_row()
+}
+
+#[cfg(test)]
+mod statement_tests {
+    use super::check_statement;
+
+    #[test]
+    fn the_handle_runs_one_data_statement() {
+        for ok in [
+            "SELECT 1",
+            "  -- a comment\n insert into t (a) values ($1);",
+            "UPDATE t SET a = 'x; COMMIT' WHERE b = $2",
+            "WITH d AS (DELETE FROM t RETURNING id) SELECT count(*) FROM d",
+            "SELECT $tag$ ; drop table x $tag$, $1 /* ; */",
+            "SELECT E'it\\'s; fine'",
+            "delete from \"odd;name\" where id = $1 ;  -- trailing",
+        ] {
+            assert!(check_statement(ok, super::DATA_STATEMENTS).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "COMMIT",
+            "rollback",
+            "  /* x */ SAVEPOINT s",
+            "ALTER TABLE users DISABLE TRIGGER ALL",
+            "DROP TABLE users",
+            "SET session_replication_role = replica",
+            "PRAGMA foreign_keys = OFF",
+            "SELECT 1; COMMIT",
+            "UPDATE t SET a = 1; DELETE FROM users",
+            "",
+            "SELECT 'unterminated",
+            "TRUNCATE users",
+            "DO $$ BEGIN END $$",
+        ] {
+            assert!(check_statement(bad, super::DATA_STATEMENTS).is_err(), "{bad:?}");
+        }
+        for bad in ["DELETE FROM users", "insert into t values (1)", "UPDATE t SET a = 1"] {
+            assert!(check_statement(bad, super::READ_STATEMENTS).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -153,9 +153,23 @@ impl Tx {
     /// like. Errors: [`Error::NotFound`]; [`Error::Invalid`] naming the candidates when a
     /// prefix fits several workspaces.
     pub(crate) async fn workspace_id(&mut self, key: &str) -> Result<Uuid> {
+        let Some(prefix) = crate::domain::IdPrefix::parse(key) else {
+            return self.workspace_id_exact(key).await;
+        };
         match self.workspace_id_exact(key).await {
-            Err(Error::NotFound { .. }) if crate::domain::IdPrefix::parse(key).is_some() => {
-                self.resolve_id("workspaces", "workspace", key, None).await
+            Err(Error::NotFound { .. }) => self.resolve_id("workspaces", "workspace", key, None).await,
+            Ok(named) => {
+                let others: Vec<Uuid> = self
+                    .ids_with_prefix("workspaces", &prefix, None)
+                    .await?
+                    .into_iter()
+                    .filter(|id| *id != named)
+                    .collect();
+                if others.is_empty() {
+                    Ok(named)
+                } else {
+                    Err(crate::domain::name_or_id("workspace", key, named, &others))
+                }
             }
             other => other,
         }
@@ -186,6 +200,19 @@ impl Tx {
     /// [`Error::NotFound`]; [`Error::Invalid`] naming the candidates when a prefix fits
     /// several roles.
     pub(crate) async fn role_id(&mut self, workspace_id: Uuid, name: &str) -> Result<Uuid> {
+        if let Some(prefix) = crate::domain::IdPrefix::parse(name)
+            && let Ok(named) = self.role_id_by_name(workspace_id, name).await
+        {
+            let others: Vec<Uuid> = self
+                .ids_with_prefix("roles", &prefix, Some(("workspace_id", workspace_id)))
+                .await?
+                .into_iter()
+                .filter(|id| *id != named)
+                .collect();
+            if !others.is_empty() {
+                return Err(crate::domain::name_or_id("role", name, named, &others));
+            }
+        }
         match self.role_id_by_name(workspace_id, name).await {
             Err(Error::NotFound { .. })
                 if Uuid::parse_str(name).is_ok() || crate::domain::IdPrefix::parse(name).is_some() =>

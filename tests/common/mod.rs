@@ -109,7 +109,27 @@ impl Ctx {
 
     /// Runs one statement in its own transaction through the library's store (so errors
     /// come back classified as the library classifies them).
+    ///
+    /// Schema statements (`CREATE`, `DROP`, `ALTER`), which the library's transaction handle
+    /// refuses to run, go straight through the driver, their errors classified the same way.
     pub async fn exec(&self, sql: &str) -> accountctl::Result<u64> {
+        let word = sql.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+        if matches!(word.as_str(), "CREATE" | "DROP" | "ALTER") {
+            return match self.backend {
+                Backend::Sqlite => {
+                    let pool = sqlx::SqlitePool::connect(&self.direct_url).await?;
+                    let n = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.map(|r| r.rows_affected());
+                    pool.close().await;
+                    Ok(n?)
+                }
+                Backend::Postgres | Backend::PgBouncer => {
+                    let pool = sqlx::PgPool::connect(&self.direct_url).await?;
+                    let n = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.map(|r| r.rows_affected());
+                    pool.close().await;
+                    Ok(n?)
+                }
+            };
+        }
         let mut tx = self.db.begin().await?;
         let n = tx.execute(sql, &[]).await?;
         tx.commit().await?;
