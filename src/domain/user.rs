@@ -45,7 +45,10 @@ impl Username {
             )));
         }
         if let Some(why) = super::names::name_mistaken_for(text) {
-            return Err(Error::Invalid(format!("invalid username {}: {why}", super::shown(text))));
+            return Err(Error::Invalid(format!(
+                "invalid username {}: {why}",
+                super::shown(text)
+            )));
         }
         Ok(Self(text.to_owned()))
     }

@@ -15,9 +15,10 @@
 //!   Each clone commits without waiting for its WAL flush (`synchronous_commit = off`, set on
 //!   the test database only): a test needs its commits visible, never durable across a
 //!   server crash, and the flush was most of a commit's time on a busy machine.
-//!   Test databases are dropped by a background thread (a `DROP DATABASE` forces a server
-//!   checkpoint, about a second), and the drops still queued when the test binary exits run
-//!   then (`atexit`), so a run leaves no database behind.
+//!   Test databases are dropped by a background thread (a `DROP DATABASE` waits for a server
+//!   checkpoint, a second or more on a busy server; the drops queued meanwhile go together
+//!   and share one), and the drops still queued when the test binary exits run then
+//!   (`atexit`), so a run leaves no database behind.
 //! - **SQLite**: a migrated file, built once per test binary build under
 //!   `CARGO_TARGET_TMPDIR`, is copied per test.
 #![allow(dead_code)]
@@ -171,9 +172,9 @@ pub fn drop_pg_databases_later(admin_url: &str, names: Vec<String>) {
         Some(jobs) => jobs.send(job).map_err(|e| e.0),
         None => Err(job),
     };
-    if let Err((admin_url, names)) = sent {
+    if let Err(job) = sent {
         // Exiting already: drop them here and now.
-        drop_now(&admin_url, &names);
+        drop_now(vec![job]);
     }
 }
 
@@ -190,8 +191,12 @@ impl Janitor {
     fn start() -> Self {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let thread = std::thread::spawn(move || {
-            for (admin_url, names) in rx {
-                drop_now(&admin_url, &names);
+            // Each DROP DATABASE waits for a checkpoint; drops issued together share one, so
+            // take whatever has queued up and drop it all at once.
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter());
+                drop_now(batch);
             }
         });
         // SAFETY: `finish_drops` is an `extern "C" fn()` that touches only statics.
@@ -214,33 +219,35 @@ extern "C" fn finish_drops() {
     }
 }
 
-/// Drops `names` now, on a runtime of its own; errors are printed, never raised (this runs
-/// after the test that used them, possibly at exit).
-fn drop_now(admin_url: &str, names: &[String]) {
+/// Drops the databases of `jobs` now, concurrently, on a runtime of its own; errors are
+/// printed, never raised (this runs after the tests that used them, possibly at exit).
+fn drop_now(jobs: Vec<Job>) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-        eprintln!("cannot drop test databases {names:?}: no runtime");
+        eprintln!("cannot drop test databases {jobs:?}: no runtime");
         return;
     };
-    rt.block_on(async {
-        let mut conn = match sqlx::PgConnection::connect(admin_url).await {
-            Ok(conn) => conn,
-            Err(e) => {
-                eprintln!("cannot drop test databases {names:?}: {e}");
-                return;
+    rt.block_on(futures::future::join_all(jobs.into_iter().map(
+        |(admin_url, names)| async move {
+            let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    eprintln!("cannot drop test databases {names:?}: {e}");
+                    return;
+                }
+            };
+            for name in &names {
+                if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                {
+                    eprintln!("DROP DATABASE {name}: {e}");
+                }
             }
-        };
-        for name in names {
-            if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut conn)
-            .await
-            {
-                eprintln!("DROP DATABASE {name}: {e}");
-            }
-        }
-        let _ = conn.close().await;
-    });
+            let _ = conn.close().await;
+        },
+    )));
 }
 
 // ---------------------------------------------------------------------------------------
