@@ -394,11 +394,7 @@ impl AppBuilder {
             .iter()
             .map(|h| (RegistryKind::Lifecycle, h.name()))
             .chain(merge_handlers.iter().map(|h| (RegistryKind::Merge, h.name())))
-            .chain(
-                self.personal_data
-                    .iter()
-                    .map(|d| (RegistryKind::PersonalData, d.table_name())),
-            )
+            .chain(self.personal_data.iter().map(|d| (RegistryKind::PersonalData, d.table_name())))
         {
             if items.iter().any(|(k, n)| *k == kind && n == name) {
                 return Err(Error::Invalid(format!(
@@ -415,9 +411,7 @@ impl AppBuilder {
         if let Some(app) = &self.application
             && !(1..=128).contains(&app.chars().count())
         {
-            return Err(Error::Invalid(
-                "the application name must be 1 to 128 characters".into(),
-            ));
+            return Err(Error::Invalid("the application name must be 1 to 128 characters".into()));
         }
         let program: Arc<str> = self.program.unwrap_or_else(|| "accountctl".to_owned()).into();
         let versions = |list: &[crate::store::Migration]| list.iter().map(|m| m.version).collect::<Vec<_>>();

@@ -21,14 +21,7 @@ use predicates::prelude::*;
 
 fn app_bootstrap(ctx: &common::Ctx) {
     ctx.app_admin()
-        .args([
-            "bootstrap",
-            "--admin-username",
-            "admin",
-            "--admin-email",
-            "admin@example.com",
-            "--password-stdin",
-        ])
+        .args(["bootstrap", "--admin-username", "admin", "--admin-email", "admin@example.com", "--password-stdin"])
         .write_stdin(format!("{}\n", common::ADMIN_PASSWORD))
         .assert()
         .success();
@@ -36,14 +29,7 @@ fn app_bootstrap(ctx: &common::Ctx) {
 
 fn app_create(ctx: &common::Ctx, username: &str) {
     ctx.app_admin()
-        .args([
-            "user",
-            "create",
-            username,
-            "--email",
-            &format!("{username}@example.com"),
-            "--random-password",
-        ])
+        .args(["user", "create", username, "--email", &format!("{username}@example.com"), "--random-password"])
         .assert()
         .success();
 }
@@ -70,8 +56,7 @@ impl UserLifecycleHook for BrokenTableHook {
     }
     async fn on_user_created(&self, user: &User) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        tx.execute("INSERT INTO app_renamed_away (user_id) VALUES ($1)", &[user.id.into()])
-            .await?;
+        tx.execute("INSERT INTO app_renamed_away (user_id) VALUES ($1)", &[user.id.into()]).await?;
         tx.commit().await
     }
     async fn on_user_login(&self, user: &User) -> Result<()> {

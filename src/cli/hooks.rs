@@ -53,12 +53,7 @@ pub async fn exec(ctx: &Ctx, cmd: HooksCmd) -> Result<(), Error> {
                 .hook_names()
                 .into_iter()
                 .map(|n| (RegistryKind::Lifecycle, n))
-                .chain(
-                    ctx.app
-                        .merge_handler_names()
-                        .into_iter()
-                        .map(|n| (RegistryKind::Merge, n)),
-                )
+                .chain(ctx.app.merge_handler_names().into_iter().map(|n| (RegistryKind::Merge, n)))
                 .chain(
                     ctx.app
                         .personal_data()
@@ -84,8 +79,7 @@ pub async fn exec(ctx: &Ctx, cmd: HooksCmd) -> Result<(), Error> {
                     });
                 }
             }
-            ctx.out
-                .list(&rows, &["kind", "name", "registered", "recorded", "retiring"], "name");
+            ctx.out.list(&rows, &["kind", "name", "registered", "recorded", "retiring"], "name");
             if let Some(owner) = ctx.app.recorded_application().await? {
                 eprintln!("the database belongs to the application {owner:?}");
             }

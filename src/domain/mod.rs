@@ -14,11 +14,9 @@ mod user_ref;
 
 pub use duration::{MAX_DURATION, after, parse_duration, parse_erasure_due};
 pub use lifecycle::{DeletionMode, HookFailure, LogoutReason, OwedHookWork, Session};
-pub use names::{
-    Capability, name_mistaken_for, parse_capabilities, validate_role_name, validate_slug, validate_workspace_name,
-};
-pub use paging::{IdPrefix, MIN_ID_PREFIX, Page};
+pub use names::{Capability, name_mistaken_for, parse_capabilities, validate_role_name, validate_slug, validate_workspace_name};
 pub(crate) use paging::{ambiguous, name_or_id};
+pub use paging::{IdPrefix, MIN_ID_PREFIX, Page};
 pub use passport::{Email, Passport, PassportKind, Phone};
 pub use status::{
     AdminOutcome, ErasureRequestStatus, ImportRowStatus, InviteStatus, SweepOutcome, SweepStatus, SweepStop,

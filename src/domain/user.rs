@@ -45,10 +45,7 @@ impl Username {
             )));
         }
         if let Some(why) = super::names::name_mistaken_for(text) {
-            return Err(Error::Invalid(format!(
-                "invalid username {}: {why}",
-                super::shown(text)
-            )));
+            return Err(Error::Invalid(format!("invalid username {}: {why}", super::shown(text))));
         }
         Ok(Self(text.to_owned()))
     }

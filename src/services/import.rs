@@ -707,13 +707,7 @@ impl Importer {
             }
             hooks.wait(&mut summary).await;
             hooks
-                .start(
-                    &self.hook_work(),
-                    written.owed,
-                    written.created,
-                    self.db.backend(),
-                    &mut summary,
-                )
+                .start(&self.hook_work(), written.owed, written.created, self.db.backend(), &mut summary)
                 .await;
             for user in &written.logouts {
                 self.lifecycle.dispatch_logout(user, LogoutReason::PasswordChanged);
@@ -1116,9 +1110,7 @@ impl CreatedHooks {
         if let Some(task) = self.0.take() {
             match task.await {
                 Ok(failures) => add_failures(summary, failures),
-                Err(e) => {
-                    tracing::error!(error = %e, "on_user_created hooks task failed; its work stays owed (hooks replay)")
-                }
+                Err(e) => tracing::error!(error = %e, "on_user_created hooks task failed; its work stays owed (hooks replay)"),
             }
         }
     }

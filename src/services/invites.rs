@@ -9,6 +9,7 @@
 //! ([`IssuedInvite::token`]), which delivers it: an application's server mails the link
 //! itself, and `accountctl invite create --send` mails it by SMTP.
 
+
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -112,7 +113,11 @@ fn normalize(email: &Option<String>, phone: &Option<String>) -> Result<(Passport
 }
 
 impl Invites {
-    pub(crate) fn new(db: Database, accounts: Accounts, link_template: String) -> Self {
+    pub(crate) fn new(
+        db: Database,
+        accounts: Accounts,
+        link_template: String,
+    ) -> Self {
         Self {
             db,
             accounts,

@@ -67,9 +67,9 @@ pub mod workspaces;
 pub use crate::domain::{UserFilter, UserRef};
 pub(crate) use migrate::MigrationPlan;
 pub use migrate::{MigrateReport, Migration, Migrations, SchemaStatus};
-pub use query::{FromValue, ReadTx, Row, Value};
-pub(crate) use registry::RegistrySet;
 pub use registry::{MissingHook, RegistryKind};
+pub(crate) use registry::RegistrySet;
+pub use query::{FromValue, ReadTx, Row, Value};
 pub(crate) use users::NewUserRecord;
 
 /// Which database engine a [`Database`] talks to.

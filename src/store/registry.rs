@@ -280,9 +280,7 @@ impl Tx {
             Backend::Postgres => "SELECT accountctl_write_guard()",
             Backend::Sqlite => "SELECT generation FROM accountctl_registry",
         };
-        Ok(on_conn!(self, |c| sqlx::query_scalar::<_, i64>(sql)
-            .fetch_one(&mut *c)
-            .await?))
+        Ok(on_conn!(self, |c| sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut *c).await?))
     }
 
     /// The whole registry (its tables may not exist yet: then an empty state, but the
@@ -378,14 +376,12 @@ impl Tx {
                 // this combination; a guard for direct callers).
                 continue;
             }
-            let n = on_conn!(self, |c| sqlx::query(
-                "DELETE FROM accountctl_hooks WHERE kind = $1 AND name = $2"
-            )
-            .bind(kind.as_str())
-            .bind(name.as_str())
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+            let n = on_conn!(self, |c| sqlx::query("DELETE FROM accountctl_hooks WHERE kind = $1 AND name = $2")
+                .bind(kind.as_str())
+                .bind(name.as_str())
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
             if n > 0 {
                 self.insert_audit(
                     at,

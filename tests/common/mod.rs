@@ -118,19 +118,13 @@ impl Ctx {
             return match self.backend {
                 Backend::Sqlite => {
                     let pool = sqlx::SqlitePool::connect(&self.direct_url).await?;
-                    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&pool)
-                        .await
-                        .map(|r| r.rows_affected());
+                    let n = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.map(|r| r.rows_affected());
                     pool.close().await;
                     Ok(n?)
                 }
                 Backend::Postgres | Backend::PgBouncer => {
                     let pool = sqlx::PgPool::connect(&self.direct_url).await?;
-                    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&pool)
-                        .await
-                        .map(|r| r.rows_affected());
+                    let n = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.map(|r| r.rows_affected());
                     pool.close().await;
                     Ok(n?)
                 }
