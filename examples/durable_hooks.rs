@@ -41,7 +41,11 @@ impl UserLifecycleHook for WelcomeHook {
 
     async fn on_users_created(&self, users: &[User]) -> Result<()> {
         if let Ok(marker) = std::env::var("CRASH_MARKER")
-            && std::fs::OpenOptions::new().write(true).create_new(true).open(&marker).is_ok()
+            && std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&marker)
+                .is_ok()
         {
             eprintln!("welcome hook: crashing on purpose (marker {marker} created)");
             std::process::abort();

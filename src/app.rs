@@ -29,15 +29,16 @@ pub struct Config {
     pub trash_retention: chrono::Duration,
     /// The accept-link template put in invite notifications for the application's mailer,
     /// e.g. `https://app.example.com/invites/accept?token={token}`. The mailer substitutes
-    /// the token; the database never holds it.
-    pub invite_link_template: String,
+    /// the token; the database never holds it. `None` (the default): the notification
+    /// carries no link (`link_template: null`), never a placeholder a mailer would send.
+    pub invite_link_template: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             trash_retention: chrono::Duration::days(30),
-            invite_link_template: "https://app.example.com/invites/accept?token={token}".to_owned(),
+            invite_link_template: None,
         }
     }
 }
@@ -157,6 +158,8 @@ pub struct AppBuilder {
     merge_replacements: Vec<Arc<dyn MergeHandler>>,
     merge_removals: Vec<&'static str>,
     program: Option<String>,
+    /// The admin binary's identity (issue 23's block below).
+    branding: Branding,
 }
 
 impl std::fmt::Debug for AppBuilder {
@@ -394,7 +397,11 @@ impl AppBuilder {
             .iter()
             .map(|h| (RegistryKind::Lifecycle, h.name()))
             .chain(merge_handlers.iter().map(|h| (RegistryKind::Merge, h.name())))
-            .chain(self.personal_data.iter().map(|d| (RegistryKind::PersonalData, d.table_name())))
+            .chain(
+                self.personal_data
+                    .iter()
+                    .map(|d| (RegistryKind::PersonalData, d.table_name())),
+            )
         {
             if items.iter().any(|(k, n)| *k == kind && n == name) {
                 return Err(Error::Invalid(format!(
@@ -411,7 +418,9 @@ impl AppBuilder {
         if let Some(app) = &self.application
             && !(1..=128).contains(&app.chars().count())
         {
-            return Err(Error::Invalid("the application name must be 1 to 128 characters".into()));
+            return Err(Error::Invalid(
+                "the application name must be 1 to 128 characters".into(),
+            ));
         }
         let program: Arc<str> = self.program.unwrap_or_else(|| "accountctl".to_owned()).into();
         let versions = |list: &[crate::store::Migration]| list.iter().map(|m| m.version).collect::<Vec<_>>();
@@ -679,6 +688,67 @@ impl App {
         Ok(id)
     }
 }
+
+/// What an application's admin binary says about itself: its name (help, completions, man
+/// pages and the commands messages suggest), version, description, and where its config
+/// file lives. Unset fields are accountctl's. Django's `manage.py` belongs to its project
+/// the same way.
+#[derive(Debug, Clone, Default)]
+pub struct Branding {
+    /// The command's name; default: the name the binary was started under.
+    pub name: Option<String>,
+    /// `--version`'s answer; default: accountctl's version.
+    pub version: Option<String>,
+    /// The description at the top of `--help` and the man page.
+    pub about: Option<String>,
+    /// The config file read when neither `--config` nor `ACCOUNTCTL_CONFIG` names one;
+    /// default: `$XDG_CONFIG_HOME/NAME/config.toml`, else `/etc/NAME/config.toml`.
+    pub config_file: Option<std::path::PathBuf>,
+}
+
+// The admin binary's branding (issue 23), kept apart from the registry and wiring above.
+impl AppBuilder {
+    /// The admin binary's name, as help, completions, man pages and messages show it
+    /// (default: the name it was started under).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.branding.name = Some(name.into());
+        self
+    }
+
+    /// The version `--version` and the man page print (e.g. `env!("CARGO_PKG_VERSION")`
+    /// of the application).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.branding.version = Some(version.into());
+        self
+    }
+
+    /// The description `--help` and the man page start with.
+    pub fn about(mut self, about: impl Into<String>) -> Self {
+        self.branding.about = Some(about.into());
+        self
+    }
+
+    /// The config file the CLI reads when `--config` and `ACCOUNTCTL_CONFIG` name none
+    /// (instead of `$XDG_CONFIG_HOME/NAME/config.toml` and `/etc/NAME/config.toml`).
+    pub fn config_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.branding.config_file = Some(path.into());
+        self
+    }
+
+    /// The branding set so far.
+    pub fn branding(&self) -> &Branding {
+        &self.branding
+    }
+}
+
+// Operators' read-only reports (issue 23), kept apart from the registry and wiring above.
+impl App {
+    /// The audit trail and the user export.
+    pub fn reports(&self) -> crate::services::reports::Reports {
+        crate::services::reports::Reports::new(self.db.clone())
+    }
+}
+
 #[cfg(test)]
 mod send_check {
     fn is_send<T: Send>(_: T) {}

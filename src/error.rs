@@ -225,12 +225,14 @@ fn constraint_message(name: &str) -> Option<&'static str> {
             "a workspace with that name already exists (names are unique regardless of case)"
         }
         "users_keep_an_active_admin" => {
-            "refused by the database: the instance must keep at least one active admin (make another user admin first)"
+            "refusing: it is the last active admin, and the instance must keep at least one (make another user admin first; refused by the database)"
         }
         "users_erasure_pending_inactive" => {
             "refused by the database: a user with a pending erasure request stays inactive (cancel the request first)"
         }
-        "memberships_root_keeps_a_member" => "refused by the database: the root workspace must keep a member",
+        "memberships_root_keeps_a_member" => {
+            "the root workspace must keep at least one member: add another member first (refused by the database)"
+        }
         "memberships_external_not_in_root" => {
             "refused by the database: external users cannot join the root workspace or hold its roles (convert the user to internal first)"
         }
@@ -326,6 +328,17 @@ impl From<sqlx::Error> for Error {
                         Some("5" | "261" | "517" | "773") => Self::Unavailable(format!(
                             "the SQLite database stayed locked by another writer past the busy timeout ({message}); try again"
                         )),
+                        // SQLITE_READONLY (8) and its extended codes: a `?mode=ro` URL, a
+                        // read-only file or directory; the counterpart of a standby.
+                        Some(code)
+                            if code.parse::<i64>().is_ok_and(|c| c & 0xff == 8)
+                                && !code.starts_with('0')
+                                && code.len() <= 4 =>
+                        {
+                            Self::Unavailable(format!(
+                                "the SQLite database is read-only (a ?mode=ro URL, or a file or directory this user may not write): point DATABASE_URL at a writable database ({message})"
+                            ))
+                        }
                         // query_canceled by Database::interrupt (not by a statement_timeout).
                         Some("57014") if message.contains("user request") => Self::Interrupted,
                         // serialization_failure, deadlock_detected: the transaction may

@@ -126,3 +126,10 @@ pub mod db {
     };
 }
 pub use error::{Error, Result};
+
+/// The `async-trait` crate the hook and merge-handler traits are written with: implement
+/// them with `#[accountctl::async_trait]`, so an application need not match its version.
+pub use async_trait::async_trait;
+/// The `sqlx` crate (its PostgreSQL pool appears in [`db::Database::from_pg_pool`]):
+/// build a pool with `accountctl::sqlx`, so an application need not match its version.
+pub use sqlx;

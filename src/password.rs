@@ -134,6 +134,9 @@ pub const MAX_ARGON2_WORK_KIB: u64 = 65_536 * 3;
 /// Largest bcrypt cost accepted: 2^14 rounds, about a second; costs 10–12 are usual.
 pub const MAX_BCRYPT_COST: u32 = 14;
 
+/// The lowest bcrypt cost the algorithm defines (its verifier refuses lower ones).
+pub const MIN_BCRYPT_COST: u32 = 4;
+
 /// Checks that a stored or imported hash is one the login path can verify at a bounded
 /// cost: an argon2 PHC string (`$argon2id$…`, `$argon2i$…`, `$argon2d$…`) with a salt, a hash
 /// of 16–64 bytes and parameters within [`MAX_ARGON2_MEMORY_KIB`], [`MAX_ARGON2_TIME_COST`],
@@ -143,6 +146,13 @@ pub fn check_hash(hash: &str) -> Result<()> {
     if is_bcrypt(hash) {
         let parts =
             bcrypt::HashParts::from_str(hash).map_err(|e| Error::Invalid(format!("malformed bcrypt hash: {e}")))?;
+        // bcrypt's cost is 4..=31: a lower one parses but never verifies.
+        if parts.get_cost() < MIN_BCRYPT_COST {
+            return Err(Error::Invalid(format!(
+                "bcrypt cost {} is below bcrypt's minimum of {MIN_BCRYPT_COST}: no password would verify against it",
+                parts.get_cost()
+            )));
+        }
         if parts.get_cost() > MAX_BCRYPT_COST {
             return Err(Error::Invalid(format!(
                 "bcrypt cost {} is above the accepted maximum of {MAX_BCRYPT_COST}",

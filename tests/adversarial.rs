@@ -271,7 +271,8 @@ on_both_backends! {
                 "trial {trial}: {outcomes:?}"
             );
             // Next trial starts with no active admin again.
-            ctx.exec("UPDATE users SET active = FALSE").await.expect("deactivate");
+            // A state the database's own rule forbids reaching: its triggers are off for it.
+            ctx.exec_without_triggers("UPDATE users SET active = FALSE").await;
         }
     }
 

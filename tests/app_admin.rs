@@ -14,33 +14,11 @@ use predicates::prelude::*;
 
 /// Bootstraps through the application's binary: its migrations run and its hooks are recorded.
 fn bootstrap(ctx: &common::Ctx) {
-    ctx.app_admin()
-        .args([
-            "bootstrap",
-            "--admin-username",
-            "admin",
-            "--admin-email",
-            "admin@example.com",
-            "--password-stdin",
-        ])
-        .write_stdin(format!("{}\n", common::ADMIN_PASSWORD))
-        .assert()
-        .success();
+    ctx.app_admin_bootstrap();
 }
 
 fn create(ctx: &common::Ctx, username: &str) {
-    ctx.app_admin()
-        .args([
-            "user",
-            "create",
-            username,
-            "--email",
-            &format!("{username}@example.com"),
-            "--password-stdin",
-        ])
-        .write_stdin("a long password\n")
-        .assert()
-        .success();
+    ctx.app_admin_create(username);
 }
 
 async fn calendars_of(ctx: &common::Ctx, username: &str) -> Vec<String> {

@@ -54,7 +54,10 @@ on_backends_and_pgbouncer! {
         ctx.cli().args(["user", "create", "b@d", "--password-stdin"]).write_stdin("long enough\n").assert().code(2);
         ctx.cli().args(["user", "create", "bob", "--password", "secret"]).assert().code(2);
         ctx.cli().args(["user", "list", "-o", "yaml"]).assert().code(2);
-        ctx.cli().args(["user", "delete", "admin", "--mode", "admin"]).assert().code(2).stderr(predicate::str::contains("--yes"));
+        // The rules are decided before any confirmation: the last admin is refused (4), and
+        // a deletable user without --yes in a script is a usage error (2).
+        ctx.cli().args(["user", "delete", "admin", "--mode", "admin"]).assert().code(4).stderr(predicate::str::contains("last active admin"));
+        ctx.cli().args(["user", "disable", "admin"]).assert().code(2).stderr(predicate::str::contains("--yes"));
         ctx.cli().args(["user", "delete", "admin", "--mode", "gdpr", "--yes"]).assert().code(4).stderr(predicate::str::contains("last active admin"));
         ctx.cli().args(["user", "create", "ext", "--external", "--admin"]).assert().code(2);
         assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, users_before, "nothing was created");

@@ -19,21 +19,6 @@ use accountctl::services::accounts::NewUser;
 use accountctl::{App, Error, Result};
 use predicates::prelude::*;
 
-fn app_bootstrap(ctx: &common::Ctx) {
-    ctx.app_admin()
-        .args(["bootstrap", "--admin-username", "admin", "--admin-email", "admin@example.com", "--password-stdin"])
-        .write_stdin(format!("{}\n", common::ADMIN_PASSWORD))
-        .assert()
-        .success();
-}
-
-fn app_create(ctx: &common::Ctx, username: &str) {
-    ctx.app_admin()
-        .args(["user", "create", username, "--email", &format!("{username}@example.com"), "--random-password"])
-        .assert()
-        .success();
-}
-
 fn user(name: &str) -> NewUser {
     NewUser {
         username: name.into(),
@@ -56,7 +41,8 @@ impl UserLifecycleHook for BrokenTableHook {
     }
     async fn on_user_created(&self, user: &User) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        tx.execute("INSERT INTO app_renamed_away (user_id) VALUES ($1)", &[user.id.into()]).await?;
+        tx.execute("INSERT INTO app_renamed_away (user_id) VALUES ($1)", &[user.id.into()])
+            .await?;
         tx.commit().await
     }
     async fn on_user_login(&self, user: &User) -> Result<()> {
@@ -97,8 +83,8 @@ impl UserLifecycleHook for RawSqlHook {
 
 on_both_backends! {
     async fn the_plain_binary_cannot_drop_the_application_hooks_and_then_erase_a_legal_hold_user(ctx) {
-        app_bootstrap(&ctx);
-        app_create(&ctx, "hold-ext");
+        ctx.app_admin_bootstrap();
+        ctx.app_admin_create("hold-ext");
         let before = ctx.dump().await;
         // No command removes a registered hook.
         ctx.cli().args(["hooks", "forget", "calendar", "--yes"]).assert().code(2);
@@ -121,8 +107,8 @@ on_both_backends! {
     }
 
     async fn a_database_migrated_by_an_application_before_the_registry_is_not_adopted(ctx) {
-        app_bootstrap(&ctx);
-        app_create(&ctx, "hold-old");
+        ctx.app_admin_bootstrap();
+        ctx.app_admin_create("hold-old");
         // What an application build from before the registry left: its migrations applied,
         // nothing of its own recorded.
         ctx.exec("DELETE FROM accountctl_hooks WHERE name IN ('calendar', 'calendars', 'app_calendars')").await.expect("forget");

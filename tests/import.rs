@@ -116,15 +116,28 @@ on_both_backends! {
         // Hold the import up mid-way, so it cannot finish before the signal lands however fast
         // it runs: a transaction that keeps every other writer of `users` out (SQLite's write
         // transaction does by itself).
-        let mut blocker = ctx.db.begin().await.expect("begin");
-        if ctx.backend != common::Backend::Sqlite {
-            blocker.execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE", &[]).await.expect("lock");
-        }
+        // (PostgreSQL: a lock the library's data-only handle does not take, so straight
+        // through the driver.)
+        let blocker = ctx.db.begin().await.expect("begin");
+        let pg_blocker = if ctx.backend != common::Backend::Sqlite {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&ctx.direct_url).await.expect("connect");
+            sqlx::query("BEGIN").execute(&mut c).await.expect("begin");
+            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE").execute(&mut c).await.expect("lock");
+            Some(c)
+        } else {
+            None
+        };
         // Ctrl-C: the statement in flight (here one waiting for the lock) is canceled on the
         // server and the batch's transaction rolls back; the connection still ends cleanly.
         std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill -INT");
         let status = child.wait().expect("wait");
         blocker.rollback().await.expect("rollback");
+        if let Some(mut c) = pg_blocker {
+            use sqlx::Connection;
+            sqlx::query("ROLLBACK").execute(&mut c).await.expect("rollback");
+            c.close().await.expect("close");
+        }
         assert_eq!(status.code(), Some(130), "{status:?}");
         let partial = ctx.count("SELECT COUNT(*) FROM users").await - 1;
         assert!(partial < 20_000, "killed mid-way ({partial})");

@@ -83,7 +83,7 @@ impl CalendarHook {
     }
 }
 
-#[async_trait::async_trait]
+#[accountctl::async_trait]
 impl UserLifecycleHook for CalendarHook {
     fn name(&self) -> &'static str {
         "calendar"
@@ -123,7 +123,7 @@ pub struct CalendarMergeHandler;
 const COLLIDING: &str = "SELECT b.name FROM app_calendars b WHERE b.user_id = $1 \
      AND EXISTS (SELECT 1 FROM app_calendars a WHERE a.user_id = $2 AND a.name = b.name) ORDER BY b.name";
 
-#[async_trait::async_trait]
+#[accountctl::async_trait]
 impl MergeHandler for CalendarMergeHandler {
     fn name(&self) -> &'static str {
         "calendars"
@@ -138,20 +138,15 @@ impl MergeHandler for CalendarMergeHandler {
             )
             .await?
             .get("n")?;
-        let mut collisions = Vec::new();
+        let mut item = PlanItem::new(self.name(), "calendars", count);
         for row in tx.fetch_all(COLLIDING, &[b.into(), a.into()]).await? {
             let name: String = row.get("name")?;
-            collisions.push(format!(
+            item = item.collision(format!(
                 "calendar {name:?} exists in both: B's becomes \"{name} (from {})\"",
                 ctx.remove.username
             ));
         }
-        Ok(vec![PlanItem {
-            handler: self.name(),
-            kind: "calendars",
-            count,
-            collisions,
-        }])
+        Ok(vec![item])
     }
 
     async fn merge(&self, ctx: &MergeContext, tx: &mut Tx) -> Result<()> {

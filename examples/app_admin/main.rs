@@ -14,5 +14,10 @@
 mod calendar;
 
 fn main() -> std::process::ExitCode {
-    accountctl::cli::run(calendar::wire(accountctl::App::builder()))
+    // The binary is the application's: its version and description in --help, --version
+    // and the man pages; its config file under its own name.
+    let builder = accountctl::App::builder()
+        .version("1.0.0-calendar")
+        .about("Administer the calendar application's accounts.");
+    accountctl::cli::run(calendar::wire(builder))
 }

@@ -52,11 +52,11 @@ pub async fn exec(ctx: &Ctx, args: BootstrapArgs) -> Result<(), Error> {
             }
         }
         if report.admin == AdminOutcome::Exists {
-            eprintln!("an active admin already exists: no admin created, no password changed");
+            note!("an active admin already exists: no admin created, no password changed");
         }
     }
     if report.changed_nothing() {
-        eprintln!("already bootstrapped: nothing changed");
+        note!("already bootstrapped: nothing changed");
     }
     #[derive(serde::Serialize)]
     struct Out {

@@ -71,33 +71,54 @@ pub const TOKEN_PLACEHOLDER: &str = "{token}";
 
 /// Refuses an invite link template without `{token}`: a link without the token cannot
 /// accept anything. Errors: [`Error::Invalid`] (exit 2).
+///
+/// The link lands in every invite mail and outbox row, so it must also be an absolute
+/// `https:` or `http:` URL (a `javascript:` or `data:` link is refused) without control
+/// characters (a raw newline would add lines to every mail body).
 pub fn check_invite_link(template: &str, source: &str) -> Result<(), Error> {
-    if template.contains(TOKEN_PLACEHOLDER) {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invite link {template:?} (from {source}) has no {TOKEN_PLACEHOLDER} placeholder: e.g. https://app.example.com/invites/accept?token={TOKEN_PLACEHOLDER}"
-        )))
+    let shown = crate::domain::shown(template);
+    if template.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "invite link {shown} (from {source}) contains control characters (a newline, a tab…)"
+        )));
     }
+    if !template.contains(TOKEN_PLACEHOLDER) {
+        return Err(Error::Invalid(format!(
+            "invite link {shown} (from {source}) has no {TOKEN_PLACEHOLDER} placeholder: e.g. https://app.example.com/invites/accept?token={TOKEN_PLACEHOLDER}"
+        )));
+    }
+    let scheme_ok = url::Url::parse(&template.replace(TOKEN_PLACEHOLDER, "token"))
+        .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some());
+    if !scheme_ok {
+        return Err(Error::Invalid(format!(
+            "invite link {shown} (from {source}) is not an https:// or http:// URL with a host"
+        )));
+    }
+    Ok(())
 }
 
 /// The file that applies, if any: the explicit path (which must exist), else the first of
 /// the per-user and system-wide paths that exists.
-pub fn locate(explicit: Option<&Path>) -> Result<Option<PathBuf>, Error> {
+pub fn locate(explicit: Option<&Path>, branding: &crate::app::Branding, bin: &str) -> Result<Option<PathBuf>, Error> {
     if let Some(path) = explicit {
         if !path.exists() {
             return Err(Error::Invalid(format!("no config file at {}", path.display())));
         }
         return Ok(Some(path.to_owned()));
     }
+    // An application's admin binary reads its own file: the one it names, else one under
+    // its own name (`/etc/myapp-admin/config.toml`).
+    if let Some(path) = &branding.config_file {
+        return Ok(path.is_file().then(|| path.clone()));
+    }
     let user_dir = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
     let candidates = user_dir
-        .map(|d| d.join("accountctl").join("config.toml"))
+        .map(|d| d.join(bin).join("config.toml"))
         .into_iter()
-        .chain([PathBuf::from("/etc/accountctl/config.toml")]);
+        .chain([PathBuf::from(format!("/etc/{bin}/config.toml"))]);
     for path in candidates {
         if path.is_file() {
             return Ok(Some(path));
@@ -127,14 +148,41 @@ pub fn load(path: &Path) -> Result<FileConfig, Error> {
 }
 
 /// Reads a `*_file` secret: the file's content without surrounding whitespace.
-/// Errors: [`Error::Invalid`] when it cannot be read or is empty.
+/// Errors: [`Error::Invalid`] when it cannot be read, is empty, or other users may read it.
 pub fn read_secret_file(key: &str, path: &Path) -> Result<String, Error> {
+    refuse_shared_secret_file(key, path)?;
     let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid(format!("{key} {}: {e}", path.display())))?;
     let text = text.trim();
     if text.is_empty() {
         return Err(Error::Invalid(format!("{key} {} is empty", path.display())));
     }
     Ok(text.to_owned())
+}
+
+/// Refuses a secret file that its group or other users may read, write or run (mode bits
+/// `0o077`), as ssh refuses such a private key: anyone who can read it holds the secret.
+/// Errors: [`Error::Invalid`] (exit 2) naming the `chmod` that fixes it.
+#[cfg(unix)]
+fn refuse_shared_secret_file(key: &str, path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Error::Invalid(format!("{key} {}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::Invalid(format!(
+            "{key} {} is accessible by other users (mode {:03o}): a secret file must be its owner's only; run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_shared_secret_file(_key: &str, _path: &Path) -> Result<(), Error> {
+    Ok(())
 }
 
 /// Where a setting's value came from, as `config show` prints it.

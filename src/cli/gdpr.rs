@@ -14,7 +14,8 @@ use super::prompt::confirm;
 #[derive(Debug, clap::Subcommand)]
 pub enum GdprCmd {
     /// Record a right-to-erasure request and disable the account at once (sessions revoked).
-    /// The sweeper purges the user when the request is due.
+    /// The sweeper purges the user when the request is due. An email or phone that no user
+    /// holds erases, at once, every invite and queued notification addressed to it.
     Request {
         /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
         user: String,
@@ -45,9 +46,11 @@ pub enum GdprCmd {
         max_duration: Option<String>,
     },
     /// Pending requests, the trash, and the sweeper's last runs. Exits 4 when no successful
-    /// run finished within --max-age (for monitoring).
+    /// run finished within --max-age, or when a request is overdue by more than that (for
+    /// monitoring).
     Status {
-        /// Exit 4 when no sweeper run succeeded within this long, e.g. 2d.
+        /// Exit 4 when no sweeper run succeeded within this long, or a pending erasure
+        /// request has been due for longer than this, e.g. 2d.
         #[arg(long, default_value = "2d", value_name = "DURATION")]
         max_age: String,
     },
@@ -64,16 +67,42 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
                 parse_erasure_due(&due_in, now)?
             };
             let user_ref = ctx.user(&user).await?;
-            ctx.app.accounts().show(&user_ref).await?;
+            match ctx.app.accounts().show(&user_ref).await {
+                Ok(_) => {}
+                // An invitee who never became a user: erase what the invites hold of them.
+                Err(Error::NotFound { .. })
+                    if matches!(
+                        user_ref,
+                        crate::domain::UserRef::Email(_) | crate::domain::UserRef::Phone(_)
+                    ) =>
+                {
+                    confirm(
+                        ctx.yes,
+                        &format!("erase every invite and queued notification addressed to {user} now"),
+                    )?;
+                    let erased = erasure.erase_invitee(&user_ref).await?;
+                    if !ctx.out.quiet {
+                        note!(
+                            "{user} is no user: erased {} invite(s), {} queued notification(s), {} invitee name record(s)",
+                            erased.invites,
+                            erased.notifications,
+                            erased.persons
+                        );
+                    }
+                    ctx.out.record(&erased, "invites");
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            }
             let when = if due_at <= now {
                 "at the next sweep".to_owned()
             } else {
-                format!("on {} (at the first sweep after)", due_at.format("%Y-%m-%d %H:%M UTC"))
+                format!("on {} (at the first sweep after)", crate::domain::format_time(due_at))
             };
             confirm(ctx.yes, &format!("disable {user} now and erase it {when}"))?;
             let request = erasure.request_due_at(&user_ref, due_at).await?;
             if !ctx.out.quiet {
-                eprintln!("erasure of {user} due {}", request.due_at.to_rfc3339());
+                note!("erasure of {user} due {}", crate::domain::format_time(request.due_at));
             }
             ctx.out.record(&request, "id");
         }
@@ -84,10 +113,16 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
         GdprCmd::Status { max_age } => {
             let status = erasure.status(parse_duration(&max_age)?).await?;
             let stale = status.stale;
-            ctx.out.record(&status, "stale");
+            let overdue = status.overdue_requests.len();
+            ctx.out.record(&status, super::output::NO_ID);
             if stale {
                 return Err(Error::Refused(format!(
                     "the sweeper is stale: no successful `gdpr purge` in the last {max_age}"
+                )));
+            }
+            if overdue > 0 {
+                return Err(Error::Refused(format!(
+                    "{overdue} erasure request(s) overdue by more than {max_age} (see overdue_requests and each request's last_error)"
                 )));
             }
         }
@@ -127,23 +162,30 @@ pub async fn exec(ctx: &Ctx, cmd: GdprCmd) -> Result<(), Error> {
                     };
                     match &bar {
                         Some(bar) => bar.println(line),
-                        None => eprintln!("{line}"),
+                        None => note!("{line}"),
                     }
                 })
                 .await?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            eprintln!(
-                "sweeper run {}: purged {}, skipped {}, failed {}, invites_expired {}, sessions_expired {}{}",
-                report.run_id,
-                report.purged,
-                report.skipped,
-                report.failed,
-                report.invites_expired,
-                report.sessions_expired,
-                report.stopped.map(|s| format!(", stopped {s}")).unwrap_or_default()
-            );
+            // Cron mails whatever reaches stderr: a run that did nothing stays silent
+            // unless -v asks (the JSON summary on stdout and `sweeper_runs` still record it).
+            let did_something = report.purged + report.skipped + report.failed + report.invites_expired > 0
+                || report.sessions_expired > 0
+                || report.stopped.is_some();
+            if did_something || ctx.verbose > 0 {
+                note!(
+                    "sweeper run {}: purged {}, skipped {}, failed {}, invites_expired {}, sessions_expired {}{}",
+                    report.run_id,
+                    report.purged,
+                    report.skipped,
+                    report.failed,
+                    report.invites_expired,
+                    report.sessions_expired,
+                    report.stopped.map(|s| format!(", stopped {s}")).unwrap_or_default()
+                );
+            }
             let (failed, total) = (report.failed, report.users.len() as u64);
             ctx.out.record(&report, "run_id");
             if failed > 0 {

@@ -53,7 +53,12 @@ pub async fn exec(ctx: &Ctx, cmd: HooksCmd) -> Result<(), Error> {
                 .hook_names()
                 .into_iter()
                 .map(|n| (RegistryKind::Lifecycle, n))
-                .chain(ctx.app.merge_handler_names().into_iter().map(|n| (RegistryKind::Merge, n)))
+                .chain(
+                    ctx.app
+                        .merge_handler_names()
+                        .into_iter()
+                        .map(|n| (RegistryKind::Merge, n)),
+                )
                 .chain(
                     ctx.app
                         .personal_data()
@@ -79,14 +84,15 @@ pub async fn exec(ctx: &Ctx, cmd: HooksCmd) -> Result<(), Error> {
                     });
                 }
             }
-            ctx.out.list(&rows, &["kind", "name", "registered", "recorded", "retiring"], "name");
+            ctx.out
+                .list(&rows, &["kind", "name", "registered", "recorded", "retiring"], "name");
             if let Some(owner) = ctx.app.recorded_application().await? {
-                eprintln!("the database belongs to the application {owner:?}");
+                note!("the database belongs to the application {owner:?}");
             }
             let owed = ctx.app.hook_work().owed().await?;
             if !owed.is_empty() {
                 let users: usize = owed.iter().map(|w| w.user_ids.len()).sum();
-                eprintln!(
+                note!(
                     "hook work still owed: {} record(s) for {users} user(s); see `hooks owed`, complete it with `hooks replay`",
                     owed.len()
                 );
@@ -131,7 +137,7 @@ pub async fn exec(ctx: &Ctx, cmd: HooksCmd) -> Result<(), Error> {
             ctx.app.ensure_writable().await?;
             let report = ctx.app.hook_work().replay().await?;
             super::warn_hook_failures(&report.hook_failures);
-            eprintln!(
+            note!(
                 "hook work completed: {} record(s), {} user(s); {} left owed",
                 report.completed, report.users, report.left
             );

@@ -128,33 +128,65 @@ pub struct Delivery {
     link: bool,
 }
 
-/// Prints an issued invite (with `link` when a template is configured) and delivers it with
-/// --send. The invite is committed before the mail goes out: a failed delivery leaves it
-/// pending, and `invite resend ID --send` issues a new token.
-async fn deliver(ctx: &Ctx, issued: IssuedInvite, delivery: Delivery) -> Result<(), Error> {
+/// Checks, before anything is written, that the delivery asked for can start: `--send` needs
+/// an email invitee, `[smtp]` settings that pass [`mail::check_settings`] and `invite_link`;
+/// `--link` needs `invite_link`. Errors: [`Error::Invalid`] (exit 2); nothing was changed.
+fn check_delivery(ctx: &Ctx, delivery: Delivery, kind: PassportKind) -> Result<(), Error> {
     let template = ctx.settings.invite_link.0.as_deref();
-    let link = template.map(|t| mail::invite_link(t, &issued.token));
     if delivery.send {
         let smtp = ctx.settings.smtp.as_ref().ok_or_else(|| {
             Error::Invalid("--send needs an [smtp] table in the config file (see `config show`)".into())
         })?;
-        let link = link.as_deref().ok_or_else(|| {
-            Error::Invalid("--send needs invite_link (config file or ACCOUNTCTL_INVITE_LINK) containing {token}".into())
-        })?;
-        if issued.invite.passport_kind != PassportKind::Email {
-            return Err(Error::Invalid(format!(
-                "invite {} is for a phone number: --send mails email invites only; the application's SMS sender delivers it",
-                issued.invite.id
+        mail::check_settings(smtp)?;
+        if template.is_none() {
+            return Err(Error::Invalid(
+                "--send needs invite_link (config file or ACCOUNTCTL_INVITE_LINK) containing {token}".into(),
+            ));
+        }
+        if kind != PassportKind::Email {
+            return Err(Error::Invalid(
+                "--send mails email invites only; the application's SMS sender delivers phone invites".into(),
+            ));
+        }
+    }
+    if delivery.link && template.is_none() {
+        return Err(Error::Invalid(
+            "--link needs invite_link (config file or ACCOUNTCTL_INVITE_LINK)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Prints an issued invite (with `link` when a template is configured) and delivers it with
+/// --send ([`check_delivery`] ran before the invite was written). When the mail cannot be
+/// delivered the invite is revoked at once, so no pending invite is left whose token nobody
+/// has; the error says so (exit 6), and `invite create` (or `resend`) can be run again.
+async fn deliver(ctx: &Ctx, issued: IssuedInvite, delivery: Delivery) -> Result<(), Error> {
+    let template = ctx.settings.invite_link.0.as_deref();
+    let link = template.map(|t| mail::invite_link(t, &issued.token));
+    if template.is_none() && !ctx.out.quiet {
+        note!(
+            "note: no invite_link is configured, so the notification queued for the application's mailer carries no link (set invite_link in the config file or ACCOUNTCTL_INVITE_LINK)"
+        );
+    }
+    if delivery.send {
+        let (Some(smtp), Some(link)) = (ctx.settings.smtp.as_ref(), link.as_deref()) else {
+            return Err(Error::Internal(
+                "delivery settings vanished after they were checked".into(),
+            ));
+        };
+        if let Err(e) = mail::send_invite(smtp, &issued.invite, link).await {
+            let id = issued.invite.id;
+            let revoked = match ctx.app.invites().revoke(id).await {
+                Ok(_) => "revoked, since nobody has its token".to_owned(),
+                Err(revoke) => format!("could not be revoked ({revoke}): run `invite revoke {id}`"),
+            };
+            return Err(Error::Unavailable(format!(
+                "invite {id} was not sent ({e}) and was {revoked}; fix the mail settings and create it again"
             )));
         }
-        mail::send_invite(smtp, &issued.invite, link).await.map_err(|e| {
-            Error::Unavailable(format!(
-                "invite {} is saved but was not sent ({e}); `invite resend {} --send` issues a new token",
-                issued.invite.id, issued.invite.id
-            ))
-        })?;
         if !ctx.out.quiet {
-            eprintln!("invite sent to {}", issued.invite.passport);
+            note!("invite sent to {}", issued.invite.passport);
         }
     }
     if delivery.link && link.is_none() {
@@ -197,9 +229,12 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
                 given_name,
                 family_name,
             };
-            if delivery.send && req.email.is_none() {
-                return Err(Error::Invalid("--send mails email invites only".into()));
-            }
+            let kind = if req.email.is_some() {
+                PassportKind::Email
+            } else {
+                PassportKind::Phone
+            };
+            check_delivery(ctx, delivery, kind)?;
             deliver(ctx, invites.create(&req).await?, delivery).await?;
         }
         InviteCmd::List {
@@ -238,6 +273,7 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
                 parse_duration(&expires_in)?
             };
             let id = invites.resolve_id(&id).await?;
+            check_delivery(ctx, delivery, invites.show(id).await?.passport_kind)?;
             deliver(ctx, invites.resend(id, expires_in).await?, delivery).await?;
         }
         InviteCmd::Accept {
@@ -284,7 +320,8 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
         }
         InviteCmd::Prune => {
             let expired = invites.prune().await?;
-            ctx.out.record(&serde_json::json!({ "expired": expired }), "expired");
+            ctx.out
+                .record(&serde_json::json!({ "expired": expired }), super::output::NO_ID);
         }
     }
     Ok(())

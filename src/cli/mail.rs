@@ -23,10 +23,45 @@ pub fn invite_link(template: &str, token: &str) -> String {
     template.replace(TOKEN_PLACEHOLDER, token)
 }
 
+/// Checks the `[smtp]` settings before anything is written, so an invite is never created
+/// for a delivery that cannot start: the `from` address parses, `username` and
+/// `password_file` come together, the password file is readable by its owner only, and a
+/// password is never sent in clear: with `tls = "none"` AUTH is allowed only to a loopback
+/// host (the relay on this machine). Returns the credentials to log in with, if any.
+/// Errors: [`Error::Invalid`] (exit 2) naming the setting.
+pub fn check_settings(smtp: &SmtpConfig) -> Result<Option<Credentials>, Error> {
+    smtp.from
+        .parse::<Mailbox>()
+        .map_err(|e| Error::Invalid(format!("smtp.from {:?}: {e}", smtp.from)))?;
+    match (&smtp.username, &smtp.password_file) {
+        (Some(user), Some(path)) => {
+            if smtp.tls == SmtpTls::None && !is_loopback(&smtp.host) {
+                return Err(Error::Invalid(format!(
+                    "[smtp] would send the password in clear to {}: set tls = \"starttls\" or \"tls\" (tls = \"none\" with a login is allowed only to a relay on this machine: localhost, 127.0.0.1, ::1)",
+                    smtp.host
+                )));
+            }
+            let password = read_secret_file("smtp.password_file", path)?;
+            Ok(Some(Credentials::new(user.clone(), password)))
+        }
+        (None, None) => Ok(None),
+        _ => Err(Error::Invalid(
+            "[smtp] needs both username and password_file, or neither".into(),
+        )),
+    }
+}
+
+/// Whether `host` names this machine: `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Sends the invite's link to its email passport. Errors: [`Error::Invalid`] for a bad
 /// `from` address or an unreadable password file; [`Error::Unavailable`] (exit 6) when the
 /// server cannot be reached or refuses the message.
 pub async fn send_invite(smtp: &SmtpConfig, invite: &Invite, link: &str) -> Result<(), Error> {
+    let credentials = check_settings(smtp)?;
     let from: Mailbox = smtp
         .from
         .parse()
@@ -47,7 +82,12 @@ pub async fn send_invite(smtp: &SmtpConfig, invite: &Invite, link: &str) -> Resu
         .subject(format!("Invitation to {}", invite.workspace))
         .body(body)
         .map_err(|e| Error::Invalid(format!("cannot build the invite message: {e}")))?;
-    let unavailable = |e: lettre::transport::smtp::Error| Error::Unavailable(format!("SMTP server {}: {e}", smtp.host));
+    let unavailable = |e: lettre::transport::smtp::Error| {
+        Error::Unavailable(format!(
+            "SMTP server {} (not the database): {e}; check [smtp] host, port and tls in the config file (a local relay without TLS takes tls = \"none\")",
+            smtp.host
+        ))
+    };
     let builder = match smtp.tls {
         SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
         SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host).map_err(unavailable)?,
@@ -59,17 +99,8 @@ pub async fn send_invite(smtp: &SmtpConfig, invite: &Invite, link: &str) -> Resu
         SmtpTls::Tls => 465,
     });
     let mut builder = builder.port(port).timeout(Some(SMTP_TIMEOUT));
-    match (&smtp.username, &smtp.password_file) {
-        (Some(user), Some(path)) => {
-            let password = read_secret_file("smtp.password_file", path)?;
-            builder = builder.credentials(Credentials::new(user.clone(), password));
-        }
-        (None, None) => {}
-        _ => {
-            return Err(Error::Invalid(
-                "[smtp] needs both username and password_file, or neither".into(),
-            ));
-        }
+    if let Some(credentials) = credentials {
+        builder = builder.credentials(credentials);
     }
     builder.build().send(message).await.map_err(unavailable)?;
     Ok(())

@@ -32,6 +32,23 @@ pub fn render(cmd: &clap::Command, parent: Option<&str>, exit_codes: &str) -> Re
         extra.push('\n');
     }
     extra.push_str(".fi\n");
+    let examples = examples_for(cmd);
+    if !examples.is_empty() {
+        extra.push_str(".SH EXAMPLES\n.nf\n");
+        for line in examples {
+            extra.push_str(&escape(&line));
+            extra.push('\n');
+        }
+        extra.push_str(".fi\n");
+    }
+    extra.push_str(".SH ENVIRONMENT\n");
+    for (name, text) in ENVIRONMENT {
+        extra.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", escape(name), escape(text)));
+    }
+    extra.push_str(".SH FILES\n");
+    for (name, text) in FILES {
+        extra.push_str(&format!(".TP\n\\fI{}\\fR\n{}\n", escape(name), escape(text)));
+    }
     let mut see_also: Vec<String> = parent.map(str::to_owned).into_iter().collect();
     see_also.extend(children.iter().map(|c| page_name(c)));
     if !see_also.is_empty() {
@@ -83,6 +100,121 @@ fn write_tree(
         write_tree(child, Some(&name), dir, exit_codes, written)?;
     }
     Ok(())
+}
+
+/// The examples of the man pages, as the README shows them, without the binary's name: a
+/// page lists those that start with its command's words (the top page, the first
+/// [`TOP_EXAMPLES`]), each under the binary's own name.
+const EXAMPLES: &[&str] = &[
+    "bootstrap --admin-username admin --admin-email admin@example.com --password-stdin < admin-password",
+    "user create alice --email alice@example.com --given-name Alice --random-password",
+    "user list --all -o json | jq length",
+    "workspace create Acme --type team",
+    "role assign alice editor --workspace Acme",
+    "invite create --workspace Acme --role editor --email carol@example.com -q > token.txt",
+    "user delete bob --mode admin --yes",
+    "gdpr purge -o json",
+    "audit list --user alice --since 7d",
+    "user export users.csv",
+    "user import users.csv --on-conflict skip",
+    "config show",
+    "user show alice@example.com",
+    "user list --workspace Acme --search al --limit 50",
+    "user delete alice --mode gdpr --yes",
+    "user restore bob",
+    "user disable bob --yes",
+    "user set-password bob --password-stdin < new-password",
+    "user convert fed --to-internal",
+    "user merge --keep alice --remove alice-sso --dry-run",
+    "user import users.jsonl --atomic -o json",
+    "user export - --format jsonl --with-password-hashes > users.jsonl",
+    "workspace-type create team --title Team --capabilities 'docs.*'",
+    "workspace show Acme",
+    "workspace members Acme --all -o json",
+    "workspace delete 'Acme Berlin' --yes",
+    "role create editor --workspace Acme --capabilities docs.read,docs.write",
+    "role list --workspace Acme",
+    "role revoke alice admin --yes",
+    "invite list --workspace Acme --status pending",
+    "invite accept --token-file token.txt --new-username carol --random-password",
+    "invite revoke 01a2b3c4 --yes",
+    "gdpr request alice --due-in 30d --yes",
+    "gdpr status --max-age 2d",
+    "gdpr purge --dry-run",
+    "session list alice",
+    "session revoke --user alice --all --yes",
+    "session prune",
+    "auth check alice --password-stdin < password",
+    "audit list --action 'user.*' --all -o json",
+    "audit list --actor cron --limit 20",
+    "audit show 42",
+    "hooks list",
+    "completions bash > /etc/bash_completion.d/accountctl",
+    "man --dir /usr/local/share/man/man1",
+    "migrate",
+];
+
+/// How many of [`EXAMPLES`] the top page shows.
+const TOP_EXAMPLES: usize = 12;
+
+/// The environment variables every command reads.
+const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "DATABASE_URL",
+        "The database (--database-url): sqlite://PATH or postgres://USER@HOST/DB.",
+    ),
+    ("ACCOUNTCTL_CONFIG", "The config file (--config)."),
+    (
+        "ACCOUNTCTL_ACTOR",
+        "Who is acting, as recorded in the audit trail (--actor).",
+    ),
+    (
+        "ACCOUNTCTL_TRASH_RETENTION",
+        "How long user delete --mode admin keeps a user restorable (30d).",
+    ),
+    (
+        "ACCOUNTCTL_INVITE_LINK",
+        "The accept link of invites; must contain {token}.",
+    ),
+    (
+        "ACCOUNTCTL_INVALIDATIONS",
+        "table: publish cache invalidations as rows instead of NOTIFY.",
+    ),
+    ("XDG_CONFIG_HOME", "Where the per-user config file is looked for."),
+    ("RUST_LOG", "The log filter, overriding -v."),
+    ("NO_COLOR", "When set and not empty, log lines are not coloured."),
+];
+
+/// The files the tool reads or creates.
+const FILES: &[(&str, &str)] = &[
+    (
+        "$XDG_CONFIG_HOME/accountctl/config.toml",
+        "The per-user config file (~/.config/accountctl/config.toml).",
+    ),
+    (
+        "/etc/accountctl/config.toml",
+        "The system-wide config file, read when there is no per-user one.",
+    ),
+    (
+        "./accountctl.db",
+        "The default SQLite database; only migrate and bootstrap create it.",
+    ),
+];
+
+/// The examples of `cmd`'s page, under the binary's own name.
+fn examples_for(cmd: &clap::Command) -> Vec<String> {
+    let path = cmd.get_bin_name().unwrap_or_else(|| cmd.get_name()).to_owned();
+    let (bin, words) = path.split_once(' ').unwrap_or((path.as_str(), ""));
+    let chosen: Vec<&str> = if words.is_empty() {
+        EXAMPLES.iter().take(TOP_EXAMPLES).copied().collect()
+    } else {
+        EXAMPLES
+            .iter()
+            .filter(|e| *e == &words || e.starts_with(&format!("{words} ")))
+            .copied()
+            .collect()
+    };
+    chosen.into_iter().map(|e| format!("{bin} {e}")).collect()
 }
 
 fn visible_subcommands(cmd: &clap::Command) -> Vec<&clap::Command> {

@@ -26,6 +26,17 @@ use crate::db::{Database, DatabaseUrl, InvalidationChannel};
 use crate::{App, Error};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// `eprintln!` that never panics: a line for stderr, dropped when stderr is a closed pipe
+/// (`accountctl … 2>&1 | head -3`), where `eprintln!` would panic (exit 101) after the work
+/// was done. Stdout goes through the printer, which handles a closed pipe the same way.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+mod audit;
 mod auth;
 mod bootstrap;
 mod config;
@@ -103,9 +114,15 @@ struct Global {
     /// Tables with full ids and every column, however wide.
     #[arg(long, global = true)]
     wide: bool,
-    /// More logging on stderr (-v info, -vv debug). Env RUST_LOG overrides.
+    /// More logging on stderr (-v info: what each command did, summaries of runs that
+    /// changed nothing included; -vv debug: statements' timing, hook calls). Env RUST_LOG
+    /// overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Log lines on stderr as text, or as one JSON object per line (timestamp, level,
+    /// target, fields) for journald or Loki.
+    #[arg(long, value_enum, default_value = "text", global = true, value_name = "FORMAT")]
+    log_format: LogFormat,
     /// Answer yes to confirmations (required for destructive commands without a terminal).
     #[arg(long, global = true)]
     yes: bool,
@@ -121,6 +138,15 @@ struct Global {
     actor: Option<String>,
 }
 
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event, coloured on a terminal unless NO_COLOR is set.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Apply pending database migrations.
@@ -128,7 +154,7 @@ enum Command {
     /// Migrate, create the root workspace and optionally the first admin (idempotent).
     Bootstrap(bootstrap::BootstrapArgs),
     /// Users: create, list, show, delete, restore, disable, enable, set-password, convert,
-    /// merge, import.
+    /// merge, import, export.
     #[command(subcommand)]
     User(user::UserCmd),
     /// Workspaces: create, list, show, members, delete.
@@ -153,6 +179,9 @@ enum Command {
     /// The library's login path.
     #[command(subcommand)]
     Auth(auth::AuthCmd),
+    /// The audit trail: list events (filtered, paged) and show one.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to generate for.
@@ -186,6 +215,8 @@ enum ConfigCmd {
 pub(crate) struct Ctx {
     pub app: App,
     pub out: Printer,
+    /// `-v` count: notes that say nothing happened appear only with it (cron mails stderr).
+    pub verbose: u8,
     pub yes: bool,
     /// The settings resolved from flags, environment and config file.
     pub settings: config::Resolved,
@@ -216,11 +247,14 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let bin = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_stem())
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "accountctl".to_owned());
+    let branding = builder.branding().clone();
+    let bin = branding.name.clone().unwrap_or_else(|| {
+        args.first()
+            .and_then(|a| std::path::Path::new(a).file_stem())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "accountctl".to_owned())
+    });
+    BRANDING.get_or_init(|| branding.clone());
     let command = cli_command(&bin);
     let parsed = command
         .try_get_matches_from(args)
@@ -232,8 +266,8 @@ where
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    init_tracing(cli.global.verbose);
-    let resolved = match resolve(&cli.global, &matches) {
+    init_tracing(cli.global.verbose, cli.global.log_format);
+    let resolved = match resolve(&cli.global, &matches, &bin) {
         Ok(resolved) => resolved,
         Err(e) => return fail(&e),
     };
@@ -257,17 +291,32 @@ where
     }
 }
 
-/// The command tree under the binary's own name.
+/// The application's branding for this process (set once by [`run_from`]).
+static BRANDING: std::sync::OnceLock<crate::app::Branding> = std::sync::OnceLock::new();
+
+/// The command tree under the binary's own name, with the application's version and
+/// description when it gave them ([`AppBuilder::version`], [`AppBuilder::about`]).
 fn cli_command(bin: &str) -> clap::Command {
     let name: &'static str = Box::leak(bin.to_owned().into_boxed_str());
-    Cli::command().name(name).bin_name(name)
+    let mut command = Cli::command().name(name).bin_name(name);
+    if let Some(branding) = BRANDING.get() {
+        if let Some(version) = &branding.version {
+            // clap keeps the version for the process's life, as it does the name above.
+            let version: &'static str = Box::leak(version.clone().into_boxed_str());
+            command = command.version(version);
+        }
+        if let Some(about) = &branding.about {
+            command = command.about(about.clone()).long_about(about.clone());
+        }
+    }
+    command
 }
 
 /// How long the CLI waits at exit for spawned hook work (logout hooks) to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Each setting from flag > environment variable > config file > default.
-fn resolve(global: &Global, matches: &clap::ArgMatches) -> Result<config::Resolved, Error> {
+fn resolve(global: &Global, matches: &clap::ArgMatches, bin: &str) -> Result<config::Resolved, Error> {
     use clap::parser::ValueSource;
     use config::Source;
     let source_of = |id: &str| match matches.value_source(id) {
@@ -275,10 +324,19 @@ fn resolve(global: &Global, matches: &clap::ArgMatches) -> Result<config::Resolv
         Some(ValueSource::EnvVariable) => Source::Env,
         _ => Source::Default,
     };
-    let file = config::locate(global.config.as_deref())?;
+    let branding = BRANDING.get().cloned().unwrap_or_default();
+    let file = config::locate(global.config.as_deref(), &branding, bin)?;
     let loaded = file.as_deref().map(config::load).transpose()?.unwrap_or_default();
     let database_url = match (&global.database_url, &loaded.database_url, &loaded.database_url_file) {
-        (Some(url), _, _) => (Some(url.clone()), source_of("database_url")),
+        (Some(url), _, _) => {
+            let source = source_of("database_url");
+            if source == Source::Flag && DatabaseUrl::parse(url).is_ok_and(|u| u.has_secret()) {
+                tracing::warn!(
+                    "the database URL given with --database-url holds a password, which other local users can see in `ps`: set DATABASE_URL or database_url_file (config file) instead"
+                );
+            }
+            (Some(url.clone()), source)
+        }
         (None, Some(url), _) => (Some(url.clone()), Source::File),
         (None, None, Some(path)) => (Some(config::read_secret_file("database_url_file", path)?), Source::File),
         (None, None, None) => (None, Source::Default),
@@ -378,7 +436,7 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     }
     if let Some(template) = &resolved.invite_link.0 {
         // The outbox rows name the configured link for the application's mailer.
-        builder.config_mut().invite_link_template = template.clone();
+        builder.config_mut().invite_link_template = Some(template.clone());
     }
     if let Some(text) = &resolved.trash_retention.0 {
         builder.config_mut().trash_retention = crate::domain::parse_duration(text)?;
@@ -403,6 +461,7 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     let ctx = Ctx {
         app,
         out,
+        verbose: cli.global.verbose,
         yes: cli.global.yes,
         settings: resolved,
         bin,
@@ -414,7 +473,10 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     if !own_signal_handling {
         spawn_interrupt_handler(ctx.app.db().clone(), done.clone());
     }
-    let result = exec(&ctx, cli.command).await;
+    let result = match exec(&ctx, cli.command).await {
+        Err(err) => Err(with_hint(&ctx, err).await),
+        ok => ok,
+    };
     done.cancel();
     // A short-lived process must not lose spawned hook work: drain, bounded.
     let pending = ctx.app.lifecycle.drain(DRAIN_TIMEOUT).await;
@@ -448,9 +510,48 @@ fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationTok
         let _ = tokio::time::timeout(Duration::from_secs(2), db.close()).await;
         // A prompt may have hidden the cursor or switched echo off.
         prompt::restore_terminal();
-        eprintln!("error: {}", Error::Interrupted);
+        note!("error: {}", Error::Interrupted);
         std::process::exit(i32::from(Error::Interrupted.exit_code()));
     });
+}
+
+/// An error with what to do next: "did you mean" for a workspace or role name one or two
+/// edits away from an existing one, and the 8-character minimum for a short user id prefix.
+/// The exit code stays the error's.
+async fn with_hint(ctx: &Ctx, err: Error) -> Error {
+    let Error::NotFound { what, key } = &err else {
+        return err;
+    };
+    let hint = match *what {
+        "workspace" | "role" => match ctx.app.reports().close_names(what, key).await {
+            Ok(names) if !names.is_empty() => {
+                let names: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("`{}`", output::escape_controls(n)))
+                    .collect();
+                Some(format!("did you mean {}?", names.join(" or ")))
+            }
+            _ => None,
+        },
+        "user"
+            if key.len() < crate::domain::MIN_ID_PREFIX
+                && key.len() >= 4
+                && key.chars().all(|c| c.is_ascii_hexdigit() || c == '-') =>
+        {
+            Some(format!(
+                "an id prefix needs at least {} characters",
+                crate::domain::MIN_ID_PREFIX
+            ))
+        }
+        _ => None,
+    };
+    match hint {
+        Some(hint) => Error::NotFound {
+            what,
+            key: format!("{key} ({hint})"),
+        },
+        None => err,
+    }
 }
 
 /// Whether `command` first completes the hook work an earlier run left owed (a process that
@@ -470,10 +571,10 @@ fn completes_owed_work(command: &Command) -> bool {
 /// Completes owed hook work (see [`completes_owed_work`]); its failures are reported on
 /// stderr and never stop the command.
 async fn complete_owed_work(ctx: &Ctx) {
-    match ctx.app.hook_work().replay().await {
+    match ctx.app.hook_work().replay_interrupted().await {
         Ok(report) => {
             if report.completed > 0 {
-                eprintln!(
+                note!(
                     "completed hook work an earlier run left owed: {} record(s), {} user(s)",
                     report.completed, report.users
                 );
@@ -490,7 +591,7 @@ async fn complete_owed_work(ctx: &Ctx) {
 /// login): the command still succeeds (the hook contract); `hooks list` shows the work owed.
 pub(crate) fn warn_hook_failures(failures: &[crate::domain::HookFailure]) {
     for f in failures {
-        eprintln!(
+        note!(
             "warning: the {} hook failed on {} (the change stands; its work is owed, see `hooks list`): {}",
             f.hook,
             f.event,
@@ -519,6 +620,7 @@ async fn exec(ctx: &Ctx, command: Command) -> Result<(), Error> {
                 Command::Session(cmd) => session::exec(ctx, cmd).await,
                 Command::Gdpr(cmd) => gdpr::exec(ctx, cmd).await,
                 Command::Auth(cmd) => auth::exec(ctx, cmd).await,
+                Command::Audit(cmd) => audit::exec(ctx, cmd).await,
                 Command::Migrate
                 | Command::Bootstrap(_)
                 | Command::Hooks(_)
@@ -536,7 +638,7 @@ async fn migrate(ctx: &Ctx) -> Result<(), Error> {
     if report.applied.is_empty() && report.app_applied.is_empty() {
         tracing::info!("schema already current");
     }
-    ctx.out.record(&report, "applied");
+    ctx.out.record(&report, output::NO_ID);
     Ok(())
 }
 
@@ -551,11 +653,11 @@ fn fail(err: &Error) -> ExitCode {
         ));
         source = cause.source();
     }
-    eprintln!("{message}");
+    note!("{message}");
     ExitCode::from(err.exit_code())
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -563,11 +665,19 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => {
+            // https://no-color.org: any non-empty NO_COLOR turns colour off.
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            builder
+                .with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+        }
+    }
 }
 
 /// The OS account running the command, the default `--actor`.

@@ -2,9 +2,17 @@
 //! writes to stdout. Tables and JSON are both derived from the result's `Serialize` shape, so
 //! the JSON field names (the model's, snake_case) are the table's row labels too.
 //!
-//! Tables: on a terminal they fit its width, with ids shortened to the shortest prefix (at
-//! least 8 characters) that tells the rows apart (`--wide` shows them whole); when stdout is not a terminal they are plain tab-separated
-//! text with a header line and full values, one row per line (as `gh` prints for scripts).
+//! Tables: on a terminal they fit its width (80 columns when the terminal reports none),
+//! one line per row with long cells cut short by `…` as `gh` does, and ids shortened to the
+//! shortest prefix (at least 8 characters) that tells the rows apart; `--wide` shows
+//! everything. When stdout is not a terminal they are tab-separated text with a header line
+//! and full values, one row per line, escaped as PostgreSQL's `COPY` text format escapes
+//! (`\t`, `\n`, `\r`, `\\`), lists in one cell, and formula-leading cells neutralised
+//! ([`neutralise_formula`]). `-o csv` writes the same rows as RFC 4180 CSV.
+//!
+//! `-q` prints ids, one per line: a command's `id_key` names the field (a JSON pointer such
+//! as `/keep/id` for a nested one); a field that holds no id (a count, a flag) prints
+//! nothing, and an id repeated on consecutive rows is printed once.
 
 use std::io::Write;
 
@@ -19,6 +27,9 @@ pub enum Format {
     Table,
     /// JSON: one object per result, an array for lists.
     Json,
+    /// CSV (RFC 4180) with a header row: the table's columns, full values, formula-leading
+    /// cells neutralised.
+    Csv,
 }
 
 /// Writes results in the chosen format.
@@ -37,14 +48,28 @@ impl Printer {
     pub fn record<T: Serialize>(&self, item: &T, id_key: &str) {
         let value = serde_json::to_value(item).unwrap_or(Value::Null);
         if self.quiet {
-            emit(&plain(value.get(id_key).unwrap_or(&Value::Null)));
+            let ids = quiet_ids(lookup(&value, id_key));
+            if !ids.is_empty() {
+                emit(&ids.join("\n"));
+            }
             return;
         }
         match self.format {
             Format::Json => emit(&pretty(&value)),
+            Format::Csv => {
+                if let Value::Object(map) = &value {
+                    let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+                    let mut text = csv_line(keys.iter().map(|k| (*k).to_owned()));
+                    text.push_str(&csv_row(&value, &keys));
+                    emit(text.trim_end_matches('\n'));
+                }
+            }
             Format::Table if !self.terminal => {
                 if let Value::Object(map) = &value {
-                    let lines: Vec<String> = map.iter().map(|(k, v)| format!("{k}\t{}", cell(v))).collect();
+                    let lines: Vec<String> = map
+                        .iter()
+                        .map(|(k, v)| format!("{}\t{}", tsv_escape(k), cell(v)))
+                        .collect();
                     emit(&lines.join("\n"));
                 }
             }
@@ -65,7 +90,7 @@ impl Printer {
     pub fn page<T: Serialize>(&self, items: &[T], columns: &[&str], id_key: &str, next: Option<String>) {
         self.list(items, columns, id_key);
         if let Some(cursor) = next {
-            eprintln!("more rows follow; next page: --after {cursor} (or --all for every row)");
+            note!("more rows follow; next page: --after {cursor} (or --all for every row)");
         }
     }
 
@@ -79,6 +104,7 @@ impl Printer {
             id_key,
             count: 0,
             held: Vec::new(),
+            last_id: None,
         }
     }
 
@@ -90,10 +116,8 @@ impl Printer {
             .map(|i| serde_json::to_value(i).unwrap_or(Value::Null))
             .collect();
         if self.quiet {
-            let ids: Vec<String> = values
-                .iter()
-                .map(|v| plain(v.get(id_key).unwrap_or(&Value::Null)))
-                .collect();
+            let mut ids: Vec<String> = values.iter().flat_map(|v| quiet_ids(lookup(v, id_key))).collect();
+            ids.dedup();
             if !ids.is_empty() {
                 emit(&ids.join("\n"));
             }
@@ -101,6 +125,13 @@ impl Printer {
         }
         match self.format {
             Format::Json => emit(&pretty(&Value::Array(values))),
+            Format::Csv => {
+                let mut text = csv_line(columns.iter().map(|c| (*c).to_owned()));
+                for v in &values {
+                    text.push_str(&csv_row(v, columns));
+                }
+                emit(text.trim_end_matches('\n'));
+            }
             Format::Table if !self.terminal => {
                 let mut lines = vec![columns.join("\t")];
                 lines.extend(values.iter().map(|v| tsv_row(v, columns)));
@@ -112,7 +143,11 @@ impl Printer {
 
     fn terminal_table(&self, values: &[Value], columns: &[&str]) -> String {
         let mut table = self.new_table();
-        table.set_header(columns.to_vec());
+        let mut header = comfy_table::Row::from(columns.to_vec());
+        if !self.wide {
+            header.max_height(1);
+        }
+        table.set_header(header);
         // Per id column, the shortest prefix (at least 8 characters) that tells its rows
         // apart: ids made in the same minute share their first 8 (time-ordered uuids).
         let widths: Vec<usize> = columns
@@ -127,23 +162,35 @@ impl Printer {
             })
             .collect();
         for v in values {
-            table.add_row(
+            let mut row = comfy_table::Row::from(
                 columns
                     .iter()
                     .zip(&widths)
                     .map(|(c, width)| {
                         let v = v.get(*c).unwrap_or(&Value::Null);
-                        if self.wide { plain(v) } else { short(c, v, *width) }
+                        if self.wide { inline(v) } else { short(c, v, *width) }
                     })
                     .collect::<Vec<_>>(),
             );
+            // One line per row, as gh prints: a long cell is cut short with `…` instead of
+            // wrapping over several lines (`--wide` shows it whole).
+            if !self.wide {
+                row.max_height(1);
+            }
+            table.add_row(row);
         }
-        // An id broken over two lines can't be copied back: id columns keep their width and
-        // the other columns wrap instead.
+        // An id cut short can't be copied back: id columns keep their width, and so do
+        // short-named columns whose cells are no wider than their name (`is_external`,
+        // `active`), so neither the name nor a flag is cut; the other columns share the rest.
         for (i, c) in columns.iter().enumerate() {
-            if values
+            let id_column = values
                 .iter()
-                .any(|v| v.get(*c).and_then(Value::as_str).is_some_and(|t| is_id(c, t)))
+                .any(|v| v.get(*c).and_then(Value::as_str).is_some_and(|t| is_id(c, t)));
+            let narrow = c.len() <= NARROW_HEADER
+                && values
+                    .iter()
+                    .all(|v| inline(v.get(*c).unwrap_or(&Value::Null)).chars().count() <= c.len());
+            if (id_column || narrow)
                 && let Some(column) = table.column_mut(i)
             {
                 column.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
@@ -156,14 +203,27 @@ impl Printer {
         let mut table = Table::new();
         table
             .load_style(UTF8_FULL_CONDENSED)
+            .set_truncation_indicator("…")
             .set_content_arrangement(if self.wide {
                 ContentArrangement::Disabled
             } else {
                 ContentArrangement::Dynamic
             });
+        if !self.wide {
+            // A terminal that reports no width (0 columns under `docker exec -t`, or none at
+            // all) gets 80, not one character per column.
+            let width = table.width().filter(|w| *w >= 20).unwrap_or(FALLBACK_WIDTH);
+            table.set_width(width);
+        }
         table
     }
 }
+
+/// The longest column name kept whole when its cells are no wider (`is_external`).
+const NARROW_HEADER: usize = 11;
+
+/// The width of a terminal table when the terminal reports none (or fewer than 20 columns).
+const FALLBACK_WIDTH: u16 = 80;
 
 /// A list being written row by row; see [`Printer::stream`]. Call [`ListStream::finish`].
 pub struct ListStream<'a> {
@@ -172,6 +232,8 @@ pub struct ListStream<'a> {
     id_key: &'a str,
     count: u64,
     held: Vec<Value>,
+    /// The last id printed with `-q`, so an id on consecutive rows is printed once.
+    last_id: Option<String>,
 }
 
 impl ListStream<'_> {
@@ -182,9 +244,24 @@ impl ListStream<'_> {
         for item in items {
             let value = serde_json::to_value(item).unwrap_or(Value::Null);
             if p.quiet {
-                text.push(plain(value.get(self.id_key).unwrap_or(&Value::Null)));
+                for id in quiet_ids(lookup(&value, self.id_key)) {
+                    if self.last_id.as_ref() != Some(&id) {
+                        text.push(id.clone());
+                        self.last_id = Some(id);
+                    }
+                }
             } else {
                 match p.format {
+                    Format::Csv => {
+                        if self.count == 0 {
+                            text.push(
+                                csv_line(self.columns.iter().map(|c| (*c).to_owned()))
+                                    .trim_end()
+                                    .to_owned(),
+                            );
+                        }
+                        text.push(csv_row(&value, self.columns).trim_end_matches('\n').to_owned());
+                    }
                     Format::Json => {
                         let object = serde_json::to_string(&value).unwrap_or_default();
                         text.push(if self.count == 0 {
@@ -218,6 +295,11 @@ impl ListStream<'_> {
         match p.format {
             Format::Json if self.count == 0 => emit("[]"),
             Format::Json => emit("]"),
+            Format::Csv => {
+                if self.count == 0 {
+                    emit(csv_line(self.columns.iter().map(|c| (*c).to_owned())).trim_end());
+                }
+            }
             Format::Table if !p.terminal => {
                 if self.count == 0 {
                     emit(&self.columns.join("\t"));
@@ -229,7 +311,7 @@ impl ListStream<'_> {
     }
 }
 
-/// One tab-separated row: full values, tabs and newlines inside a value escaped.
+/// One tab-separated row: full values, each cell as [`cell`] writes it.
 fn tsv_row(value: &Value, columns: &[&str]) -> String {
     columns
         .iter()
@@ -238,12 +320,116 @@ fn tsv_row(value: &Value, columns: &[&str]) -> String {
         .join("\t")
 }
 
-/// A value as one tab-separated cell: arrays comma-joined, empty for null.
+/// A value as one tab-separated cell: formula-leading text neutralised, then escaped as
+/// PostgreSQL's `COPY` text format escapes it, so a cell never holds a raw tab or newline.
 fn cell(value: &Value) -> String {
+    tsv_escape(&neutralise_formula(&raw(value)))
+}
+
+/// A value as the raw text of one cell: strings as they are, null empty, arrays
+/// comma-joined (a list stays in one cell), objects as `key=value` pairs.
+fn raw(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
-        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
-        other => plain(other),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(raw).collect::<Vec<_>>().join(","),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| format!("{k}={}", raw(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// Escapes text for one tab-separated cell as PostgreSQL's `COPY … (FORMAT text)` does:
+/// backslash `\\`, tab `\t`, newline `\n`, carriage return `\r`, and every other control
+/// character as `\xHH` per UTF-8 byte, so the cell neither splits the row nor drives the
+/// terminal. `awk -F'\t'` and `cut` see one field per column.
+pub fn tsv_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A cell as a spreadsheet may open it without running it (OWASP, "CSV Injection"): text
+/// starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, which
+/// spreadsheets show as text. A plain number (`-5`, `+4915112345678`, `1.5`) is left as it
+/// is: it cannot be a formula, and phone numbers keep their E.164 form. `user import`
+/// removes that one `'` again (`services::import`), so an export re-imports unchanged.
+pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
+    let Some(first) = cell.chars().next() else {
+        return cell.into();
+    };
+    if !matches!(first, '=' | '+' | '-' | '@' | '\t' | '\r') {
+        return cell.into();
+    }
+    let rest = &cell[first.len_utf8()..];
+    let number = matches!(first, '+' | '-')
+        && !rest.is_empty()
+        && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && rest.chars().filter(|c| *c == '.').count() <= 1
+        && rest.starts_with(|c: char| c.is_ascii_digit());
+    if number { cell.into() } else { format!("'{cell}").into() }
+}
+
+/// One CSV line (RFC 4180, `\n`-terminated) of already neutralised cells.
+fn csv_line(cells: impl Iterator<Item = String>) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let cells: Vec<String> = cells.collect();
+    let _ = writer.write_record(&cells);
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// One CSV row of `columns`: raw values (lists comma-joined), formula-leading cells
+/// neutralised.
+fn csv_row(value: &Value, columns: &[&str]) -> String {
+    csv_line(
+        columns
+            .iter()
+            .map(|c| neutralise_formula(&raw(value.get(*c).unwrap_or(&Value::Null))).into_owned()),
+    )
+}
+
+/// The field `-q` prints: `key` of the object, or a JSON pointer (`/keep/id`).
+fn lookup<'v>(value: &'v Value, key: &str) -> &'v Value {
+    let found = if key.starts_with('/') {
+        value.pointer(key)
+    } else {
+        value.get(key)
+    };
+    found.unwrap_or(&Value::Null)
+}
+
+/// The `id_key` of a result that has no id: `-q` prints nothing for it (a count, a status).
+pub const NO_ID: &str = "";
+
+/// The ids `-q` prints for one field: a string or number (audit event ids are numbers), or
+/// each of an array. Flags and nulls are not ids and print nothing.
+fn quiet_ids(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![escape_controls(s)],
+        Value::Number(n) => vec![n.to_string()],
+        Value::Array(items) => items.iter().flat_map(quiet_ids).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -276,11 +462,19 @@ fn distinct_prefix(ids: &[&str]) -> usize {
 /// the rows apart at 80 columns and to be typed back (any unique prefix of 8 or more
 /// characters names the row); JSON, `-q` and `--wide` keep them whole.
 fn short(column: &str, value: &Value, width: usize) -> String {
-    let text = plain(value);
+    let text = inline(value);
     if is_id(column, &text) {
         text[..width.min(text.len())].to_owned()
     } else {
         text
+    }
+}
+
+/// [`plain`] on one line: list items joined by `, ` (a list-table row is one line).
+fn inline(value: &Value) -> String {
+    match value {
+        Value::Array(items) if !items.is_empty() => items.iter().map(plain).collect::<Vec<_>>().join(", "),
+        other => plain(other),
     }
 }
 
@@ -330,7 +524,7 @@ fn emit(text: &str) {
     let mut line = text.as_bytes().to_vec();
     line.push(b'\n');
     if let Err(e) = write_stdout(&line) {
-        eprintln!("error: {e}");
+        note!("error: {e}");
     }
 }
 

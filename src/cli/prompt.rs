@@ -26,6 +26,18 @@ pub struct PasswordArgs {
     /// Generate a random 24-character password and print it once with the result.
     #[arg(long)]
     pub random_password: bool,
+    /// Never accepted: a password on the command line is refused without being echoed
+    /// (hidden; it exists so that `--password X` gets that answer, not a suggestion of
+    /// `--password-env` that would echo X back).
+    #[arg(long, hide = true, value_name = "NEVER")]
+    pub password: Option<String>,
+}
+
+/// The refusal of a password given on the command line. The value is never shown.
+fn password_on_argv() -> Error {
+    Error::Invalid(
+        "passwords are never taken from the command line (other users can read it in the process list, and the shell keeps it in its history); the value is not shown. Use --password-stdin (a prompt without echo at a terminal), --password-file PATH, or no option for a prompt".into(),
+    )
 }
 
 /// A password and whether it was generated (and so must be shown once).
@@ -37,7 +49,11 @@ pub struct Chosen {
 impl PasswordArgs {
     /// Whether any option was given.
     pub fn given(&self) -> bool {
-        self.password_stdin || self.password_file.is_some() || self.password_env.is_some() || self.random_password
+        self.password_stdin
+            || self.password_file.is_some()
+            || self.password_env.is_some()
+            || self.random_password
+            || self.password.is_some()
     }
 
     /// Resolves the password. Without an option: a prompt (with confirmation when `new`) on a
@@ -49,13 +65,18 @@ impl PasswordArgs {
                 generated: false,
             }))
         };
+        if self.password.is_some() {
+            return Err(password_on_argv());
+        }
         if self.random_password {
             return Ok(Some(Chosen {
                 secret: Secret::random(),
                 generated: true,
             }));
         }
-        if self.password_stdin {
+        // At a terminal, --password-stdin is the prompt without echo: the typing is not
+        // shown as a plain read of the line would show it.
+        if self.password_stdin && !std::io::stdin().is_terminal() {
             let mut line = String::new();
             std::io::stdin()
                 .lock()
@@ -69,11 +90,16 @@ impl PasswordArgs {
             return given(strip_newline(text.lines().next().unwrap_or_default().to_owned()));
         }
         if let Some(var) = &self.password_env {
-            let value = std::env::var(var)
-                .map_err(|_| Error::Invalid(format!("environment variable {var} is not set or not UTF-8")))?;
+            // The name is not echoed: an operator who typed the password itself after
+            // --password-env would see it printed back.
+            let value = std::env::var(var).map_err(|_| {
+                Error::Invalid(
+                    "the environment variable that --password-env names is not set or not UTF-8 (its name is not shown, in case it is the password itself): export the password in a variable and pass its name, or use --password-stdin or the prompt".into(),
+                )
+            })?;
             return given(value);
         }
-        if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        if std::io::stdin().is_terminal() && (std::io::stderr().is_terminal() || self.password_stdin) {
             let _guard = InterruptGuard::new();
             loop {
                 let mut prompt = dialoguer::Password::new().with_prompt("Password");
@@ -87,7 +113,7 @@ impl PasswordArgs {
                 let secret = Secret::new(text);
                 // A new password that the policy refuses is asked again, like a mismatch.
                 if new && let Err(e) = secret.validate_new() {
-                    eprintln!("{e}; try again (Ctrl-C to stop)");
+                    note!("{e}; try again (Ctrl-C to stop)");
                     continue;
                 }
                 return Ok(Some(Chosen {
@@ -150,7 +176,7 @@ pub fn confirm_typed(yes: bool, question: &str, expected: &str) -> Result<(), Er
         )));
     }
     let _guard = InterruptGuard::new();
-    eprintln!("This will {question}. It cannot be undone.");
+    note!("This will {question}. It cannot be undone.");
     let typed: String = dialoguer::Input::new()
         .with_prompt(format!("Type {expected} to confirm"))
         .allow_empty(true)
@@ -184,7 +210,7 @@ fn exit_interrupted() -> ! {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         restore_terminal();
-        eprintln!("error: interrupted at the prompt; nothing was changed");
+        note!("error: interrupted at the prompt; nothing was changed");
         std::process::exit(i32::from(Error::Interrupted.exit_code()));
     });
     loop {
@@ -199,7 +225,7 @@ pub(crate) fn restore_terminal() {
         return;
     }
     let _ = Term::stderr().show_cursor();
-    eprintln!();
+    note!();
     if let Ok(tty) = std::fs::File::open("/dev/tty") {
         let _ = std::process::Command::new("stty")
             .arg("echo")

@@ -123,7 +123,7 @@ async fn assign(ctx: &Ctx, args: AssignArgs, assign: bool) -> Result<(), Error> 
             }
             let changed = ctx.app.accounts().set_instance_role(&user, target).await?;
             if !changed.changed {
-                eprintln!(
+                note!(
                     "user {} already has instance role {target}: nothing changed",
                     changed.user.username
                 );
@@ -150,7 +150,7 @@ async fn assign(ctx: &Ctx, args: AssignArgs, assign: bool) -> Result<(), Error> 
                 ctx.app.memberships().revoke(&user, workspace, &args.role).await?
             };
             if !changed.changed {
-                eprintln!("nothing changed");
+                note!("nothing changed");
             }
             ctx.out.record(&changed, "user_id");
         }

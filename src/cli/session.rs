@@ -155,7 +155,7 @@ pub async fn exec(ctx: &Ctx, cmd: SessionCmd) -> Result<(), Error> {
         }
         SessionCmd::Prune => {
             let result = sessions.prune().await?;
-            ctx.out.record(&result, "sessions_expired");
+            ctx.out.record(&result, super::output::NO_ID);
         }
     }
     Ok(())

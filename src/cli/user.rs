@@ -74,6 +74,10 @@ pub enum UserCmd {
     /// row (JSON Lines: {line, username, status, id, error}); a table lists failed rows. Exit
     /// 5 when some rows failed.
     Import(ImportArgs),
+    /// Export live users (the trash excluded) as CSV or JSON Lines with the columns `user
+    /// import` reads, memberships included, streamed in pages of 1000: an export re-imports
+    /// with the same result. Password hashes only with --with-password-hashes.
+    Export(ExportArgs),
     /// Convert between external and internal. Making the user admin is a separate step.
     Convert {
         /// Username, email, phone (+…), id, or an id prefix of 8+ characters.
@@ -114,6 +118,26 @@ pub struct ImportArgs {
     /// Rows per transaction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     batch_size: u32,
+    /// The longest row (a line) read, in bytes; a longer one is an error row and its rest is
+    /// skipped, so memory stays bounded whatever a line holds.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    max_row_bytes: u64,
+}
+
+/// Options of `user export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Write to this file (created readable by its owner only; refused if it exists) or `-`
+    /// for stdout (the default).
+    #[arg(default_value = "-")]
+    file: String,
+    /// Output format; default from the file extension (.jsonl/.ndjson: jsonl, else csv).
+    #[arg(long, value_enum)]
+    format: Option<ImportFormat>,
+    /// Include each user's stored password hash (column password_hash), so the users keep
+    /// their passwords on import. The file then holds credentials: keep it like one.
+    #[arg(long)]
+    with_password_hashes: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -268,10 +292,11 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
                 }
                 _ => accounts,
             };
-            // Resolve first so a typo is "not found" (exit 3), not a confirmation prompt.
-            let target = accounts.show(&user_ref).await?;
+            // What the rules can decide is decided before anyone is asked: a typo is "not
+            // found" (exit 3) and the last admin a refusal (exit 4), not a prompt first.
+            let target = accounts.check_delete(&user_ref, mode).await?;
             if mode == DeletionMode::GdprPurge {
-                confirm_typed(ctx.yes, &question, &target.user.username)?;
+                confirm_typed(ctx.yes, &question, &target.username)?;
             } else {
                 confirm(ctx.yes, &question)?;
             }
@@ -281,10 +306,11 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         }
         UserCmd::Merge(args) => merge(ctx, args).await,
         UserCmd::Import(args) => import(ctx, args).await,
+        UserCmd::Export(args) => export(ctx, args).await,
         UserCmd::Restore { user } => {
             let restored = accounts.restore(&ctx.user(&user).await?).await?;
             if !restored.changed {
-                eprintln!("user {} is not in the trash: nothing changed", restored.user.username);
+                note!("user {} is not in the trash: nothing changed", restored.user.username);
             }
             ctx.out.record(&restored, "id");
             Ok(())
@@ -320,7 +346,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
         } => {
             let changed = accounts.convert(&ctx.user(&user).await?, to_external).await?;
             if !changed.changed {
-                eprintln!(
+                note!(
                     "user {} is already {}: nothing changed",
                     changed.user.username,
                     if to_external { "external" } else { "internal" }
@@ -368,14 +394,14 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
     let created = accounts.create(new, args.if_not_exists).await?;
     super::warn_hook_failures(&created.hook_failures);
     if !created.created {
-        eprintln!(
+        note!(
             "user {} already exists with the same attributes: nothing changed",
             created.user.username
         );
     } else if without_password {
-        eprintln!(
-            "user {} has no password: set one with `accountctl user set-password`",
-            created.user.username
+        note!(
+            "user {} has no password: set one with `{} user set-password`",
+            created.user.username, ctx.bin
         );
     }
     print_with_password(ctx, &created, shown);
@@ -420,22 +446,207 @@ async fn list(ctx: &Ctx, accounts: &Accounts, args: ListArgs) -> Result<(), Erro
         trashed: args.trashed,
         ..UserFilter::default()
     };
+    let Some(workspace_id) = workspace_id else {
+        return paging::print(
+            &ctx.out,
+            args.page,
+            LIST_COLUMNS,
+            "id",
+            |u: &crate::domain::UserView| u.username.clone(),
+            async |page| {
+                let filter = UserFilter {
+                    limit: page.limit,
+                    after: page.after,
+                    ..filter.clone()
+                };
+                accounts.list(&filter).await
+            },
+        )
+        .await;
+    };
+    // In one workspace's list the role that matters is the one held there: `role` is the
+    // workspace role (comma-separated when several) and `instance_role` the instance role.
+    let reports = ctx.app.reports();
     paging::print(
         &ctx.out,
         args.page,
         LIST_COLUMNS,
         "id",
-        |u: &crate::domain::UserView| u.username.clone(),
+        |u: &serde_json::Value| {
+            u.get("username")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        },
         async |page| {
             let filter = UserFilter {
                 limit: page.limit,
                 after: page.after,
                 ..filter.clone()
             };
-            accounts.list(&filter).await
+            let users = accounts.list(&filter).await?;
+            let ids: Vec<uuid::Uuid> = users.iter().map(|u| u.id).collect();
+            let roles = reports.workspace_roles(workspace_id, &ids).await?;
+            Ok(users
+                .into_iter()
+                .map(|u| {
+                    let held: Vec<&str> = roles
+                        .iter()
+                        .filter(|(id, _)| *id == u.id)
+                        .map(|(_, r)| r.as_str())
+                        .collect();
+                    let mut value = serde_json::to_value(&u).unwrap_or_default();
+                    if let serde_json::Value::Object(map) = &mut value {
+                        let instance = map.get("role").cloned().unwrap_or_default();
+                        map.insert("role".into(), held.join(",").into());
+                        map.insert("instance_role".into(), instance);
+                    }
+                    value
+                })
+                .collect())
         },
     )
     .await
+}
+
+/// `user export`: page after page of users, each written as an import row, so memory holds
+/// one page whatever the number of users.
+async fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Error> {
+    use std::io::Write;
+    let jsonl = match args.format {
+        Some(ImportFormat::Jsonl) => true,
+        Some(ImportFormat::Csv) => false,
+        None => args.file.ends_with(".jsonl") || args.file.ends_with(".ndjson"),
+    };
+    let columns: Vec<&str> = crate::services::import::COLUMNS
+        .iter()
+        .copied()
+        // The plaintext is never stored; the hash only on request.
+        .filter(|c| *c != "password" && (args.with_password_hashes || *c != "password_hash"))
+        .collect();
+    let mut file = if args.file == "-" {
+        None
+    } else {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let f = options
+            .open(&args.file)
+            .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", crate::domain::shown(&args.file))))?;
+        Some(std::io::BufWriter::new(f))
+    };
+    let mut write = |bytes: &[u8]| -> Result<(), Error> {
+        match &mut file {
+            Some(f) => f
+                .write_all(bytes)
+                .map_err(|e| Error::Internal(format!("cannot write {}: {e}", crate::domain::shown(&args.file)))),
+            None => super::output::write_stdout(bytes),
+        }
+    };
+    if !jsonl {
+        write(csv_record(columns.iter().map(|c| (*c).to_owned())).as_bytes())?;
+    }
+    let reports = ctx.app.reports();
+    let mut page = crate::domain::Page::first(super::paging::ALL_PAGE);
+    let mut count = 0u64;
+    loop {
+        let users = reports.export(&page).await?;
+        let mut text = String::new();
+        for u in &users {
+            if jsonl {
+                text.push_str(&export_json(u, &columns));
+                text.push('\n');
+            } else {
+                text.push_str(&export_csv(u, &columns));
+            }
+        }
+        write(text.as_bytes())?;
+        count += users.len() as u64;
+        match users.last() {
+            Some(last) if users.len() as i64 == page.limit => page.after = Some(last.username.clone()),
+            _ => break,
+        }
+    }
+    if let Some(f) = &mut file {
+        f.flush()
+            .map_err(|e| Error::Internal(format!("cannot write {}: {e}", crate::domain::shown(&args.file))))?;
+    }
+    if !ctx.out.quiet {
+        note!("exported {count} users");
+    }
+    Ok(())
+}
+
+/// One exported user's value of an import column, as CSV text (before neutralising).
+fn export_cell(u: &crate::domain::ExportedUser, column: &str) -> String {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    match column {
+        "username" => u.username.clone(),
+        "email" => text(&u.email),
+        "phone" => text(&u.phone),
+        "given_name" => text(&u.given_name),
+        "family_name" => text(&u.family_name),
+        "external" => u.is_external.to_string(),
+        "provider" => text(&u.provider),
+        "subject" => text(&u.subject),
+        "role" => u.role.clone(),
+        "memberships" => u
+            .memberships
+            .iter()
+            .map(|(w, r)| format!("{w}:{r}"))
+            .collect::<Vec<_>>()
+            .join(";"),
+        "password_hash" => text(&u.password_hash),
+        _ => String::new(),
+    }
+}
+
+/// One CSV line of an exported user, formula-leading cells neutralised (OWASP; `user import`
+/// reads them back unchanged).
+fn export_csv(u: &crate::domain::ExportedUser, columns: &[&str]) -> String {
+    csv_record(
+        columns
+            .iter()
+            .map(|c| super::output::neutralise_formula(&export_cell(u, c)).into_owned()),
+    )
+}
+
+/// One JSON Lines object of an exported user: the import keys, memberships as an array of
+/// `{workspace, role}`, `external` a boolean, absent values null.
+fn export_json(u: &crate::domain::ExportedUser, columns: &[&str]) -> String {
+    let mut object = serde_json::Map::new();
+    for c in columns {
+        let value = match *c {
+            "external" => serde_json::Value::Bool(u.is_external),
+            "memberships" => serde_json::Value::Array(
+                u.memberships
+                    .iter()
+                    .map(|(w, r)| serde_json::json!({ "workspace": w, "role": r }))
+                    .collect(),
+            ),
+            c => {
+                let text = export_cell(u, c);
+                if text.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::Value::String(text)
+                }
+            }
+        };
+        object.insert((*c).to_owned(), value);
+    }
+    serde_json::Value::Object(object).to_string()
+}
+
+/// One CSV record (RFC 4180: quoted where needed), `\n`-terminated.
+fn csv_record(cells: impl Iterator<Item = String>) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let cells: Vec<String> = cells.collect();
+    let _ = writer.write_record(&cells);
+    String::from_utf8_lossy(&writer.into_inner().unwrap_or_default()).into_owned()
 }
 
 /// `--delimiter`: one ASCII character; `\t` and `tab` mean a tab.
@@ -457,14 +668,14 @@ async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
     };
     let planned = merger.merge(&keep, &remove, options).await?;
     if args.dry_run {
-        ctx.out.record(&planned, "merged");
+        ctx.out.record(&planned, "/keep/id");
         return Ok(());
     }
     if !ctx.out.quiet {
         for item in &planned.plan.items {
-            eprintln!("  {:<20} {:>8}  {}", item.kind, item.count, item.collisions.join("; "));
+            note!("  {:<20} {:>8}  {}", item.kind, item.count, item.collisions.join("; "));
         }
-        eprintln!("  {:<20} {:>8}  revoked", "sessions", planned.plan.sessions_revoked);
+        note!("  {:<20} {:>8}  revoked", "sessions", planned.plan.sessions_revoked);
     }
     let removed = ctx.app.accounts().show(&remove).await?;
     confirm_typed(
@@ -482,7 +693,7 @@ async fn merge(ctx: &Ctx, args: MergeArgs) -> Result<(), Error> {
             },
         )
         .await?;
-    ctx.out.record(&merged, "merged");
+    ctx.out.record(&merged, "/keep/id");
     Ok(())
 }
 
@@ -504,7 +715,7 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
             std::fs::File::open(&args.file).map_err(|e| Error::Invalid(format!("cannot open {}: {e}", args.file)))?;
         Box::new(BufReader::new(file))
     };
-    let rows = import::rows_with(input, format, args.delimiter)?;
+    let rows = import::rows_capped(input, format, args.delimiter, args.max_row_bytes as usize)?;
     let options = ImportOptions {
         on_conflict: match args.on_conflict {
             ConflictPolicy::Fail => OnConflict::Fail,
@@ -579,7 +790,7 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
         }
         ctx.out.record(&summary, "created");
     }
-    eprintln!(
+    note!(
         "{} rows: {} created, {} updated, {} skipped, {} failed{}",
         summary.rows,
         summary.created,

@@ -118,7 +118,7 @@ pub async fn exec(ctx: &Ctx, cmd: WorkspaceCmd) -> Result<(), Error> {
                     Some(last) => format!(" --after {}", paging::shell_word(&last.cursor())),
                     None => String::new(),
                 };
-                eprintln!(
+                note!(
                     "more memberships follow ({} members in all); the rest: {} workspace members {}{rest} (or --all)",
                     details.workspace.members,
                     ctx.bin,

@@ -94,7 +94,9 @@ pub fn name_mistaken_for(text: &str) -> Option<&'static str> {
     }
     let digits = text.chars().filter(char::is_ascii_hexdigit).count();
     if digits >= 8 && text.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-        return Some("it has the shape of an id or an id prefix (8 or more hex digits), so it could be taken for another object's id");
+        return Some(
+            "it has the shape of an id or an id prefix (8 or more hex digits), so it could be taken for another object's id",
+        );
     }
     None
 }
@@ -103,7 +105,10 @@ pub fn name_mistaken_for(text: &str) -> Option<&'static str> {
 /// ([`name_mistaken_for`]).
 pub fn validate_role_name(text: &str) -> Result<(), Error> {
     if let Some(why) = name_mistaken_for(text) {
-        return Err(Error::Invalid(format!("invalid role name {}: {why}", super::shown(text))));
+        return Err(Error::Invalid(format!(
+            "invalid role name {}: {why}",
+            super::shown(text)
+        )));
     }
     let ok = (1..=64).contains(&text.len())
         && text
@@ -119,7 +124,8 @@ pub fn validate_role_name(text: &str) -> Result<(), Error> {
     }
 }
 
-/// A workspace name: 1–200 characters, no control characters, not a uuid (so a `<W>`
+/// A workspace name: 1–200 characters, no control characters, no invisible or
+/// text-direction characters ([`super::text::is_invisible`]), not a uuid (so a `<W>`
 /// argument is never ambiguous).
 pub fn validate_workspace_name(text: &str) -> Result<(), Error> {
     if let Some(why) = name_mistaken_for(text.trim()) {
@@ -130,13 +136,14 @@ pub fn validate_workspace_name(text: &str) -> Result<(), Error> {
     }
     let ok = (1..=200).contains(&text.chars().count())
         && !text.chars().any(char::is_control)
+        && !text.chars().any(super::text::is_invisible)
         && text.trim() == text
         && uuid::Uuid::parse_str(text).is_err();
     if ok {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "invalid workspace name {}: 1 to 200 characters, no control characters, no surrounding spaces, not a uuid",
+            "invalid workspace name {}: 1 to 200 characters, no control, invisible or text-direction characters, no surrounding spaces, not a uuid",
             super::shown(text)
         )))
     }
@@ -158,7 +165,15 @@ mod tests {
 
     #[test]
     fn names_that_read_as_ids_or_options_are_refused() {
-        for bad in ["deadbeef", "DEADBEEF", "0192f3a1-7c2b", "01234567", "-admin", "--yes", "abcdef01-"] {
+        for bad in [
+            "deadbeef",
+            "DEADBEEF",
+            "0192f3a1-7c2b",
+            "01234567",
+            "-admin",
+            "--yes",
+            "abcdef01-",
+        ] {
             assert!(name_mistaken_for(bad).is_some(), "{bad:?}");
             assert!(validate_role_name(bad).is_err(), "{bad:?}");
             assert!(validate_workspace_name(bad).is_err(), "{bad:?}");
@@ -166,7 +181,10 @@ mod tests {
         for good in ["deadbee", "alice", "abcdefg1", "a-b", "Acme", "team-2024"] {
             assert!(name_mistaken_for(good).is_none(), "{good:?}");
         }
-        assert!(name_mistaken_for("dead-beef-cafe").is_some(), "12 hex digits with dashes");
+        assert!(
+            name_mistaken_for("dead-beef-cafe").is_some(),
+            "12 hex digits with dashes"
+        );
     }
 
     #[test]

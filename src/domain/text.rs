@@ -20,8 +20,9 @@ pub fn shown(text: &str) -> String {
     }
 }
 
-/// Checks one free-text field: at most `max_chars` characters and no control characters
-/// (Unicode category Cc: NUL, ESC, newlines, DEL…). Control characters are refused rather
+/// Checks one free-text field: at most `max_chars` characters, no control characters
+/// (Unicode category Cc: NUL, ESC, newlines, DEL…) and no invisible or text-direction
+/// characters ([`is_invisible`]). Control characters are refused rather
 /// than stored because they rewrite an operator's terminal when printed, break table output,
 /// and NUL cannot be stored in PostgreSQL `text` at all, so both backends refuse the same
 /// input. Returns the value trimmed, or `None` when it is empty.
@@ -30,7 +31,13 @@ pub fn shown(text: &str) -> String {
 pub fn clean_text(field: &str, value: &str, max_chars: usize) -> Result<Option<String>, Error> {
     if value.chars().any(char::is_control) {
         return Err(Error::Invalid(format!(
-            "invalid {field} {}: control characters are not allowed",
+            "invalid {field} {}: control characters are not allowed (text copied from a table? take the value from -o json or --wide output)",
+            shown(value)
+        )));
+    }
+    if value.chars().any(is_invisible) {
+        return Err(Error::Invalid(format!(
+            "invalid {field} {}: invisible or text-direction characters are not allowed",
             shown(value)
         )));
     }
@@ -42,6 +49,27 @@ pub fn clean_text(field: &str, value: &str, max_chars: usize) -> Result<Option<S
         )));
     }
     Ok((!value.is_empty()).then(|| value.to_owned()))
+}
+
+/// Whether `c` is invisible or changes the direction of the text around it: zero-width
+/// characters (U+200B–U+200D, U+2060–U+2064, U+FEFF, U+180E, U+034F, U+00AD), bidi marks,
+/// embeddings, overrides and isolates (U+200E, U+200F, U+061C, U+202A–U+202E, U+2066–U+2069),
+/// and the line and paragraph separators U+2028, U+2029. Such a character makes two names
+/// that print alike differ, or reorders what a terminal shows (the "Trojan Source" trick,
+/// CVE-2021-42574), so names refuse it as they refuse control characters.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 /// The longest person name part (given or family name) accepted, in characters.

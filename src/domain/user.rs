@@ -45,7 +45,10 @@ impl Username {
             )));
         }
         if let Some(why) = super::names::name_mistaken_for(text) {
-            return Err(Error::Invalid(format!("invalid username {}: {why}", super::shown(text))));
+            return Err(Error::Invalid(format!(
+                "invalid username {}: {why}",
+                super::shown(text)
+            )));
         }
         Ok(Self(text.to_owned()))
     }
@@ -92,7 +95,7 @@ impl FromStr for InstanceRole {
             "admin" => Ok(Self::Admin),
             "user" => Ok(Self::User),
             other => Err(Error::Invalid(format!(
-                "unknown instance role {other:?} (expected admin or user)"
+                "unknown instance role {other:?} (expected admin or user; for a role of a workspace, add --workspace W)"
             ))),
         }
     }
@@ -221,7 +224,16 @@ mod tests {
         assert!(Username::parse("jösé").is_err());
         assert!(Username::parse("01a2024e284076eb8268c1520941d089").is_err());
         assert!(Username::parse("01a2024e-2840-76eb-8268-c1520941d089").is_err());
-        assert!(Username::parse("01a2024e284076eb8268c1520941d08").is_ok());
+        assert!(
+            Username::parse("01a2024e284076eb8268c1520941d08").is_err(),
+            "an id prefix's shape"
+        );
+        assert!(
+            Username::parse("01a2024e-2840").is_err(),
+            "an id prefix's shape, dashed"
+        );
+        assert!(Username::parse("-alice").is_err(), "an option's shape");
+        assert!(Username::parse("facade").is_ok(), "hex letters, too short for a prefix");
     }
 
     #[test]

@@ -26,7 +26,7 @@ impl UserRef {
     pub fn parse(text: &str) -> Result<Self> {
         if text.chars().any(char::is_control) {
             return Err(crate::Error::Invalid(format!(
-                "invalid user {}: control characters are not allowed",
+                "invalid user {}: control characters are not allowed (text copied from a table? take the value from -o json or --wide output)",
                 super::shown(text)
             )));
         }

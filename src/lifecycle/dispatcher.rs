@@ -111,8 +111,11 @@ impl UserLifecycleService {
     pub(crate) async fn dispatch_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<(), Error> {
         for hook in &self.hooks {
             if let Err(err) = hook.on_user_deleted(user, mode, tx).await {
+                // A veto is the returned error, which the caller reports (the CLI's error
+                // line, the sweeper's per-user line): logged here at debug, so it is not
+                // reported twice.
                 if matches!(err, Error::Refused(_)) {
-                    tracing::warn!(hook = hook.name(), user_id = %user.id, %mode, reason = %err, "on_user_deleted vetoed the delete; rolling back");
+                    tracing::debug!(hook = hook.name(), user_id = %user.id, %mode, reason = %err, "on_user_deleted vetoed the delete; rolling back");
                 } else {
                     tracing::error!(hook = hook.name(), user_id = %user.id, %mode, error = %err, "on_user_deleted failed; rolling back");
                 }

@@ -527,6 +527,51 @@ impl Accounts {
         }
     }
 
+    /// What the rules decide about deleting `user` before anyone is asked to confirm it: the
+    /// user exists, is not in the trash already (`AdminDelete`), is not the last active
+    /// admin, and is not the root workspace's only member (`GdprPurge`). One read
+    /// transaction; the delete checks again under its locks, and a hook may still veto.
+    /// Returns the user (its username is what a typed confirmation asks for).
+    ///
+    /// Errors: [`Error::NotFound`]; [`Error::Refused`] naming the rule.
+    pub async fn check_delete(&self, user: &UserRef, mode: DeletionMode) -> Result<User> {
+        let mut tx = self.db.begin_read_tx().await?;
+        let user = tx.require_user(user, false).await?;
+        if mode == DeletionMode::AdminDelete && user.is_trashed() {
+            return Err(Error::Refused(format!(
+                "user {} is already in the trash",
+                user.username
+            )));
+        }
+        if user.role == InstanceRole::Admin && user.active && !user.is_trashed() {
+            let admins = tx.active_admin_ids().await?;
+            if admins.iter().all(|id| *id == user.id) {
+                return Err(Error::Refused(format!(
+                    "refusing to delete {}: it is the last active admin (make another user admin first)",
+                    user.username
+                )));
+            }
+        }
+        if mode == DeletionMode::GdprPurge {
+            let root = tx
+                .fetch_one(
+                    "SELECT (SELECT COUNT(*) FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+                       WHERE w.is_root AND m.user_id = $1) AS mine, \
+                     (SELECT COUNT(*) FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+                       WHERE w.is_root AND m.user_id <> $1) AS others",
+                    &[user.id.into()],
+                )
+                .await?;
+            if root.get::<i64>("mine")? > 0 && root.get::<i64>("others")? == 0 {
+                return Err(Error::Refused(
+                    "the root workspace must keep at least one member: add another member first".into(),
+                ));
+            }
+        }
+        tx.end().await?;
+        Ok(user)
+    }
+
     /// The tombstone of a user id that no longer exists, if it ever did (erased or merged).
     /// Personal data is gone with the user: the id is all the tombstone knows about it.
     pub async fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {

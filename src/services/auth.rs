@@ -329,7 +329,7 @@ mod tests {
     fn usernames_of_provisioned_users_keep_only_allowed_characters() {
         assert_eq!(username_base("Ann.Lee+x@corp.example"), "ann.leex");
         assert_eq!(username_base("é"), "user");
-        assert_eq!(username_base(&"a".repeat(99)).len(), 40);
+        assert_eq!(username_base(&"x".repeat(99)).len(), 40);
         assert_eq!(username_base("0123456789abcdef0123456789abcdef"), "user");
         assert_eq!(username_base("deadbeef@corp.example"), "user", "an id prefix's shape");
         assert_eq!(username_base("-admin"), "user", "an option's shape");

@@ -61,8 +61,13 @@ pub struct SweepEvent {
     pub reason: PurgeReason,
     /// What the sweeper did with the user.
     pub outcome: SweepOutcome,
-    /// Why the purge failed or was vetoed (`failed` only).
+    /// Why the purge failed or was vetoed (`failed` only): the whole message, for the
+    /// operator watching this run; it is never written to the database.
     pub error: Option<String>,
+    /// What the database keeps of `error` (on the erasure request and in the run's record):
+    /// a reason code that names no user, see [`stored_reason`].
+    #[serde(skip)]
+    pub stored_error: Option<String>,
 }
 
 /// The JSON summary of a sweeper run (`gdpr purge -o json`).
@@ -107,6 +112,34 @@ pub struct ErasureStatus {
     pub last_successful_run: Option<SweeperRun>,
     /// True when no successful (non-dry) run finished within the threshold.
     pub stale: bool,
+    /// Pending requests due longer ago than the threshold (failing ones included): the
+    /// sweeper ran, yet these were not carried out. `gdpr status` exits 4 when there are any.
+    pub overdue_requests: Vec<Uuid>,
+}
+
+/// What the database keeps of a failed purge (`erasure_requests.last_error`, the failures in
+/// `sweeper_runs.summary`): a reason code built from the error's kind and the name of the hook
+/// that vetoed or failed, never the error's text. Those rows outlive the user once a later
+/// sweep erases it, and a message (a hook's "user hold-x is on legal hold", a refusal naming
+/// the username) would keep an identifier of an erased person (GDPR Art. 17).
+pub fn stored_reason(err: &Error) -> String {
+    match err {
+        Error::Vetoed { hook, .. } => format!("vetoed by hook {hook}"),
+        Error::Hook { hook, .. } => format!("hook {hook} failed"),
+        Error::Invalid(_) => "invalid".into(),
+        Error::NotFound { what, .. } => format!("{what} not found"),
+        Error::Conflict(_) => "conflict".into(),
+        Error::Refused(_) => "refused by an invariant".into(),
+        Error::AuthenticationFailed => "authentication failed".into(),
+        Error::MissingHooks(_) => "hooks missing".into(),
+        Error::Partial { .. } => "partial".into(),
+        Error::Unavailable(_) => "database unavailable".into(),
+        Error::Serialization(_) => "serialization conflict".into(),
+        Error::Schema(_) => "schema mismatch".into(),
+        Error::Database(_) => "database error".into(),
+        Error::Internal(_) => "internal error".into(),
+        Error::Interrupted => "interrupted".into(),
+    }
 }
 
 /// Erasure requests and the sweeper.
@@ -172,6 +205,14 @@ impl Erasure {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         crate::services::accounts::refuse_if_last_admin(&mut tx, &user, "request erasure of").await?;
+        // The purge would empty the root workspace, which the database refuses: a request
+        // accepted now could never run, and the sweeper would fail on it at every run.
+        if tx.is_only_root_member(user.id).await? {
+            return Err(Error::Refused(format!(
+                "refusing to request erasure of {}: it is the root workspace's only member, and the root workspace must keep one (add another member first)",
+                user.username
+            )));
+        }
         let at = now();
         // Inactive first: the database refuses a pending request for an active user.
         tx.set_user_active(user.id, false, at).await?;
@@ -197,6 +238,49 @@ impl Erasure {
             self.lifecycle.dispatch_logout(&user, LogoutReason::AccountDisabled);
         }
         Ok(request)
+    }
+
+    /// Erases an invitee who never became a user (GDPR Art. 17 reaches them too): every
+    /// invite addressed to the email address or phone number, whatever its status, the names
+    /// given at invite time, and every queued notification to the address, at once (there is
+    /// no account to disable first). Audited as `invitee.erased` with the counts only.
+    ///
+    /// Errors: [`Error::Invalid`] when `passport` is not an email or phone; [`Error::Refused`]
+    /// when a user holds the passport (request that user's erasure); [`Error::NotFound`] when
+    /// nothing is addressed to it.
+    pub async fn erase_invitee(&self, passport: &UserRef) -> Result<crate::store::invites::InviteeErasure> {
+        let (kind, value) = match passport {
+            UserRef::Email(e) => (crate::domain::PassportKind::Email, e.as_str().to_owned()),
+            UserRef::Phone(p) => (crate::domain::PassportKind::Phone, p.as_str().to_owned()),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "{other} is not an email address or phone number"
+                )));
+            }
+        };
+        self.db
+            .retrying(|| async {
+                let mut tx = self.db.begin().await?;
+                if tx.user_id_by_passport(kind, &value).await?.is_some() {
+                    return Err(Error::Refused(
+                        "that address belongs to a user: request the user's erasure (gdpr request USER)".into(),
+                    ));
+                }
+                let erased = tx.erase_invitee(kind, &value).await?;
+                if erased.invites == 0 && erased.notifications == 0 {
+                    return Err(Error::not_found("user, invite or notification for", value.clone()));
+                }
+                audit::record(
+                    &mut tx,
+                    "invitee.erased",
+                    None,
+                    json!({ "invites": erased.invites, "notifications": erased.notifications, "persons": erased.persons }),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(erased)
+            })
+            .await
     }
 
     /// Withdraws the user's pending erasure request (the person changed their mind, or it was
@@ -229,7 +313,8 @@ impl Erasure {
     }
 
     /// Pending requests, the trash, and the sweeper's last runs; `stale` when the last
-    /// successful run is older than `max_age` (or there is none).
+    /// successful run is older than `max_age` (or there is none); `overdue_requests` names
+    /// the pending requests due more than `max_age` ago.
     pub async fn status(&self, max_age: chrono::Duration) -> Result<ErasureStatus> {
         let mut tx = self.db.begin_read_tx().await?;
         let at = now();
@@ -241,7 +326,13 @@ impl Erasure {
             None => true,
         };
         tx.end().await?;
+        let overdue_requests = pending_requests
+            .iter()
+            .filter(|r| at - r.due_at > max_age)
+            .map(|r| r.id)
+            .collect();
         Ok(ErasureStatus {
+            overdue_requests,
             pending_requests,
             trashed_users,
             trash_due,
@@ -307,6 +398,7 @@ impl Erasure {
                     reason,
                     outcome: SweepOutcome::WouldPurge,
                     error: None,
+                    stored_error: None,
                 }
             } else {
                 self.purge_one(user_id, reason).await?
@@ -340,7 +432,7 @@ impl Erasure {
             "stopped": report.stopped,
             "invites_expired": report.invites_expired,
             "sessions_expired": report.sessions_expired,
-            "failures": report.users.iter().filter(|e| e.outcome == SweepOutcome::Failed).map(|e| json!({ "user_id": e.user_id, "error": e.error })).collect::<Vec<_>>(),
+            "failures": report.users.iter().filter(|e| e.outcome == SweepOutcome::Failed).map(|e| json!({ "user_id": e.user_id, "error": e.stored_error })).collect::<Vec<_>>(),
         });
         let mut tx = self.db.begin().await?;
         tx.finish_sweeper_run(
@@ -369,6 +461,7 @@ impl Erasure {
                     reason,
                     outcome: SweepOutcome::Purged,
                     error: None,
+                    stored_error: None,
                 }
             }
             Ok(false) => SweepEvent {
@@ -376,13 +469,19 @@ impl Erasure {
                 reason,
                 outcome: SweepOutcome::Skipped,
                 error: None,
+                stored_error: None,
             },
             Err(err) if err.ends_a_batch() => return Err(err),
             Err(err) => {
                 let message = err.to_string();
-                tracing::error!(%user_id, error = %message, "purge failed");
+                // Reported once, by the caller's per-user line (the event below) and the
+                // run's summary: at debug here so a vetoed user is not told four times.
+                tracing::debug!(%user_id, error = %message, "purge failed");
+                // The request outlives the user once a later sweep erases it, so the database
+                // keeps a reason code, never the message (a hook's text may name the user).
+                let code = stored_reason(&err);
                 if let Ok(mut tx) = self.db.begin().await
-                    && tx.note_erasure_error(user_id, &message).await.is_ok()
+                    && tx.note_erasure_error(user_id, &code).await.is_ok()
                 {
                     let _ = tx.commit().await;
                 }
@@ -391,6 +490,7 @@ impl Erasure {
                     reason,
                     outcome: SweepOutcome::Failed,
                     error: Some(message),
+                    stored_error: Some(code),
                 }
             }
         })

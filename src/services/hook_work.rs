@@ -148,6 +148,17 @@ impl HookWork {
     /// Errors: the database's (a record it could not take stays owed);
     /// [`crate::Error::MissingHooks`] when this binary may not write.
     pub async fn replay(&self) -> Result<ReplayReport> {
+        self.replay_where(false).await
+    }
+
+    /// [`HookWork::replay`] of what interrupted processes left (all hooks owed) only, not of
+    /// hooks that failed (those wait for an explicit `hooks replay`, once their cause is
+    /// fixed): what a command does before its own work.
+    pub async fn replay_interrupted(&self) -> Result<ReplayReport> {
+        self.replay_where(true).await
+    }
+
+    async fn replay_where(&self, interrupted_only: bool) -> Result<ReplayReport> {
         let mut report = ReplayReport::default();
         let me = this_process();
         let rows = {
@@ -157,6 +168,10 @@ impl HookWork {
             rows?
         };
         for (work, owner, lease_until) in rows {
+            if interrupted_only && work.hook.is_some() {
+                report.left += 1;
+                continue;
+            }
             if !(owner_is_gone(&owner) || lease_until < now()) {
                 report.left += 1;
                 continue;

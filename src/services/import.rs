@@ -62,6 +62,7 @@ pub enum Format {
 #[serde(deny_unknown_fields)]
 pub struct ImportRow {
     /// The username (rules: [`Username`]); the key `on_conflict` matches on.
+    #[serde(deserialize_with = "trimmed")]
     pub username: String,
     /// The primary email passport (RFC 5321 form). An empty cell is `None`.
     #[serde(default, deserialize_with = "empty_as_none")]
@@ -93,8 +94,9 @@ pub struct ImportRow {
     /// in CSV, that string or an array of `{"workspace": …, "role": …}` in JSON Lines.
     #[serde(default, deserialize_with = "memberships")]
     pub memberships: Vec<(String, String)>,
-    /// Plaintext, hashed here with argon2id. Never echoed in an error.
-    #[serde(default, deserialize_with = "secret_string")]
+    /// Plaintext, hashed here with argon2id, taken exactly as given (spaces are part of a
+    /// password). Never echoed in an error.
+    #[serde(default, deserialize_with = "exact_secret_string")]
     pub password: Option<String>,
     /// Already hashed: argon2 PHC string or bcrypt `$2b$`, stored as is (within the cost
     /// bounds of [`password::check_hash`]). Never echoed in an error.
@@ -113,6 +115,20 @@ fn secret_string<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<
     let value: Option<String> = Option::deserialize(d)
         .map_err(|_| serde::de::Error::custom("a password field must be a string (not shown)"))?;
     Ok(value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+}
+
+/// [`secret_string`] without the trimming: a password's leading or trailing spaces are
+/// part of it (a trimmed password would never verify). Only an empty cell is `None`.
+fn exact_secret_string<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let value: Option<String> = Option::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("a password field must be a string (not shown)"))?;
+    Ok(value.filter(|s| !s.is_empty()))
+}
+
+/// A username cell, without surrounding spaces (the CSV reader trims headers only, so that
+/// a password cell keeps its spaces).
+fn trimmed<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    Ok(String::deserialize(d)?.trim().to_owned())
 }
 
 fn flexible_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<bool>, D::Error> {
@@ -165,6 +181,17 @@ fn memberships<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
     }
 }
 
+/// A CSV cell as a spreadsheet-safe export wrote it, read back: a `'` before a
+/// formula-leading character (`=`, `+`, `-`, `@`, tab, carriage return) is dropped (OWASP's
+/// neutralisation, which `user export` applies). No username, email, phone or name starts
+/// with `'` followed by one of them on purpose.
+pub fn unneutralise_formula(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
+    }
+}
+
 /// A parsed row or the reason it could not be read, with its line number.
 pub type ParsedRow = (usize, std::result::Result<ImportRow, String>);
 
@@ -213,10 +240,32 @@ pub fn rows<R: BufRead>(reader: R, format: Format) -> Result<Rows<R>> {
 /// CSV header with an unknown, duplicate or empty column, or without `username`. A row that
 /// cannot be read is an `Err` row, and a read error of the input ends the rows with one `Err`
 /// row that says so.
-pub fn rows_with<R: BufRead>(mut reader: R, format: Format, delimiter: Option<u8>) -> Result<Rows<R>> {
+pub fn rows_with<R: BufRead>(reader: R, format: Format, delimiter: Option<u8>) -> Result<Rows<R>> {
+    rows_capped(reader, format, delimiter, DEFAULT_MAX_ROW_BYTES)
+}
+
+/// The default of [`rows_capped`]'s `max_row_bytes` (`--max-row-bytes`): 1 MiB, some
+/// thousand times a real row.
+pub const DEFAULT_MAX_ROW_BYTES: usize = 1 << 20;
+
+/// [`rows_with`] with a cap on a row's length: a line longer than `max_row_bytes` is an
+/// error row (its bytes past the cap are skipped, never held), so memory stays bounded
+/// whatever one line holds. A JSON Lines line that is not UTF-8 is an error row too, and the
+/// rows after it are read on; a byte-order mark before the first line is skipped.
+/// Errors: as [`rows_with`], and [`Error::Invalid`] for a CSV header longer than the cap.
+pub fn rows_capped<R: BufRead>(
+    mut reader: R,
+    format: Format,
+    delimiter: Option<u8>,
+    max_row_bytes: usize,
+) -> Result<Rows<R>> {
+    let max_row_bytes = max_row_bytes.max(1);
     Ok(Rows(match format {
         Format::Jsonl => RowsInner::Jsonl {
-            lines: reader.lines().enumerate(),
+            reader,
+            line: 0,
+            max: max_row_bytes,
+            buf: Vec::new(),
             done: false,
         },
         Format::Csv => {
@@ -245,17 +294,28 @@ pub fn rows_with<R: BufRead>(mut reader: R, format: Format, delimiter: Option<u8
             }
             let newlines = NewlineIndex::default();
             let mut csv = csv::ReaderBuilder::new()
-                .trim(csv::Trim::All)
+                // Headers only: every field trims itself, except the password, which is
+                // taken exactly.
+                .trim(csv::Trim::Headers)
                 .delimiter(delimiter)
                 .from_reader(CountingReader {
                     inner: reader,
                     offset: 0,
                     newlines: newlines.clone(),
+                    max: max_row_bytes,
+                    line: 1,
+                    line_len: 0,
+                    dropping: false,
                 });
             let headers = csv
                 .headers()
                 .map_err(|e| Error::Invalid(format!("cannot read the CSV header: {e}")))?
                 .clone();
+            if newlines.is_overlong(1) {
+                return Err(Error::Invalid(format!(
+                    "the CSV header is longer than {max_row_bytes} bytes (--max-row-bytes)"
+                )));
+            }
             check_header(&headers, delimiter)?;
             RowsInner::Csv {
                 csv: Box::new(csv),
@@ -273,7 +333,11 @@ pub struct Rows<R>(RowsInner<R>);
 
 enum RowsInner<R> {
     Jsonl {
-        lines: std::iter::Enumerate<std::io::Lines<R>>,
+        reader: R,
+        /// The 1-based number of the last line read.
+        line: usize,
+        max: usize,
+        buf: Vec<u8>,
         done: bool,
     },
     Csv {
@@ -290,24 +354,72 @@ impl<R: BufRead> Iterator for Rows<R> {
 
     fn next(&mut self) -> Option<ParsedRow> {
         match &mut self.0 {
-            RowsInner::Jsonl { lines, done } => loop {
+            RowsInner::Jsonl {
+                reader,
+                line,
+                max,
+                buf,
+                done,
+            } => loop {
                 if *done {
                     return None;
                 }
-                let (i, line) = lines.next()?;
-                match line {
+                buf.clear();
+                // At most `max` bytes of a line are held; the rest is skipped.
+                let read = std::io::Read::take(&mut *reader, *max as u64 + 1).read_until(b'\n', buf);
+                let n = match read {
+                    Ok(n) => n,
                     Err(e) => {
                         *done = true;
-                        return Some((i + 1, Err(format!("cannot read the input: {e}"))));
+                        return Some((*line + 1, Err(format!("cannot read the input: {e}"))));
                     }
-                    Ok(line) if line.trim().is_empty() => continue,
-                    Ok(line) => {
-                        return Some((
-                            i + 1,
-                            serde_json::from_str::<ImportRow>(&line).map_err(|e| e.to_string()),
-                        ));
+                };
+                if n == 0 {
+                    return None;
+                }
+                *line += 1;
+                let ended = buf.last() == Some(&b'\n');
+                if ended {
+                    buf.pop();
+                    if buf.last() == Some(&b'\r') {
+                        buf.pop();
                     }
                 }
+                if !ended && buf.len() > *max {
+                    if let Err(e) = skip_line(reader) {
+                        *done = true;
+                        return Some((*line, Err(format!("cannot read the input: {e}"))));
+                    }
+                    return Some((
+                        *line,
+                        Err(format!("the row is longer than {max} bytes (--max-row-bytes)")),
+                    ));
+                }
+                // Excel and PowerShell write a byte-order mark before the first line.
+                let bytes = if *line == 1 && buf.starts_with(b"\xEF\xBB\xBF") {
+                    &buf[3..]
+                } else {
+                    &buf[..]
+                };
+                let text = match std::str::from_utf8(bytes) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        return Some((
+                            *line,
+                            Err(format!(
+                                "the line is not UTF-8 (invalid byte at offset {})",
+                                e.valid_up_to()
+                            )),
+                        ));
+                    }
+                };
+                if text.trim().is_empty() {
+                    continue;
+                }
+                return Some((
+                    *line,
+                    serde_json::from_str::<ImportRow>(text).map_err(|e| e.to_string()),
+                ));
             },
             RowsInner::Csv {
                 csv,
@@ -323,6 +435,25 @@ impl<R: BufRead> Iterator for Rows<R> {
                     Ok(false) => None,
                     Ok(true) => {
                         let line = newlines.line_at(record.position());
+                        if newlines.is_overlong(line) {
+                            return Some((
+                                line,
+                                Err(format!(
+                                    "the row is longer than {} bytes (--max-row-bytes)",
+                                    newlines.max()
+                                )),
+                            ));
+                        }
+                        // A cell a spreadsheet-safe export neutralised (`'=…`, `'-…`) reads
+                        // back as it was written.
+                        if record.iter().any(|f| f.starts_with('\'')) {
+                            let mut restored = csv::StringRecord::with_capacity(record.as_slice().len(), record.len());
+                            for field in record.iter() {
+                                restored.push_field(unneutralise_formula(field));
+                            }
+                            restored.set_position(record.position().cloned());
+                            *record = restored;
+                        }
                         Some((
                             line,
                             record
@@ -354,6 +485,29 @@ struct NewlineIndex(std::sync::Arc<std::sync::Mutex<NewlineState>>);
 struct NewlineState {
     before: usize,
     pending: std::collections::VecDeque<u64>,
+    /// Lines cut at the row cap (their rest was skipped), and the cap.
+    overlong: std::collections::BTreeSet<usize>,
+    max: usize,
+}
+
+/// Skips the rest of the current line (through its newline) without holding it.
+fn skip_line<R: BufRead>(reader: &mut R) -> std::io::Result<()> {
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
+            }
+        }
+    }
 }
 
 impl NewlineIndex {
@@ -361,6 +515,19 @@ impl NewlineIndex {
     /// before one are dropped once counted. With `\r\n` endings a record's offset can point
     /// at the `\n` that ends the line before it, so a newline *at* the offset counts as
     /// before the record.
+    /// Whether line `line` was cut at the row cap. Lines before it are forgotten.
+    fn is_overlong(&self, line: usize) -> bool {
+        let Ok(mut state) = self.0.lock() else { return false };
+        let later = state.overlong.split_off(&line);
+        state.overlong = later;
+        state.overlong.contains(&line)
+    }
+
+    /// The row cap, in bytes.
+    fn max(&self) -> usize {
+        self.0.lock().map(|s| s.max).unwrap_or_default()
+    }
+
     fn line_at(&self, pos: Option<&csv::Position>) -> usize {
         let Some(pos) = pos else { return 0 };
         let Ok(mut state) = self.0.lock() else { return 0 };
@@ -372,43 +539,84 @@ impl NewlineIndex {
     }
 }
 
-/// A reader that notes the offset of every newline that passes through it.
+/// A reader that notes the offset of every newline that passes through it, and cuts every
+/// line at `max` bytes: the rest of a longer line is dropped (noted in `overlong`), so the
+/// CSV parser never holds more than the cap of one line.
 struct CountingReader<R> {
     inner: R,
     offset: u64,
     newlines: NewlineIndex,
+    max: usize,
+    /// The 1-based number of the line being read, and its bytes so far.
+    line: usize,
+    line_len: usize,
+    /// Inside a line past the cap: bytes are dropped up to its newline.
+    dropping: bool,
 }
 
 impl<R: std::io::Read> std::io::Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Ok(mut state) = self.newlines.0.lock() {
-            let offset = self.offset;
-            state.pending.extend(
-                buf[..n]
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| **b == b'\n')
-                    .map(|(i, _)| offset + i as u64),
-            );
+        loop {
+            let n = self.inner.read(buf)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let Ok(mut state) = self.newlines.0.lock() else {
+                return Err(std::io::Error::other("newline index poisoned"));
+            };
+            state.max = self.max;
+            let mut kept = 0;
+            for i in 0..n {
+                let b = buf[i];
+                if b == b'\n' {
+                    state.pending.push_back(self.offset + kept as u64);
+                    buf[kept] = b;
+                    kept += 1;
+                    self.line += 1;
+                    self.line_len = 0;
+                    self.dropping = false;
+                    continue;
+                }
+                if self.dropping {
+                    continue;
+                }
+                self.line_len += 1;
+                if self.line_len > self.max {
+                    self.dropping = true;
+                    state.overlong.insert(self.line);
+                    continue;
+                }
+                buf[kept] = b;
+                kept += 1;
+            }
+            self.offset += kept as u64;
+            if kept > 0 {
+                return Ok(kept);
+            }
         }
-        self.offset += n as u64;
-        Ok(n)
     }
 }
 
 /// The whole header at once, before any row: one error naming every problem.
 fn check_header(headers: &csv::StringRecord, delimiter: u8) -> Result<()> {
     let mut problems = Vec::new();
+    // A hostile header may have 200,000 columns: the message names the first few.
+    let listed = |names: Vec<&str>| -> String {
+        const SHOWN: usize = 10;
+        let mut out: Vec<String> = names.iter().take(SHOWN).map(|h| crate::domain::shown(h)).collect();
+        if names.len() > SHOWN {
+            out.push(format!("and {} more", names.len() - SHOWN));
+        }
+        out.join(", ")
+    };
     let unknown: Vec<&str> = headers.iter().filter(|h| !COLUMNS.contains(h)).collect();
     if !unknown.is_empty() {
-        let shown: Vec<String> = unknown.iter().map(|h| crate::domain::shown(h)).collect();
-        problems.push(format!("unknown column(s) {}", shown.join(", ")));
+        problems.push(format!("unknown column(s) {}", listed(unknown)));
     }
     let mut seen = std::collections::HashSet::new();
     let duplicates: Vec<&str> = headers.iter().filter(|h| !seen.insert(*h)).collect();
     if !duplicates.is_empty() {
-        problems.push(format!("duplicate column(s) {}", duplicates.join(", ")));
+        problems.push(format!("duplicate column(s) {}", listed(duplicates)));
     }
     if !headers.iter().any(|h| h == "username") {
         problems.push("no `username` column (required)".into());
@@ -548,6 +756,11 @@ pub struct Importer {
     lifecycle: Arc<UserLifecycleService>,
 }
 
+/// The most memberships one row may carry: far above any real user's, and low enough that
+/// a row's lookups fit every backend's statement limits (SQLite binds at most 32,766
+/// parameters), so a row is refused the same way on both.
+pub const MAX_ROW_MEMBERSHIPS: usize = 1000;
+
 /// The longest row error message reported, in characters.
 const MAX_ERROR_CHARS: usize = 300;
 
@@ -590,6 +803,16 @@ fn prepare(line: usize, row: ImportRow) -> std::result::Result<Prepared, RowResu
     }
     if let (Some(provider), Some(subject)) = (&row.provider, &row.subject) {
         clean_identity(provider, subject).map_err(fail)?;
+    }
+    if row.memberships.len() > MAX_ROW_MEMBERSHIPS {
+        return Err(error(
+            line,
+            &row.username,
+            format!(
+                "{} memberships: at most {MAX_ROW_MEMBERSHIPS} per row",
+                row.memberships.len()
+            ),
+        ));
     }
     for (workspace, role) in &row.memberships {
         clean_text("membership workspace", workspace, 200).map_err(fail)?;
@@ -707,7 +930,13 @@ impl Importer {
             }
             hooks.wait(&mut summary).await;
             hooks
-                .start(&self.hook_work(), written.owed, written.created, self.db.backend(), &mut summary)
+                .start(
+                    &self.hook_work(),
+                    written.owed,
+                    written.created,
+                    self.db.backend(),
+                    &mut summary,
+                )
                 .await;
             for user in &written.logouts {
                 self.lifecycle.dispatch_logout(user, LogoutReason::PasswordChanged);
@@ -1110,7 +1339,9 @@ impl CreatedHooks {
         if let Some(task) = self.0.take() {
             match task.await {
                 Ok(failures) => add_failures(summary, failures),
-                Err(e) => tracing::error!(error = %e, "on_user_created hooks task failed; its work stays owed (hooks replay)"),
+                Err(e) => {
+                    tracing::error!(error = %e, "on_user_created hooks task failed; its work stays owed (hooks replay)")
+                }
             }
         }
     }
@@ -1278,6 +1509,25 @@ async fn update_existing(
             "an import does not change the external identities of existing user {}",
             user.username
         )));
+    }
+    // The email and phone cells are keys of the user, not columns an update sets: a value
+    // the user does not hold is refused rather than ignored under an `updated` status.
+    let contact = [
+        ("email", p.email.as_ref().map(|e| e.as_str().to_owned())),
+        ("phone", p.phone.as_ref().map(|ph| ph.as_str().to_owned())),
+    ];
+    if contact.iter().any(|(_, v)| v.is_some()) {
+        let passports = tx.passports_of(user.id).await?;
+        for (kind, value) in contact {
+            if let Some(value) = value
+                && !passports.iter().any(|pp| pp.value == value)
+            {
+                return Ok(Err(format!(
+                    "an import does not change the {kind} of existing user {}: the {kind} cell differs from the user's; leave it empty",
+                    user.username
+                )));
+            }
+        }
     }
     if p.password_hash.is_some()
         && let Err(e) = refuse_password_for_external(&user)

@@ -9,7 +9,6 @@
 //! ([`IssuedInvite::token`]), which delivers it: an application's server mails the link
 //! itself, and `accountctl invite create --send` mails it by SMTP.
 
-
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -101,7 +100,7 @@ pub struct Accepted {
 pub struct Invites {
     db: Database,
     accounts: Accounts,
-    link_template: String,
+    link_template: Option<String>,
 }
 
 fn normalize(email: &Option<String>, phone: &Option<String>) -> Result<(PassportKind, String)> {
@@ -113,11 +112,7 @@ fn normalize(email: &Option<String>, phone: &Option<String>) -> Result<(Passport
 }
 
 impl Invites {
-    pub(crate) fn new(
-        db: Database,
-        accounts: Accounts,
-        link_template: String,
-    ) -> Self {
+    pub(crate) fn new(db: Database, accounts: Accounts, link_template: Option<String>) -> Self {
         Self {
             db,
             accounts,
@@ -126,7 +121,8 @@ impl Invites {
     }
 
     /// Creates an invite and queues its notification. If the passport already belongs to a
-    /// user, the invite targets that user. Errors: [`Error::Invalid`], [`Error::NotFound`].
+    /// user, the invite targets that user. Errors: [`Error::Invalid`], [`Error::NotFound`];
+    /// [`Error::Refused`] for an invite into the root workspace without `force_passport`.
     pub async fn create(&self, req: &InviteRequest) -> Result<IssuedInvite> {
         self.db.retrying(|| self.create_once(req)).await
     }
@@ -145,6 +141,18 @@ impl Invites {
         let mut tx = self.db.begin().await?;
         let workspace_id = tx.workspace_id(&req.workspace).await?;
         let role_id = tx.role_id(workspace_id, &req.role).await?;
+        // A root workspace role oversees every workspace: whoever holds the token must not
+        // get it, only the person at the invited address.
+        if !req.force_passport
+            && tx
+                .root_workspace()
+                .await?
+                .is_some_and(|root| root.workspace_id == workspace_id)
+        {
+            return Err(Error::Refused(
+                "an invite into the root workspace must be bound to its email or phone: add --force-passport (force_passport)".into(),
+            ));
+        }
         let at = now();
         let invitee_user_id = tx.user_id_by_passport(kind, &passport).await?;
         let person_id = match (&invitee_user_id, &given_name, &family_name) {
@@ -351,7 +359,10 @@ impl Invites {
             )));
         }
         if invite.expires_at <= at {
-            return Err(Error::Refused(format!("this invite expired at {}", invite.expires_at)));
+            return Err(Error::Refused(format!(
+                "this invite expired at {}",
+                crate::domain::format_time(invite.expires_at)
+            )));
         }
         // Who owns the invite's passport *now*: it may have been registered by someone since
         // the invite was created, and then only that owner may accept (and verify) it.

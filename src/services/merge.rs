@@ -44,6 +44,25 @@ pub struct PlanItem {
     pub collisions: Vec<String>,
 }
 
+impl PlanItem {
+    /// A plan line of handler `handler`: `count` rows of `kind` move from B to A, with no
+    /// collisions (add them with [`PlanItem::collision`]).
+    pub fn new(handler: &'static str, kind: &'static str, count: i64) -> Self {
+        Self {
+            handler,
+            kind,
+            count,
+            collisions: Vec::new(),
+        }
+    }
+
+    /// Adds a collision and how it is resolved (`"calendar 'Work' renamed 'Work (B)'"`).
+    pub fn collision(mut self, text: impl Into<String>) -> Self {
+        self.collisions.push(text.into());
+        self
+    }
+}
+
 /// One step of a merge. Handlers run in order inside the merge transaction; an `Err` rolls
 /// the whole merge back and is reported with the handler's name ([`Error::Refused`] as a
 /// policy refusal, exit 4; anything else as a failure, exit 1). Implement one for each

@@ -17,5 +17,6 @@ pub mod import;
 pub mod invites;
 pub mod memberships;
 pub mod merge;
+pub mod reports;
 pub mod sessions;
 pub mod workspaces;

@@ -45,6 +45,17 @@ pub struct Invite {
     pub accepted_by_user_id: Option<Uuid>,
 }
 
+/// What erasing an invitee who is not a user removed (`gdpr request EMAIL|PHONE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct InviteeErasure {
+    /// Invites addressed to the passport, of every status.
+    pub invites: u64,
+    /// Queued notifications to the address (or about those invites).
+    pub notifications: u64,
+    /// Persons-to-be (the names given at invite time) that only those invites referred to.
+    pub persons: u64,
+}
+
 from_row!(Invite, |r| Invite {
     id: get_id!(r, "id"),
     workspace_id: get_id!(r, "workspace_id"),
@@ -231,6 +242,46 @@ impl Tx {
         .rows_affected()
         });
         Ok(id)
+    }
+
+    /// Erases what the database holds about an invitee who is not a user: every invite
+    /// addressed to the passport `(kind, value)` that no user holds (whatever its status), the
+    /// persons-to-be (names given at invite time) those invites alone referred to, and every
+    /// queued notification to that address. Returns what went, as counts.
+    pub(crate) async fn erase_invitee(&mut self, kind: PassportKind, value: &str) -> Result<InviteeErasure> {
+        let notifications = on_conn!(self, |c| sqlx::query(
+            "DELETE FROM notification_outbox WHERE recipient = $1 \
+             OR invite_id IN (SELECT id FROM invites WHERE passport_kind = $2 AND passport_value = $1)"
+        )
+        .bind(value)
+        .bind(kind.as_str())
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        let persons: Vec<Option<DbId>> = on_conn!(self, |c| sqlx::query_scalar(
+            "DELETE FROM invites WHERE passport_kind = $1 AND passport_value = $2 RETURNING person_id"
+        )
+        .bind(kind.as_str())
+        .bind(value)
+        .fetch_all(&mut *c)
+        .await?);
+        let invites = persons.len() as u64;
+        let mut erased_persons = 0;
+        for person in persons.into_iter().flatten() {
+            erased_persons += on_conn!(self, |c| sqlx::query(
+                "DELETE FROM persons WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM users WHERE person_id = $1) \
+                 AND NOT EXISTS (SELECT 1 FROM invites WHERE person_id = $1)"
+            )
+            .bind(person)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        }
+        Ok(InviteeErasure {
+            invites,
+            notifications,
+            persons: erased_persons,
+        })
     }
 
     /// The user owning a passport, if any.

@@ -60,6 +60,7 @@ mod multihost;
 pub(crate) mod owed;
 mod query;
 mod registry;
+pub mod reports;
 mod sessions;
 mod users;
 pub mod workspaces;
@@ -67,9 +68,9 @@ pub mod workspaces;
 pub use crate::domain::{UserFilter, UserRef};
 pub(crate) use migrate::MigrationPlan;
 pub use migrate::{MigrateReport, Migration, Migrations, SchemaStatus};
-pub use registry::{MissingHook, RegistryKind};
-pub(crate) use registry::RegistrySet;
 pub use query::{FromValue, ReadTx, Row, Value};
+pub(crate) use registry::RegistrySet;
+pub use registry::{MissingHook, RegistryKind};
 pub(crate) use users::NewUserRecord;
 
 /// Which database engine a [`Database`] talks to.
@@ -98,10 +99,116 @@ impl DatabaseUrl {
         let scheme = text.split(':').next().unwrap_or_default();
         match scheme {
             "sqlite" | "postgres" | "postgresql" => Ok(Self(text.to_owned())),
-            _ => Err(Error::Invalid(format!(
-                "unsupported database URL {}: use sqlite://PATH or postgres://USER@HOST/DB",
-                Self(text.to_owned())
-            ))),
+            // The value is not echoed: it may be a libpq `key=value` string with a
+            // password, or a bare password (a `database_url_file` holding only that).
+            _ => Err(Error::Invalid(
+                "the database URL is not a sqlite://PATH or postgres://USER@HOST/DB URL (its value is not shown: it may hold a password)".into(),
+            )),
+        }
+    }
+
+    /// Whether the URL carries a secret (a password in its user part or its query).
+    pub fn has_secret(&self) -> bool {
+        !self.secrets().is_empty()
+    }
+
+    /// The secrets this URL's text may carry, longest first: the user part's password (all
+    /// of it and each piece between URL delimiters, since a parser that misreads an
+    /// unescaped `/` or `,` in a password echoes a piece of it, as `invalid port "S3c"`),
+    /// the values of query or libpq `key=value` parameters whose name says secret, and the
+    /// whole text when it is no URL at all (a bare password).
+    fn secrets(&self) -> Vec<String> {
+        fn secret_key(key: &str) -> bool {
+            let key = key.to_ascii_lowercase();
+            ["password", "secret", "token"].iter().any(|s| key.contains(s))
+        }
+        let text = self.0.as_str();
+        let mut found: Vec<String> = Vec::new();
+        let mut add = |value: &str| {
+            let whole = value.trim_matches(|c| c == '\'' || c == '"');
+            if whole.is_empty() {
+                return;
+            }
+            found.push(whole.to_owned());
+            if let Some(decoded) = percent_decode(whole) {
+                found.push(decoded);
+            }
+            for piece in whole.split([':', '/', ',', '?', '#', '@', '&', '=', ';']) {
+                if !piece.is_empty() {
+                    found.push(piece.to_owned());
+                }
+            }
+        };
+        match text.split_once("://") {
+            Some((_, rest)) => {
+                if let Some((userinfo, _)) = rest.rsplit_once('@')
+                    && let Some((_, password)) = userinfo.split_once(':')
+                {
+                    add(password);
+                }
+                if let Some((_, query)) = rest.split_once('?') {
+                    for pair in query.split('&') {
+                        if let Some((k, v)) = pair.split_once('=')
+                            && secret_key(k)
+                        {
+                            add(v);
+                        }
+                    }
+                }
+            }
+            None => {
+                // libpq's `key=value key=value` form, or no URL at all.
+                let mut any_pair = false;
+                for pair in text.split_whitespace() {
+                    if let Some((k, v)) = pair.split_once('=') {
+                        any_pair = true;
+                        if secret_key(k) {
+                            add(v);
+                        }
+                    }
+                }
+                if !any_pair && !text.starts_with("sqlite:") {
+                    add(text);
+                }
+            }
+        }
+        found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        found.dedup();
+        found
+    }
+
+    /// `message` with every secret of this URL replaced by `***`: pieces of three or more
+    /// characters wherever they appear, shorter ones where they appear quoted (as a parser
+    /// quotes the value it refuses). Every error that may carry text from the URL goes
+    /// through it.
+    pub fn scrub(&self, message: &str) -> String {
+        let mut out = message.to_owned();
+        for secret in self.secrets() {
+            if secret.chars().count() >= 3 {
+                out = out.replace(&secret, "***");
+            } else {
+                out = out.replace(&format!("\"{secret}\""), "\"***\"");
+            }
+        }
+        out
+    }
+
+    /// [`DatabaseUrl::scrub`] applied to an error's message, keeping its kind (and exit code).
+    fn scrub_error(&self, err: Error) -> Error {
+        match err {
+            Error::Invalid(m) => Error::Invalid(self.scrub(&m)),
+            Error::Unavailable(m) => Error::Unavailable(self.scrub(&m)),
+            Error::Internal(m) => Error::Internal(self.scrub(&m)),
+            Error::Database(e) => {
+                let text = e.to_string();
+                let scrubbed = self.scrub(&text);
+                if scrubbed == text {
+                    Error::Database(e)
+                } else {
+                    Error::Internal(format!("database error: {scrubbed}"))
+                }
+            }
+            other => other,
         }
     }
 
@@ -148,8 +255,8 @@ impl DatabaseUrl {
                 }
                 u.to_string()
             }
-            Err(_) if self.0.contains('@') || self.0.contains('?') => "<unparseable database URL>".to_owned(),
-            Err(_) => self.0.clone(),
+            // Unparseable text may be anything, a password included: never shown.
+            Err(_) => "<unparseable database URL>".to_owned(),
         }
     }
 }
@@ -164,6 +271,13 @@ impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
     }
+}
+
+/// Percent-decodes `text` (`%41` is `A`; invalid sequences are kept as they are).
+fn percent_decode(text: &str) -> Option<String> {
+    url::form_urlencoded::parse(format!("k={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
 }
 
 /// How the AuthzCache hook publishes an invalidation to other processes.
@@ -359,6 +473,14 @@ impl Database {
     }
 
     async fn open(url: &DatabaseUrl, max_connections: u32, test_before_acquire: bool) -> Result<Self> {
+        // A driver or the multi-host parser may quote part of a misparsed URL, password
+        // included: every error of the connection goes out scrubbed.
+        Self::open_unscrubbed(url, max_connections, test_before_acquire)
+            .await
+            .map_err(|e| url.scrub_error(e))
+    }
+
+    async fn open_unscrubbed(url: &DatabaseUrl, max_connections: u32, test_before_acquire: bool) -> Result<Self> {
         let invalid = |e: sqlx::Error| Error::Invalid(format!("invalid database URL {url}: {e}"));
         let pool = match url.backend() {
             Backend::Sqlite => {
@@ -512,6 +634,10 @@ impl Database {
     /// application migration) or belongs to another application; the database's errors
     /// otherwise.
     pub async fn begin(&self) -> Result<Tx> {
+        // One statement more per write transaction (the generation read). Sending it with
+        // BEGIN in one simple query would save the round trip, but a failed check there
+        // leaves the pooled connection inside an aborted transaction that sqlx does not roll
+        // back (it never counted the transaction as begun).
         let mut tx = self.begin_unguarded().await?;
         self.guard.check(&mut tx).await?;
         Ok(tx)

@@ -71,7 +71,8 @@ impl Tx {
     /// Counts a failed attempt on a record (`kind` names the failure's kind, never its
     /// text) and hands it back: no owner, lease over.
     pub(crate) async fn fail_owed(&mut self, id: Uuid, kind: &str, at: Timestamp) -> Result<()> {
-        on_conn!(self, |c| sqlx::query(
+        on_conn!(self, |c| {
+            sqlx::query(
             "UPDATE owed_hook_work SET attempts = attempts + 1, last_error = $2, owner = '', lease_until = $3 WHERE id = $1"
         )
         .bind(DbId(id))
@@ -79,7 +80,8 @@ impl Tx {
         .bind(at)
         .execute(&mut *c)
         .await?
-        .rows_affected());
+        .rows_affected()
+        });
         Ok(())
     }
 
@@ -92,7 +94,11 @@ impl Tx {
             for r in &rows {
                 use sqlx::Row as _;
                 let work: OwedHookWork = r.decode()?;
-                out.push((work, r.try_get::<String, _>("owner")?, r.try_get::<Timestamp, _>("lease_until")?));
+                out.push((
+                    work,
+                    r.try_get::<String, _>("owner")?,
+                    r.try_get::<Timestamp, _>("lease_until")?,
+                ));
             }
             out
         });

@@ -513,7 +513,11 @@ fn check_statement(sql: &str, allowed: &[&str]) -> Result<()> {
             }
             let word = sql[start..i].to_ascii_uppercase();
             if !allowed.contains(&word.as_str()) {
-                let shown = if word.is_empty() { "an empty statement".to_owned() } else { format!("{word} is not one") };
+                let shown = if word.is_empty() {
+                    "an empty statement".to_owned()
+                } else {
+                    format!("{word} is not one")
+                };
                 return refuse(&shown);
             }
             first = Some(word);

@@ -168,7 +168,7 @@ impl RegistryState {
         }
         for (kind, name) in &self.items {
             let carried = set.items.iter().any(|(k, n)| k == kind && n == name);
-            if !carried && !(retiring && set.retires(*kind, name)) {
+            if !(carried || (retiring && set.retires(*kind, name))) {
                 missing.push(MissingHook {
                     kind: *kind,
                     name: name.clone(),
@@ -280,7 +280,9 @@ impl Tx {
             Backend::Postgres => "SELECT accountctl_write_guard()",
             Backend::Sqlite => "SELECT generation FROM accountctl_registry",
         };
-        Ok(on_conn!(self, |c| sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut *c).await?))
+        Ok(on_conn!(self, |c| sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&mut *c)
+            .await?))
     }
 
     /// The whole registry (its tables may not exist yet: then an empty state, but the
@@ -376,12 +378,14 @@ impl Tx {
                 // this combination; a guard for direct callers).
                 continue;
             }
-            let n = on_conn!(self, |c| sqlx::query("DELETE FROM accountctl_hooks WHERE kind = $1 AND name = $2")
-                .bind(kind.as_str())
-                .bind(name.as_str())
-                .execute(&mut *c)
-                .await?
-                .rows_affected());
+            let n = on_conn!(self, |c| sqlx::query(
+                "DELETE FROM accountctl_hooks WHERE kind = $1 AND name = $2"
+            )
+            .bind(kind.as_str())
+            .bind(name.as_str())
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
             if n > 0 {
                 self.insert_audit(
                     at,

@@ -291,6 +291,30 @@ impl Tx {
         Ok(())
     }
 
+    /// Whether `user_id` is the root workspace's only member (it holds a membership there and
+    /// no other user does). Locks the root workspace's row as [`Tx::refuse_if_root_emptied`]
+    /// does, so a concurrent removal of the other members is decided before or after this.
+    pub(crate) async fn is_only_root_member(&mut self, user_id: Uuid) -> Result<bool> {
+        let lock = match self.backend() {
+            super::Backend::Postgres => " FOR NO KEY UPDATE",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT id FROM workspaces WHERE is_root{lock}");
+        let root: Option<DbId> = on_conn!(self, |c| sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_optional(&mut *c)
+            .await?);
+        let Some(root) = root else { return Ok(false) };
+        let (mine, others): (bool, bool) = on_conn!(self, |c| sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM memberships WHERE workspace_id = $1 AND user_id = $2), \
+                    EXISTS (SELECT 1 FROM memberships WHERE workspace_id = $1 AND user_id <> $2)"
+        )
+        .bind(root)
+        .bind(DbId(user_id))
+        .fetch_one(&mut *c)
+        .await?);
+        Ok(mine && !others)
+    }
+
     /// Whether anyone holds a membership in the workspace (one index probe).
     pub(crate) async fn has_members(&mut self, workspace_id: Uuid) -> Result<bool> {
         let found: bool = on_conn!(self, |c| sqlx::query_scalar(

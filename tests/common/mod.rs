@@ -79,6 +79,39 @@ impl Ctx {
             .success();
     }
 
+    /// Bootstraps through the example application's admin binary: its migrations run, its
+    /// registry is recorded, the first admin is `admin` ([`ADMIN_PASSWORD`]).
+    pub fn app_admin_bootstrap(&self) {
+        self.app_admin()
+            .args([
+                "bootstrap",
+                "--admin-username",
+                "admin",
+                "--admin-email",
+                "admin@example.com",
+                "--password-stdin",
+            ])
+            .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+            .assert()
+            .success();
+    }
+
+    /// Creates `username` (email `USERNAME@example.com`) through the application's binary.
+    pub fn app_admin_create(&self, username: &str) {
+        self.app_admin()
+            .args([
+                "user",
+                "create",
+                username,
+                "--email",
+                &format!("{username}@example.com"),
+                "--password-stdin",
+            ])
+            .write_stdin("a long password\n")
+            .assert()
+            .success();
+    }
+
     /// Through the CLI: workspace type `team` (template `docs.*`), workspace `Acme` of that
     /// type, and its role `member` (`docs.read`).
     pub fn acme_workspace_cli(&self) {
@@ -118,13 +151,19 @@ impl Ctx {
             return match self.backend {
                 Backend::Sqlite => {
                     let pool = sqlx::SqlitePool::connect(&self.direct_url).await?;
-                    let n = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.map(|r| r.rows_affected());
+                    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&pool)
+                        .await
+                        .map(|r| r.rows_affected());
                     pool.close().await;
                     Ok(n?)
                 }
                 Backend::Postgres | Backend::PgBouncer => {
                     let pool = sqlx::PgPool::connect(&self.direct_url).await?;
-                    let n = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.map(|r| r.rows_affected());
+                    let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&pool)
+                        .await
+                        .map(|r| r.rows_affected());
                     pool.close().await;
                     Ok(n?)
                 }
@@ -134,6 +173,53 @@ impl Ctx {
         let n = tx.execute(sql, &[]).await?;
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// Runs `sql` straight through the driver with the database's triggers off, for a test
+    /// that starts a trial from a state the invariants forbid reaching (an instance without
+    /// an active admin). PostgreSQL: `session_replication_role = replica` (the tests connect
+    /// as a superuser); SQLite: the triggers are dropped and created again around it.
+    pub async fn exec_without_triggers(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.direct_url).await.expect("sqlite");
+                let triggers: Vec<(String, String)> =
+                    sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'users'")
+                        .fetch_all(&pool)
+                        .await
+                        .expect("triggers");
+                for (name, _) in &triggers {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {name}")))
+                        .execute(&pool)
+                        .await
+                        .expect("drop");
+                }
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                for (_, create) in &triggers {
+                    sqlx::query(sqlx::AssertSqlSafe(create.clone()))
+                        .execute(&pool)
+                        .await
+                        .expect("recreate");
+                }
+                pool.close().await;
+            }
+            Backend::Postgres | Backend::PgBouncer => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&self.direct_url).await.expect("postgres");
+                sqlx::query("SET session_replication_role = replica")
+                    .execute(&mut conn)
+                    .await
+                    .expect("replica");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = conn.close().await;
+            }
+        }
     }
 
     /// The single integer a query returns (a `COUNT(*)`), straight through the driver.

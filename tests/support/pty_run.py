@@ -1,11 +1,15 @@
 """Runs a command on a pseudo-terminal, answering prompts: the tests' stand-in for an operator
 at a terminal. Usage: pty_run.py STEPS COMMAND [ARGS...], where STEPS is a JSON list of
-[text to wait for, keys to send]. Prints everything the command wrote, then EXIT=<code>."""
-import json, os, pty, sys, time, select
+[text to wait for, keys to send]. Prints everything the command wrote, then EXIT=<code>.
+With PTY_COLUMNS set, the terminal reports that many columns (0: a terminal that reports no
+width, as `docker exec -t` does)."""
+import json, os, pty, sys, time, select, fcntl, termios, struct
 # usage: pty_run.py "<keys script as python list literal>" cmd args...
 steps = json.loads(sys.argv[1])
 pid, fd = pty.fork()
 if pid == 0:
+    if "PTY_COLUMNS" in os.environ:
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, int(os.environ["PTY_COLUMNS"]), 0, 0))
     os.execvp(sys.argv[2], sys.argv[2:])
 out = b""
 def read_until(pat, timeout=20):
