@@ -101,6 +101,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
+/// Behind the default `cli` feature: without it (`default-features = false`) the library
+/// builds alone, without the command line's crates (clap, dialoguer, indicatif, comfy-table,
+/// lettre, …).
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod domain;
 pub mod error;

@@ -4,6 +4,7 @@ mod common;
 
 use std::fmt::Write as _;
 
+use accountctl::domain::ImportRowStatus;
 use accountctl::password::Secret;
 use accountctl::services::import::{self, Format, ImportOptions, ImportProgress, OnConflict};
 use argon2::password_hash::PasswordHasher;
@@ -170,7 +171,7 @@ on_both_backends! {
         let mut results = Vec::new();
         let summary = app.importer().import(rows, &ImportOptions::default(), |r| results.extend(r.to_vec())).await.expect("import");
         assert_eq!((summary.created, summary.failed), (5, 1), "{results:?}");
-        assert!(results.iter().any(|r| r.username == "sha" && r.status == "error"));
+        assert!(results.iter().any(|r| r.username == "sha" && r.status == ImportRowStatus::Error));
         for (who, pw) in [("bee@example.com", "bcrypt password"), ("ivy", "argon2i password"), ("ida", "argon2id password"), ("pat", "plain password")] {
             let outcome = app.auth().login(who, &Secret::new(pw.into()), false).await.unwrap_or_else(|e| panic!("{who}: {e}"));
             assert_eq!(outcome.rehashed, who != "ida" && who != "pat", "{who}: weaker hashes are upgraded at login");
@@ -189,7 +190,7 @@ on_both_backends! {
         assert_eq!((s.created, s.failed), (0, 1));
         assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, before, "dry run writes nothing");
         let mut statuses = Vec::new();
-        let s = app.importer().import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &opts(false, true, OnConflict::Fail), |r| statuses.extend(r.iter().map(|x| x.status))).await.expect("atomic");
+        let s = app.importer().import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &opts(false, true, OnConflict::Fail), |r| statuses.extend(r.iter().map(|x| x.status.as_str()))).await.expect("atomic");
         assert_eq!(s.failed, 1);
         assert_eq!(statuses, vec!["rolled_back", "error"]);
         assert_eq!(ctx.count("SELECT COUNT(*) FROM users").await, before, "atomic: all or nothing");
@@ -237,7 +238,7 @@ on_both_backends! {
         let mut results = Vec::new();
         let s = app
             .importer()
-            .import(import::rows(text.as_bytes(), Format::Csv).expect("csv").collect::<Vec<_>>(), &options, |r| results.extend(r.iter().map(|x| (x.line, x.status, x.error.clone().unwrap_or_default()))))
+            .import(import::rows(text.as_bytes(), Format::Csv).expect("csv").collect::<Vec<_>>(), &options, |r| results.extend(r.iter().map(|x| (x.line, x.status.as_str(), x.error.clone().unwrap_or_default()))))
             .await
             .expect("import");
         assert_eq!((s.rows, s.created, s.failed), (8, 5, 3));
@@ -271,7 +272,7 @@ on_both_backends! {
             .importer()
             .import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &options, |r| {
                 batches += 1;
-                statuses.extend(r.iter().map(|x| (x.status, x.error.clone())));
+                statuses.extend(r.iter().map(|x| (x.status.as_str(), x.error.clone())));
             })
             .await
             .expect("dry run");
@@ -297,7 +298,7 @@ on_both_backends! {
         let mut results = Vec::new();
         let s = app
             .importer()
-            .import(import::parse(bad.as_bytes(), Format::Csv).expect("csv"), &options, |r| results.extend(r.iter().map(|x| (x.line, x.status, x.id))))
+            .import(import::parse(bad.as_bytes(), Format::Csv).expect("csv"), &options, |r| results.extend(r.iter().map(|x| (x.line, x.status.as_str(), x.id))))
             .await
             .expect("atomic");
         assert_eq!((s.rows, s.created, s.failed), (41, 0, 1));
@@ -319,7 +320,7 @@ on_both_backends! {
         let mut created = 0;
         let s = app
             .importer()
-            .import(import::parse(good.as_bytes(), Format::Csv).expect("csv"), &options, |r| created += r.iter().filter(|x| x.status == "created" && x.id.is_some()).count())
+            .import(import::parse(good.as_bytes(), Format::Csv).expect("csv"), &options, |r| created += r.iter().filter(|x| x.status == ImportRowStatus::Created && x.id.is_some()).count())
             .await
             .expect("atomic ok");
         assert_eq!((s.rows, s.created, s.failed, created), (40, 40, 0, 40));
@@ -388,7 +389,7 @@ on_both_backends! {
                 let mut results = Vec::new();
                 let options = ImportOptions { on_conflict, batch_size: 10, ..ImportOptions::default() };
                 app.importer()
-                    .import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &options, |r| results.extend(r.iter().map(|x| (x.line, x.status, x.id, x.error.clone()))))
+                    .import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &options, |r| results.extend(r.iter().map(|x| (x.line, x.status.as_str(), x.id, x.error.clone()))))
                     .await
                     .expect("import");
                 results
@@ -467,7 +468,7 @@ async fn postgres_a_username_taken_by_a_concurrent_writer_fails_only_its_row() {
                 let mut results = Vec::new();
                 let s = app
                     .importer()
-                    .import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &ImportOptions::default(), |r| results.extend(r.iter().map(|x| (x.line, x.status, x.error.clone()))))
+                    .import(import::parse(text.as_bytes(), Format::Csv).expect("csv"), &ImportOptions::default(), |r| results.extend(r.iter().map(|x| (x.line, x.status.as_str(), x.error.clone()))))
                     .await;
                 (s, results)
             }

@@ -1,7 +1,7 @@
 //! `accountctl user …`.
 
 use crate::Error;
-use crate::domain::{DeletionMode, InstanceRole, parse_duration};
+use crate::domain::{DeletionMode, ImportRowStatus, InstanceRole, parse_duration};
 use crate::domain::{UserFilter, UserRef};
 use crate::services::accounts::{Accounts, NewUser};
 
@@ -767,12 +767,14 @@ async fn import(ctx: &Ctx, args: ImportArgs) -> Result<(), Error> {
             let mut out = std::io::stdout().lock();
             for r in results {
                 if ctx.out.quiet {
-                    if let Some(id) = r.id.filter(|_| r.status != "error" && r.status != "rolled_back") {
+                    if let Some(id) =
+                        r.id.filter(|_| !matches!(r.status, ImportRowStatus::Error | ImportRowStatus::RolledBack))
+                    {
                         let _ = writeln!(out, "{id}");
                     }
                 } else if ctx.out.format == super::output::Format::Json {
                     let _ = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
-                } else if r.status == "error" {
+                } else if r.status == ImportRowStatus::Error {
                     failures.push(r.clone());
                 }
             }

@@ -126,3 +126,22 @@ string_enum! {
         NotRequested => "not_requested",
     }
 }
+
+string_enum! {
+    /// The outcome of one row of a bulk import.
+    #[non_exhaustive]
+    pub enum ImportRowStatus {
+        /// A new user was created.
+        Created => "created",
+        /// An existing user was updated (`--on-conflict update`).
+        Updated => "updated",
+        /// The user exists and was left alone (`--on-conflict skip`).
+        Skipped => "skipped",
+        /// The row failed; its `error` says why.
+        Error => "error",
+        /// Dry run: the row would be created or updated.
+        Valid => "valid",
+        /// Atomic import with an error elsewhere: this row was fine but nothing was written.
+        RolledBack => "rolled_back",
+    }
+}

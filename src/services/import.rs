@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{
-    Email, InstanceRole, LogoutReason, MAX_NAME_CHARS, Person, Phone, User, Username, clean_identity, clean_text, now,
+    Email, ImportRowStatus, InstanceRole, LogoutReason, MAX_NAME_CHARS, Person, Phone, User, Username, clean_identity,
+    clean_text, now,
 };
 use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;
@@ -704,8 +705,9 @@ pub struct RowResult {
     /// The row's username, as given.
     pub username: String,
     /// `created`, `updated`, `skipped`, `error`; with `dry_run`: `valid` (would be created or
-    /// updated); with `atomic` and any error: `rolled_back` for rows that were fine.
-    pub status: &'static str,
+    /// updated); with `atomic` and any error: `rolled_back` for rows that were fine. Serialized
+    /// as those names.
+    pub status: ImportRowStatus,
     /// The user's id for a `created`, `updated`, `skipped` or `valid` row.
     pub id: Option<Uuid>,
     /// Why the row failed (`status` is `error`).
@@ -777,7 +779,7 @@ fn error(line: usize, username: &str, message: impl Into<String>) -> RowResult {
     RowResult {
         line,
         username: cut(username, crate::domain::ECHO_CHARS),
-        status: "error",
+        status: ImportRowStatus::Error,
         id: None,
         error: Some(cut(&message.into(), MAX_ERROR_CHARS)),
     }
@@ -993,7 +995,7 @@ impl Importer {
             }
             let mut written = self.write_batch(&mut tx, &batch, options, &mut directory).await?;
             written.results.sort_by_key(|r| r.line);
-            failed |= written.results.iter().any(|r| r.status == "error");
+            failed |= written.results.iter().any(|r| r.status == ImportRowStatus::Error);
             for r in &written.results {
                 results.write(&SpilledResult::from(r))?;
             }
@@ -1023,8 +1025,8 @@ impl Importer {
             };
             let Some(next) = next else { break };
             let mut r = next.into_result();
-            if failed && r.status != "error" {
-                r.status = "rolled_back";
+            if failed && r.status != ImportRowStatus::Error {
+                r.status = ImportRowStatus::RolledBack;
                 r.id = None;
             }
             out.push(r);
@@ -1189,7 +1191,7 @@ impl Importer {
                 (Some(id), OnConflict::Skip) => results.push(RowResult {
                     line: p.line,
                     username: name.to_owned(),
-                    status: "skipped",
+                    status: ImportRowStatus::Skipped,
                     id: Some(id),
                     error: None,
                 }),
@@ -1228,7 +1230,11 @@ impl Importer {
                     results.push(RowResult {
                         line: p.line,
                         username: name.to_owned(),
-                        status: if options.dry_run { "valid" } else { "created" },
+                        status: if options.dry_run {
+                            ImportRowStatus::Valid
+                        } else {
+                            ImportRowStatus::Created
+                        },
                         id: Some(user.id),
                         error: None,
                     });
@@ -1252,7 +1258,11 @@ impl Importer {
                     results.push(RowResult {
                         line: p.line,
                         username: p.username.as_str().to_owned(),
-                        status: if options.dry_run { "valid" } else { "updated" },
+                        status: if options.dry_run {
+                            ImportRowStatus::Valid
+                        } else {
+                            ImportRowStatus::Updated
+                        },
                         id: Some(id),
                         error: None,
                     });
@@ -1581,11 +1591,11 @@ fn created_user(b: &BatchUser) -> User {
 fn tally(summary: &mut ImportSummary, results: &[RowResult]) {
     for r in results {
         match r.status {
-            "created" => summary.created += 1,
-            "updated" => summary.updated += 1,
-            "skipped" => summary.skipped += 1,
-            "error" => summary.failed += 1,
-            _ => {}
+            ImportRowStatus::Created => summary.created += 1,
+            ImportRowStatus::Updated => summary.updated += 1,
+            ImportRowStatus::Skipped => summary.skipped += 1,
+            ImportRowStatus::Error => summary.failed += 1,
+            ImportRowStatus::Valid | ImportRowStatus::RolledBack => {}
         }
     }
 }

@@ -6,10 +6,16 @@
 //! names a server where the tests may create databases. When it is unreachable the PostgreSQL
 //! tests are skipped with a message, except with `CI` set, where they fail.
 //!
+//! The databases are cheap to make: a clone of a migrated template (PostgreSQL) or a copy of
+//! a migrated file (SQLite), made once per test binary build, and dropped in the background
+//! (see `fresh.rs`).
+//!
 //! PgBouncer: tests that go through a pooler start their own `pgbouncer` (from `PATH` or
 //! `/usr/sbin`, on a free port in 6432–6439) in front of that server and stop it when they
 //! end; without the binary they are skipped, except with `CI` set.
 #![allow(dead_code)]
+
+mod fresh;
 
 use std::future::Future;
 use std::io::Write;
@@ -437,28 +443,21 @@ where
         },
         _ => None,
     };
+    // Migrated with the shipped hooks over a direct connection (as the README advises), by
+    // cloning a database so migrated (fresh.rs).
     let (direct_url, pg_name) = match backend {
-        Backend::Sqlite => (format!("sqlite://{}", dir.path().join("test.db").display()), None),
+        Backend::Sqlite => {
+            let path = dir.path().join("test.db");
+            fresh::create_sqlite_database(&path).await;
+            (format!("sqlite://{}", path.display()), None)
+        }
         Backend::Postgres | Backend::PgBouncer => {
             let Some(admin_url) = pg_available().await else { return };
             let name = format!("accountctl_{tag}_{}", uuid::Uuid::new_v4().simple());
-            admin_exec(&admin_url, &format!("CREATE DATABASE {name}")).await;
+            fresh::create_pg_database(&admin_url, &name).await;
             (pg_url_for(&name), Some((admin_url, name)))
         }
     };
-    // Migrations always run over a direct connection (as the README advises).
-    let direct = Database::connect_with(&DatabaseUrl::parse(&direct_url).expect("url"), 1)
-        .await
-        .expect("connect test database");
-    App::builder()
-        .database(direct.clone())
-        .build()
-        .await
-        .expect("build the app")
-        .migrate()
-        .await
-        .expect("migrate");
-    direct.close().await;
     let url = match (&pgbouncer, &pg_name) {
         (Some(b), Some((_, name))) => b.url(name),
         _ => direct_url.clone(),
@@ -479,9 +478,9 @@ where
     db.close().await;
     drop(pgbouncer);
     if let Some((admin_url, name)) = pg_name {
-        admin_exec(&admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-        // A test's read-only twin (tests/production.rs), also when the test panicked.
-        admin_exec(&admin_url, &format!("DROP DATABASE IF EXISTS {name}_ro WITH (FORCE)")).await;
+        // With a test's read-only twin (tests/production.rs), also when the test panicked.
+        let twin = format!("{name}_ro");
+        fresh::drop_pg_databases_later(&admin_url, vec![name, twin]);
     }
     if let Err(err) = outcome {
         match err.try_into_panic() {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{ImportRow, Prepared, RowResult};
-use crate::domain::{Email, InstanceRole, Phone, Timestamp, User, Username};
+use crate::domain::{Email, ImportRowStatus, InstanceRole, Phone, Timestamp, User, Username};
 use crate::error::{Error, Result};
 
 /// A temporary file being written.
@@ -78,7 +78,7 @@ impl From<&RowResult> for SpilledResult {
         Self {
             line: r.line,
             username: r.username.clone(),
-            status: r.status.to_owned(),
+            status: r.status.as_str().to_owned(),
             id: r.id,
             error: r.error.clone(),
         }
@@ -90,14 +90,8 @@ impl SpilledResult {
         RowResult {
             line: self.line,
             username: self.username,
-            status: match self.status.as_str() {
-                "created" => "created",
-                "updated" => "updated",
-                "skipped" => "skipped",
-                "valid" => "valid",
-                "rolled_back" => "rolled_back",
-                _ => "error",
-            },
+            // Written by `from` just above, so it parses; an unreadable one reads as a failure.
+            status: self.status.parse().unwrap_or(ImportRowStatus::Error),
             id: self.id,
             error: self.error,
         }
