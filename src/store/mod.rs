@@ -851,6 +851,21 @@ impl Database {
     /// a guard; it costs nothing when the pool is empty.
     pub async fn close(&self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        if let Pool::Postgres(p) = &self.pool {
+            // A transaction dropped after an error (a refused statement, a canceled one)
+            // queues its ROLLBACK on the connection without reading the reply. Closing then
+            // sends the goodbye and shuts the socket while the server is still answering, and
+            // the server logs a lost client. Each idle connection is settled first: a ping
+            // sends what is queued and reads every reply owed before it.
+            let mut idle = Vec::new();
+            while let Some(conn) = p.try_acquire() {
+                idle.push(conn);
+            }
+            for conn in &mut idle {
+                let _ = tokio::time::timeout(Duration::from_secs(2), sqlx::Connection::ping(&mut **conn)).await;
+            }
+            drop(idle);
+        }
         loop {
             let left = match &self.pool {
                 Pool::Sqlite(p) => {
