@@ -857,6 +857,12 @@ impl Database {
             // sends the goodbye and shuts the socket while the server is still answering, and
             // the server logs a lost client. Each idle connection is settled first: a ping
             // sends what is queued and reads every reply owed before it.
+            // A dropped transaction's connection comes back to the pool from a spawned task:
+            // wait (briefly) until every connection is back.
+            let settle_by = std::time::Instant::now() + Duration::from_millis(500);
+            while p.num_idle() < p.size() as usize && std::time::Instant::now() < settle_by {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             let mut idle = Vec::new();
             while let Some(conn) = p.try_acquire() {
                 idle.push(conn);
