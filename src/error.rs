@@ -69,6 +69,12 @@ pub enum Error {
     /// carry what the command needs. The message says what to do. Exit code 6.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A mail could not be handed to the SMTP relay (refused connection, TLS or AUTH failure,
+    /// a rejected recipient). The message names the relay's answer and, where it helps, the
+    /// setting to check (e.g. `tls = "none"` for a local relay). Nothing in the database
+    /// depends on it: a failed invite delivery revokes its invite. Exit code 6.
+    #[error("mail not delivered: {0}")]
+    MailUnavailable(String),
     /// The database aborted the transaction because it conflicted with a concurrent one
     /// (SQLSTATE 40001 serialization failure, 40P01 deadlock) and it still did after the
     /// bounded retries of [`crate::store::Database::retrying`]. Nothing was changed. Exit code 4.
@@ -92,7 +98,7 @@ pub enum Error {
 impl Error {
     /// The CLI exit code for this error: 1 internal (a hook that failed included),
     /// 2 invalid, 3 not found, 4 conflict/refused (a hook's veto included), 5 partial
-    /// failure, 6 database unavailable, schema behind or ahead, or hooks missing, 130
+    /// failure, 6 database or mail relay unavailable, schema behind or ahead, or hooks missing, 130
     /// interrupted at a prompt.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -104,7 +110,7 @@ impl Error {
             | Self::Vetoed { .. }
             | Self::Serialization(_) => 4,
             Self::Partial { .. } => 5,
-            Self::Unavailable(_) | Self::Schema(_) | Self::MissingHooks(_) => 6,
+            Self::Unavailable(_) | Self::MailUnavailable(_) | Self::Schema(_) | Self::MissingHooks(_) => 6,
             Self::Hook { .. } | Self::Database(_) | Self::Internal(_) => 1,
             Self::Interrupted => 130,
         }

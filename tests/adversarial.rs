@@ -576,12 +576,18 @@ on_both_backends! {
         ctx.cli().args(["user", "create", "ext", "--external", "--provider", "oidc", "--subject", "42"]).assert().success();
         let before = ctx.dump().await;
         ctx.cli().args(["user", "create", "alice2", "--email", "alice@example.com", "--password-stdin"]).write_stdin("long enough password\n")
-            .assert().code(4).stderr(predicate::str::contains("already belongs to a user").and(predicate::str::contains("UNIQUE").not()));
+            .assert().code(4).stderr(predicate::str::contains("the email address alice@example.com already belongs to user alice").and(predicate::str::contains("UNIQUE").not()).and(predicate::str::contains("trash").not()));
         ctx.cli().args(["user", "create", "ext2", "--external", "--provider", "oidc", "--subject", "42"])
             .assert().code(4).stderr(predicate::str::contains("(provider, subject) identity already belongs").and(predicate::str::contains("UNIQUE").not()));
         ctx.cli().args(["user", "create", "ALICE", "--password-stdin"]).write_stdin("long enough password\n")
             .assert().code(4).stderr(predicate::str::contains("username is already taken"));
         assert_eq!(ctx.dump().await, before);
+        // The owner in the trash: the message says so and how to free the address.
+        ctx.cli().args(["user", "delete", "alice", "--mode", "admin", "--yes"]).assert().success();
+        let trashed = ctx.dump().await;
+        ctx.cli().args(["user", "create", "alice3", "--email", "alice@example.com", "--password-stdin"]).write_stdin("long enough password\n")
+            .assert().code(4).stderr(predicate::str::contains("already belongs to user alice (in the trash: `user restore`"));
+        assert_eq!(ctx.dump().await, trashed);
     }
 
     // 21

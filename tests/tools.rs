@@ -460,6 +460,34 @@ mod hints {
                 .stderr(predicate::str::contains("copied from a table"));
         }
 
+        async fn verbose_levels_add_what_they_promise_and_never_a_secret(ctx) {
+            ctx.bootstrap_cli();
+            let password = "correct horse battery staple";
+            let quiet = ctx.cli().env_remove("RUST_LOG").args(["user", "create", "erin", "--password-stdin"]).write_stdin(format!("{password}\n")).assert().success();
+            let quiet = stderr(&quiet);
+            assert!(!quiet.contains("INFO") && !quiet.contains("hook called"), "{quiet}");
+            let info = ctx.cli().env_remove("RUST_LOG").args(["-v", "user", "create", "fred", "--password-stdin"]).write_stdin(format!("{password}\n")).assert().success();
+            let info = stderr(&info);
+            assert!(info.contains("INFO") && !info.contains("DEBUG") && !info.contains("hook called"), "{info}");
+            let debug = ctx.cli().env_remove("RUST_LOG").args(["-vv", "user", "create", "gina", "--password-stdin"]).write_stdin(format!("{password}\n")).assert().success();
+            let debug = stderr(&debug);
+            // Each hook call with its event and time; each statement with its elapsed time.
+            assert!(debug.contains("hook called") && debug.contains("event=\"created\"") && debug.contains("elapsed_ms"), "{debug}");
+            assert!(debug.contains("INSERT INTO users") && debug.contains("elapsed"), "{debug}");
+            for shown in [&quiet, &info, &debug] {
+                assert!(!shown.contains(password) && !shown.contains("$argon2id$"), "{shown}");
+            }
+        }
+
+        async fn a_config_file_error_names_its_line_but_never_echoes_the_line(ctx) {
+            let config = ctx.dir.path().join("broken.toml");
+            std::fs::write(&config, "actor = \"ops\"\ndatabase_url = \"postgres://app:Sup3rSecret@db.example/app\" trailing\n").expect("write");
+            let out = ctx.cli().args(["--config", config.to_str().expect("utf8"), "user", "list"]).assert().code(2);
+            let err = stderr(&out);
+            assert!(err.contains("line 2, column"), "{err}");
+            assert!(!err.contains("Sup3rSecret") && !err.contains("trailing"), "{err}");
+        }
+
         async fn an_application_admin_binary_carries_its_own_version_description_and_config_file(ctx) {
             let help = ctx.app_admin().arg("--help").assert().success();
             let help = String::from_utf8_lossy(&help.get_output().stdout).into_owned();

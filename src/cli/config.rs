@@ -128,13 +128,28 @@ pub fn locate(explicit: Option<&Path>, branding: &crate::app::Branding, bin: &st
 }
 
 /// Reads and checks a config file. Errors: [`Error::Invalid`] for unreadable files, TOML
-/// errors, unknown keys, both `database_url` and `database_url_file`, or an `invite_link`
+/// errors (naming the line and column, never echoing the line, which may hold a secret), unknown keys, both `database_url` and `database_url_file`, or an `invite_link`
 /// without `{token}`.
 pub fn load(path: &Path) -> Result<FileConfig, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Invalid(format!("cannot read config file {}: {e}", path.display())))?;
-    let config: FileConfig = toml::from_str(&text)
-        .map_err(|e| Error::Invalid(format!("config file {}: {}", path.display(), e.message())))?;
+    let config: FileConfig = toml::from_str(&text).map_err(|e| {
+        // Where, never what: the line may hold a secret (a database URL with its password).
+        let at = e
+            .span()
+            .map(|span| {
+                let end = (0..=span.start.min(text.len()))
+                    .rev()
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(0);
+                let before = &text[..end];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(" line {line}, column {column}:")
+            })
+            .unwrap_or_default();
+        Error::Invalid(format!("config file {}:{at} {}", path.display(), e.message()))
+    })?;
     if config.database_url.is_some() && config.database_url_file.is_some() {
         return Err(Error::Invalid(format!(
             "config file {}: set database_url or database_url_file, not both",

@@ -181,8 +181,12 @@ async fn deliver(ctx: &Ctx, issued: IssuedInvite, delivery: Delivery) -> Result<
                 Ok(_) => "revoked, since nobody has its token".to_owned(),
                 Err(revoke) => format!("could not be revoked ({revoke}): run `invite revoke {id}`"),
             };
-            return Err(Error::Unavailable(format!(
-                "invite {id} was not sent ({e}) and was {revoked}; fix the mail settings and create it again"
+            let why = match e {
+                Error::MailUnavailable(why) => why,
+                other => other.to_string(),
+            };
+            return Err(Error::MailUnavailable(format!(
+                "invite {id} was not sent ({why}) and was {revoked}; fix the mail settings and create it again"
             )));
         }
         if !ctx.out.quiet {

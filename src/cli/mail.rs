@@ -58,8 +58,8 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// Sends the invite's link to its email passport. Errors: [`Error::Invalid`] for a bad
-/// `from` address or an unreadable password file; [`Error::Unavailable`] (exit 6) when the
-/// server cannot be reached or refuses the message.
+/// `from` address or an unreadable password file; [`Error::MailUnavailable`] (exit 6) when
+/// the relay cannot be reached or refuses the message.
 pub async fn send_invite(smtp: &SmtpConfig, invite: &Invite, link: &str) -> Result<(), Error> {
     let credentials = check_settings(smtp)?;
     let from: Mailbox = smtp
@@ -83,7 +83,7 @@ pub async fn send_invite(smtp: &SmtpConfig, invite: &Invite, link: &str) -> Resu
         .body(body)
         .map_err(|e| Error::Invalid(format!("cannot build the invite message: {e}")))?;
     let unavailable = |e: lettre::transport::smtp::Error| {
-        Error::Unavailable(format!(
+        Error::MailUnavailable(format!(
             "SMTP server {} (not the database): {e}; check [smtp] host, port and tls in the config file (a local relay without TLS takes tls = \"none\")",
             smtp.host
         ))

@@ -670,7 +670,8 @@ fn init_tracing(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
-        _ => "debug,sqlx=warn",
+        // sqlx logs each statement with its elapsed time at debug.
+        _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -1,5 +1,5 @@
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::task::TaskTracker;
 
@@ -44,7 +44,10 @@ impl UserLifecycleService {
     pub(crate) async fn dispatch_created(&self, user: &User) -> Vec<HookFailure> {
         let mut failures = Vec::new();
         for hook in &self.hooks {
-            if let Err(err) = hook.on_user_created(user).await {
+            let started = Instant::now();
+            let result = hook.on_user_created(user).await;
+            called(hook.name(), "created", started, result.is_ok());
+            if let Err(err) = result {
                 tracing::error!(hook = hook.name(), user_id = %user.id, error = %err, "on_user_created failed; the user stands, the hook's work is owed");
                 failures.push(failure(hook.name(), "created", &err));
             }
@@ -62,7 +65,10 @@ impl UserLifecycleService {
             return failures;
         }
         for hook in self.hooks.iter().filter(|h| only.is_none_or(|n| n == h.name())) {
-            if let Err(err) = hook.on_users_created(users).await {
+            let started = Instant::now();
+            let result = hook.on_users_created(users).await;
+            called(hook.name(), "created (batch)", started, result.is_ok());
+            if let Err(err) = result {
                 tracing::error!(hook = hook.name(), users = users.len(), error = %err, "on_users_created failed; the users stand, the hook's work is owed");
                 failures.push(failure(hook.name(), "created", &err));
             }
@@ -76,7 +82,10 @@ impl UserLifecycleService {
     pub(crate) async fn dispatch_login(&self, user: &User) -> Vec<HookFailure> {
         let mut failures = Vec::new();
         for hook in &self.hooks {
-            if let Err(err) = hook.on_user_login(user).await {
+            let started = Instant::now();
+            let result = hook.on_user_login(user).await;
+            called(hook.name(), "login", started, result.is_ok());
+            if let Err(err) = result {
                 tracing::error!(hook = hook.name(), user_id = %user.id, error = %err, "on_user_login failed; the sign-in stands");
                 failures.push(failure(hook.name(), "login", &err));
             }
@@ -97,7 +106,10 @@ impl UserLifecycleService {
         let actor = current_actor();
         self.spawned.spawn(with_actor(actor, async move {
             for hook in &hooks {
-                if let Err(err) = hook.on_user_logout(&user, reason).await {
+                let started = Instant::now();
+                let result = hook.on_user_logout(&user, reason).await;
+                called(hook.name(), "logout", started, result.is_ok());
+                if let Err(err) = result {
                     tracing::error!(hook = hook.name(), user_id = %user.id, %reason, error = %err, "on_user_logout failed");
                 }
             }
@@ -110,7 +122,10 @@ impl UserLifecycleService {
     /// everything back.
     pub(crate) async fn dispatch_deleted(&self, user: &User, mode: DeletionMode, tx: &mut Tx) -> Result<(), Error> {
         for hook in &self.hooks {
-            if let Err(err) = hook.on_user_deleted(user, mode, tx).await {
+            let started = Instant::now();
+            let result = hook.on_user_deleted(user, mode, tx).await;
+            called(hook.name(), "deleted", started, result.is_ok());
+            if let Err(err) = result {
                 // A veto is the returned error, which the caller reports (the CLI's error
                 // line, the sweeper's per-user line): logged here at debug, so it is not
                 // reported twice.
@@ -134,6 +149,19 @@ impl UserLifecycleService {
         self.spawned.reopen();
         if finished { 0 } else { self.spawned.len() }
     }
+}
+
+/// One debug line per hook call (`-vv`): the hook, the event, how long it took in
+/// milliseconds and whether it returned `Ok`. Never the user's identifiers or the error's
+/// text (the error is logged on its own line at its own level).
+fn called(hook: &str, event: &str, started: Instant, ok: bool) {
+    tracing::debug!(
+        hook,
+        event,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        ok,
+        "hook called"
+    );
 }
 
 fn failure(hook: &str, event: &str, err: &Error) -> HookFailure {

@@ -274,6 +274,7 @@ impl Accounts {
                 view.username
             )));
         }
+        Self::refuse_taken_passports(&mut tx, &valid).await?;
         let (user, owed) = self.create_in(&mut tx, &new, valid).await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
@@ -283,6 +284,40 @@ impl Accounts {
             created: true,
             hook_failures,
         })
+    }
+
+    /// Refuses a new user's email or phone that another user already holds, naming that user
+    /// (and, when the owner is in the trash, the two ways to free the address), so an operator
+    /// knows whom to look at instead of reading the unique index's name. The unique index on
+    /// `passports.value` stays the guarantee under concurrency; this is the message.
+    ///
+    /// Errors: [`Error::Conflict`] (exit code 4), e.g. "the email address a@example.com already
+    /// belongs to user alice".
+    async fn refuse_taken_passports(tx: &mut Tx, valid: &Validated) -> Result<()> {
+        let wanted = [
+            valid
+                .email
+                .clone()
+                .map(|e| ("email address", e.as_str().to_owned(), UserRef::Email(e))),
+            valid
+                .phone
+                .clone()
+                .map(|p| ("phone number", p.as_str().to_owned(), UserRef::Phone(p))),
+        ];
+        for (what, value, by) in wanted.into_iter().flatten() {
+            if let Some(owner) = tx.find_user(&by, false).await? {
+                let trash = if owner.deleted_at.is_some() {
+                    " (in the trash: `user restore` brings it back, `user delete --mode gdpr` frees the address)"
+                } else {
+                    ""
+                };
+                return Err(Error::Conflict(format!(
+                    "the {what} {value} already belongs to user {}{trash}",
+                    owner.username
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The transactional part of [`Accounts::create`], for callers that compose it with more

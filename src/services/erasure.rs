@@ -165,6 +165,7 @@ pub fn stored_reason(err: &Error) -> String {
         Error::MissingHooks(_) => "hooks missing".into(),
         Error::Partial { .. } => "partial".into(),
         Error::Unavailable(_) => "database unavailable".into(),
+        Error::MailUnavailable(_) => "mail not delivered".into(),
         Error::Serialization(_) => "serialization conflict".into(),
         Error::Schema(_) => "schema mismatch".into(),
         Error::Database(_) => "database error".into(),

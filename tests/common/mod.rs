@@ -182,29 +182,38 @@ impl Ctx {
     pub async fn exec_without_triggers(&self, sql: &str) {
         match self.backend {
             Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.direct_url).await.expect("sqlite");
+                // One connection, one write transaction: nobody else sees the triggers gone,
+                // and a busy machine's slow writer is waited for (30 s) instead of failing.
+                use sqlx::Connection;
+                use std::str::FromStr;
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(&self.direct_url)
+                    .expect("sqlite url")
+                    .busy_timeout(std::time::Duration::from_secs(30));
+                let mut conn = sqlx::SqliteConnection::connect_with(&options).await.expect("sqlite");
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.expect("begin");
                 let triggers: Vec<(String, String)> =
                     sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'users'")
-                        .fetch_all(&pool)
+                        .fetch_all(&mut conn)
                         .await
                         .expect("triggers");
                 for (name, _) in &triggers {
                     sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {name}")))
-                        .execute(&pool)
+                        .execute(&mut conn)
                         .await
-                        .expect("drop");
+                        .unwrap_or_else(|e| panic!("drop trigger {name}: {e}"));
                 }
                 sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&pool)
+                    .execute(&mut conn)
                     .await
                     .unwrap_or_else(|e| panic!("{sql}: {e}"));
-                for (_, create) in &triggers {
+                for (name, create) in &triggers {
                     sqlx::query(sqlx::AssertSqlSafe(create.clone()))
-                        .execute(&pool)
+                        .execute(&mut conn)
                         .await
-                        .expect("recreate");
+                        .unwrap_or_else(|e| panic!("recreate trigger {name}: {e}"));
                 }
-                pool.close().await;
+                sqlx::query("COMMIT").execute(&mut conn).await.expect("commit");
+                conn.close().await.expect("close");
             }
             Backend::Postgres | Backend::PgBouncer => {
                 use sqlx::Connection;
