@@ -512,3 +512,51 @@ use accountctl::db::InvalidationChannel;
 use accountctl::services::authz::{InvalidationListener, ListenerEvent};
 
 use predicates::prelude::*;
+
+/// The upgrade path: a PostgreSQL database migrated before the channel was recorded, whose
+/// processes set `ACCOUNTCTL_INVALIDATIONS=table`, records the table at its next `migrate`
+/// (run with that setting), so nothing changes for it; from then on the record decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_before_the_record_keeps_the_channel_its_processes_used() {
+    common::run_on(common::Backend::Postgres, |ctx| async move {
+        ctx.exec("ALTER TABLE accountctl_registry DROP COLUMN invalidations")
+            .await
+            .expect("as before the record");
+        ctx.exec("DELETE FROM _sqlx_migrations WHERE version = 20261205090000")
+            .await
+            .expect("as before the record");
+        let out = ctx
+            .cli()
+            .env("ACCOUNTCTL_INVALIDATIONS", "table")
+            .args(["migrate", "-o", "json"])
+            .output()
+            .expect("migrate");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(report["applied"], json!([20261205090000_i64]), "{report}");
+        assert_eq!(
+            (
+                report["invalidations"].as_str(),
+                report["invalidations_changed"].as_bool()
+            ),
+            (Some("table"), Some(true))
+        );
+        assert_eq!(
+            ctx.count("SELECT COUNT(*) FROM audit_events WHERE event = 'registry.invalidations'")
+                .await,
+            1
+        );
+        ctx.cli().args(["user", "list"]).assert().success();
+        ctx.cli()
+            .env("ACCOUNTCTL_INVALIDATIONS", "table")
+            .args(["user", "list"])
+            .assert()
+            .success();
+        ctx.cli()
+            .env("ACCOUNTCTL_INVALIDATIONS", "notify")
+            .args(["user", "list"])
+            .assert()
+            .code(2);
+    })
+    .await;
+}

@@ -170,7 +170,8 @@ impl Database {
     /// Errors: [`Error::MissingHooks`] when the database records what `plan` lacks (another
     /// application, a hook, handler or declaration it neither registers nor retires, an
     /// application migration it does not know; nothing applied); [`Error::Invalid`] for the
-    /// `notify` channel on SQLite (which has no `NOTIFY`); [`Error::Schema`] when the
+    /// `notify` channel on SQLite (which has no `NOTIFY`), asked for by `invalidations` or by
+    /// this process; [`Error::Schema`] when the
     /// database holds migrations this build does not know or one whose SQL changed since it
     /// was applied; [`Error::Invalid`] for duplicate versions; the database's errors otherwise
     /// (the run rolls back whole).
@@ -180,9 +181,13 @@ impl Database {
         actor: &str,
         invalidations: Option<InvalidationChannel>,
     ) -> Result<MigrateReport> {
-        if self.backend() == Backend::Sqlite && invalidations == Some(InvalidationChannel::Notify) {
+        // Refused before anything is applied (a bootstrap would otherwise migrate, then fail
+        // its first write on the channel mismatch).
+        if self.backend() == Backend::Sqlite
+            && invalidations.or(self.invalidations) == Some(InvalidationChannel::Notify)
+        {
             return Err(Error::Invalid(
-                "SQLite has no NOTIFY: a SQLite database always carries invalidations through its table (`--invalidations table`)".into(),
+                "SQLite has no NOTIFY: a SQLite database always carries invalidations through its table (`--invalidations table`, ACCOUNTCTL_INVALIDATIONS=table or unset)".into(),
             ));
         }
         let mut tx = self.begin_unguarded().await?;
