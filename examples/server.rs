@@ -15,14 +15,14 @@
 //! | `POST /login` `{"username","password"}` | 200 `{"access_token","refresh_token","expires_at"}` |
 //! | `POST /login/external` `{"provider","subject","email"}` | 200, the same body |
 //! | `GET /me` (Bearer) | 200 `{"id","username","role","is_external"}` |
-//! | `GET /workspaces/{name}/capabilities` (Bearer) | 200 `{"workspace","capabilities":[…]}` |
+//! | `GET /workspaces/{name}/capabilities` (Bearer) | 200 `{"workspace","capabilities":[…]}`, `[]` when not a member or no such workspace |
 //! | `POST /refresh` `{"refresh_token"}` | 200 a new pair; on reuse 401 and the family revoked |
 //! | `POST /logout` (Bearer) | 204 |
 //!
 //! Each session records the client it was issued to (shown by `accountctl session list`): the
 //! `User-Agent` header and the client's IP address, which is the TCP peer's address, or, with
 //! `--trust-forwarded-for` (for a server behind a reverse proxy of one's own), the last
-//! address of the `X-Forwarded-For` header, the one that proxy appended. Without the flag the
+//! address of the `X-Forwarded-For` header, across all its lines: the one that proxy appended. Without the flag the
 //! header is ignored, since any client can send it.
 //!
 //! Every refusal is 401 with the one body `{"error":"unauthorized"}`; a failed password
@@ -65,8 +65,9 @@ struct Args {
     /// `DATABASE_URL` goes through a transaction-mode pooler (default: `DATABASE_URL`).
     #[arg(long, env = "ACCOUNTCTL_LISTEN_URL", hide_env_values = true)]
     listen_database_url: Option<String>,
-    /// How invalidations travel: `notify` (PostgreSQL's default) or `table` (SQLite's, and
-    /// for engines without LISTEN/NOTIFY). Must match what the CLI uses.
+    /// The invalidation channel this server expects: `notify` or `table`. The database
+    /// records its channel (`accountctl migrate --invalidations`) and the server follows the
+    /// record; when this is given and disagrees, the server refuses to start (exit 2).
     #[arg(long, env = "ACCOUNTCTL_INVALIDATIONS")]
     invalidations: Option<accountctl::db::InvalidationChannel>,
     /// Take the client's IP address from the last entry of `X-Forwarded-For` (set by a
@@ -92,10 +93,16 @@ struct ForwardedFor(bool);
 
 /// The client of a request as the session records it: IP address (the peer's, or the proxy's
 /// `X-Forwarded-For` when trusted) and `User-Agent`.
+///
+/// The forwarded address is the right-most one across *all* `X-Forwarded-For` header lines
+/// (RFC 7230 §3.2.2: several lines of one field are one comma-separated list, in order): a
+/// proxy that appends a line of its own, rather than extending the client's, puts the address
+/// it saw last. The first line is the client's to write. When that last entry is not an IP
+/// address (or the last line is not text) the peer's address is recorded instead.
 fn client_info(peer: SocketAddr, headers: &HeaderMap, forwarded: ForwardedFor) -> ClientInfo {
     let forwarded_ip = forwarded
         .0
-        .then(|| headers.get("x-forwarded-for")?.to_str().ok())
+        .then(|| headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok())
         .flatten()
         .and_then(|list| list.rsplit(',').next())
         .and_then(|last| last.trim().parse::<IpAddr>().ok());
@@ -246,11 +253,22 @@ async fn me(State(app): State<App>, headers: HeaderMap) -> Answer {
     .into_response())
 }
 
+/// The caller's capabilities in a workspace. A workspace that does not exist (or a name that
+/// cannot be one) answers like one the caller is not in, 200 with no capability: a signed-in
+/// user learns nothing about which workspaces exist.
 async fn capabilities(State(app): State<App>, Path(name): Path<String>, headers: HeaderMap) -> Answer {
     let valid = session(&app, &headers).await?;
-    let workspace_id = app.workspace_id(&name).await?;
-    let caps = app.authz().capabilities(app.db(), valid.user.id, workspace_id).await?;
-    let list: Vec<&str> = caps.iter().map(|c| c.as_str()).collect();
+    let list: Vec<String> = match app.workspace_id(&name).await {
+        Ok(workspace_id) => app
+            .authz()
+            .capabilities(app.db(), valid.user.id, workspace_id)
+            .await?
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
+        Err(Error::NotFound { .. } | Error::Invalid(_)) => Vec::new(),
+        Err(other) => return Err(other.into()),
+    };
     Ok(axum::Json(json!({ "workspace": name, "capabilities": list })).into_response())
 }
 

@@ -209,9 +209,12 @@ impl AppBuilder {
         self
     }
 
-    /// How the AuthzCache hook publishes invalidations to other processes (default:
-    /// `NOTIFY` on PostgreSQL; SQLite always uses the table). [`InvalidationChannel::Table`]
-    /// is for PostgreSQL-compatible engines without `LISTEN`/`NOTIFY`.
+    /// The invalidation channel this process expects (see [`InvalidationChannel`]: the
+    /// database records it, `NOTIFY` on PostgreSQL unless changed, the table on SQLite).
+    /// [`AppBuilder::build`] refuses with [`Error::Invalid`] (exit 2), naming both, when the
+    /// database records another; on a database that records none yet, this is the channel
+    /// used and the one its first `migrate` records. Change a database's channel with
+    /// [`App::migrate_with_invalidations`] (`migrate --invalidations`).
     pub fn invalidation_channel(mut self, channel: InvalidationChannel) -> Self {
         self.invalidations = Some(channel);
         self
@@ -325,9 +328,13 @@ impl AppBuilder {
     /// this binary lacks one, the `App` may read but every write fails with
     /// [`Error::MissingHooks`] (exit 6).
     ///
-    /// Errors: [`Error::Invalid`] for no database, a malformed URL, duplicate hook names or an
-    /// invalid personal-data declaration; [`Error::Unavailable`] when the database cannot be
-    /// reached.
+    /// It also reads the invalidation channel the database records
+    /// ([`Database::check_invalidation_channel`]).
+    ///
+    /// Errors: [`Error::Invalid`] for no database, a malformed URL, duplicate hook names, an
+    /// invalid personal-data declaration, or an [`AppBuilder::invalidation_channel`] (or
+    /// [`Database::with_invalidation_channel`]) other than the one the database records;
+    /// [`Error::Unavailable`] when the database cannot be reached.
     pub async fn build(self) -> Result<App> {
         let db = match self.database {
             Some(DatabaseSource::Database(db)) => db,
@@ -345,6 +352,9 @@ impl AppBuilder {
             Some(channel) => db.with_invalidation_channel(channel),
             None => db,
         };
+        // The invalidation channel is the database's: read it, and refuse a process that
+        // asks for another (its revocations would reach no listener).
+        db.check_invalidation_channel().await?;
         // This App's handle (and every clone its hooks get) is checked against its own
         // declared set, armed below once the set is known.
         let db = db.with_own_guard();
@@ -528,7 +538,23 @@ impl App {
     /// database is ahead of this build or a migration was edited after it was applied.
     pub async fn migrate(&self) -> Result<MigrateReport> {
         self.db
-            .migrate_with(&self.plan, &crate::lifecycle::current_actor())
+            .migrate_with(&self.plan, &crate::lifecycle::current_actor(), None)
+            .await
+    }
+
+    /// [`App::migrate`], then records `channel` as the database's invalidation channel
+    /// (`migrate --invalidations`), in the same transaction: audited as
+    /// `registry.invalidations` (from, to, binary, actor) when it changes. Every process
+    /// follows: guarded writers at their next write transaction, listeners on `NOTIFY` at
+    /// once (a notification of the change), listeners polling the table within
+    /// [`crate::services::authz::CHANNEL_CHECK`]; each drops its whole capability cache when
+    /// it switches. A process that asked for the old channel explicitly is refused from then
+    /// on (exit 2) until its setting changes.
+    ///
+    /// Errors: [`Error::Invalid`] for `notify` on SQLite; those of [`App::migrate`].
+    pub async fn migrate_with_invalidations(&self, channel: InvalidationChannel) -> Result<MigrateReport> {
+        self.db
+            .migrate_with(&self.plan, &crate::lifecycle::current_actor(), Some(channel))
             .await
     }
 
@@ -755,7 +781,7 @@ mod send_check {
     #[allow(dead_code)]
     fn check(app: &super::App, db: &crate::store::Database) {
         is_send(app.migrate());
-        is_send(db.migrate_with(&Default::default(), "actor"));
+        is_send(db.migrate_with(&Default::default(), "actor", None));
         is_send(app.schema_status());
         is_send(app.missing_hooks());
         is_send(super::App::builder().build());

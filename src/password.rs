@@ -153,13 +153,48 @@ pub fn hash_blocking(password: &Secret) -> Result<String> {
 /// systems), within the cost bounds of [`check_hash`]. A malformed, unsupported or too
 /// costly hash verifies as `false` after the same work as a wrong password, so a hostile
 /// stored hash can neither exhaust memory or CPU nor be told apart by timing.
+///
+/// A failed verification against a hash cheaper than the policy ([`costs_less_than_policy`]:
+/// a bcrypt hash imported from another system, a weaker argon2) is followed by a dummy
+/// verification at the policy's parameters, so a wrong password costs at least what an
+/// unknown user costs and a cheap imported hash does not tell which users exist (a bcrypt
+/// cost-4 miss alone answers in a millisecond, the dummy in tens). A successful one is not
+/// padded: the sign-in then rehashes the password at the policy's parameters anyway.
 pub fn verify_blocking(phc: &str, password: &Secret) -> bool {
     if let Err(e) = check_hash(phc) {
         tracing::error!(error = %e, "stored password hash refused");
         let _ = verify_unchecked(DUMMY_PHC, password);
         return false;
     }
-    verify_unchecked(phc, password)
+    let verified = verify_unchecked(phc, password);
+    if !verified && costs_less_than_policy(phc) {
+        let _ = verify_unchecked(DUMMY_PHC, password);
+    }
+    verified
+}
+
+/// Whether verifying against `phc` costs less than one verification at the policy's
+/// parameters (argon2id m=19456 KiB, t=2, p=1; see the module docs), so that a failed
+/// verification must be padded with a dummy one ([`verify_blocking`]).
+///
+/// Every bcrypt hash counts as cheaper: its CPU-only work (2^cost rounds) has no common
+/// measure with argon2's memory-hard passes, and padding a bcrypt miss costs one dummy
+/// verification more, never less than the policy. An argon2 hash counts as cheaper when its
+/// memory or its total work (memory × passes) is below the policy's. A hash that is not
+/// one of these (malformed, another algorithm) counts as cheaper too: it verifies nothing.
+pub fn costs_less_than_policy(phc: &str) -> bool {
+    if is_bcrypt(phc) {
+        return true;
+    }
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return true;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return true;
+    };
+    let policy = Params::DEFAULT;
+    let work = |p: &Params| u64::from(p.m_cost()) * u64::from(p.t_cost());
+    params.m_cost() < policy.m_cost() || work(&params) < work(&policy)
 }
 
 fn verify_unchecked(phc: &str, password: &Secret) -> bool {
@@ -396,6 +431,42 @@ mod tests {
         assert!(validate_imported_hash("$pbkdf2-sha256$i=1000$abc$def").is_err());
         assert!(validate_imported_hash("plaintext").is_err());
         assert!(validate_imported_hash(&bcrypt::hash("x", 4).expect("bcrypt").replacen("$04$", "$31$", 1)).is_err());
+    }
+
+    #[test]
+    fn a_miss_against_a_cheap_hash_is_padded_to_the_policy_cost() {
+        let bcrypt4 = bcrypt::hash("legacy password", 4).expect("bcrypt");
+        assert!(costs_less_than_policy(&bcrypt4));
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(4096, 1, 1, None).expect("params"),
+        )
+        .hash_password(b"password123")
+        .expect("hash")
+        .to_string();
+        assert!(costs_less_than_policy(&weak));
+        assert!(!costs_less_than_policy(DUMMY_PHC));
+        let policy = hash_blocking(&Secret::new("current password".into())).expect("hash");
+        assert!(!costs_less_than_policy(&policy));
+        let kat = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+        assert!(!costs_less_than_policy(kat), "costlier than the policy");
+
+        let policy_kib_passes = u64::from(Params::DEFAULT.m_cost()) * u64::from(Params::DEFAULT.t_cost());
+        for (phc, padded) in [
+            (bcrypt4.as_str(), true),
+            (weak.as_str(), true),
+            (policy.as_str(), false),
+        ] {
+            let before = password_work();
+            assert!(!verify_blocking(phc, &Secret::new("wrong".into())));
+            let work = password_work() - before;
+            // Other tests in this process count too: at least what this miss costs.
+            assert!(work.verifications >= if padded { 2 } else { 1 }, "{phc}: {work:?}");
+            if padded {
+                assert!(work.argon2_kib_passes >= policy_kib_passes, "{phc}: {work:?}");
+            }
+        }
     }
 
     #[test]

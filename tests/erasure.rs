@@ -582,6 +582,7 @@ on_both_backends! {
 
     async fn a_sweep_republishes_no_invalidation_for_a_trashed_user_but_does_for_a_due_request(ctx) {
         // The table channel on both backends, so the publications can be counted.
+        ctx.app().await.migrate_with_invalidations(InvalidationChannel::Table).await.expect("record the table");
         let db = ctx.db.clone().with_invalidation_channel(InvalidationChannel::Table);
         let app = App::builder().database(db).build().await.expect("app");
         let tina = make_user(&app, "tina").await;

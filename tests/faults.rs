@@ -195,6 +195,10 @@ async fn a_connection_ended_inside_a_delete_hook_or_a_merge_exits_6_and_says_who
         }
         // With the table channel the AuthzCache hook inserts a row inside the delete: held
         // up by the lock, the hook's statement is the one running when the backend ends.
+        ctx.cli()
+            .args(["migrate", "--invalidations", "table"])
+            .assert()
+            .success();
         let table = [("ACCOUNTCTL_INVALIDATIONS", "table")];
         for args in [
             &["user", "delete", "gone", "--mode", "gdpr", "--yes"][..],
@@ -684,6 +688,11 @@ async fn an_atomic_import_probes_the_unique_indexes_while_analyze_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_table_channel_delivers_an_invalidation_that_commits_after_a_higher_id_was_read() {
     run_on(Backend::Postgres, |ctx| async move {
+        ctx.app()
+            .await
+            .migrate_with_invalidations(InvalidationChannel::Table)
+            .await
+            .expect("the database records the table");
         let db = Database::connect_with(&DatabaseUrl::parse(&ctx.url).expect("url"), 2)
             .await
             .expect("connect")

@@ -484,6 +484,19 @@ async fn a_listener_that_cannot_hear_its_own_notification_fails_at_start() {
             .await
             .expect("connect")
             .with_invalidation_channel(InvalidationChannel::Table);
+        // The channel is the database's: while it records NOTIFY, a process that asks for the
+        // table is refused (its revocations would reach no listener), naming both.
+        let err = InvalidationListener::start(&db).await.err().expect("refused");
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(
+            err.to_string().contains("`table`") && err.to_string().contains("`notify`"),
+            "{err}"
+        );
+        ctx.app()
+            .await
+            .migrate_with_invalidations(InvalidationChannel::Table)
+            .await
+            .expect("the database records the table");
         let mut listener = InvalidationListener::start(&db).await.expect("table listener");
         let app = accountctl::App::builder()
             .database(db.clone())

@@ -258,6 +258,15 @@ on_both_backends! {
         within_a_second("role assign", || async { client.capabilities("Acme", &access).await == ["docs.read"] }).await;
         ctx.cli().args(["role", "delete", "viewer", "--workspace", "Acme", "--yes"]).assert().success();
         within_a_second("role delete", || async { client.capabilities("Acme", &access).await.is_empty() }).await;
+        // A workspace the caller is not in and one that does not exist answer alike, so a
+        // signed-in user cannot enumerate workspace names.
+        ctx.cli().args(["workspace", "create", "Hidden", "--type", "team"]).assert().success();
+        for name in ["Hidden", "Nowhere", "0123456789abcdef", "%20"] {
+            let (status, body) = client.get(&format!("/workspaces/{name}/capabilities"), &access).await;
+            assert_eq!(status, 200, "{name}: {body}");
+            assert_eq!(body["capabilities"], json!([]), "{name}: {body}");
+            assert_eq!(body.as_object().map(|o| o.len()), Some(2), "{name}: {body}");
+        }
         drop(server);
     }
 
@@ -372,6 +381,26 @@ on_both_backends! {
         let list = sessions(&ctx);
         assert_eq!(list.len(), 3);
         assert_eq!(list[0]["ip_address"], "203.0.113.9", "the address the proxy appended");
+        // A proxy that appends a header line of its own: the right-most address across all
+        // lines is the proxy's, whatever the client's own line says.
+        let two_lines = client
+            .http
+            .post(format!("{}/login", client.base))
+            .header("X-Forwarded-For", "198.51.100.1, 192.0.2.50")
+            .header("X-Forwarded-For", "203.0.113.77")
+            .json(&json!({ "username": "kim", "password": PASSWORD }))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(two_lines.status().as_u16(), 200);
+        let list = sessions(&ctx);
+        assert_eq!(list.len(), 4);
+        let addresses: Vec<&str> = list.iter().filter_map(|s| s["ip_address"].as_str()).collect();
+        assert!(addresses.contains(&"203.0.113.77"), "the address the proxy appended: {addresses:?}");
+        assert!(
+            !addresses.contains(&"192.0.2.50") && !addresses.contains(&"198.51.100.1"),
+            "never the client's own line: {addresses:?}"
+        );
         // The terminal-less table is tab-separated with every field whole.
         let out = ctx.cli().args(["session", "list", "kim"]).output().expect("list");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -379,6 +408,155 @@ on_both_backends! {
         assert!(text.contains(USER_AGENT), "{text}");
         drop(server);
     }
+
+    async fn the_invalidation_channel_is_the_databases_and_migrate_changes_it(ctx) {
+        ctx.bootstrap_cli();
+        for args in [
+            vec!["workspace-type", "create", "team", "--title", "Team", "--capabilities", "docs.*"],
+            vec!["workspace", "create", "Acme", "--type", "team"],
+            vec!["role", "create", "editor", "--workspace", "Acme", "--capabilities", "docs.*"],
+        ] {
+            ctx.cli().args(&args).assert().success();
+        }
+        cli_user(&ctx, "lena");
+        ctx.cli().args(["role", "assign", "lena", "editor", "--workspace", "Acme"]).assert().success();
+        let lena = String::from_utf8_lossy(&ctx.cli().args(["user", "show", "lena", "-q"]).output().expect("show").stdout).trim().to_owned();
+        let (recorded, other) = match ctx.backend {
+            common::Backend::Sqlite => ("table", "notify"),
+            _ => ("notify", "table"),
+        };
+        let migrate = |args: &[&str]| {
+            let out = ctx.cli().args(["migrate", "-o", "json"]).args(args).output().expect("migrate");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<Value>(&out.stdout).expect("json")
+        };
+        assert_eq!(migrate(&[])["invalidations"], recorded, "the database records its channel");
+
+        // A run that expects another channel is refused before it changes anything.
+        let memberships = ctx.count("SELECT COUNT(*) FROM memberships").await;
+        let out = ctx
+            .cli()
+            .env("ACCOUNTCTL_INVALIDATIONS", other)
+            .args(["role", "revoke", "lena", "editor", "--workspace", "Acme", "--yes"])
+            .output()
+            .expect("revoke");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(&format!("`{other}`")) && err.contains(&format!("`{recorded}`")), "names both: {err}");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM memberships").await, memberships, "nothing changed");
+        // So is a server.
+        let refused = Command::new(common::example_bin("server"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", &ctx.url)
+            .env("ACCOUNTCTL_INVALIDATIONS", other)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("server");
+        assert_eq!(refused.code(), Some(2));
+        // A flag and a variable that disagree are refused too.
+        ctx.cli()
+            .env("ACCOUNTCTL_INVALIDATIONS", recorded)
+            .args(["migrate", "--invalidations", other])
+            .assert()
+            .code(2);
+
+        if ctx.backend == common::Backend::Sqlite {
+            ctx.cli().args(["migrate", "--invalidations", "notify"]).assert().code(2).stderr(predicates::str::contains("SQLite has no NOTIFY"));
+            let report = migrate(&["--invalidations", "table"]);
+            assert_eq!((report["invalidations"].as_str(), report["invalidations_changed"].as_bool()), (Some("table"), Some(false)));
+        } else {
+            // A server listening on NOTIFY follows the change to the table at once.
+            let server = Server::start(&ctx).await;
+            let client = Client::new(&server);
+            let (access, _) = client.login("lena").await;
+            assert_eq!(client.capabilities("Acme", &access).await, ["docs.*"]);
+            let report = migrate(&["--invalidations", "table"]);
+            assert_eq!((report["invalidations"].as_str(), report["invalidations_changed"].as_bool()), (Some("table"), Some(true)));
+            assert_eq!(
+                ctx.count("SELECT COUNT(*) FROM audit_events WHERE event = 'registry.invalidations' AND fields LIKE '%notify%' AND fields LIKE '%table%'").await,
+                1,
+                "the change is audited"
+            );
+            assert_eq!(migrate(&["--invalidations", "table"])["invalidations_changed"], false, "idempotent");
+            // The old setting is refused now.
+            ctx.cli().env("ACCOUNTCTL_INVALIDATIONS", "notify").args(["user", "list"]).assert().code(2);
+            ctx.cli().args(["role", "revoke", "lena", "editor", "--workspace", "Acme", "--yes"]).assert().success();
+            within_a_second("role revoke through the table", || async { client.capabilities("Acme", &access).await.is_empty() }).await;
+            assert!(ctx.count("SELECT COUNT(*) FROM cache_invalidations").await > 0, "published through the table");
+            ctx.cli().args(["role", "assign", "lena", "editor", "--workspace", "Acme"]).assert().success();
+            within_a_second("role assign through the table", || async { client.capabilities("Acme", &access).await == ["docs.*"] }).await;
+            drop(server);
+        }
+
+        // A listener started now polls the table and hears a revoke made by the CLI.
+        let mut listener = InvalidationListener::start(&ctx.db).await.expect("listener");
+        assert_eq!(listener.channel(), InvalidationChannel::Table);
+        ctx.cli().args(["role", "revoke", "lena", "editor", "--workspace", "Acme", "--yes"]).assert().success();
+        let heard = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match listener.recv().await.expect("event") {
+                    ListenerEvent::Invalidated(inv) if inv.user_id.to_string() == lena => return,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        assert!(heard.is_ok(), "the revoke reached the table listener");
+        listener.close().await;
+    }
 }
 
+use accountctl::db::InvalidationChannel;
+use accountctl::services::authz::{InvalidationListener, ListenerEvent};
+
 use predicates::prelude::*;
+
+/// The upgrade path: a PostgreSQL database migrated before the channel was recorded, whose
+/// processes set `ACCOUNTCTL_INVALIDATIONS=table`, records the table at its next `migrate`
+/// (run with that setting), so nothing changes for it; from then on the record decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_before_the_record_keeps_the_channel_its_processes_used() {
+    common::run_on(common::Backend::Postgres, |ctx| async move {
+        ctx.exec("ALTER TABLE accountctl_registry DROP COLUMN invalidations")
+            .await
+            .expect("as before the record");
+        ctx.exec("DELETE FROM _sqlx_migrations WHERE version = 20261205090000")
+            .await
+            .expect("as before the record");
+        let out = ctx
+            .cli()
+            .env("ACCOUNTCTL_INVALIDATIONS", "table")
+            .args(["migrate", "-o", "json"])
+            .output()
+            .expect("migrate");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(report["applied"], json!([20261205090000_i64]), "{report}");
+        assert_eq!(
+            (
+                report["invalidations"].as_str(),
+                report["invalidations_changed"].as_bool()
+            ),
+            (Some("table"), Some(true))
+        );
+        assert_eq!(
+            ctx.count("SELECT COUNT(*) FROM audit_events WHERE event = 'registry.invalidations'")
+                .await,
+            1
+        );
+        ctx.cli().args(["user", "list"]).assert().success();
+        ctx.cli()
+            .env("ACCOUNTCTL_INVALIDATIONS", "table")
+            .args(["user", "list"])
+            .assert()
+            .success();
+        ctx.cli()
+            .env("ACCOUNTCTL_INVALIDATIONS", "notify")
+            .args(["user", "list"])
+            .assert()
+            .code(2);
+    })
+    .await;
+}

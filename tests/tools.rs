@@ -147,7 +147,9 @@ on_both_backends! {
             &["user", "create", "bob", "--email", "bob@example.com", "--given-name=-Bob", "--no-password"],
             &["user", "create", "fed", "--external", "--email", "fed@example.com", "--provider", "oidc", "--subject", "+sub-1"],
             &["user", "create", "root2", "--admin", "--workspace", "root", "--role", "root", "--random-password"],
-            &["user", "create", "carol", "--email", "carol@example.com", "--random-password"],
+            // A value that itself starts with `'` before a formula character survives exactly.
+            &["user", "create", "carol", "--email", "carol@example.com", "--given-name", "=HYPERLINK(\"x\")",
+              "--family-name", "'=HYPERLINK(\"y\")", "--random-password"],
         ];
         for args in created {
             ctx.cli().args(args).assert().success();
@@ -167,6 +169,8 @@ on_both_backends! {
         assert!(csv.starts_with("username,email,phone,given_name,family_name,external,provider,subject,role,memberships\n"), "{csv}");
         assert!(csv.contains("'=SUM(A1)") && csv.contains("'@home") && csv.contains("'-Bob") && csv.contains("'+sub-1"), "{csv}");
         assert!(csv.contains(",+4915112345678,"), "{csv}");
+        assert!(csv.contains(",\"'=HYPERLINK(\"\"x\"\")\",\"''=HYPERLINK(\"\"y\"\")\","), "one more quote, read back as one less: {csv}");
+        assert!(before.iter().any(|l| l.contains("|=HYPERLINK(\"x\")|'=HYPERLINK(\"y\")|")), "{before:?}");
         assert!(csv.contains(",Acme:editor;Acme:viewer\n"), "memberships in one cell: {csv}");
         assert!(!csv.contains("$argon2id$"), "no hashes without --with-password-hashes: {csv}");
         // An existing file is never overwritten.
@@ -272,6 +276,17 @@ on_both_backends! {
         let csv = stdout(ctx.cli().args(["workspace", "list", "-o", "csv"]).assert().success());
         assert!(csv.starts_with("id,name,type_slug,parent,is_root,members\n"), "{csv}");
         assert!(csv.contains(",\"'=HYPERLINK(\"\"http://x\"\")\","), "formula neutralised in CSV: {csv}");
+        // Streamed lists (--all) and single records neutralise the same way.
+        let all = stdout(ctx.cli().args(["workspace", "list", "--all"]).assert().success());
+        assert!(all.contains("\t'=HYPERLINK(\"http://x\")\t"), "TSV, --all: {all}");
+        let all = stdout(ctx.cli().args(["workspace", "list", "--all", "-o", "csv"]).assert().success());
+        assert!(all.contains(",\"'=HYPERLINK(\"\"http://x\"\")\","), "CSV, --all: {all}");
+        ctx.cli().args(["user", "create", "hyper", "--no-password", "--given-name", "=HYPERLINK(\"x\")", "--family-name", "'@y"]).assert().success();
+        let show = stdout(ctx.cli().args(["user", "show", "hyper"]).assert().success());
+        assert!(show.contains("\t'=HYPERLINK(\"x\")") && show.contains("\t''@y"), "TSV record: {show}");
+        assert!(!show.contains("\t=HYPERLINK") && !show.contains("\t'@y"), "TSV record: {show}");
+        let show = stdout(ctx.cli().args(["user", "show", "hyper", "-o", "csv"]).assert().success());
+        assert!(show.contains("\"'=HYPERLINK(\"\"x\"\")\"") && show.contains(",''@y"), "CSV record: {show}");
     }
 
     async fn quiet_prints_ids_one_per_line_or_nothing(ctx) {

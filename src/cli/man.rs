@@ -178,7 +178,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "ACCOUNTCTL_INVALIDATIONS",
-        "table: publish cache invalidations as rows instead of NOTIFY.",
+        "notify or table: the invalidation channel this run expects; it must match the one the database records (else exit 2). Change that with migrate --invalidations.",
     ),
     ("XDG_CONFIG_HOME", "Where the per-user config file is looked for."),
     ("RUST_LOG", "The log filter, overriding -v."),

@@ -149,8 +149,9 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Apply pending database migrations.
-    Migrate,
+    /// Apply pending database migrations (and, with --invalidations, change the database's
+    /// invalidation channel).
+    Migrate(MigrateArgs),
     /// Migrate, create the root workspace and optionally the first admin (idempotent).
     Bootstrap(bootstrap::BootstrapArgs),
     /// Users: create, list, show, delete, restore, disable, enable, set-password, convert,
@@ -410,7 +411,7 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
         }
         _ => {}
     }
-    let creates_database = matches!(cli.command, Command::Migrate | Command::Bootstrap(_));
+    let creates_database = matches!(cli.command, Command::Migrate(_) | Command::Bootstrap(_));
     let url = match resolved.database_url.0.as_deref() {
         Some(url) => Some(DatabaseUrl::parse(url)?),
         None if builder.has_database() => None,
@@ -441,8 +442,27 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     if let Some(text) = &resolved.trash_retention.0 {
         builder.config_mut().trash_retention = crate::domain::parse_duration(text)?;
     }
-    if let Ok(channel) = std::env::var("ACCOUNTCTL_INVALIDATIONS") {
-        builder = builder.invalidation_channel(channel.parse::<InvalidationChannel>()?);
+    // The invalidation channel is the database's (recorded by `migrate`): the variable only
+    // states what this run expects, and the App refuses to build where the record differs.
+    // `migrate --invalidations` changes the record, so the variable must agree with the flag.
+    let expected = match std::env::var("ACCOUNTCTL_INVALIDATIONS") {
+        Ok(text) => Some(text.parse::<InvalidationChannel>()?),
+        Err(_) => None,
+    };
+    match (&cli.command, expected) {
+        (
+            Command::Migrate(MigrateArgs {
+                invalidations: Some(flag),
+            }),
+            Some(env),
+        ) if env != *flag => {
+            return Err(Error::Invalid(format!(
+                "ACCOUNTCTL_INVALIDATIONS={env} disagrees with --invalidations {flag}: drop one"
+            )));
+        }
+        (Command::Migrate(MigrateArgs { invalidations: Some(_) }), _) => {}
+        (_, Some(channel)) => builder = builder.invalidation_channel(channel),
+        (_, None) => {}
     }
     // One connection for the whole run (a short-lived process needs no more), ended cleanly
     // by the close below on every path; `user import` on PostgreSQL takes two, so each
@@ -612,7 +632,7 @@ pub(crate) fn warn_hook_failures(failures: &[crate::domain::HookFailure]) {
 /// Runs one database command.
 async fn exec(ctx: &Ctx, command: Command) -> Result<(), Error> {
     match command {
-        Command::Migrate => migrate(ctx).await,
+        Command::Migrate(args) => migrate(ctx, args).await,
         Command::Bootstrap(args) => bootstrap::exec(ctx, args).await,
         Command::Hooks(cmd) => hooks::exec(ctx, cmd).await,
         command => {
@@ -630,7 +650,7 @@ async fn exec(ctx: &Ctx, command: Command) -> Result<(), Error> {
                 Command::Gdpr(cmd) => gdpr::exec(ctx, cmd).await,
                 Command::Auth(cmd) => auth::exec(ctx, cmd).await,
                 Command::Audit(cmd) => audit::exec(ctx, cmd).await,
-                Command::Migrate
+                Command::Migrate(_)
                 | Command::Bootstrap(_)
                 | Command::Hooks(_)
                 | Command::Completions { .. }
@@ -641,9 +661,34 @@ async fn exec(ctx: &Ctx, command: Command) -> Result<(), Error> {
     }
 }
 
-/// `migrate`. JSON: `{applied: [versions], app_applied: [versions], hooks_recorded: [names]}`.
-async fn migrate(ctx: &Ctx) -> Result<(), Error> {
-    let report = ctx.app.migrate().await?;
+/// `migrate`'s options.
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// Change the channel that carries capability-cache invalidations between processes,
+    /// which the database records: `notify` (PostgreSQL's LISTEN/NOTIFY, its default) or
+    /// `table` (rows in cache_invalidations, which listeners poll; SQLite's only channel,
+    /// and for engines without LISTEN/NOTIFY). Audited; running servers follow.
+    #[arg(long, value_name = "CHANNEL", value_parser = parse_channel)]
+    invalidations: Option<InvalidationChannel>,
+}
+
+/// `--invalidations`: `notify` or `table`.
+fn parse_channel(text: &str) -> Result<InvalidationChannel, String> {
+    text.parse().map_err(|e: Error| e.to_string())
+}
+
+/// `migrate`. JSON: `{applied: [versions], app_applied: [versions], hooks_recorded: [names],
+/// hooks_retired: [names], invalidations: "notify"|"table", invalidations_changed: bool}`.
+async fn migrate(ctx: &Ctx, args: MigrateArgs) -> Result<(), Error> {
+    let report = match args.invalidations {
+        Some(channel) => ctx.app.migrate_with_invalidations(channel).await?,
+        None => ctx.app.migrate().await?,
+    };
+    if report.invalidations_changed
+        && let Some(channel) = report.invalidations
+    {
+        tracing::info!(channel = %channel, "the database's invalidation channel changed");
+    }
     if report.applied.is_empty() && report.app_applied.is_empty() {
         tracing::info!("schema already current");
     }

@@ -368,24 +368,19 @@ pub fn tsv_escape(text: &str) -> String {
 }
 
 /// A cell as a spreadsheet may open it without running it (OWASP, "CSV Injection"): text
-/// starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, which
-/// spreadsheets show as text. A plain number (`-5`, `+4915112345678`, `1.5`) is left as it
-/// is: it cannot be a formula, and phone numbers keep their E.164 form. `user import`
-/// removes that one `'` again (`services::import`), so an export re-imports unchanged.
+/// that starts with `=`, `+`, `-`, `@`, a tab or a carriage return, after any leading `'`s,
+/// gets one `'` more in front, which spreadsheets show as text
+/// ([`crate::services::import::formula_leading`]). A plain number (`-5`, `+4915112345678`,
+/// `1.5`) is left as it is: it cannot be a formula, and phone numbers keep their E.164 form.
+/// `user import` removes exactly that one `'` again
+/// ([`crate::services::import::unneutralise_formula`]), so an export re-imports unchanged,
+/// a value that itself starts with `'=` included (exported as `''=`).
 pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
-    let Some(first) = cell.chars().next() else {
-        return cell.into();
-    };
-    if !matches!(first, '=' | '+' | '-' | '@' | '\t' | '\r') {
-        return cell.into();
+    if crate::services::import::formula_leading(cell) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
     }
-    let rest = &cell[first.len_utf8()..];
-    let number = matches!(first, '+' | '-')
-        && !rest.is_empty()
-        && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && rest.chars().filter(|c| *c == '.').count() <= 1
-        && rest.starts_with(|c: char| c.is_ascii_digit());
-    if number { cell.into() } else { format!("'{cell}").into() }
 }
 
 /// One CSV line (RFC 4180, `\n`-terminated) of already neutralised cells.
@@ -542,7 +537,33 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), crate::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::distinct_prefix;
+    use super::{distinct_prefix, neutralise_formula};
+    use crate::services::import::unneutralise_formula;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_read_back_exactly() {
+        for (value, written) in [
+            ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"),
+            ("@home", "'@home"),
+            ("-Bob", "'-Bob"),
+            ("+sub-1", "'+sub-1"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("'=HYPERLINK(\"x\")", "''=HYPERLINK(\"x\")"),
+            ("''@x", "'''@x"),
+            ("-5", "-5"),
+            ("+4915112345678", "+4915112345678"),
+            ("'-5", "'-5"),
+            ("'hello", "'hello"),
+            ("'", "'"),
+            ("", ""),
+            ("plain", "plain"),
+            ("-", "'-"),
+        ] {
+            assert_eq!(neutralise_formula(value), written, "{value:?}");
+            assert_eq!(unneutralise_formula(written), value, "{written:?} reads back");
+        }
+    }
 
     #[test]
     fn ids_are_cut_where_they_stop_sharing_a_prefix_but_never_below_8() {

@@ -201,6 +201,10 @@ const TABLE_LOOK_BACK: Duration = Duration::from_secs(120);
 /// [`MAX_BACKOFF`], with jitter.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a listener polling the table reads the invalidation channel the database
+/// records, to follow a `migrate --invalidations notify` (a listener on `NOTIFY` hears of a
+/// change at once, by a notification the change sends).
+pub const CHANNEL_CHECK: Duration = Duration::from_secs(5);
 
 enum Source {
     Notify {
@@ -219,42 +223,15 @@ enum Source {
         /// look-back reads again is not delivered twice.
         seen: HashMap<i64, Instant>,
         pending: VecDeque<Invalidation>,
+        /// When the recorded channel was last read (PostgreSQL only: SQLite has no other).
+        checked_at: Instant,
     },
 }
 
-/// Receives invalidations published by any process (the CLI included), from the moment
-/// [`InvalidationListener::start`] returns.
-///
-/// With `NOTIFY` (PostgreSQL's default) it `LISTEN`s on the channel `accountctl_authz_invalidation` over a connection of
-/// its own, which must be direct or through a session-mode pooler: a transaction-mode pooler
-/// hands `LISTEN` to a server connection the listener does not keep. At start-up it sends
-/// itself a test notification and fails unless it comes back. After a lost connection it
-/// reconnects with backoff and reports [`ListenerEvent::Resync`]. With the table channel
-/// (SQLite, or [`crate::store::InvalidationChannel::Table`]) it polls `cache_invalidations`
-/// past the last id seen and, for rows whose transaction committed after a higher id was
-/// read, again over the last two minutes (by `created_at`), delivering each id once; it
-/// rides out database errors with the same backoff.
-pub struct InvalidationListener {
-    source: Source,
-    poll: Duration,
-}
-
-impl InvalidationListener {
-    /// Starts listening over `db`'s own URL. Errors: [`Error::Unavailable`] when the
-    /// database is unreachable or the test notification does not come back.
-    pub async fn start(db: &Database) -> Result<Self> {
-        Self::start_at(db, db.url()).await
-    }
-
-    /// Starts listening over `listen_url` (a direct or session-mode connection to the same
-    /// database as `db`; `db` may go through a transaction-mode pooler). Only used with
-    /// `NOTIFY`; the table channel polls through `db`.
-    ///
-    /// Errors: [`Error::Unavailable`] when the database is unreachable or the test
-    /// notification does not come back within 5 s (the URL goes through a transaction-mode
-    /// pooler, or the engine has no `LISTEN`/`NOTIFY`).
-    pub async fn start_at(db: &Database, listen_url: &DatabaseUrl) -> Result<Self> {
-        let source = match db.invalidation_channel() {
+impl Source {
+    /// Starts listening on `channel`: `LISTEN` over `listen_url`, or the table through `db`.
+    async fn open(db: &Database, listen_url: &DatabaseUrl, channel: InvalidationChannel) -> Result<Self> {
+        Ok(match channel {
             InvalidationChannel::Notify => {
                 let own = Database::connect(listen_url).await?;
                 let Some(pool) = own.pg_pool().cloned() else {
@@ -295,19 +272,151 @@ impl InvalidationListener {
                     last_id,
                     seen,
                     pending: VecDeque::new(),
+                    checked_at: started,
                 }
             }
-        };
+        })
+    }
+
+    fn channel(&self) -> InvalidationChannel {
+        match self {
+            Self::Notify { .. } => InvalidationChannel::Notify,
+            Self::Table { .. } => InvalidationChannel::Table,
+        }
+    }
+
+    /// Ends the source's own connection cleanly (the table source has none).
+    async fn close(self) {
+        if let Source::Notify { own, listener, .. } = self {
+            if let Some(mut listener) = listener {
+                let _ = listener.unlisten_all().await;
+            }
+            own.close().await;
+        }
+    }
+}
+
+/// What one turn of [`InvalidationListener::recv`] found.
+enum Step {
+    Event(ListenerEvent),
+    /// The database records another channel: listen there.
+    Switch,
+}
+
+/// Receives invalidations published by any process (the CLI included), from the moment
+/// [`InvalidationListener::start`] returns, on the channel the database records (see
+/// [`InvalidationChannel`]).
+///
+/// With `NOTIFY` (PostgreSQL's default) it `LISTEN`s on the channel `accountctl_authz_invalidation` over a connection of
+/// its own, which must be direct or through a session-mode pooler: a transaction-mode pooler
+/// hands `LISTEN` to a server connection the listener does not keep. At start-up it sends
+/// itself a test notification and fails unless it comes back. After a lost connection it
+/// reconnects with backoff and reports [`ListenerEvent::Resync`]. With the table channel
+/// (SQLite, or a PostgreSQL database that records `table`) it polls `cache_invalidations`
+/// past the last id seen and, for rows whose transaction committed after a higher id was
+/// read, again over the last two minutes (by `created_at`), delivering each id once; it
+/// rides out database errors with the same backoff.
+///
+/// When `migrate --invalidations` changes the recorded channel, the listener follows: on
+/// `NOTIFY` at once (the change notifies it), on the table within [`CHANNEL_CHECK`]; it
+/// starts listening on the new channel, then reports [`ListenerEvent::Resync`], since what
+/// was published in between may not have been heard.
+pub struct InvalidationListener {
+    db: Database,
+    listen_url: DatabaseUrl,
+    source: Source,
+    poll: Duration,
+}
+
+impl InvalidationListener {
+    /// Starts listening over `db`'s own URL. Errors: [`Error::Unavailable`] when the
+    /// database is unreachable or the test notification does not come back;
+    /// [`Error::Invalid`] when `db` asks for another invalidation channel than the database
+    /// records.
+    pub async fn start(db: &Database) -> Result<Self> {
+        Self::start_at(db, db.url()).await
+    }
+
+    /// Starts listening over `listen_url` (a direct or session-mode connection to the same
+    /// database as `db`; `db` may go through a transaction-mode pooler). Only used with
+    /// `NOTIFY`; the table channel polls through `db`.
+    ///
+    /// Errors: [`Error::Invalid`] when `db` asks for another invalidation channel than the
+    /// database records ([`Database::check_invalidation_channel`]); [`Error::Unavailable`]
+    /// when the database is unreachable or the test notification does not come back within
+    /// 5 s (the URL goes through a transaction-mode pooler, or the engine has no
+    /// `LISTEN`/`NOTIFY`).
+    pub async fn start_at(db: &Database, listen_url: &DatabaseUrl) -> Result<Self> {
+        let channel = db.check_invalidation_channel().await?;
+        let source = Source::open(db, listen_url, channel).await?;
         Ok(Self {
+            db: db.clone(),
+            listen_url: listen_url.clone(),
             source,
             poll: Duration::from_millis(250),
         })
     }
 
+    /// The channel the listener listens on now.
+    pub fn channel(&self) -> InvalidationChannel {
+        self.source.channel()
+    }
+
     /// Waits for the next event. Connection losses are ridden out inside (reconnecting with
-    /// backoff, reported as [`ListenerEvent::Resync`]), so this only fails if the listener
-    /// was unusable from the start.
+    /// backoff, reported as [`ListenerEvent::Resync`]), and so is a change of the recorded
+    /// channel, so this only fails if the listener was unusable from the start.
     pub async fn recv(&mut self) -> Result<ListenerEvent> {
+        match self.next().await? {
+            Step::Event(event) => Ok(event),
+            Step::Switch => {
+                self.switch().await;
+                Ok(ListenerEvent::Resync)
+            }
+        }
+    }
+
+    /// Listens on the channel the database records now (retrying with backoff until it
+    /// can), and closes the old source.
+    async fn switch(&mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let opened = async {
+                let channel = self
+                    .db
+                    .recorded_invalidation_channel()
+                    .await?
+                    .unwrap_or(self.source.channel());
+                if let Some(requested) = self.db.requested_invalidation_channel()
+                    && requested != channel
+                {
+                    tracing::error!(requested = %requested, recorded = %channel, "the database's invalidation channel changed: this process's writes are refused until its setting matches");
+                }
+                if channel == self.source.channel() {
+                    return Ok(None);
+                }
+                Source::open(&self.db, &self.listen_url, channel).await.map(Some)
+            }
+            .await;
+            match opened {
+                Ok(fresh) => {
+                    if let Some(fresh) = fresh {
+                        tracing::warn!(channel = %fresh.channel(), "the database's invalidation channel changed; listening there and dropping every cached entry");
+                        let old = std::mem::replace(&mut self.source, fresh);
+                        old.close().await;
+                    }
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "invalidation listener cannot switch channels yet");
+                    tokio::time::sleep(jittered(backoff)).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Result<Step> {
+        let poll = self.poll;
         match &mut self.source {
             Source::Notify {
                 pool,
@@ -316,7 +425,7 @@ impl InvalidationListener {
                 ..
             } => loop {
                 if let Some(next) = pending.pop_front() {
-                    return Ok(ListenerEvent::Invalidated(next));
+                    return Ok(Step::Event(ListenerEvent::Invalidated(next)));
                 }
                 let Some(active) = listener.as_mut() else {
                     let mut backoff = FIRST_BACKOFF;
@@ -326,7 +435,13 @@ impl InvalidationListener {
                             Ok(fresh) => {
                                 *listener = Some(Box::new(fresh));
                                 tracing::warn!("invalidation listener reconnected; dropping every cached entry");
-                                return Ok(ListenerEvent::Resync);
+                                // A change of channel may have been missed meanwhile.
+                                if let Ok(Some(InvalidationChannel::Table)) =
+                                    self.db.recorded_invalidation_channel().await
+                                {
+                                    return Ok(Step::Switch);
+                                }
+                                return Ok(Step::Event(ListenerEvent::Resync));
                             }
                             Err(err) => {
                                 tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "invalidation listener cannot reconnect yet");
@@ -337,8 +452,11 @@ impl InvalidationListener {
                 };
                 match active.try_recv().await {
                     Ok(Some(note)) => {
+                        if channel_change(note.payload()).is_some_and(|c| c != InvalidationChannel::Notify) {
+                            return Ok(Step::Switch);
+                        }
                         if let Some(inv) = parse_payload(note.payload()) {
-                            return Ok(ListenerEvent::Invalidated(inv));
+                            return Ok(Step::Event(ListenerEvent::Invalidated(inv)));
                         }
                     }
                     Ok(None) => {
@@ -356,12 +474,15 @@ impl InvalidationListener {
                 last_id,
                 seen,
                 pending,
+                checked_at,
             } => {
                 let mut backoff = FIRST_BACKOFF;
                 loop {
                     if let Some(next) = pending.pop_front() {
-                        return Ok(ListenerEvent::Invalidated(next));
+                        return Ok(Step::Event(ListenerEvent::Invalidated(next)));
                     }
+                    let check =
+                        db.backend() == crate::store::Backend::Postgres && checked_at.elapsed() >= CHANNEL_CHECK;
                     let polled = async {
                         let mut tx = db.begin_read_tx().await?;
                         // Ids are handed out at insert, rows become visible at commit: with
@@ -370,12 +491,17 @@ impl InvalidationListener {
                         let mut rows = tx.invalidations_after(*last_id).await?;
                         let since = now() - chrono::Duration::from_std(TABLE_LOOK_BACK).unwrap_or_default();
                         rows.extend(tx.invalidations_since(since, *last_id).await?);
+                        let recorded = if check {
+                            tx.recorded_invalidations().await?
+                        } else {
+                            None
+                        };
                         tx.end().await?;
-                        Ok::<_, Error>(rows)
+                        Ok::<_, Error>((rows, recorded))
                     }
                     .await;
                     match polled {
-                        Ok(rows) => {
+                        Ok((rows, recorded)) => {
                             backoff = FIRST_BACKOFF;
                             let read_at = Instant::now();
                             // Forget ids once the look-back can no longer return them.
@@ -386,8 +512,17 @@ impl InvalidationListener {
                                     pending.push_back(Invalidation { user_id, reason });
                                 }
                             }
+                            if recorded == Some(InvalidationChannel::Notify) {
+                                // What was published through the table so far is delivered
+                                // first; the next poll checks again.
+                                if pending.is_empty() {
+                                    return Ok(Step::Switch);
+                                }
+                            } else if check {
+                                *checked_at = read_at;
+                            }
                             if pending.is_empty() {
-                                tokio::time::sleep(self.poll).await;
+                                tokio::time::sleep(poll).await;
                             }
                         }
                         Err(err) => {
@@ -403,12 +538,7 @@ impl InvalidationListener {
 
     /// Stops listening and ends the listener's connection cleanly.
     pub async fn close(self) {
-        if let Source::Notify { own, listener, .. } = self.source {
-            if let Some(mut listener) = listener {
-                let _ = listener.unlisten_all().await;
-            }
-            own.close().await;
-        }
+        self.source.close().await;
     }
 
     /// Applies every event to `cache`, forever (run it as a task). Returns only on an
@@ -426,11 +556,19 @@ impl InvalidationListener {
     }
 }
 
-/// A payload on the channel: an invalidation, or `None` for a listener's test notification
-/// (or anything else this version does not understand, which is logged).
+/// The channel named by a change-of-channel notification (`{"invalidations": "table"}`,
+/// sent by `migrate --invalidations`), if `payload` is one.
+fn channel_change(payload: &str) -> Option<InvalidationChannel> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    value.get("invalidations")?.as_str()?.parse().ok()
+}
+
+/// A payload on the channel: an invalidation, or `None` for a listener's test notification,
+/// a change of channel (see [`channel_change`]), or anything else this version does not
+/// understand (which is logged).
 fn parse_payload(payload: &str) -> Option<Invalidation> {
     match serde_json::from_str::<serde_json::Value>(payload) {
-        Ok(v) if v.get("probe").is_some() => None,
+        Ok(v) if v.get("probe").is_some() || v.get("invalidations").is_some() => None,
         Ok(v) => match serde_json::from_value(v) {
             Ok(inv) => Some(inv),
             Err(e) => {
@@ -471,7 +609,7 @@ async fn establish(pool: &sqlx::PgPool, pending: &mut VecDeque<Invalidation>) ->
         Ok(Ok(true)) => Ok(listener),
         Ok(Err(err)) => Err(err),
         Ok(Ok(false)) | Err(_) => Err(Error::Unavailable(format!(
-            "the invalidation listener's test notification did not come back within {}s: give the listener a direct or session-mode connection (a transaction-mode pooler does not keep LISTEN), or publish invalidations through the table (invalidations = \"table\")",
+            "the invalidation listener's test notification did not come back within {}s: give the listener a direct or session-mode connection (a transaction-mode pooler does not keep LISTEN), or have the database carry invalidations through its table (`migrate --invalidations table`)",
             ROUND_TRIP_TIMEOUT.as_secs()
         ))),
     }

@@ -181,13 +181,37 @@ fn memberships<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
     }
 }
 
-/// A CSV cell as a spreadsheet-safe export wrote it, read back: a `'` before a
-/// formula-leading character (`=`, `+`, `-`, `@`, tab, carriage return) is dropped (OWASP's
-/// neutralisation, which `user export` applies). No username, email, phone or name starts
-/// with `'` followed by one of them on purpose.
+/// Whether a spreadsheet would run `text` as a formula once any `'` in front of it is taken
+/// away: after its leading `'`s it starts with `=`, `+`, `-`, `@`, a tab or a carriage return
+/// (OWASP, "CSV Injection"), and is not a plain number (`-5`, `+4915112345678`, `1.5`: no
+/// formula, and phone numbers keep their E.164 form). The one rule both the CLI's
+/// spreadsheet-bound output (tab-separated, `-o csv`, `user export`: it adds a `'` to such
+/// text) and [`unneutralise_formula`] (which takes exactly one away) follow, so every value survives
+/// an export and an import exactly, a value that itself starts with `'=` included.
+pub fn formula_leading(text: &str) -> bool {
+    let bare = text.trim_start_matches('\'');
+    let Some(first) = bare.chars().next() else {
+        return false;
+    };
+    if !matches!(first, '=' | '+' | '-' | '@' | '\t' | '\r') {
+        return false;
+    }
+    let rest = &bare[first.len_utf8()..];
+    let number = matches!(first, '+' | '-')
+        && rest.starts_with(|c: char| c.is_ascii_digit())
+        && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && rest.chars().filter(|c| *c == '.').count() <= 1;
+    !number
+}
+
+/// A CSV cell as a spreadsheet-safe export wrote it, read back: exactly one leading `'` is
+/// dropped from a cell that is [`formula_leading`] (OWASP's neutralisation, which `user
+/// export` and `-o csv` apply by adding one). `'=SUM(A1)` reads as `=SUM(A1)`, `''=SUM(A1)`
+/// (the export of a value that starts with `'=`) as `'=SUM(A1)`; `'hello` and `'-5` stay as
+/// they are.
 pub fn unneutralise_formula(cell: &str) -> &str {
     match cell.strip_prefix('\'') {
-        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        Some(rest) if formula_leading(cell) => rest,
         _ => cell,
     }
 }

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha384};
 use sqlx::migrate::Migrator;
 
 use super::registry::{RegistrySet, RegistryState};
-use super::{Backend, Database, Tx};
+use super::{Backend, Database, InvalidationChannel, Tx};
 use crate::error::{Error, Result};
 
 static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -128,6 +128,11 @@ pub struct MigrateReport {
     pub hooks_recorded: Vec<String>,
     /// Registry items this binary retires, removed by this run (same form).
     pub hooks_retired: Vec<String>,
+    /// The invalidation channel the database records after this run (`notify`, `table`).
+    pub invalidations: Option<InvalidationChannel>,
+    /// Whether this run changed the recorded invalidation channel (audited as
+    /// `registry.invalidations`).
+    pub invalidations_changed: bool,
 }
 
 /// Checksums (SHA-384, hex) that accountctl's own migrations had before an edit of their
@@ -156,13 +161,35 @@ impl Database {
     /// in one transaction under the migration lock (module docs); `actor` is named in the
     /// audit rows of what the run retires or claims.
     ///
+    /// `invalidations` (`migrate --invalidations`) records that invalidation channel. Without
+    /// it, a run that first records a channel (the migration adding the record is applied by
+    /// it) records the one this process asked for ([`Database::with_invalidation_channel`],
+    /// `ACCOUNTCTL_INVALIDATIONS`), else the backend's default; a recorded one is kept. A
+    /// change is audited (`registry.invalidations`) and bumps the registry generation.
+    ///
     /// Errors: [`Error::MissingHooks`] when the database records what `plan` lacks (another
     /// application, a hook, handler or declaration it neither registers nor retires, an
-    /// application migration it does not know; nothing applied); [`Error::Schema`] when the
+    /// application migration it does not know; nothing applied); [`Error::Invalid`] for the
+    /// `notify` channel on SQLite (which has no `NOTIFY`), asked for by `invalidations` or by
+    /// this process; [`Error::Schema`] when the
     /// database holds migrations this build does not know or one whose SQL changed since it
     /// was applied; [`Error::Invalid`] for duplicate versions; the database's errors otherwise
     /// (the run rolls back whole).
-    pub(crate) async fn migrate_with(&self, plan: &MigrationPlan, actor: &str) -> Result<MigrateReport> {
+    pub(crate) async fn migrate_with(
+        &self,
+        plan: &MigrationPlan,
+        actor: &str,
+        invalidations: Option<InvalidationChannel>,
+    ) -> Result<MigrateReport> {
+        // Refused before anything is applied (a bootstrap would otherwise migrate, then fail
+        // its first write on the channel mismatch).
+        if self.backend() == Backend::Sqlite
+            && invalidations.or(self.invalidations) == Some(InvalidationChannel::Notify)
+        {
+            return Err(Error::Invalid(
+                "SQLite has no NOTIFY: a SQLite database always carries invalidations through its table (`--invalidations table`, ACCOUNTCTL_INVALIDATIONS=table or unset)".into(),
+            ));
+        }
         let mut tx = self.begin_unguarded().await?;
         if tx.backend() == Backend::Postgres {
             on_conn!(tx, |c| sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -172,7 +199,8 @@ impl Database {
                 .rows_affected());
         }
         let backend = tx.backend();
-        let missing = tx.registry_state().await?.missing_for(&plan.registry, backend, true);
+        let before = tx.registry_state().await?;
+        let missing = before.missing_for(&plan.registry, backend, true);
         if !missing.is_empty() {
             return Err(Error::MissingHooks(missing));
         }
@@ -189,7 +217,26 @@ impl Database {
             .await?;
         report.hooks_recorded = recorded;
         report.hooks_retired = retired;
+        // The channel to record: the one asked for by `--invalidations`, or, when this run
+        // creates the record, the one this process uses (a deployment that set
+        // ACCOUNTCTL_INVALIDATIONS=table keeps it across the upgrade).
+        let wanted = invalidations.or(match before.invalidations {
+            None => self.invalidations.filter(|_| backend == Backend::Postgres),
+            Some(_) => None,
+        });
+        let mut recorded = tx.recorded_invalidations().await?;
+        if let (Some(from), Some(to)) = (recorded, wanted)
+            && from != to
+        {
+            tx.record_invalidations(from, to, actor, &plan.registry.binary).await?;
+            report.invalidations_changed = true;
+            recorded = Some(to);
+        }
+        report.invalidations = recorded;
         tx.commit().await?;
+        if let Some(channel) = recorded {
+            self.recorded.set(channel);
+        }
         self.guard.invalidate();
         Ok(report)
     }

@@ -309,7 +309,15 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// How the AuthzCache hook publishes an invalidation to other processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// A property of the database, recorded in it (`accountctl_registry.invalidations`:
+/// PostgreSQL `notify` unless changed, SQLite always `table`) and changed only by `migrate
+/// --invalidations notify|table`: every process publishes and listens on the recorded one,
+/// and a process that asks for another ([`Database::with_invalidation_channel`],
+/// `ACCOUNTCTL_INVALIDATIONS`) is refused ([`Database::check_invalidation_channel`]), since
+/// its publications would reach no listener and revoked capabilities would stay cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InvalidationChannel {
     /// PostgreSQL: `pg_notify` inside the transaction (delivered on commit). SQLite always
     /// uses the table.
@@ -319,6 +327,53 @@ pub enum InvalidationChannel {
     /// PostgreSQL-compatible engines without `LISTEN`/`NOTIFY` (CockroachDB, YugabyteDB), or
     /// when no listener can keep a direct connection open.
     Table,
+}
+
+impl InvalidationChannel {
+    /// `notify` or `table`: the recorded text, and what `ACCOUNTCTL_INVALIDATIONS` and
+    /// `--invalidations` take.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Notify => "notify",
+            Self::Table => "table",
+        }
+    }
+}
+
+impl fmt::Display for InvalidationChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The refusal of a process that asks for `requested` where the database records `recorded`.
+pub(crate) fn channel_mismatch(requested: InvalidationChannel, recorded: InvalidationChannel) -> Error {
+    Error::Invalid(format!(
+        "this process asks for the `{requested}` invalidation channel (ACCOUNTCTL_INVALIDATIONS, --invalidations or invalidation_channel) but the database records `{recorded}`: every process uses the database's channel, or revoked capabilities stay cached elsewhere; drop the setting, or change the database's channel with `migrate --invalidations {requested}`"
+    ))
+}
+
+/// The channel a database records, as a process last read it (shared by a handle's clones):
+/// 0 unknown (not read yet, or not recorded), 1 `notify`, 2 `table`.
+#[derive(Debug, Default)]
+struct RecordedChannel(std::sync::atomic::AtomicU8);
+
+impl RecordedChannel {
+    fn get(&self) -> Option<InvalidationChannel> {
+        match self.0.load(std::sync::atomic::Ordering::Acquire) {
+            1 => Some(InvalidationChannel::Notify),
+            2 => Some(InvalidationChannel::Table),
+            _ => None,
+        }
+    }
+
+    fn set(&self, channel: InvalidationChannel) {
+        let code = match channel {
+            InvalidationChannel::Notify => 1,
+            InvalidationChannel::Table => 2,
+        };
+        self.0.store(code, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl FromStr for InvalidationChannel {
@@ -371,7 +426,10 @@ enum Pool {
 pub struct Database {
     pool: Pool,
     url: DatabaseUrl,
-    invalidations: InvalidationChannel,
+    /// The invalidation channel this process asked for (`None`: the recorded one).
+    invalidations: Option<InvalidationChannel>,
+    /// The invalidation channel the database records, as last read; shared by every clone.
+    recorded: Arc<RecordedChannel>,
     /// The application registry check of every write transaction (`registry.rs`), armed by
     /// the `App` that owns this handle; shared by its clones.
     guard: Arc<registry::WriteGuard>,
@@ -662,19 +720,66 @@ impl Database {
         Ok(db)
     }
 
-    /// The same database publishing AuthzCache invalidations through `channel`
-    /// (configuration key `invalidations`). Without this, PostgreSQL uses `NOTIFY`.
+    /// The same database, with this process asking for `channel` (`ACCOUNTCTL_INVALIDATIONS`
+    /// in the CLI). The channel is the database's, recorded in it (see
+    /// [`InvalidationChannel`]): the request only confirms it, and where it disagrees with
+    /// the record, [`Database::check_invalidation_channel`], `App::build`, the invalidation
+    /// listener and every write transaction refuse to go on ([`Error::Invalid`], exit 2). On
+    /// a database that records none yet (before its first `migrate`), the request is used,
+    /// and the first `migrate` records it.
     pub fn with_invalidation_channel(mut self, channel: InvalidationChannel) -> Self {
-        self.invalidations = channel;
+        self.invalidations = Some(channel);
         self
     }
 
     /// How this database publishes invalidations: always [`InvalidationChannel::Table`] on
-    /// SQLite.
+    /// SQLite; on PostgreSQL the channel the database records (as last read by this handle
+    /// or a clone: [`Database::check_invalidation_channel`], and every write transaction
+    /// after a change of the registry), else the one asked for, else `NOTIFY`.
     pub fn invalidation_channel(&self) -> InvalidationChannel {
         match self.pool {
             Pool::Sqlite(_) => InvalidationChannel::Table,
-            Pool::Postgres(_) => self.invalidations,
+            Pool::Postgres(_) => self.recorded.get().or(self.invalidations).unwrap_or_default(),
+        }
+    }
+
+    /// The channel this process asked for with [`Database::with_invalidation_channel`].
+    pub fn requested_invalidation_channel(&self) -> Option<InvalidationChannel> {
+        self.invalidations
+    }
+
+    /// Reads the invalidation channel the database records (`None` before the migration
+    /// that records it) and remembers it for [`Database::invalidation_channel`]. Errors: the
+    /// database's.
+    pub async fn recorded_invalidation_channel(&self) -> Result<Option<InvalidationChannel>> {
+        let mut tx = self.begin_read_unguarded().await?;
+        let recorded = tx.recorded_invalidations().await;
+        tx.end().await?;
+        let recorded = recorded?;
+        if let Some(channel) = recorded {
+            self.recorded.set(channel);
+        }
+        Ok(recorded)
+    }
+
+    /// Reads the channel the database records and checks this process's request against
+    /// it; returns the channel to use (the recorded one, else the one asked for, else the
+    /// backend's default). Errors: [`Error::Invalid`] (exit 2) naming both when this process
+    /// asked for another channel than the recorded one; the database's errors.
+    pub async fn check_invalidation_channel(&self) -> Result<InvalidationChannel> {
+        if let Some(recorded) = self.recorded_invalidation_channel().await? {
+            self.adopt_recorded_channel(recorded)?;
+        }
+        Ok(self.invalidation_channel())
+    }
+
+    /// Remembers `recorded` (read from the registry). Errors: [`Error::Invalid`] when this
+    /// process asked for another channel.
+    pub(crate) fn adopt_recorded_channel(&self, recorded: InvalidationChannel) -> Result<()> {
+        self.recorded.set(recorded);
+        match self.invalidations {
+            Some(requested) if requested != recorded => Err(channel_mismatch(requested, recorded)),
+            _ => Ok(()),
         }
     }
 
@@ -710,7 +815,8 @@ impl Database {
         Self {
             pool,
             url,
-            invalidations: InvalidationChannel::default(),
+            invalidations: None,
+            recorded: Arc::default(),
             guard: Arc::default(),
             backends: Arc::default(),
         }
@@ -777,7 +883,16 @@ impl Database {
         // leaves the pooled connection inside an aborted transaction that sqlx does not roll
         // back (it never counted the transaction as begun).
         let mut tx = self.begin_unguarded().await?;
-        self.guard.check(&mut tx).await?;
+        // The guard reads the registry again whenever it changed, the recorded invalidation
+        // channel included: a `migrate --invalidations` reaches every writer at its next
+        // write transaction.
+        if let Some(recorded) = self.guard.check(&mut tx).await? {
+            if let Err(err) = self.adopt_recorded_channel(recorded) {
+                tx.rollback().await?;
+                return Err(err);
+            }
+            tx.invalidations = self.invalidation_channel();
+        }
         Ok(tx)
     }
 

@@ -6,6 +6,9 @@
 //!   one with [`crate::app::AppBuilder::application`]);
 //! - its **lifecycle hooks**, **merge handlers** and **personal-data declarations** by name;
 //! - (in `_accountctl_app_migrations`) its applied **application migrations**;
+//! - the **invalidation channel** every process publishes and listens on
+//!   ([`super::InvalidationChannel`], column `invalidations`; changed by `migrate
+//!   --invalidations`);
 //! - a **generation** counter, bumped by every migration run that changes any of the above.
 //!
 //! A binary whose declared set ([`RegistrySet`]) lacks any recorded item, whose application
@@ -25,7 +28,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{Backend, Tx};
+use super::{Backend, InvalidationChannel, Tx};
 use crate::error::{Error, Result};
 
 /// What a registry entry is.
@@ -151,6 +154,8 @@ pub(crate) struct RegistryState {
     pub items: Vec<(RegistryKind, String)>,
     /// Applied application migrations (`_accountctl_app_migrations`).
     pub migrations: Vec<i64>,
+    /// The recorded invalidation channel (`None` before the migration that records it).
+    pub invalidations: Option<InvalidationChannel>,
 }
 
 impl RegistryState {
@@ -201,6 +206,7 @@ struct Checked {
     /// `None`: the registry did not exist yet (checked again at every write).
     generation: Option<i64>,
     missing: Vec<MissingHook>,
+    invalidations: Option<InvalidationChannel>,
 }
 
 impl WriteGuard {
@@ -216,19 +222,17 @@ impl WriteGuard {
         }
     }
 
-    fn cached(&self, generation: Option<i64>) -> Option<Vec<MissingHook>> {
+    fn cached(&self, generation: Option<i64>) -> Option<Checked> {
         let c = self.checked.lock().ok()?;
         match &*c {
-            Some(checked) if checked.generation.is_some() && checked.generation == generation => {
-                Some(checked.missing.clone())
-            }
+            Some(checked) if checked.generation.is_some() && checked.generation == generation => Some(checked.clone()),
             _ => None,
         }
     }
 
-    fn store(&self, generation: Option<i64>, missing: Vec<MissingHook>) {
+    fn store(&self, checked: Checked) {
         if let Ok(mut c) = self.checked.lock() {
-            *c = Some(Checked { generation, missing });
+            *c = Some(checked);
         }
     }
 
@@ -242,33 +246,40 @@ impl WriteGuard {
             .unwrap_or(false)
     }
 
-    /// Checks `tx` (a write transaction just begun) against the registry. Errors:
-    /// [`Error::MissingHooks`] when this binary may not write; the database's errors.
-    pub async fn check(&self, tx: &mut Tx) -> Result<()> {
+    /// Checks `tx` (a write transaction just begun) against the registry; returns the
+    /// invalidation channel the registry records (`None` when the guard is not armed or
+    /// nothing is recorded yet). Errors: [`Error::MissingHooks`] when this binary may not
+    /// write; the database's errors.
+    pub async fn check(&self, tx: &mut Tx) -> Result<Option<InvalidationChannel>> {
         let Some(set) = self.set.get() else {
-            return Ok(());
+            return Ok(None);
         };
         let generation = if self.present() {
             Some(tx.registry_generation().await?)
         } else {
             None
         };
-        let missing = match self.cached(generation) {
-            Some(missing) => missing,
+        let checked = match self.cached(generation) {
+            Some(checked) => checked,
             None => {
                 let state = tx.registry_state().await?;
                 let missing = state.missing_for(set, tx.backend(), false);
                 if !missing.is_empty() {
                     tracing::info!(missing = %missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "), "this binary lacks what the database's registry records: writes are refused");
                 }
-                self.store(state.present.then_some(state.generation), missing.clone());
-                missing
+                let checked = Checked {
+                    generation: state.present.then_some(state.generation),
+                    missing,
+                    invalidations: state.invalidations,
+                };
+                self.store(checked.clone());
+                checked
             }
         };
-        if missing.is_empty() {
-            Ok(())
+        if checked.missing.is_empty() {
+            Ok(checked.invalidations)
         } else {
-            Err(Error::MissingHooks(missing))
+            Err(Error::MissingHooks(checked.missing))
         }
     }
 }
@@ -312,8 +323,88 @@ impl Tx {
             state.present = true;
             state.generation = generation;
             state.application = application;
+            state.invalidations = self.recorded_invalidations().await?;
         }
         Ok(state)
+    }
+
+    /// The invalidation channel the registry records; `None` before the migration that
+    /// records it (no registry, or no `invalidations` column yet). Errors: [`Error::Schema`]
+    /// for a value this build does not know; the database's errors.
+    pub(crate) async fn recorded_invalidations(&mut self) -> Result<Option<InvalidationChannel>> {
+        // The catalog, not a failing SELECT: a failed statement would abort the transaction
+        // on PostgreSQL (and be logged by the server).
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM pragma_table_info('accountctl_registry') WHERE name = 'invalidations'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relname = 'accountctl_registry' \
+                 AND a.attname = 'invalidations' AND NOT a.attisdropped"
+            }
+        };
+        let columns: i64 = on_conn!(self, |c| sqlx::query_scalar(sql).fetch_one(&mut *c).await?);
+        if columns == 0 {
+            return Ok(None);
+        }
+        let text: Option<String> = on_conn!(self, |c| sqlx::query_scalar(
+            "SELECT invalidations FROM accountctl_registry"
+        )
+        .fetch_optional(&mut *c)
+        .await?);
+        text.map(|t| {
+            t.parse::<InvalidationChannel>().map_err(|_| {
+                Error::Schema(format!(
+                    "the database records the invalidation channel {:?}, which this build does not know: upgrade it",
+                    crate::domain::shown(&t)
+                ))
+            })
+        })
+        .transpose()
+    }
+
+    /// Records `to` as the database's invalidation channel (inside a migration run), where
+    /// it records `from`: audited as `registry.invalidations` naming both, the binary and
+    /// `actor`; the generation bumped, so every guarded process reads the registry again at
+    /// its next write; and on PostgreSQL a notification on the `NOTIFY` channel, delivered
+    /// at commit, so listeners on it switch at once (the table listener checks the record
+    /// as it polls).
+    pub(crate) async fn record_invalidations(
+        &mut self,
+        from: InvalidationChannel,
+        to: InvalidationChannel,
+        actor: &str,
+        binary: &str,
+    ) -> Result<()> {
+        let at = crate::domain::now();
+        on_conn!(self, |c| sqlx::query(
+            "UPDATE accountctl_registry SET invalidations = $1, generation = generation + 1, updated_at = $2"
+        )
+        .bind(to.as_str())
+        .bind(at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+        self.insert_audit(
+            at,
+            actor,
+            "registry.invalidations",
+            None,
+            &serde_json::json!({ "from": from.as_str(), "to": to.as_str(), "binary": binary }),
+        )
+        .await?;
+        if self.backend() == Backend::Postgres {
+            let payload = serde_json::json!({ "invalidations": to.as_str() }).to_string();
+            on_conn!(self, |c| sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(super::authz::AUTHZ_CHANNEL)
+                .bind(&payload)
+                .execute(&mut *c)
+                .await?
+                .rows_affected());
+        }
+        Ok(())
     }
 
     /// Records `set` in the registry (inside a migration run, after the migrations): claims
@@ -436,6 +527,7 @@ mod tests {
                 (RegistryKind::PersonalData, "app_calendars".into()),
             ],
             migrations: vec![1],
+            invalidations: None,
         };
         let plain = set(None, &[(RegistryKind::Lifecycle, "audit")]);
         let missing = state.missing_for(&plain, Backend::Sqlite, false);
