@@ -515,6 +515,10 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     result
 }
 
+/// How long a run waits, after Ctrl-C canceled its statement, for the command to return
+/// before it closes the connection and exits anyway (130).
+const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
+
 /// Ends the run at Ctrl-C without leaving the server a lost client. A statement in flight is
 /// canceled on the server: the command fails with [`Error::Interrupted`] (exit 130), its
 /// transaction rolls back and the run closes the connection as on any error. When no
@@ -527,8 +531,12 @@ fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationTok
             signal = tokio::signal::ctrl_c() => if signal.is_err() { return },
             () = done.cancelled() => return,
         }
+        // A canceled statement makes the command return at once; on a loaded machine its
+        // unwinding (the rollback, a COPY's remaining rows drained) may still take seconds,
+        // and exiting under it would cut a message in half (the server then logs a lost
+        // protocol synchronization). So wait generously for it.
         let grace = if db.interrupt().await {
-            Duration::from_secs(3)
+            INTERRUPT_GRACE
         } else {
             Duration::ZERO
         };
