@@ -269,6 +269,8 @@ const REGISTRY: &[(&str, &[(&str, &str)])] = &[
             ("application", "operational"),
             ("generation", "operational"),
             ("updated_at", "operational"),
+            // The invalidation channel the database's processes use: no person in it.
+            ("invalidations", "operational"),
         ],
     ),
     (
