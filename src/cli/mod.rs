@@ -352,7 +352,9 @@ struct LockWatch {
 }
 
 impl LockWatch {
-    fn start(db: Database, after: Duration) -> Self {
+    /// Starts watching `db` (nothing happens before `after`); `limit` is the lock timeout as
+    /// given, if any, for the notice to name.
+    fn start(db: Database, after: Duration, limit: Option<String>) -> Self {
         let watch = Self {
             stop: tokio_util::sync::CancellationToken::new(),
             tracker: tokio_util::task::TaskTracker::new(),
@@ -361,8 +363,12 @@ impl LockWatch {
         let (stop, seen) = (watch.stop.clone(), watch.seen.clone());
         watch.tracker.spawn(async move {
             if let Some(wait) = db.watch_lock_wait(after, &stop).await {
+                let ends = match &limit {
+                    Some(shown) => format!("the command goes on once it is released, or gives up at {shown}"),
+                    None => "the command goes on once it is released; Ctrl-C cancels it, --lock-timeout DURATION gives up after that long".to_owned(),
+                };
                 note!(
-                    "waiting for {} ({} s so far): the command goes on once it is released; Ctrl-C cancels it, --lock-timeout DURATION gives up after that long",
+                    "waiting for {} ({} s so far): {ends}",
                     output::escape_controls(&wait.to_string()),
                     wait.waited.as_secs()
                 );
@@ -606,7 +612,7 @@ async fn execute(
     let own_signal_handling = matches!(cli.command, Command::Gdpr(gdpr::GdprCmd::Purge { .. }));
     let done = tokio_util::sync::CancellationToken::new();
     // A wait for another session's lock is said on stderr (PostgreSQL).
-    let watch = LockWatch::start(ctx.app.db().clone(), notice_after);
+    let watch = LockWatch::start(ctx.app.db().clone(), notice_after, run.lock_timeout_shown.clone());
     if !own_signal_handling {
         spawn_interrupt_handler(ctx.app.db().clone(), done.clone(), watch.clone());
     }
