@@ -456,6 +456,21 @@ mod tests {
     }
 
     #[test]
+    fn lock_timeouts_are_told_apart_on_both_backends() {
+        let advice = server_state_advice("55P03", "canceling statement due to lock timeout").expect("advice");
+        assert!(
+            Error::Unavailable(format!(
+                "{advice} (server said: canceling statement due to lock timeout)"
+            ))
+            .is_lock_timeout()
+        );
+        assert!(Error::Unavailable(format!("{SQLITE_BUSY_ADVICE} (database is locked); try again")).is_lock_timeout());
+        let standby = server_state_advice("25006", "read-only").expect("advice");
+        assert!(!Error::Unavailable(standby.to_owned()).is_lock_timeout());
+        assert!(server_state_advice("55P03", "could not obtain lock on row in relation \"users\"").is_none());
+    }
+
+    #[test]
     fn lost_prepared_statements_name_the_pooler_setting() {
         let advice = server_state_advice("42P05", r#"prepared statement "sqlx_s_1" already exists"#).expect("advice");
         assert!(advice.contains("max_prepared_statements"), "{advice}");
