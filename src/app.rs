@@ -147,6 +147,7 @@ pub struct AppBuilder {
     database: Option<DatabaseSource>,
     max_connections: Option<u32>,
     short_lived: bool,
+    lock_timeout: Option<std::time::Duration>,
     invalidations: Option<InvalidationChannel>,
     config: Config,
     hooks: Vec<HookFactory>,
@@ -206,6 +207,19 @@ impl AppBuilder {
     /// connections Ctrl-C can cancel ([`Database::interrupt`]). The CLI builds its `App` so.
     pub fn short_lived(mut self) -> Self {
         self.short_lived = true;
+        self
+    }
+
+    /// Gives up waiting for a lock another session holds after `timeout` (1 ms to 24 days),
+    /// with [`Error::Unavailable`] (exit 6; [`Error::is_lock_timeout`] tells it apart) and
+    /// nothing changed. PostgreSQL: every transaction of the `App` sets `lock_timeout` for
+    /// itself (`SET LOCAL`, sent with its `BEGIN`, so a transaction-mode pooler carries it);
+    /// without this the server's setting applies (by default, wait as long as it takes).
+    /// SQLite: the busy timeout of the connections (default 10 s), which applies when the
+    /// builder connects by URL; a SQLite pool given to [`AppBuilder::database`] keeps its own
+    /// (`build` then fails with [`Error::Invalid`]). The CLI's `--lock-timeout` sets this.
+    pub fn lock_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.lock_timeout = Some(timeout);
         self
     }
 
@@ -332,19 +346,19 @@ impl AppBuilder {
     /// ([`Database::check_invalidation_channel`]).
     ///
     /// Errors: [`Error::Invalid`] for no database, a malformed URL, duplicate hook names, an
-    /// invalid personal-data declaration, or an [`AppBuilder::invalidation_channel`] (or
-    /// [`Database::with_invalidation_channel`]) other than the one the database records;
+    /// invalid personal-data declaration, an [`AppBuilder::invalidation_channel`] (or
+    /// [`Database::with_invalidation_channel`]) other than the one the database records, or a
+    /// lock timeout out of range or for a given SQLite pool ([`AppBuilder::lock_timeout`]);
     /// [`Error::Unavailable`] when the database cannot be reached.
     pub async fn build(self) -> Result<App> {
         let db = match self.database {
-            Some(DatabaseSource::Database(db)) => db,
+            Some(DatabaseSource::Database(db)) => match self.lock_timeout {
+                Some(timeout) => db.with_lock_timeout(timeout)?,
+                None => db,
+            },
             Some(DatabaseSource::Url(url)) => {
                 let (url, n) = (DatabaseUrl::parse(&url)?, self.max_connections.unwrap_or(8));
-                if self.short_lived {
-                    Database::connect_short_lived(&url, n).await?
-                } else {
-                    Database::connect_with(&url, n).await?
-                }
+                Database::connect_with_lock_timeout(&url, n, self.short_lived, self.lock_timeout).await?
             }
             None => return Err(Error::Invalid("no database given: set a database URL or pool".into())),
         };

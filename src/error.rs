@@ -163,12 +163,25 @@ impl Error {
         self.is_unavailable() || matches!(self, Self::Interrupted)
     }
 
+    /// Whether this is a lock wait that timed out: PostgreSQL's `lock_timeout` (SQLSTATE
+    /// 55P03), or SQLite's busy timeout (another writer held the write lock). Both are
+    /// [`Error::Unavailable`] (exit 6), with nothing changed.
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(self, Self::Unavailable(m) if m.starts_with(LOCK_TIMEOUT_ADVICE) || m.starts_with(SQLITE_BUSY_ADVICE))
+    }
+
     /// Whether this error means "the database gave up on this transaction because of a
     /// concurrent one; run it again" (SQLSTATE 40001 or 40P01).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Serialization(_))
     }
 }
+
+/// The start of the message of a PostgreSQL `lock_timeout` that expired (SQLSTATE 55P03).
+const LOCK_TIMEOUT_ADVICE: &str = "lock_timeout expired while the command waited for a lock another session holds: nothing was changed; run it again when that session is done, or raise lock_timeout for this role";
+
+/// The start of the message of a SQLite busy timeout that expired (`SQLITE_BUSY`).
+const SQLITE_BUSY_ADVICE: &str = "the SQLite database stayed locked by another writer past the busy timeout";
 
 /// What to do about a PostgreSQL error that is the server's state rather than the command's
 /// input, by SQLSTATE (PostgreSQL manual, appendix A "Error Codes"). `None`: not such an
@@ -190,9 +203,7 @@ fn server_state_advice(code: &str, message: &str) -> Option<&'static str> {
             "the server crashed and ended every connection (it restarts or fails over): run the command again once it is up"
         }
         // lock_not_available: lock_timeout, set on the role, the database or in DATABASE_URL.
-        "55P03" if message.contains("lock timeout") => {
-            "lock_timeout expired while the command waited for a lock another session holds: nothing was changed; run it again when that session is done, or raise lock_timeout for this role"
-        }
+        "55P03" if message.contains("lock timeout") => LOCK_TIMEOUT_ADVICE,
         // query_canceled by statement_timeout (a cancel by Ctrl-C is told apart by the caller).
         "57014" if message.contains("statement timeout") => {
             "statement_timeout expired while a statement of the command was running or waiting for a lock: nothing was changed; run it again, or raise statement_timeout for this role"
@@ -370,7 +381,7 @@ impl From<sqlx::Error> for Error {
                         // SQLITE_BUSY (5) and its extended codes: another writer kept the
                         // database locked for longer than the busy timeout.
                         Some("5" | "261" | "517" | "773") => Self::Unavailable(format!(
-                            "the SQLite database stayed locked by another writer past the busy timeout ({message}); try again"
+                            "{SQLITE_BUSY_ADVICE} ({message}); try again"
                         )),
                         // SQLITE_READONLY (8) and its extended codes: a `?mode=ro` URL, a
                         // read-only file or directory; the counterpart of a standby.
@@ -396,7 +407,17 @@ impl From<sqlx::Error> for Error {
                             }
                         )),
                         Some(code) => match server_state_advice(code, &message) {
-                            Some(advice) => Self::Unavailable(format!("{advice} (server said: {message})")),
+                            Some(advice) => {
+                                // A row lock's timeout says which row's table it waited for
+                                // ("while locking tuple (0,3) in relation \"users\"").
+                                let context = db
+                                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                                    .and_then(|e| e.r#where())
+                                    .filter(|w| code == "55P03" && w.starts_with("while "))
+                                    .map(|w| format!("; {w}"))
+                                    .unwrap_or_default();
+                                Self::Unavailable(format!("{advice} (server said: {message}{context})"))
+                            }
                             None => Self::Database(err),
                         },
                         None => Self::Database(err),
@@ -438,6 +459,21 @@ mod tests {
             assert!(server_state_advice(code, "").is_some(), "{code}");
         }
         assert!(server_state_advice("23505", "duplicate key").is_none());
+    }
+
+    #[test]
+    fn lock_timeouts_are_told_apart_on_both_backends() {
+        let advice = server_state_advice("55P03", "canceling statement due to lock timeout").expect("advice");
+        assert!(
+            Error::Unavailable(format!(
+                "{advice} (server said: canceling statement due to lock timeout)"
+            ))
+            .is_lock_timeout()
+        );
+        assert!(Error::Unavailable(format!("{SQLITE_BUSY_ADVICE} (database is locked); try again")).is_lock_timeout());
+        let standby = server_state_advice("25006", "read-only").expect("advice");
+        assert!(!Error::Unavailable(standby.to_owned()).is_lock_timeout());
+        assert!(server_state_advice("55P03", "could not obtain lock on row in relation \"users\"").is_none());
     }
 
     #[test]

@@ -121,8 +121,8 @@ pub use app::{App, Config};
 /// values and rows they exchange.
 pub mod db {
     pub use crate::store::{
-        Backend, Database, DatabaseUrl, FromValue, InvalidationChannel, MigrateReport, Migration, Migrations,
-        MissingHook, ReadTx, RegistryKind, Row, SchemaStatus, Tx, Value, WRITE_ATTEMPTS,
+        Backend, Database, DatabaseUrl, FromValue, InvalidationChannel, LockHolder, LockWait, MigrateReport, Migration,
+        Migrations, MissingHook, ReadTx, RegistryKind, Row, SchemaStatus, Tx, Value, WRITE_ATTEMPTS,
     };
 }
 pub use error::{Error, Result};

@@ -511,7 +511,9 @@ async fn every_connection_of_a_run_carries_its_application_name_probes_and_ctrl_
         // Ctrl-C's connection too, under the name the URL gives.
         let named = with_param(&url, "application_name", "ops-console");
         let lock = TableLock::take(&ctx, "users").await;
-        let child = spawn_cli(&ctx, &named, &["user", "list"], &[]);
+        // (No lock-wait notice, whose monitoring connection would be one more.)
+        let quiet = [("ACCOUNTCTL_LOCK_NOTICE_AFTER", "10m")];
+        let child = spawn_cli(&ctx, &named, &["user", "list"], &quiet);
         lock_waiters(&ctx, 1).await;
         sigint(&child);
         let out = wait_for(child, Duration::from_secs(10)).await.expect("ends");
@@ -814,4 +816,658 @@ async fn the_example_server_ends_every_connection_cleanly_on_sigterm() {
         assert!(lines.is_empty(), "connections ended uncleanly:\n{}", lines.join("\n"));
     })
     .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 9: a lock another session holds — the notice, and `--lock-timeout`.
+
+/// Creates `name` through the CLI (password from stdin).
+fn create_user(ctx: &Ctx, name: &str) {
+    ctx.cli()
+        .args([
+            "user",
+            "create",
+            name,
+            "--email",
+            &format!("{name}@example.com"),
+            "--password-stdin",
+        ])
+        .write_stdin("long enough password\n")
+        .assert()
+        .success();
+}
+
+/// A lock held by another session of the test's own until released: on PostgreSQL the row
+/// of user `username` (`SELECT … FOR UPDATE` in an open transaction, on a connection named
+/// `lock-holder-ops`); on SQLite the write lock (`BEGIN IMMEDIATE`).
+enum HeldLock {
+    Postgres { conn: sqlx::PgConnection, pid: i32 },
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl HeldLock {
+    async fn take(ctx: &Ctx, username: &str) -> Self {
+        use sqlx::Connection as _;
+        match ctx.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&ctx.direct_url).await.expect("sqlite");
+                sqlx::Executor::execute(&mut conn, sqlx::raw_sql("BEGIN IMMEDIATE"))
+                    .await
+                    .expect("write lock");
+                Self::Sqlite(conn)
+            }
+            Backend::Postgres | Backend::PgBouncer => {
+                let url = with_param(&ctx.direct_url, "application_name", "lock-holder-ops");
+                let mut conn = sqlx::PgConnection::connect(&url).await.expect("postgres");
+                sqlx::Executor::execute(&mut conn, sqlx::raw_sql("BEGIN"))
+                    .await
+                    .expect("begin");
+                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("pid");
+                let locked = sqlx::query("SELECT id FROM users WHERE username = $1 FOR UPDATE")
+                    .bind(username)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("row lock");
+                assert_eq!(locked.len(), 1, "{username} exists");
+                Self::Postgres { conn, pid }
+            }
+        }
+    }
+
+    async fn release(self) {
+        use sqlx::Connection as _;
+        match self {
+            Self::Postgres { mut conn, .. } => {
+                sqlx::Executor::execute(&mut conn, sqlx::raw_sql("ROLLBACK"))
+                    .await
+                    .expect("rollback");
+                let _ = conn.close().await;
+            }
+            Self::Sqlite(mut conn) => {
+                sqlx::Executor::execute(&mut conn, sqlx::raw_sql("ROLLBACK"))
+                    .await
+                    .expect("rollback");
+                let _ = conn.close().await;
+            }
+        }
+    }
+}
+
+on_both_backends! {
+    async fn lock_timeout_gives_up_on_a_held_lock_with_exit_6_naming_it_and_changes_nothing(ctx) {
+        ctx.bootstrap_cli();
+        create_user(&ctx, "bob");
+        let lock = HeldLock::take(&ctx, "bob").await;
+        for (args, env, shown) in [
+            (&["--lock-timeout", "1s", "user", "disable", "bob", "--yes"][..], &[][..], "--lock-timeout 1s"),
+            (&["user", "disable", "bob", "--yes"], &[("ACCOUNTCTL_LOCK_TIMEOUT", "1s")], "ACCOUNTCTL_LOCK_TIMEOUT=1s"),
+        ] {
+            let child = spawn_cli(&ctx, &ctx.url, args, env);
+            let out = match wait_for(child, Duration::from_secs(20)).await {
+                Ok(out) => out,
+                Err(mut child) => {
+                    let _ = child.kill();
+                    panic!("{args:?} still waits for the lock after 20 s");
+                }
+            };
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(6), "{args:?}: {err}");
+            assert!(err.contains(shown), "names the timeout as given: {err}");
+            assert!(err.contains("`user disable` gave up waiting for a lock"), "names the command: {err}");
+            assert!(err.contains("nothing was changed"), "{err}");
+            if ctx.backend == Backend::Postgres {
+                assert!(err.contains("relation \"users\""), "says what it waited for: {err}");
+            } else {
+                assert!(err.contains("SQLite write lock"), "says what it waited for: {err}");
+            }
+        }
+        lock.release().await;
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username = 'bob' AND active").await, 1, "bob unchanged");
+        assert_eq!(
+            ctx.count("SELECT COUNT(*) FROM audit_events WHERE event = 'user.disabled'").await,
+            0,
+            "nothing audited"
+        );
+        // Without a lock in the way the same run works.
+        ctx.cli().args(["--lock-timeout", "1s", "user", "disable", "bob", "--yes"]).assert().success();
+        ctx.cli().args(["--lock-timeout", "0s", "user", "list"]).assert().code(2);
+    }
+
+    async fn a_dry_sweep_records_no_run(ctx) {
+        ctx.bootstrap_cli();
+        create_user(&ctx, "gone");
+        ctx.cli().args(["gdpr", "request", "gone", "--due-in", "0d", "--yes"]).assert().success();
+        let out = ctx.cli().args(["gdpr", "purge", "--dry-run", "-o", "json"]).output().expect("run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("would_purge"));
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM sweeper_runs").await, 0, "a dry run is not recorded");
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM users WHERE username = 'gone'").await, 1);
+        ctx.cli().args(["gdpr", "purge"]).assert().success();
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM sweeper_runs").await, 1, "a real run is");
+    }
+
+    async fn dry_runs_work_under_a_binary_the_registry_refuses_writes(ctx) {
+        // The application's binary claims the database; the plain one may read, not write.
+        ctx.app_admin_bootstrap();
+        ctx.app_admin_create("keep");
+        ctx.app_admin_create("drop");
+        ctx.app_admin().args(["gdpr", "request", "drop", "--due-in", "0d", "--yes"]).assert().success();
+        let import = ctx.dir.path().join("users.csv");
+        std::fs::write(&import, "username,email\nnewbie,newbie@example.com\n").expect("csv");
+        let import = import.display().to_string();
+        let before = ctx.dump().await;
+        for args in [
+            &["gdpr", "purge", "--dry-run"][..],
+            &["user", "import", &import, "--dry-run"],
+            &["user", "merge", "--keep", "admin", "--remove", "keep", "--dry-run"],
+        ] {
+            let out = ctx.cli().args(args).output().expect("run");
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        }
+        for args in [&["gdpr", "purge"][..], &["user", "import", &import]] {
+            let out = ctx.cli().args(args).output().expect("run");
+            assert_eq!(out.status.code(), Some(6), "{args:?}: {}", stderr(&out));
+            assert!(stderr(&out).contains("calendar (lifecycle hook)"), "{args:?}: {}", stderr(&out));
+        }
+        assert_eq!(ctx.dump().await, before, "nothing written");
+    }
+}
+
+/// Reads `child`'s stderr on a thread into a shared string, line by line as it comes.
+fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+    use std::io::BufRead as _;
+    let text: Arc<Mutex<String>> = Arc::default();
+    let pipe = child.stderr.take().expect("stderr piped");
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut all = sink.lock().expect("stderr");
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_on_a_lock_says_what_it_waits_for_and_who_holds_it() {
+    run_on(Backend::Postgres, |ctx| async move {
+        ctx.bootstrap_cli();
+        create_user(&ctx, "bob");
+        let lock = HeldLock::take(&ctx, "bob").await;
+        let HeldLock::Postgres { pid: holder, .. } = &lock else {
+            unreachable!("postgres")
+        };
+        let holder = *holder;
+        // No limit: the run waits, says so once, and goes on when the lock is released.
+        let notice = [("ACCOUNTCTL_LOCK_NOTICE_AFTER", "1s")];
+        let mut child = spawn_cli(&ctx, &ctx.url, &["user", "disable", "bob", "--yes"], &notice);
+        let err = collect_stderr(&mut child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !err.lock().expect("stderr").contains("waiting for") {
+            assert!(
+                Instant::now() < deadline,
+                "no notice after 20 s: {}",
+                err.lock().expect("stderr")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let shown = err.lock().expect("stderr").clone();
+        assert!(shown.contains("a row of table users"), "{shown}");
+        assert!(shown.contains(&format!("held by pid {holder}")), "{shown}");
+        assert!(shown.contains("application_name \"lock-holder-ops\""), "{shown}");
+        assert!(shown.contains("idle in transaction"), "{shown}");
+        lock.release().await;
+        let out = wait_for(child, Duration::from_secs(20))
+            .await
+            .expect("finishes once released");
+        assert_eq!(out.status.code(), Some(0), "{}", err.lock().expect("stderr"));
+        assert_eq!(
+            err.lock().expect("stderr").matches("waiting for").count(),
+            1,
+            "one notice"
+        );
+        assert_eq!(
+            ctx.count("SELECT COUNT(*) FROM users WHERE username = 'bob' AND active")
+                .await,
+            0
+        );
+
+        // With a limit longer than the notice's delay, the error names what it waited for.
+        ctx.cli().args(["user", "enable", "bob"]).assert().success();
+        let lock = HeldLock::take(&ctx, "bob").await;
+        let HeldLock::Postgres { pid: holder, .. } = &lock else {
+            unreachable!("postgres")
+        };
+        let holder = *holder;
+        let child = spawn_cli(
+            &ctx,
+            &ctx.url,
+            &["--lock-timeout", "4s", "user", "disable", "bob", "--yes"],
+            &notice,
+        );
+        let out = wait_for(child, Duration::from_secs(20)).await.expect("gives up");
+        lock.release().await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(6), "{err}");
+        assert!(
+            err.contains(&format!(
+                "it waited for a row of table users, held by pid {holder} (application_name \"lock-holder-ops\""
+            )),
+            "{err}"
+        );
+        assert!(err.contains("--lock-timeout 4s"), "{err}");
+        assert_eq!(
+            ctx.count("SELECT COUNT(*) FROM users WHERE username = 'bob' AND active")
+                .await,
+            1,
+            "unchanged"
+        );
+        // The monitoring connections, like the runs', ended cleanly.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Some(lines) = common::unclean_disconnects(&ctx.pg_name) {
+            assert!(lines.is_empty(), "connections ended uncleanly:\n{}", lines.join("\n"));
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 11: dry runs on a real streaming standby.
+
+/// A primary and a streaming standby of the test's own (`initdb`, then `pg_basebackup -R`),
+/// run as the `postgres` user on ports 5471 and 5472 with trust authentication. Dropped (also
+/// on a panic), both servers are stopped and their files removed.
+struct StandbyPair {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+}
+
+const PRIMARY_PORT: u16 = 5471;
+const STANDBY_PORT: u16 = 5472;
+
+impl StandbyPair {
+    /// The newest `/usr/lib/postgresql/*/bin` holding `initdb`.
+    fn pg_bin() -> Option<std::path::PathBuf> {
+        let mut bins: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let version = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").exists().then_some((version, bin))
+            })
+            .collect();
+        bins.sort();
+        bins.pop().map(|(_, bin)| bin)
+    }
+
+    /// Runs `program` of the PostgreSQL binaries as the `postgres` user.
+    fn as_postgres(&self, program: &str, args: &[&str]) -> Output {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(program))
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("runuser");
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// Builds and starts both servers; `None` (skipped, with a message) without `initdb`,
+    /// `runuser` or root outside CI.
+    fn start() -> Option<Self> {
+        let runnable = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"))
+            && Command::new("runuser").arg("--version").output().is_ok();
+        let Some(bin) = Self::pg_bin().filter(|_| runnable) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the standby test needs the PostgreSQL server binaries, runuser and root in CI"
+            );
+            eprintln!("skipping the standby test: no PostgreSQL server binaries, runuser or root");
+            return None;
+        };
+        for port in [PRIMARY_PORT, STANDBY_PORT] {
+            assert!(
+                std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "port {port} is taken: the standby test needs 5471 and 5472"
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("accountctl-standby-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let status = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .expect("chown");
+        assert!(status.success());
+        // From here on, whatever happens, Drop stops what started and removes the files.
+        let pair = Self { dir, bin };
+        pair.as_postgres(
+            "initdb",
+            &[
+                "-D",
+                &pair.path("primary"),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let settings = format!(
+            "\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\nshared_buffers = 16MB\nmax_connections = 30\nlog_line_prefix = '%m [%p] %q%u@%d '\n",
+            pair.dir.display()
+        );
+        let conf = pair.dir.join("primary/postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str(&settings);
+        text.push_str(&format!("port = {PRIMARY_PORT}\n"));
+        std::fs::write(&conf, text).expect("postgresql.conf");
+        pair.as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &pair.path("primary"),
+                "-l",
+                &pair.path("primary.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        pair.as_postgres(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &PRIMARY_PORT.to_string(),
+                "-U",
+                "postgres",
+                "-D",
+                &pair.path("standby"),
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+        );
+        let conf = pair.dir.join("standby/postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("standby postgresql.conf");
+        text.push_str(&format!("port = {STANDBY_PORT}\nhot_standby = on\n"));
+        std::fs::write(&conf, text).expect("standby postgresql.conf");
+        pair.as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &pair.path("standby"),
+                "-l",
+                &pair.path("standby.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        Some(pair)
+    }
+
+    fn url(port: u16, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{port}/{db}")
+    }
+
+    /// Waits until the standby has replayed everything the primary wrote so far.
+    async fn wait_for_replay(&self) {
+        use sqlx::Connection as _;
+        let mut primary = sqlx::PgConnection::connect(&Self::url(PRIMARY_PORT, "postgres"))
+            .await
+            .expect("primary");
+        let target: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+            .fetch_one(&mut primary)
+            .await
+            .expect("lsn");
+        let _ = primary.close().await;
+        let mut standby = sqlx::PgConnection::connect(&Self::url(STANDBY_PORT, "postgres"))
+            .await
+            .expect("standby");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let done: bool = sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
+                .bind(&target)
+                .fetch_one(&mut standby)
+                .await
+                .expect("replay lsn");
+            if done {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the standby did not catch up in 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(&mut standby)
+            .await
+            .expect("recovery");
+        assert!(in_recovery, "a standby");
+        let _ = standby.close().await;
+    }
+
+    /// The server log lines that say a client's connection ended badly.
+    fn unclean_lines(&self) -> Vec<String> {
+        ["primary.log", "standby.log"]
+            .iter()
+            .flat_map(|log| {
+                std::fs::read_to_string(self.dir.join(log))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("@accountctl "))
+                    .filter(|l| l.contains("FATAL") || l.contains("could not receive data from client"))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+impl Drop for StandbyPair {
+    fn drop(&mut self) {
+        for node in ["standby", "primary"] {
+            if self.dir.join(node).join("postmaster.pid").exists() {
+                let _ = Command::new("runuser")
+                    .args(["-u", "postgres", "--"])
+                    .arg(self.bin.join("pg_ctl"))
+                    .args(["-D", &self.path(node), "-m", "fast", "-w", "-t", "60", "stop"])
+                    .output();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the CLI with `args` against `url` (stdin `input`), from `dir`.
+fn cli_in(dir: &std::path::Path, url: &str, args: &[&str], input: &str) -> Output {
+    assert_cmd::Command::new(assert_cmd::cargo::cargo_bin("accountctl"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("ACCOUNTCTL_ACTOR", "tester")
+        .env_remove("RUST_LOG")
+        .env_remove("ACCOUNTCTL_CONFIG")
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .current_dir(dir)
+        .write_stdin(input.to_owned())
+        .output()
+        .expect("run accountctl")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_run_on_a_streaming_standby_and_the_real_ones_exit_6() {
+    let Some(pair) = StandbyPair::start() else { return };
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path();
+    let primary = StandbyPair::url(PRIMARY_PORT, "accountctl");
+    let standby = StandbyPair::url(STANDBY_PORT, "accountctl");
+    admin_exec(
+        &StandbyPair::url(PRIMARY_PORT, "postgres"),
+        "CREATE DATABASE accountctl",
+    )
+    .await;
+    let ok = |out: Output, what: &str| {
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    ok(
+        cli_in(
+            dir,
+            &primary,
+            &[
+                "bootstrap",
+                "--admin-username",
+                "admin",
+                "--admin-email",
+                "admin@example.com",
+                "--password-stdin",
+            ],
+            "long enough password\n",
+        ),
+        "bootstrap",
+    );
+    for name in ["keep", "dup", "gone"] {
+        ok(
+            cli_in(
+                dir,
+                &primary,
+                &[
+                    "user",
+                    "create",
+                    name,
+                    "--email",
+                    &format!("{name}@example.com"),
+                    "--password-stdin",
+                ],
+                "long enough password\n",
+            ),
+            "create",
+        );
+    }
+    ok(
+        cli_in(
+            dir,
+            &primary,
+            &["gdpr", "request", "gone", "--due-in", "0d", "--yes"],
+            "",
+        ),
+        "request",
+    );
+    let csv = dir.join("users.csv");
+    std::fs::write(&csv, "username,email\nnewbie,newbie@example.com\nkeep,\n").expect("csv");
+    let csv = csv.display().to_string();
+    // A dry sweep on the primary records nothing either.
+    ok(
+        cli_in(dir, &primary, &["gdpr", "purge", "--dry-run"], ""),
+        "dry purge on the primary",
+    );
+    pair.wait_for_replay().await;
+
+    // On the standby: the dry runs answer, with what they would do.
+    let out = ok(
+        cli_in(dir, &standby, &["gdpr", "purge", "--dry-run", "-o", "json"], ""),
+        "dry purge",
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["users"].as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(report["users"][0]["outcome"], "would_purge", "{report}");
+    let out = ok(
+        cli_in(
+            dir,
+            &standby,
+            &[
+                "user",
+                "merge",
+                "--keep",
+                "keep",
+                "--remove",
+                "dup",
+                "--dry-run",
+                "-o",
+                "json",
+            ],
+            "",
+        ),
+        "dry merge",
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(plan["merged"], false, "{plan}");
+    assert_eq!(plan["remove"]["username"], "dup", "{plan}");
+    let out = cli_in(
+        dir,
+        &standby,
+        &[
+            "user",
+            "import",
+            &csv,
+            "--dry-run",
+            "--on-conflict",
+            "skip",
+            "-o",
+            "json",
+        ],
+        "",
+    );
+    let out = ok(out, "dry import");
+    let rows = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(rows.contains("\"valid\"") && rows.contains("\"skipped\""), "{rows}");
+
+    // The real ones exit 6, read-only, and write nothing.
+    for (args, input) in [
+        (vec!["gdpr", "purge"], ""),
+        (vec!["user", "merge", "--keep", "keep", "--remove", "dup", "--yes"], ""),
+        (vec!["user", "import", &csv, "--on-conflict", "skip"], ""),
+    ] {
+        let out = cli_in(dir, &standby, &args, input);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(6), "{args:?}: {err}");
+        assert!(err.contains("read-only"), "{args:?}: {err}");
+    }
+    let count = |sql: &'static str| {
+        let primary = primary.clone();
+        async move {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&primary).await.expect("primary");
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.expect(sql);
+            let _ = conn.close().await;
+            n
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM sweeper_runs").await, 0, "no run recorded");
+    assert_eq!(
+        count("SELECT COUNT(*) FROM users WHERE username IN ('keep', 'dup', 'gone')").await,
+        3
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM users WHERE username = 'newbie'").await, 0);
+    let lines = pair.unclean_lines();
+    assert!(lines.is_empty(), "connections ended uncleanly:\n{}", lines.join("\n"));
+    drop(pair);
 }

@@ -126,6 +126,13 @@ struct Global {
     /// Answer yes to confirmations (required for destructive commands without a terminal).
     #[arg(long, global = true)]
     yes: bool,
+    /// Give up waiting for a lock another session holds after this long (e.g. 5s, 2m): exit
+    /// 6 naming the timeout, nothing changed. PostgreSQL: `lock_timeout` for each of the
+    /// run's transactions (default: the server's, usually no limit); SQLite: the busy timeout
+    /// (default 10s). Whatever the limit, a run that has waited 3 s says on stderr what it
+    /// waits for and who holds it (PostgreSQL).
+    #[arg(long, env = "ACCOUNTCTL_LOCK_TIMEOUT", global = true, value_name = "DURATION")]
+    lock_timeout: Option<String>,
     /// Who is acting, as recorded in the audit trail. Default: the config file's actor,
     /// else the OS user.
     #[arg(
@@ -283,13 +290,126 @@ where
         Ok(None) => os_user(),
         Err(e) => return fail(&e),
     };
+    let run =
+        RunInfo {
+            command: command_path(&matches),
+            lock_timeout_shown: cli.global.lock_timeout.as_ref().map(|text| {
+                match matches.value_source("lock_timeout") {
+                    Some(clap::parser::ValueSource::EnvVariable) => format!("ACCOUNTCTL_LOCK_TIMEOUT={text}"),
+                    _ => format!("--lock-timeout {text}"),
+                }
+            }),
+        };
     match runtime.block_on(crate::lifecycle::with_actor(
         actor,
-        execute(cli, builder, bin, resolved),
+        execute(cli, builder, bin, resolved, run),
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// What a run's messages name about the run itself.
+struct RunInfo {
+    /// The command as typed, without its arguments: `user disable`, `gdpr purge`.
+    command: String,
+    /// `--lock-timeout 5s` or `ACCOUNTCTL_LOCK_TIMEOUT=5s`, as given, when given.
+    lock_timeout_shown: Option<String>,
+}
+
+/// The subcommand names of `matches`, e.g. `user disable`.
+fn command_path(matches: &clap::ArgMatches) -> String {
+    let mut names = Vec::new();
+    let mut current = matches;
+    while let Some((name, sub)) = current.subcommand() {
+        names.push(name.to_owned());
+        current = sub;
+    }
+    names.join(" ")
+}
+
+/// How long a run waits for another session's lock before saying so on stderr:
+/// `ACCOUNTCTL_LOCK_NOTICE_AFTER` (a duration, for tests and impatient operators), else 3 s.
+fn lock_notice_after() -> Result<Duration, Error> {
+    match std::env::var("ACCOUNTCTL_LOCK_NOTICE_AFTER") {
+        Ok(text) if !text.trim().is_empty() => crate::domain::parse_duration(&text)?
+            .to_std()
+            .map_err(|_| Error::Invalid(format!("ACCOUNTCTL_LOCK_NOTICE_AFTER {text:?} is not a duration"))),
+        _ => Ok(LOCK_NOTICE_AFTER),
+    }
+}
+
+/// The default of [`lock_notice_after`].
+const LOCK_NOTICE_AFTER: Duration = Duration::from_secs(3);
+
+/// The lock-wait notice of a run ([`Database::watch_lock_wait`]): one line on stderr once
+/// the run has waited long enough for a lock another session holds. What it saw is kept for
+/// the message of a lock timeout. Its monitoring connection is closed by [`LockWatch::stop`].
+#[derive(Clone)]
+struct LockWatch {
+    stop: tokio_util::sync::CancellationToken,
+    tracker: tokio_util::task::TaskTracker,
+    seen: std::sync::Arc<std::sync::Mutex<Option<crate::db::LockWait>>>,
+}
+
+impl LockWatch {
+    /// Starts watching `db` (nothing happens before `after`); `limit` is the lock timeout as
+    /// given, if any, for the notice to name.
+    fn start(db: Database, after: Duration, limit: Option<String>) -> Self {
+        let watch = Self {
+            stop: tokio_util::sync::CancellationToken::new(),
+            tracker: tokio_util::task::TaskTracker::new(),
+            seen: std::sync::Arc::default(),
+        };
+        let (stop, seen) = (watch.stop.clone(), watch.seen.clone());
+        watch.tracker.spawn(async move {
+            if let Some(wait) = db.watch_lock_wait(after, &stop).await {
+                let ends = match &limit {
+                    Some(shown) => format!("the command goes on once it is released, or gives up at {shown}"),
+                    None => "the command goes on once it is released; Ctrl-C cancels it, --lock-timeout DURATION gives up after that long".to_owned(),
+                };
+                note!(
+                    "waiting for {} ({} s so far): {ends}",
+                    output::escape_controls(&wait.to_string()),
+                    wait.waited.as_secs()
+                );
+                *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(wait);
+            }
+        });
+        watch.tracker.close();
+        watch
+    }
+
+    /// Stops watching and waits (up to 3 s) until the monitoring connection is closed;
+    /// returns the lock wait it reported, if any.
+    async fn stop(&self) -> Option<crate::db::LockWait> {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.tracker.wait()).await;
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The error of a lock wait that `--lock-timeout` ended: the command, the timeout as given,
+/// and what it waited for (from the notice when one was printed, else the server's words).
+fn lock_timeout_error(run: &RunInfo, shown: &str, seen: Option<&crate::db::LockWait>, err: &Error) -> Error {
+    let what = match (seen, err) {
+        (Some(wait), _) => format!("; it waited for {wait}"),
+        (None, Error::Unavailable(m)) if m.contains("SQLite") => {
+            "; it waited for the SQLite write lock, which another writer held".to_owned()
+        }
+        (None, Error::Unavailable(m)) => m
+            .split_once("(server said: ")
+            .map(|(_, said)| format!("; server said: {}", said.trim_end_matches(')')))
+            .unwrap_or_default(),
+        (None, _) => String::new(),
+    };
+    Error::Unavailable(format!(
+        "`{}` gave up waiting for a lock another session holds ({shown}){what}: nothing was changed; run it again once that session is done, or allow a longer wait",
+        run.command
+    ))
 }
 
 /// The application's branding for this process (set once by [`run_from`]).
@@ -385,7 +505,13 @@ fn sqlite_file(url: &DatabaseUrl) -> Option<std::path::PathBuf> {
     (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:")).then(|| path.to_owned())
 }
 
-async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: config::Resolved) -> Result<(), Error> {
+async fn execute(
+    cli: Cli,
+    mut builder: AppBuilder,
+    bin: String,
+    resolved: config::Resolved,
+    run: RunInfo,
+) -> Result<(), Error> {
     let out = Printer {
         format: cli.global.output,
         quiet: cli.global.quiet,
@@ -411,6 +537,13 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
         }
         _ => {}
     }
+    if let Some(text) = &cli.global.lock_timeout {
+        let timeout = crate::domain::parse_duration(text)?
+            .to_std()
+            .map_err(|_| Error::Invalid(format!("invalid --lock-timeout {text:?}")))?;
+        builder = builder.lock_timeout(timeout);
+    }
+    let notice_after = lock_notice_after()?;
     let creates_database = matches!(cli.command, Command::Migrate(_) | Command::Bootstrap(_));
     let url = match resolved.database_url.0.as_deref() {
         Some(url) => Some(DatabaseUrl::parse(url)?),
@@ -498,14 +631,21 @@ async fn execute(cli: Cli, mut builder: AppBuilder, bin: String, resolved: confi
     // Ctrl-C cancels the statement in flight so the connection still ends cleanly.
     let own_signal_handling = matches!(cli.command, Command::Gdpr(gdpr::GdprCmd::Purge { .. }));
     let done = tokio_util::sync::CancellationToken::new();
+    // A wait for another session's lock is said on stderr (PostgreSQL).
+    let watch = LockWatch::start(ctx.app.db().clone(), notice_after, run.lock_timeout_shown.clone());
     if !own_signal_handling {
-        spawn_interrupt_handler(ctx.app.db().clone(), done.clone());
+        spawn_interrupt_handler(ctx.app.db().clone(), done.clone(), watch.clone());
     }
     let result = match exec(&ctx, cli.command).await {
         Err(err) => Err(with_hint(&ctx, err).await),
         ok => ok,
     };
     done.cancel();
+    let seen = watch.stop().await;
+    let result = match (result, &run.lock_timeout_shown) {
+        (Err(err), Some(shown)) if err.is_lock_timeout() => Err(lock_timeout_error(&run, shown, seen.as_ref(), &err)),
+        (result, _) => result,
+    };
     // A short-lived process must not lose spawned hook work: drain, bounded.
     let pending = ctx.app.lifecycle.drain(DRAIN_TIMEOUT).await;
     if pending > 0 {
@@ -525,7 +665,7 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(15);
 /// statement was running (a prompt, hashing), the command is not waited for: the idle
 /// connection is closed here and the process exits with 130. `done` is cancelled once
 /// the command has returned.
-fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationToken) {
+fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationToken, watch: LockWatch) {
     tokio::spawn(async move {
         tokio::select! {
             signal = tokio::signal::ctrl_c() => if signal.is_err() { return },
@@ -543,6 +683,8 @@ fn spawn_interrupt_handler(db: Database, done: tokio_util::sync::CancellationTok
         if tokio::time::timeout(grace, done.cancelled()).await.is_ok() {
             return;
         }
+        // The lock-wait monitor's connection is ended cleanly too.
+        watch.stop().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), db.close()).await;
         // A prompt may have hidden the cursor or switched echo off.
         prompt::restore_terminal();

@@ -863,12 +863,7 @@ pub(crate) async fn change_instance_role_in(tx: &mut Tx, user: &User, role: Inst
     if user.role == role {
         return Ok(false);
     }
-    if role == InstanceRole::Admin && user.is_external {
-        return Err(Error::Refused(format!(
-            "user {} is external and external users can never be admin: convert to internal first (user convert {} --to-internal)",
-            user.username, user.username
-        )));
-    }
+    refuse_external_admin(user, role)?;
     if role == InstanceRole::User {
         refuse_if_last_admin(tx, user, "demote").await?;
     }
@@ -931,16 +926,39 @@ fn refuse_if_trashed(user: &User) -> Result<()> {
     Ok(())
 }
 
-/// Refuses to remove the last active admin (this project's rule: the instance always keeps
-/// one, so it can always be administered). The decision is serialized with every other one
-/// about the admins ([`Tx::lock_instance_admins`]), so two concurrent removals of the last
-/// two admins cannot both pass: the second sees the first's commit and is refused.
-pub(crate) async fn refuse_if_last_admin(tx: &mut Tx, user: &User, verb: &str) -> Result<()> {
-    if user.role != InstanceRole::Admin || !user.active || user.is_trashed() {
-        return Ok(());
+/// The rules of [`change_instance_role_in`] without the change, for a dry run: reads only
+/// and takes no lock, so it runs in a read-only transaction (a standby). Returns whether the
+/// role would change. Errors: [`Error::Refused`] as the change would.
+pub(crate) async fn check_instance_role_change(tx: &mut Tx, user: &User, role: InstanceRole) -> Result<bool> {
+    if user.role == role {
+        return Ok(false);
     }
-    tx.lock_instance_admins().await?;
-    let admins = tx.active_admin_ids().await?;
+    refuse_external_admin(user, role)?;
+    if role == InstanceRole::User && counts_as_admin(user) {
+        let admins = tx.active_admin_ids().await?;
+        refuse_last_admin(user, &admins, "demote")?;
+    }
+    Ok(true)
+}
+
+/// Refuses admin for an external user (they sign in through an identity provider).
+fn refuse_external_admin(user: &User, role: InstanceRole) -> Result<()> {
+    if role == InstanceRole::Admin && user.is_external {
+        return Err(Error::Refused(format!(
+            "user {} is external and external users can never be admin: convert to internal first (user convert {} --to-internal)",
+            user.username, user.username
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `user` is one of the active admins the last-admin rule keeps.
+fn counts_as_admin(user: &User) -> bool {
+    user.role == InstanceRole::Admin && user.active && !user.is_trashed()
+}
+
+/// Refuses when `admins` (the active admins) holds no one but `user`.
+fn refuse_last_admin(user: &User, admins: &[Uuid], verb: &str) -> Result<()> {
     if admins.iter().all(|id| *id == user.id) {
         return Err(Error::Refused(format!(
             "refusing to {verb} {}: it is the last active admin (make another user admin first)",
@@ -948,6 +966,19 @@ pub(crate) async fn refuse_if_last_admin(tx: &mut Tx, user: &User, verb: &str) -
         )));
     }
     Ok(())
+}
+
+/// Refuses to remove the last active admin (this project's rule: the instance always keeps
+/// one, so it can always be administered). The decision is serialized with every other one
+/// about the admins ([`Tx::lock_instance_admins`]), so two concurrent removals of the last
+/// two admins cannot both pass: the second sees the first's commit and is refused.
+pub(crate) async fn refuse_if_last_admin(tx: &mut Tx, user: &User, verb: &str) -> Result<()> {
+    if !counts_as_admin(user) {
+        return Ok(());
+    }
+    tx.lock_instance_admins().await?;
+    let admins = tx.active_admin_ids().await?;
+    refuse_last_admin(user, &admins, verb)
 }
 
 fn clean(value: &Option<String>) -> Option<String> {

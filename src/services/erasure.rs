@@ -62,7 +62,10 @@ pub const DEFAULT_ERASURE_DELAY: chrono::Duration = chrono::Duration::days(30);
 /// How the sweeper runs.
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
-    /// List what is due; change nothing (the run is still recorded, as a dry run).
+    /// List what is due; change nothing and record nothing (no `sweeper_runs` row, no
+    /// abandoned run marked): the candidates are read in a `READ ONLY` transaction
+    /// (PostgreSQL) without the registry write check, so a dry run works on a standby and
+    /// under a binary that may not write.
     pub dry_run: bool,
     /// Purge at most this many users.
     pub limit: i64,
@@ -104,9 +107,10 @@ pub struct SweepEvent {
 /// The JSON summary of a sweeper run (`gdpr purge -o json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepReport {
-    /// The run's id in `sweeper_runs` (`gdpr status` shows the last runs).
+    /// The run's id in `sweeper_runs` (`gdpr status` shows the last runs). A dry run is not
+    /// recorded: its id names it in the output only.
     pub run_id: Uuid,
-    /// Nothing was changed: the users are listed as `would_purge`.
+    /// Nothing was changed and nothing recorded: the users are listed as `would_purge`.
     pub dry_run: bool,
     /// `ok`, `partial` (some users failed or were vetoed), or `interrupted` (stop requested).
     pub status: SweepStatus,
@@ -390,6 +394,11 @@ impl Erasure {
         }
         let started = Instant::now();
         let run_id = Uuid::now_v7();
+        if options.dry_run {
+            // Reads only, in a READ ONLY transaction, recorded nowhere: a dry run runs on a
+            // standby and under a binary that may not write.
+            return self.sweep(run_id, started, options, &mut on_event).await;
+        }
         self.abandon_dead_runs().await?;
         {
             let mut tx = self.db.begin().await?;
@@ -459,7 +468,11 @@ impl Erasure {
         on_event: &mut impl FnMut(&SweepEvent, usize),
     ) -> Result<SweepReport> {
         let candidates = {
-            let mut tx = self.db.begin_read_tx().await?;
+            let mut tx = if options.dry_run {
+                self.db.begin_dry().await?
+            } else {
+                self.db.begin_read_tx().await?
+            };
             let due = tx.purge_candidates(now(), options.limit).await?;
             tx.end().await?;
             due
@@ -522,6 +535,9 @@ impl Erasure {
             SweepStatus::Ok
         };
         report.duration_ms = started.elapsed().as_millis();
+        if options.dry_run {
+            return Ok(report);
+        }
         let summary = json!({
             "skipped": report.skipped,
             "stopped": report.stopped,

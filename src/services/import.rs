@@ -664,7 +664,13 @@ fn check_header(headers: &csv::StringRecord, delimiter: u8) -> Result<()> {
 pub struct ImportOptions {
     /// What an existing username means ([`OnConflict::Fail`] by default).
     pub on_conflict: OnConflict,
-    /// Validate everything, write nothing.
+    /// Validate everything, write nothing: each batch is checked against the database in a
+    /// `READ ONLY` transaction (PostgreSQL) without the registry write check, so a dry run
+    /// works on a standby and under a binary that may not write. The checks are the real
+    /// import's (taken usernames, emails, phones and identities, workspaces and roles, the
+    /// admin, external-user and root-workspace rules) against the database as it stands,
+    /// without the rows of the same input before it (duplicates within the input are still
+    /// found).
     pub dry_run: bool,
     /// All rows or none.
     pub atomic: bool,
@@ -1149,23 +1155,25 @@ impl Importer {
         }
     }
 
-    /// One batch in one transaction, committed; on a dry run rolled back, with only the
-    /// results kept.
+    /// One batch in one transaction, committed; on a dry run checked in a read-only
+    /// transaction, with only the results kept.
     async fn write_batch_once(
         &self,
         prepared: &[Prepared],
         options: &ImportOptions,
         directory: &mut Directory,
     ) -> Result<Written> {
-        let mut tx = self.db.begin().await?;
-        let done = self.write_batch(&mut tx, prepared, options, directory).await?;
         if options.dry_run {
-            tx.rollback().await?;
+            let mut tx = self.db.begin_dry().await?;
+            let done = self.write_batch(&mut tx, prepared, options, directory).await?;
+            tx.end().await?;
             return Ok(Written {
                 results: done.results,
                 ..Written::default()
             });
         }
+        let mut tx = self.db.begin().await?;
+        let done = self.write_batch(&mut tx, prepared, options, directory).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -1191,6 +1199,13 @@ impl Importer {
             .filter_map(|p| p.phone.as_ref().map(|ph| ph.as_str().to_owned()))
             .collect();
         let owners = tx.existing_passports(&emails, &phones).await?;
+        // A dry run writes nothing, so what the database's constraints would refuse at the
+        // insert is looked up instead (the root workspace for the external-user rule).
+        let root = if options.dry_run {
+            tx.root_workspace().await?.map(|r| r.workspace_id)
+        } else {
+            None
+        };
         let at = now();
         let mut results = Vec::with_capacity(prepared.len());
         let mut batch = Vec::new();
@@ -1231,6 +1246,12 @@ impl Importer {
                 )),
                 (Some(id), OnConflict::Update) => updates.push((p, id, memberships)),
                 (None, _) => {
+                    if options.dry_run
+                        && let Some(refusal) = dry_refusal(tx, p, &memberships, root).await?
+                    {
+                        results.push(error(p.line, name, refusal));
+                        continue;
+                    }
                     let person = Person {
                         id: Uuid::now_v7(),
                         given_name: p.row.given_name.clone(),
@@ -1273,10 +1294,17 @@ impl Importer {
                 }
             }
         }
-        tx.insert_users_batch(&batch).await?;
+        if !options.dry_run {
+            tx.insert_users_batch(&batch).await?;
+        }
         let mut logouts = Vec::new();
         for (p, id, memberships) in updates {
-            match update_existing(tx, p, id, &memberships, at).await? {
+            let outcome = if options.dry_run {
+                check_update(tx, p, id, &memberships, root).await?
+            } else {
+                update_existing(tx, p, id, &memberships, at).await?
+            };
+            match outcome {
                 Ok(logout) => {
                     logouts.extend(logout);
                     results.push(RowResult {
@@ -1502,17 +1530,71 @@ fn prepare_chunk(
 /// single-user commands (see [`Importer::import`]). Every check runs before the first
 /// write, so a refused row changes nothing. Returns `Ok(Err(reason))` for a refusal and
 /// `Ok(Ok(Some(user)))` when the password changed (the caller fires the logout after commit).
-async fn update_existing(
+/// What the database's constraints would refuse in a new row that a dry run does not insert:
+/// an external identity that already belongs to a user, an external user in the root
+/// workspace. The messages are the real import's.
+async fn dry_refusal(
+    tx: &mut Tx,
+    p: &Prepared,
+    memberships: &[(Uuid, Uuid)],
+    root: Option<Uuid>,
+) -> Result<Option<String>> {
+    if let (Some(provider), Some(subject)) = (&p.row.provider, &p.row.subject)
+        && tx.user_id_by_external_identity(provider, subject).await?.is_some()
+    {
+        return Ok(Some(
+            "that (provider, subject) identity already belongs to a user".into(),
+        ));
+    }
+    Ok((p.row.external == Some(true) && in_root(memberships, root)).then(|| EXTERNAL_IN_ROOT.to_owned()))
+}
+
+/// The message of the `memberships_external_not_in_root` constraint (as the real import
+/// reports it).
+const EXTERNAL_IN_ROOT: &str = "refused by the database: external users cannot join the root workspace or hold its roles (convert the user to internal first)";
+
+/// Whether one of `memberships` is in the root workspace `root`.
+fn in_root(memberships: &[(Uuid, Uuid)], root: Option<Uuid>) -> bool {
+    root.is_some_and(|root| memberships.iter().any(|(ws, _)| *ws == root))
+}
+
+/// The rules of [`update_existing`] without its writes, for a dry run (reads only, no lock
+/// taken): `Ok(Err(refusal))` for a row the real import would refuse.
+async fn check_update(
     tx: &mut Tx,
     p: &Prepared,
     id: Uuid,
     memberships: &[(Uuid, Uuid)],
-    at: crate::domain::Timestamp,
+    root: Option<Uuid>,
 ) -> Result<std::result::Result<Option<User>, String>> {
-    use crate::services::accounts::{change_instance_role_in, change_password_in, refuse_password_for_external};
-    let user = tx.require_user(&UserRef::Id(id), true).await?;
+    use crate::services::accounts::{check_instance_role_change, refuse_password_for_external};
+    let user = tx.require_user(&UserRef::Id(id), false).await?;
+    if let Some(refusal) = update_refusal(tx, p, &user).await? {
+        return Ok(Err(refusal));
+    }
+    if p.password_hash.is_some()
+        && let Err(e) = refuse_password_for_external(&user)
+    {
+        return Ok(Err(e.to_string()));
+    }
+    if let Some(role) = p.role {
+        match check_instance_role_change(tx, &user, role).await {
+            Ok(_) => {}
+            Err(e @ (Error::Refused(_) | Error::Invalid(_))) => return Ok(Err(e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    if user.is_external && in_root(memberships, root) {
+        return Ok(Err(EXTERNAL_IN_ROOT.to_owned()));
+    }
+    Ok(Ok(None))
+}
+
+/// The refusals of an update that depend on the user as stored: in the trash, a different
+/// `external` value, an identity or a contact the user does not hold.
+async fn update_refusal(tx: &mut Tx, p: &Prepared, user: &User) -> Result<Option<String>> {
     if user.is_trashed() {
-        return Ok(Err(format!(
+        return Ok(Some(format!(
             "user {} is in the trash: restore it first (user restore)",
             user.username
         )));
@@ -1520,7 +1602,7 @@ async fn update_existing(
     if let Some(external) = p.row.external
         && external != user.is_external
     {
-        return Ok(Err(format!(
+        return Ok(Some(format!(
             "user {} is {}: an import does not convert users (use user convert)",
             user.username,
             if user.is_external { "external" } else { "internal" }
@@ -1529,7 +1611,7 @@ async fn update_existing(
     if let (Some(provider), Some(subject)) = (&p.row.provider, &p.row.subject)
         && tx.user_id_by_external_identity(provider, subject).await? != Some(user.id)
     {
-        return Ok(Err(format!(
+        return Ok(Some(format!(
             "an import does not change the external identities of existing user {}",
             user.username
         )));
@@ -1546,12 +1628,27 @@ async fn update_existing(
             if let Some(value) = value
                 && !passports.iter().any(|pp| pp.value == value)
             {
-                return Ok(Err(format!(
+                return Ok(Some(format!(
                     "an import does not change the {kind} of existing user {}: the {kind} cell differs from the user's; leave it empty",
                     user.username
                 )));
             }
         }
+    }
+    Ok(None)
+}
+
+async fn update_existing(
+    tx: &mut Tx,
+    p: &Prepared,
+    id: Uuid,
+    memberships: &[(Uuid, Uuid)],
+    at: crate::domain::Timestamp,
+) -> Result<std::result::Result<Option<User>, String>> {
+    use crate::services::accounts::{change_instance_role_in, change_password_in, refuse_password_for_external};
+    let user = tx.require_user(&UserRef::Id(id), true).await?;
+    if let Some(refusal) = update_refusal(tx, p, &user).await? {
+        return Ok(Err(refusal));
     }
     if p.password_hash.is_some()
         && let Err(e) = refuse_password_for_external(&user)

@@ -74,7 +74,9 @@ pub trait MergeHandler: Send + Sync {
     /// A stable name, unique among merge handlers: it names the handler in errors and in
     /// the database's hook registry (so renaming it makes older binaries refuse writes).
     fn name(&self) -> &'static str;
-    /// What [`MergeHandler::merge`] would do, read-only.
+    /// What [`MergeHandler::merge`] would do, read-only: a dry run calls it inside a
+    /// `READ ONLY` transaction (PostgreSQL), where a write fails, so that it runs on a
+    /// standby too.
     async fn plan(&self, ctx: &MergeContext, tx: &mut Tx) -> Result<Vec<PlanItem>>;
     /// Moves B's rows to A inside `tx`.
     async fn merge(&self, ctx: &MergeContext, tx: &mut Tx) -> Result<()>;
@@ -138,7 +140,9 @@ pub struct MergeOptions {
     /// Allow A to become admin because B was. Never implied: a merge must not silently
     /// widen anyone's rights, so without it merging an admin B into a non-admin A is refused.
     pub grant_admin: bool,
-    /// Plan only; change nothing.
+    /// Plan only; change nothing. The plan is read in a `READ ONLY` transaction (PostgreSQL)
+    /// without the registry write check and without row locks, so it runs on a standby and
+    /// under a binary that may not write.
     pub dry_run: bool,
 }
 
@@ -190,13 +194,21 @@ impl Merger {
 
     /// One attempt of [`Self::merge`], which runs it again when the database asks.
     async fn merge_once(&self, keep: &UserRef, remove: &UserRef, options: MergeOptions) -> Result<MergeOutcome> {
-        let mut tx = self.db.begin().await?;
+        // A dry run only reads: a READ ONLY transaction without the registry check, so it
+        // runs on a standby and takes no row lock.
+        let mut tx = if options.dry_run {
+            self.db.begin_dry().await?
+        } else {
+            self.db.begin().await?
+        };
         let a = tx.require_user(keep, false).await?;
         let b = tx.require_user(remove, false).await?;
         if a.id == b.id {
             return Err(Error::Refused("cannot merge a user into itself".into()));
         }
-        tx.lock_users(a.id, b.id).await?;
+        if !options.dry_run {
+            tx.lock_users(a.id, b.id).await?;
+        }
         // Re-read under the locks.
         let a = tx.require_user(&UserRef::Id(a.id), false).await?;
         let b = tx.require_user(&UserRef::Id(b.id), false).await?;
@@ -229,6 +241,7 @@ impl Merger {
         };
         let plan = self.plan(&ctx, &mut tx, grants_admin).await?;
         if options.dry_run {
+            tx.end().await?;
             return Ok(MergeOutcome { plan, merged: false });
         }
         let (a, b) = (&ctx.keep, &ctx.remove);

@@ -34,7 +34,7 @@ const CORE_HISTORY: &str = "_sqlx_migrations";
 /// History table of the embedding application's migrations.
 pub(super) const APP_HISTORY: &str = "_accountctl_app_migrations";
 /// The key of the PostgreSQL advisory lock that serializes migration runs ("actlmigr").
-const MIGRATION_LOCK_KEY: i64 = 0x6163_746c_6d69_6772;
+pub(super) const MIGRATION_LOCK_KEY: i64 = 0x6163_746c_6d69_6772;
 
 /// Where a database's schema stands relative to this build's migrations (accountctl's and,
 /// when the application registered some, the application's).

@@ -54,6 +54,7 @@ mod folders;
 mod identities;
 pub mod invites;
 mod listing;
+mod locks;
 mod merge;
 mod migrate;
 mod multihost;
@@ -66,6 +67,7 @@ mod users;
 pub mod workspaces;
 
 pub use crate::domain::{UserFilter, UserRef};
+pub use locks::{LockHolder, LockWait};
 pub(crate) use migrate::MigrationPlan;
 pub use migrate::{MigrateReport, Migration, Migrations, SchemaStatus};
 pub use query::{FromValue, ReadTx, Row, Value};
@@ -436,6 +438,10 @@ pub struct Database {
     /// PostgreSQL, short-lived processes: the backend process id of every connection the
     /// pool opened, which [`Database::interrupt`] cancels (and nothing else).
     backends: Backends,
+    /// PostgreSQL: the `lock_timeout` every transaction this handle begins sets for itself
+    /// (`SET LOCAL`, sent with the `BEGIN`); `None` leaves the server's setting alone.
+    /// SQLite's counterpart, the busy timeout, is set on the connections when they open.
+    lock_timeout: Option<Duration>,
 }
 
 /// The backend process ids of a pool's connections (see [`Database::interrupt`]).
@@ -464,6 +470,22 @@ pub(crate) fn retry_pause(n: u32) -> Duration {
     use rand::RngExt as _;
     let ceiling = 20u64 << n.min(6);
     Duration::from_millis(rand::rng().random_range(ceiling / 2..=ceiling))
+}
+
+/// The longest lock timeout: PostgreSQL's `lock_timeout` is a 32-bit count of milliseconds
+/// (about 24.8 days); 24 days keeps to it.
+const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// Refuses a lock timeout of zero (PostgreSQL reads 0 as "wait forever") or longer than
+/// [`MAX_LOCK_TIMEOUT`]. Errors: [`Error::Invalid`].
+fn check_lock_timeout(timeout: Duration) -> Result<()> {
+    if timeout.is_zero() || timeout > MAX_LOCK_TIMEOUT {
+        return Err(Error::Invalid(format!(
+            "invalid lock timeout {}: longer than zero and at most 24 days",
+            humantime::format_duration(timeout)
+        )));
+    }
+    Ok(())
 }
 
 /// A connection failure as [`Error::Unavailable`] naming the (password-free) URL.
@@ -560,7 +582,7 @@ impl Database {
     /// Errors: [`Error::Invalid`] for a malformed URL, [`Error::Unavailable`] when the
     /// database cannot be reached or no listed host has the requested attributes.
     pub async fn connect(url: &DatabaseUrl) -> Result<Self> {
-        Self::open(url, 1, false).await
+        Self::open(url, 1, false, None).await
     }
 
     /// The `application_name` of this process's connection when the URL names none:
@@ -634,7 +656,7 @@ impl Database {
     /// exactly [`Database::connect`] (no check: a short-lived process pays no extra round
     /// trip per transaction).
     pub async fn connect_with(url: &DatabaseUrl, max_connections: u32) -> Result<Self> {
-        Self::open(url, max_connections, max_connections > 1).await
+        Self::open(url, max_connections, max_connections > 1, None).await
     }
 
     /// [`Database::connect`] with a pool of at most `max_connections`, for a short-lived
@@ -642,18 +664,68 @@ impl Database {
     /// per transaction) and, on PostgreSQL, carry the process's `application_name` (unless
     /// the URL names one) so [`Database::interrupt`] finds every one of them.
     pub async fn connect_short_lived(url: &DatabaseUrl, max_connections: u32) -> Result<Self> {
-        Self::open(url, max_connections, false).await
+        Self::open(url, max_connections, false, None).await
     }
 
-    async fn open(url: &DatabaseUrl, max_connections: u32, test_before_acquire: bool) -> Result<Self> {
+    /// Opens the pool as [`Database::connect_with`] (`short_lived: false`) or
+    /// [`Database::connect_short_lived`] does, with a lock timeout (see
+    /// [`crate::app::AppBuilder::lock_timeout`]): SQLite's busy timeout on every connection,
+    /// PostgreSQL's `lock_timeout` on every transaction. Errors: theirs, and
+    /// [`Error::Invalid`] for a timeout outside 1 ms..=24 days.
+    pub(crate) async fn connect_with_lock_timeout(
+        url: &DatabaseUrl,
+        max_connections: u32,
+        short_lived: bool,
+        lock_timeout: Option<Duration>,
+    ) -> Result<Self> {
+        let test_before_acquire = !short_lived && max_connections > 1;
+        Self::open(url, max_connections, test_before_acquire, lock_timeout).await
+    }
+
+    /// The same handle with a PostgreSQL `lock_timeout` for every transaction it begins
+    /// (see [`Database::lock_timeout`]). Errors: [`Error::Invalid`] on SQLite, whose busy
+    /// timeout belongs to the connections and is set when they open
+    /// ([`crate::app::AppBuilder::lock_timeout`] with a URL, or the pool's own
+    /// `busy_timeout`), and for a timeout outside 1 ms..=24 days.
+    pub(crate) fn with_lock_timeout(mut self, timeout: Duration) -> Result<Self> {
+        check_lock_timeout(timeout)?;
+        if self.backend() == Backend::Sqlite {
+            return Err(Error::Invalid(
+                "a lock timeout for a given SQLite pool: set busy_timeout on the pool's connect options instead (or let the builder connect by URL)".into(),
+            ));
+        }
+        self.lock_timeout = Some(timeout);
+        Ok(self)
+    }
+
+    /// The lock timeout this handle's transactions set (PostgreSQL) or its connections
+    /// were opened with (SQLite), when one was asked for.
+    pub fn lock_timeout(&self) -> Option<Duration> {
+        self.lock_timeout
+    }
+
+    async fn open(
+        url: &DatabaseUrl,
+        max_connections: u32,
+        test_before_acquire: bool,
+        lock_timeout: Option<Duration>,
+    ) -> Result<Self> {
+        if let Some(timeout) = lock_timeout {
+            check_lock_timeout(timeout)?;
+        }
         // A driver or the multi-host parser may quote part of a misparsed URL, password
         // included: every error of the connection goes out scrubbed.
-        Self::open_unscrubbed(url, max_connections, test_before_acquire)
+        Self::open_unscrubbed(url, max_connections, test_before_acquire, lock_timeout)
             .await
             .map_err(|e| url.scrub_error(e))
     }
 
-    async fn open_unscrubbed(url: &DatabaseUrl, max_connections: u32, test_before_acquire: bool) -> Result<Self> {
+    async fn open_unscrubbed(
+        url: &DatabaseUrl,
+        max_connections: u32,
+        test_before_acquire: bool,
+        lock_timeout: Option<Duration>,
+    ) -> Result<Self> {
         let backends: Backends = Arc::default();
         let invalid = |e: sqlx::Error| Error::Invalid(format!("invalid database URL {url}: {e}"));
         let pool = match url.backend() {
@@ -664,7 +736,7 @@ impl Database {
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .foreign_keys(true)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .busy_timeout(lock_timeout.unwrap_or(SQLITE_BUSY_TIMEOUT))
                     .log_slow_statements(log::LevelFilter::Debug, SLOW_STATEMENT);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max_connections)
@@ -717,6 +789,7 @@ impl Database {
         };
         let mut db = Self::with_pool(pool, url.clone());
         db.backends = backends;
+        db.lock_timeout = lock_timeout;
         Ok(db)
     }
 
@@ -819,6 +892,7 @@ impl Database {
             recorded: Arc::default(),
             guard: Arc::default(),
             backends: Arc::default(),
+            lock_timeout: None,
         }
     }
 
@@ -900,7 +974,7 @@ impl Database {
     pub(crate) async fn begin_unguarded(&self) -> Result<Tx> {
         let inner = match &self.pool {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
+            Pool::Postgres(p) => TxInner::Postgres(self.pg_begin(p, "BEGIN").await?),
         };
         Ok(Tx {
             inner,
@@ -918,7 +992,7 @@ impl Database {
     pub async fn begin_read(&self) -> Result<ReadTx> {
         let inner = match &self.pool {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
-            Pool::Postgres(p) => TxInner::Postgres(p.begin_with("BEGIN READ ONLY").await?),
+            Pool::Postgres(p) => TxInner::Postgres(self.pg_begin(p, "BEGIN READ ONLY").await?),
         };
         Ok(ReadTx(Tx {
             inner,
@@ -937,13 +1011,48 @@ impl Database {
     pub(crate) async fn begin_read_unguarded(&self) -> Result<Tx> {
         let inner = match &self.pool {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
-            Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
+            Pool::Postgres(p) => TxInner::Postgres(self.pg_begin(p, "BEGIN").await?),
         };
         Ok(Tx {
             inner,
             invalidations: self.invalidation_channel(),
             pending_audit: audit::PendingAudit::default(),
             pending_revocation: None,
+        })
+    }
+
+    /// A transaction for a dry run (`gdpr purge --dry-run`, `user merge --dry-run`, `user
+    /// import --dry-run`): `BEGIN READ ONLY` on PostgreSQL, a deferred `BEGIN` on SQLite, and
+    /// no registry check ([`Database::begin`]'s): a dry run writes nothing, so it runs on a
+    /// standby and under a binary that may not write. A statement that tries to write fails
+    /// (SQLSTATE 25006). End it with [`Tx::end`].
+    pub(crate) async fn begin_dry(&self) -> Result<Tx> {
+        let inner = match &self.pool {
+            Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => TxInner::Postgres(self.pg_begin(p, "BEGIN READ ONLY").await?),
+        };
+        Ok(Tx {
+            inner,
+            invalidations: self.invalidation_channel(),
+            pending_audit: audit::PendingAudit::default(),
+            pending_revocation: None,
+        })
+    }
+
+    /// Begins a PostgreSQL transaction with `begin` (`BEGIN` or `BEGIN READ ONLY`), followed
+    /// in the same simple query (one round trip, nothing a transaction-mode pooler could
+    /// separate) by `SET LOCAL lock_timeout` when this handle has one.
+    async fn pg_begin(&self, pool: &PgPool, begin: &'static str) -> Result<sqlx::Transaction<'static, Postgres>> {
+        Ok(match self.lock_timeout {
+            None if begin == "BEGIN" => pool.begin().await?,
+            None => pool.begin_with(begin).await?,
+            Some(timeout) => {
+                let millis = timeout.as_millis().max(1);
+                pool.begin_with(sqlx::AssertSqlSafe(format!(
+                    "{begin}; SET LOCAL lock_timeout = {millis}"
+                )))
+                .await?
+            }
         })
     }
 

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 
 /// The PostgreSQL advisory-lock key of [`Tx::lock_instance_admins`] (arbitrary, fixed:
 /// "acctadm1" in ASCII).
-const INSTANCE_ADMINS_LOCK: i64 = 0x6163_6374_6164_6d31;
+pub(super) const INSTANCE_ADMINS_LOCK: i64 = 0x6163_6374_6164_6d31;
 
 /// The columns of a new `users` row (the person row is inserted first).
 #[derive(Debug, Clone)]

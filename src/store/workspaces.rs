@@ -14,7 +14,7 @@ pub const ROOT_WORKSPACE_NAME: &str = "root";
 pub const ROOT_ROLE_NAME: &str = "root";
 
 /// The key of the PostgreSQL advisory lock that serializes root-workspace creation ("actlroot").
-const ROOT_WORKSPACE_LOCK: i64 = 0x6163_746c_726f_6f74;
+pub(super) const ROOT_WORKSPACE_LOCK: i64 = 0x6163_746c_726f_6f74;
 
 /// The root workspace and its `root` role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
