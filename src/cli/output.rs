@@ -371,11 +371,20 @@ pub fn tsv_escape(text: &str) -> String {
 /// starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, which
 /// spreadsheets show as text. A plain number (`-5`, `+4915112345678`, `1.5`) is left as it
 /// is: it cannot be a formula, and phone numbers keep their E.164 form. `user import`
-/// removes that one `'` again (`services::import`), so an export re-imports unchanged.
+/// removes that one `'` again (`services::import`), so an export re-imports unchanged; for
+/// that, a cell that already starts with `'`s and a formula-leading character (a name
+/// `'=x`) gets a `'` too, so the import's removal gives it back whole.
 pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
     let Some(first) = cell.chars().next() else {
         return cell.into();
     };
+    if first == '\''
+        && cell
+            .trim_start_matches('\'')
+            .starts_with(['=', '+', '-', '@', '\t', '\r'])
+    {
+        return format!("'{cell}").into();
+    }
     if !matches!(first, '=' | '+' | '-' | '@' | '\t' | '\r') {
         return cell.into();
     }
@@ -543,6 +552,17 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), crate::Error> {
 #[cfg(test)]
 mod tests {
     use super::distinct_prefix;
+
+    #[test]
+    fn a_neutralised_cell_reads_back_whole_through_the_import() {
+        for cell in [
+            "=1+1", "+x", "-x", "@x", "'=x", "''=x", "'''@x", "'-5", "'x", "''x", "'", "-5", "+4915112345678", "plain",
+            "",
+        ] {
+            let written = super::neutralise_formula(cell);
+            assert_eq!(crate::services::import::unneutralise_formula(&written), cell, "{cell:?} → {written:?}");
+        }
+    }
 
     #[test]
     fn ids_are_cut_where_they_stop_sharing_a_prefix_but_never_below_8() {

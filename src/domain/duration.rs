@@ -95,7 +95,8 @@ pub fn parse_erasure_due(text: &str, now: super::Timestamp) -> Result<super::Tim
     if !any {
         return Err(bad());
     }
-    Ok(now + chrono::Duration::days(days))
+    now.checked_add_signed(chrono::Duration::days(days))
+        .ok_or_else(|| Error::Invalid(format!("invalid due time {shown}: it reaches past the representable dates")))
 }
 
 #[cfg(test)]

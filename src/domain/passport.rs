@@ -124,12 +124,15 @@ impl fmt::Display for Email {
 pub struct Phone(String);
 
 impl Phone {
+    /// The separators accepted between the digits (and before the `+`) and dropped.
+    pub const SEPARATORS: &'static [char] = &[' ', '-', '.', '(', ')'];
+
     /// Errors: [`Error::Invalid`] when the number is not `+` and 7–15 digits.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let compact: String = text
             .trim()
             .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            .filter(|c| !Self::SEPARATORS.contains(c))
             .collect();
         let digits = compact.strip_prefix('+').unwrap_or("");
         let ok =

@@ -183,11 +183,19 @@ fn memberships<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
 
 /// A CSV cell as a spreadsheet-safe export wrote it, read back: a `'` before a
 /// formula-leading character (`=`, `+`, `-`, `@`, tab, carriage return) is dropped (OWASP's
-/// neutralisation, which `user export` applies). No username, email, phone or name starts
-/// with `'` followed by one of them on purpose.
+/// neutralisation, which `user export` applies), and so is the first of several `'` before
+/// such a character (the export's `''=x` for a cell `'=x`, which thus reads back whole). The
+/// `password` column is taken exactly as given: no export writes it, and a `'` is part of a
+/// password.
 pub fn unneutralise_formula(cell: &str) -> &str {
     match cell.strip_prefix('\'') {
-        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        Some(rest)
+            if rest
+                .trim_start_matches('\'')
+                .starts_with(['=', '+', '-', '@', '\t', '\r']) =>
+        {
+            rest
+        }
         _ => cell,
     }
 }
@@ -445,11 +453,17 @@ impl<R: BufRead> Iterator for Rows<R> {
                             ));
                         }
                         // A cell a spreadsheet-safe export neutralised (`'=…`, `'-…`) reads
-                        // back as it was written.
+                        // back as it was written. Not the password: no export writes one, and
+                        // its `'` is part of it.
                         if record.iter().any(|f| f.starts_with('\'')) {
+                            let password = headers.iter().position(|h| h == "password");
                             let mut restored = csv::StringRecord::with_capacity(record.as_slice().len(), record.len());
-                            for field in record.iter() {
-                                restored.push_field(unneutralise_formula(field));
+                            for (i, field) in record.iter().enumerate() {
+                                if Some(i) == password {
+                                    restored.push_field(field);
+                                } else {
+                                    restored.push_field(unneutralise_formula(field));
+                                }
                             }
                             restored.set_position(record.position().cloned());
                             *record = restored;
@@ -1647,3 +1661,20 @@ impl Directory {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_csv_password_keeps_its_leading_quote_and_other_cells_lose_a_neutralising_one() {
+        let csv = "username,given_name,password\nalice,'=Alice,'=secret pass\nbob,''=Bob,'-another one\n";
+        let rows = parse(std::io::Cursor::new(csv), Format::Csv).expect("rows");
+        let rows: Vec<ImportRow> = rows.into_iter().map(|(_, r)| r.expect("row")).collect();
+        assert_eq!(rows[0].given_name.as_deref(), Some("=Alice"));
+        assert_eq!(rows[0].password.as_deref(), Some("'=secret pass"));
+        assert_eq!(rows[1].given_name.as_deref(), Some("'=Bob"), "the export's '' reads back as one");
+        assert_eq!(rows[1].password.as_deref(), Some("'-another one"));
+    }
+}
+

@@ -130,8 +130,11 @@ impl DatabaseUrl {
                 return;
             }
             found.push(whole.to_owned());
-            if let Some(decoded) = percent_decode(whole) {
-                found.push(decoded);
+            // As a driver decodes it: percent escapes, and in a query `+` as a space too.
+            for plus_is_space in [false, true] {
+                if let Some(decoded) = percent_decode(whole, plus_is_space) {
+                    found.push(decoded);
+                }
             }
             for piece in whole.split([':', '/', ',', '?', '#', '@', '&', '=', ';']) {
                 if !piece.is_empty() {
@@ -229,63 +232,88 @@ impl DatabaseUrl {
     /// The URL with every secret replaced by `***`: the password of `user:pass@`, and the
     /// query parameters that carry one (`password`, `sslpassword`, and any other whose name
     /// contains "password", "secret" or "token"), which libpq and sqlx accept as well.
+    ///
+    /// Whatever the text's shape, no secret [`DatabaseUrl::secrets`] finds in it is shown: a
+    /// malformed URL (a password with an unescaped `?`, `#` or `/`, which a URL parser reads
+    /// as the end of the host) is redacted by hand, and every secret left in the result is
+    /// replaced last.
     fn redacted(&self) -> String {
+        let mut shown = self.redacted_by_shape();
+        for secret in self.secrets() {
+            if secret.chars().count() >= 3 {
+                shown = shown.replace(&secret, "***");
+            }
+        }
+        shown
+    }
+
+    /// [`DatabaseUrl::redacted`] before its last pass.
+    fn redacted_by_shape(&self) -> String {
         fn secret_key(key: &str) -> bool {
             let key = key.to_ascii_lowercase();
             ["password", "secret", "token"].iter().any(|s| key.contains(s))
         }
-        match url::Url::parse(&self.0) {
-            Ok(mut u) => {
-                if u.password().is_some() {
-                    let _ = u.set_password(Some("***"));
-                }
-                if u.query_pairs().any(|(k, _)| secret_key(&k)) {
-                    let pairs: Vec<(String, String)> = u
-                        .query_pairs()
-                        .map(|(k, v)| {
-                            let v = if secret_key(&k) {
-                                "***".to_owned()
-                            } else {
-                                v.into_owned()
-                            };
-                            (k.into_owned(), v)
-                        })
-                        .collect();
-                    u.query_pairs_mut().clear().extend_pairs(pairs);
-                }
-                u.to_string()
+        // An `@` after the host (in the path, query or fragment, as the `url` crate reads the
+        // text) means the user part may reach further than the crate thinks: an unescaped
+        // `?`, `#` or `/` in a password ends its host early (`app:12?x@db` is host `app`, port
+        // 12). Such text is redacted by hand, up to its last `@`.
+        let parsed = url::Url::parse(&self.0).ok().filter(|u| {
+            ![u.path(), u.query().unwrap_or_default(), u.fragment().unwrap_or_default()]
+                .iter()
+                .any(|part| part.contains('@'))
+        });
+        if let Some(mut u) = parsed {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
             }
-            // A libpq multi-host URL (`host1:5432,host2:5432`), which the `url` crate cannot
-            // parse: redacted by hand (everything between `://` and the last `@` but the user
-            // name, and the secret query parameters). Any other unparseable text may be
-            // anything, a password or a libpq `key=value` string included: never shown.
-            Err(_) => {
-                let (base, query) = self.0.split_once('?').unwrap_or((&self.0, ""));
-                let Some((scheme, rest)) = base.split_once("://") else {
-                    return "<unparseable database URL>".to_owned();
-                };
-                let rest = match rest.rsplit_once('@') {
-                    Some((userinfo, hosts)) => match userinfo.split_once(':') {
-                        Some((user, _)) => format!("{user}:***@{hosts}"),
-                        None => format!("{userinfo}@{hosts}"),
-                    },
-                    None => rest.to_owned(),
-                };
-                let mut shown = format!("{scheme}://{rest}");
-                if !query.is_empty() {
-                    let pairs: Vec<String> = query
-                        .split('&')
-                        .map(|pair| match pair.split_once('=') {
-                            Some((k, _)) if secret_key(k) => format!("{k}=***"),
-                            _ => pair.to_owned(),
-                        })
-                        .collect();
-                    shown.push('?');
-                    shown.push_str(&pairs.join("&"));
-                }
-                shown
+            if u.query_pairs().any(|(k, _)| secret_key(&k)) {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if secret_key(&k) {
+                            "***".to_owned()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
             }
+            return u.to_string();
         }
+        // A libpq multi-host URL (`host1:5432,host2:5433`), which the `url` crate cannot
+        // parse, or a malformed one: redacted by hand (everything between `://` and the last
+        // `@` but the user name, and the secret query parameters). Any other unparseable
+        // text may be anything, a password or a libpq `key=value` string included: never
+        // shown.
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "<unparseable database URL>".to_owned();
+        };
+        let (userinfo, hosts) = match rest.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, rest),
+        };
+        let mut shown = format!("{scheme}://");
+        match userinfo.map(|u| u.split_once(':').map(|(user, _)| user).ok_or(u)) {
+            Some(Ok(user)) => shown.push_str(&format!("{user}:***@")),
+            Some(Err(user)) => shown.push_str(&format!("{user}@")),
+            None => {}
+        }
+        let (base, query) = hosts.split_once('?').unwrap_or((hosts, ""));
+        shown.push_str(base);
+        if !query.is_empty() {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if secret_key(k) => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            shown.push('?');
+            shown.push_str(&pairs.join("&"));
+        }
+        shown
     }
 }
 
@@ -301,9 +329,17 @@ impl fmt::Display for DatabaseUrl {
     }
 }
 
-/// Percent-decodes `text` (`%41` is `A`; invalid sequences are kept as they are).
-fn percent_decode(text: &str) -> Option<String> {
-    url::form_urlencoded::parse(format!("k={}", text.replace('+', "%2B")).as_bytes())
+/// Percent-decodes `text` (`%41` is `A`; invalid sequences are kept as they are; `&` is
+/// itself, not a separator as in a form; `+` a space when `plus_is_space`, as in a query
+/// string, else itself).
+fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
+    let escaped = text.replace('&', "%26");
+    let escaped = if plus_is_space {
+        escaped
+    } else {
+        escaped.replace('+', "%2B")
+    };
+    url::form_urlencoded::parse(format!("k={escaped}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
 }
@@ -1106,6 +1142,30 @@ mod tests {
             shown,
             "postgres://app:***@db1:5432,db2:5433/accounts?password=***&target_session_attrs=read-write"
         );
+    }
+
+    #[test]
+    fn a_password_that_ends_the_host_early_is_not_shown() {
+        for (text, password) in [
+            ("postgres://app:12?x9@db.example/accounts", "12?x9"),
+            ("postgres://app:ab?cd@db.example/accounts", "ab?cd"),
+            ("postgres://app:12#x9@db.example/accounts", "12#x9"),
+            ("postgres://app:12/x9@db.example/accounts", "12/x9"),
+            ("postgres://app:p@ss:12/x@db.example/accounts", "p@ss:12/x"),
+            ("postgres://app@db.example/accounts?password=a1@b2", "a1@b2"),
+        ] {
+            let url = DatabaseUrl::parse(text).expect("valid");
+            let shown = format!("{url} {url:?}");
+            assert!(!shown.contains(password), "{text} shown as {shown}");
+            assert!(shown.contains("db.example"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_decoded_password_with_an_ampersand_is_scrubbed_from_messages() {
+        let url = DatabaseUrl::parse("postgres://app:&%20Ab@db.example/accounts").expect("valid");
+        let scrubbed = url.scrub("password authentication failed for \"& Ab\"");
+        assert!(!scrubbed.contains("& Ab"), "{scrubbed}");
     }
 
     #[test]
