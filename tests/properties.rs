@@ -476,12 +476,19 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 // Database URLs
 
-/// How a password sits in a URL: as given, percent-encoded as a URL's user part, or
-/// form-encoded as a query value.
+/// How a password sits in a URL: as given, percent-encoded (every byte but the unreserved
+/// ones, RFC 3986 §2.3), or form-encoded as a query value (a space as `+`).
 fn url_encodings(password: &str) -> Vec<String> {
-    let mut user_part = url::Url::parse("postgres://u@h/d").expect("url");
-    let _ = user_part.set_password(Some(password));
-    let encoded = user_part.password().unwrap_or(password).to_owned();
+    let encoded: String = password
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
     let query: String = url::form_urlencoded::byte_serialize(password.as_bytes()).collect();
     vec![password.to_owned(), encoded, query]
 }
@@ -557,7 +564,12 @@ fn url_case() -> impl Strategy<Value = UrlCase> {
         prop::collection::vec((host, prop::option::of(1u16..=65535)), 1..4),
         db,
         0usize..6,
-        prop::sample::select(vec!["", "sslmode=require", "target_session_attrs=read-write", "application_name=x"]),
+        prop::sample::select(vec![
+            "",
+            "sslmode=require",
+            "target_session_attrs=read-write",
+            "application_name=x",
+        ]),
     )
         .prop_map(|(scheme, user, hosts, db, form, param)| {
             let hosts: Vec<String> = hosts
@@ -567,7 +579,11 @@ fn url_case() -> impl Strategy<Value = UrlCase> {
             let hosts = hosts.join(",");
             let query = |extra: &str| -> String {
                 let params: Vec<&str> = [param, extra].into_iter().filter(|p| !p.is_empty()).collect();
-                if params.is_empty() { String::new() } else { format!("?{}", params.join("&")) }
+                if params.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", params.join("&"))
+                }
             };
             match form {
                 // The password in the user part, over one or several hosts.
@@ -721,7 +737,11 @@ fn write_csv_with(rows: &[Cells], cell: impl Fn(&str, &str) -> String) -> Vec<u8
 /// character, and before a `'` that precedes one, so `user import` reads the cell back whole.
 /// Passwords are never exported, and taken as given.
 fn neutralised(column: &str, cell: &str) -> String {
-    if column != "password" && cell.trim_start_matches('\'').starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if column != "password"
+        && cell
+            .trim_start_matches('\'')
+            .starts_with(['=', '+', '-', '@', '\t', '\r'])
+    {
         format!("'{cell}")
     } else {
         cell.to_owned()
@@ -817,13 +837,19 @@ impl ConfigCase {
         line("invite_link", &self.invite_link);
         match self.spoiler {
             Some("unknown key") => out.push_str("databse_url = \"sqlite://x.db\"\n"),
-            Some("both urls") => out.push_str("database_url_file = \"/nonexistent\"\ndatabase_url = \"sqlite://a.db\"\n"),
+            Some("both urls") => {
+                out.push_str("database_url_file = \"/nonexistent\"\ndatabase_url = \"sqlite://a.db\"\n")
+            }
             Some("not toml") => out.push_str("actor = \n"),
             Some("bad tls") => out.push_str("[smtp]\nhost = \"h\"\nfrom = \"a@b.c\"\ntls = \"ssl\"\n"),
             _ => {}
         }
         if let Some((host, port, from, username, tls)) = &self.smtp {
-            out.push_str(&format!("[smtp]\nhost = {}\nfrom = {}\ntls = \"{tls}\"\n", toml_string(host), toml_string(from)));
+            out.push_str(&format!(
+                "[smtp]\nhost = {}\nfrom = {}\ntls = \"{tls}\"\n",
+                toml_string(host),
+                toml_string(from)
+            ));
             if let Some(port) = port {
                 out.push_str(&format!("port = {port}\n"));
             }
@@ -854,16 +880,23 @@ fn config_case() -> impl Strategy<Value = ConfigCase> {
             prop::option::of("[a-z]{1,8}"),
             prop::sample::select(vec!["none", "starttls", "tls"]),
         )),
-        prop::option::of(prop::sample::select(vec!["unknown key", "both urls", "not toml", "bad tls"])),
+        prop::option::of(prop::sample::select(vec![
+            "unknown key",
+            "both urls",
+            "not toml",
+            "bad tls",
+        ])),
     )
-        .prop_map(|(database_url, actor, trash_retention, invite_link, smtp, spoiler)| ConfigCase {
-            database_url,
-            actor,
-            trash_retention,
-            invite_link,
-            smtp: if spoiler == Some("bad tls") { None } else { smtp },
-            spoiler,
-        })
+        .prop_map(
+            |(database_url, actor, trash_retention, invite_link, smtp, spoiler)| ConfigCase {
+                database_url,
+                actor,
+                trash_retention,
+                invite_link,
+                smtp: if spoiler == Some("bad tls") { None } else { smtp },
+                spoiler,
+            },
+        )
 }
 
 #[test]
@@ -888,7 +921,10 @@ fn a_config_file_is_read_back_as_written_or_refused_with_exit_2() {
             // The database_url setting as shown (other settings may match a piece by chance).
             let shown_url = serde_json::from_str::<serde_json::Value>(&stdout)
                 .ok()
-                .and_then(|v| v.as_array().and_then(|rows| rows.iter().find(|s| s["key"] == "database_url").cloned()))
+                .and_then(|v| {
+                    v.as_array()
+                        .and_then(|rows| rows.iter().find(|s| s["key"] == "database_url").cloned())
+                })
                 .map(|s| s["value"].to_string())
                 .unwrap_or_default();
             for piece in url.secret_pieces() {
@@ -907,7 +943,10 @@ fn a_config_file_is_read_back_as_written_or_refused_with_exit_2() {
                 && url::Url::parse(&l.replace("{token}", "token"))
                     .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
         });
-        let retention_ok = case.trash_retention.as_deref().is_none_or(|t| parse_duration(t).is_ok());
+        let retention_ok = case
+            .trash_retention
+            .as_deref()
+            .is_none_or(|t| parse_duration(t).is_ok());
         let valid = case.spoiler.is_none() && link_ok && retention_ok;
         prop_assert_eq!(
             out.status.code(),
@@ -994,7 +1033,6 @@ fn refused_or_taken(err: &Error) -> Result<(), TestCaseError> {
     prop_assert!(matches!(err.exit_code(), 2 | 4), "{}", err);
     Ok(())
 }
-
 
 /// One user of a round-trip case, valid by construction (filtered through the library's
 /// own checks).
@@ -1107,7 +1145,11 @@ fn round_trip_case() -> impl Strategy<Value = RoundTrip> {
                     Some(u)
                 })
                 .collect();
-            RoundTrip { workspaces, users, jsonl }
+            RoundTrip {
+                workspaces,
+                users,
+                jsonl,
+            }
         })
 }
 
@@ -1220,7 +1262,10 @@ async fn workspaces_of(ctx: &common::Ctx, case: &RoundTrip) -> accountctl::App {
     let app = ctx.app().await;
     team_type(&app).await;
     for (workspace, role) in &case.workspaces {
-        app.workspaces().create(workspace, "team", None, false).await.expect("workspace");
+        app.workspaces()
+            .create(workspace, "team", None, false)
+            .await
+            .expect("workspace");
         app.workspaces()
             .create_role(workspace, role, &[Capability::parse("docs.read").expect("cap")], false)
             .await

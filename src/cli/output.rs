@@ -556,11 +556,28 @@ mod tests {
     #[test]
     fn a_neutralised_cell_reads_back_whole_through_the_import() {
         for cell in [
-            "=1+1", "+x", "-x", "@x", "'=x", "''=x", "'''@x", "'-5", "'x", "''x", "'", "-5", "+4915112345678", "plain",
+            "=1+1",
+            "+x",
+            "-x",
+            "@x",
+            "'=x",
+            "''=x",
+            "'''@x",
+            "'-5",
+            "'x",
+            "''x",
+            "'",
+            "-5",
+            "+4915112345678",
+            "plain",
             "",
         ] {
             let written = super::neutralise_formula(cell);
-            assert_eq!(crate::services::import::unneutralise_formula(&written), cell, "{cell:?} → {written:?}");
+            assert_eq!(
+                crate::services::import::unneutralise_formula(&written),
+                cell,
+                "{cell:?} → {written:?}"
+            );
         }
     }
 

@@ -129,11 +129,7 @@ impl Phone {
 
     /// Errors: [`Error::Invalid`] when the number is not `+` and 7–15 digits.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let compact: String = text
-            .trim()
-            .chars()
-            .filter(|c| !Self::SEPARATORS.contains(c))
-            .collect();
+        let compact: String = text.trim().chars().filter(|c| !Self::SEPARATORS.contains(c)).collect();
         let digits = compact.strip_prefix('+').unwrap_or("");
         let ok =
             (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');

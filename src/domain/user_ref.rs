@@ -101,7 +101,12 @@ mod tests {
 
     #[test]
     fn a_phone_is_read_as_a_phone_whatever_separator_comes_first() {
-        for text in ["+4915112345678", "(+49) 151 1234 5678", "-+4915112345678", " .+49 151 12345678"] {
+        for text in [
+            "+4915112345678",
+            "(+49) 151 1234 5678",
+            "-+4915112345678",
+            " .+49 151 12345678",
+        ] {
             assert_eq!(
                 UserRef::parse(text).ok(),
                 Phone::parse(text).ok().map(UserRef::Phone),

@@ -1673,8 +1673,11 @@ mod tests {
         let rows: Vec<ImportRow> = rows.into_iter().map(|(_, r)| r.expect("row")).collect();
         assert_eq!(rows[0].given_name.as_deref(), Some("=Alice"));
         assert_eq!(rows[0].password.as_deref(), Some("'=secret pass"));
-        assert_eq!(rows[1].given_name.as_deref(), Some("'=Bob"), "the export's '' reads back as one");
+        assert_eq!(
+            rows[1].given_name.as_deref(),
+            Some("'=Bob"),
+            "the export's '' reads back as one"
+        );
         assert_eq!(rows[1].password.as_deref(), Some("'-another one"));
     }
 }
-
