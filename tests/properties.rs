@@ -808,13 +808,16 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 // The config file, through the binary (`config show` reads it and prints what applies)
 
+/// An `[smtp]` table: host, port, from, username, tls.
+type Smtp = (String, Option<u16>, String, Option<String>, &'static str);
+
 #[derive(Debug, Clone)]
 struct ConfigCase {
     database_url: Option<UrlCase>,
     actor: Option<String>,
     trash_retention: Option<String>,
     invite_link: Option<String>,
-    smtp: Option<(String, Option<u16>, String, Option<String>, &'static str)>,
+    smtp: Option<Smtp>,
     /// Something that makes the file invalid, if any.
     spoiler: Option<&'static str>,
 }
@@ -1104,8 +1107,15 @@ fn gen_user() -> impl Strategy<Value = GenUser> {
 }
 
 fn round_trip_case() -> impl Strategy<Value = RoundTrip> {
-    let workspace = "[A-Za-z0-9 ._:,'=+@&-]{1,16}|\\PC{1,10}".prop_filter("a valid workspace name", |w| {
-        validate_workspace_name(w).is_ok() && !w.contains(';')
+    // Any valid name but one holding `:`, a role-like word and `;` in that order, which a
+    // CSV memberships cell cannot tell from two pairs (JSON Lines can).
+    let workspace = "[A-Za-z0-9 ._:;,'=+@&-]{1,16}|\\PC{1,10}".prop_filter("a valid workspace name", |w| {
+        validate_workspace_name(w).is_ok()
+            && !w.split(';').rev().skip(1).any(|part| {
+                let part = part.trim_end();
+                let word = part.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+                word.len() < part.len() && word.trim_end().ends_with(':')
+            })
     });
     let role = "[A-Za-z0-9._-]{1,12}".prop_filter("a valid role name", |r| validate_role_name(r).is_ok());
     (
@@ -1357,7 +1367,7 @@ on_both_backends! {
 
     async fn import_then_export_then_import_gives_the_same_rows(ctx) {
         let backend = ctx.backend;
-        run_async(6, "round-trip.proptest-regressions", round_trip_case(), move |case| async move {
+        run_async(8, "round-trip.proptest-regressions", round_trip_case(), move |case| async move {
             let (first_tx, first_rx) = tokio::sync::oneshot::channel();
             let first_case = case.clone();
             common::run_on(backend, |ctx| async move {

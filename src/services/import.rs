@@ -168,8 +168,8 @@ fn memberships<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
     match Option::<M>::deserialize(d)? {
         None => Ok(Vec::new()),
         Some(M::List(pairs)) => Ok(pairs.into_iter().map(|p| (p.workspace, p.role)).collect()),
-        Some(M::Text(text)) => text
-            .split(';')
+        Some(M::Text(text)) => membership_pairs(&text)
+            .into_iter()
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .map(|p| {
@@ -179,6 +179,26 @@ fn memberships<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
             })
             .collect(),
     }
+}
+
+/// The `WORKSPACE:ROLE` pairs of a memberships cell, split at the `;` that end a pair: a
+/// `;` right after `:` and a role name (letters, digits, `.`, `_`, `-`; spaces around
+/// either allowed). A workspace name may thus hold `;` and `:` (`R&D; Europe:member` is one
+/// pair), unless it holds `:`, a role-like word and `;` in that order, which reads as two.
+fn membership_pairs(text: &str) -> Vec<&str> {
+    let role_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let mut pairs = Vec::new();
+    let mut start = 0;
+    for (at, _) in text.match_indices(';') {
+        let before = text[start..at].trim_end();
+        let without_role = before.trim_end_matches(role_char);
+        if without_role.len() < before.len() && without_role.trim_end().ends_with(':') {
+            pairs.push(&text[start..at]);
+            start = at + 1;
+        }
+    }
+    pairs.push(&text[start..]);
+    pairs
 }
 
 /// A CSV cell as a spreadsheet-safe export wrote it, read back: a `'` before a
@@ -1679,5 +1699,20 @@ mod tests {
             "the export's '' reads back as one"
         );
         assert_eq!(rows[1].password.as_deref(), Some("'-another one"));
+    }
+
+    #[test]
+    fn a_workspace_name_with_a_semicolon_is_one_membership() {
+        fn pairs(text: &str) -> Vec<&str> {
+            membership_pairs(text).into_iter().map(str::trim).collect()
+        }
+        assert_eq!(pairs("Acme:member;Beta:admin"), ["Acme:member", "Beta:admin"]);
+        assert_eq!(
+            pairs(" Acme : member ; Beta:admin ;"),
+            ["Acme : member", "Beta:admin", ""]
+        );
+        assert_eq!(pairs("R&D; Europe:member;Acme:x.y"), ["R&D; Europe:member", "Acme:x.y"]);
+        assert_eq!(pairs("a:b:c;d:e"), ["a:b:c", "d:e"]);
+        assert_eq!(pairs("nothing"), ["nothing"]);
     }
 }
