@@ -116,6 +116,8 @@ fn email_like() -> impl Strategy<Value = String> {
         )
             .prop_map(|(lead, local, labels, tail)| format!("{lead}{local}@{}{tail}", labels.join("."))),
         1 => "[^\\s]{0,10}@[^\\s]{0,20}",
+        1 => (prop::sample::select(vec!["\n", "\t", "\r\n", "\u{85}", " "]), any::<bool>())
+            .prop_map(|(c, before)| if before { format!("{c}alice@example.com") } else { format!("alice@example.com{c}") }),
         1 => any_text().prop_map(|t| format!("{t}@example.com")),
         1 => any_text(),
     ]
@@ -135,6 +137,7 @@ fn phone_like() -> impl Strategy<Value = String> {
                 format!("{lead}+{first}{digits}{tail}")
             }),
         1 => "\\+[0-9 ]{0,20}",
+        1 => prop::sample::select(vec!["\n", "\t", "\r", " "]).prop_map(|c| format!("+4915112345678{c}")),
         1 => any_text().prop_map(|t| format!("+{t}")),
     ]
 }
