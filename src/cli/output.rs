@@ -566,6 +566,34 @@ mod tests {
     }
 
     #[test]
+    fn a_neutralised_cell_reads_back_whole_through_the_import() {
+        for cell in [
+            "=1+1",
+            "+x",
+            "-x",
+            "@x",
+            "'=x",
+            "''=x",
+            "'''@x",
+            "'-5",
+            "'x",
+            "''x",
+            "'",
+            "-5",
+            "+4915112345678",
+            "plain",
+            "",
+        ] {
+            let written = super::neutralise_formula(cell);
+            assert_eq!(
+                crate::services::import::unneutralise_formula(&written),
+                cell,
+                "{cell:?} → {written:?}"
+            );
+        }
+    }
+
+    #[test]
     fn ids_are_cut_where_they_stop_sharing_a_prefix_but_never_below_8() {
         assert_eq!(distinct_prefix(&[]), 8);
         assert_eq!(distinct_prefix(&["0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b"]), 8);

@@ -95,7 +95,11 @@ pub fn parse_erasure_due(text: &str, now: super::Timestamp) -> Result<super::Tim
     if !any {
         return Err(bad());
     }
-    Ok(now + chrono::Duration::days(days))
+    now.checked_add_signed(chrono::Duration::days(days)).ok_or_else(|| {
+        Error::Invalid(format!(
+            "invalid due time {shown}: it reaches past the representable dates"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -120,6 +124,9 @@ mod tests {
         for bad in ["1m", "12h", "1 month", "soon", "", "2020-01-01", "-1d", "400000d"] {
             assert!(matches!(due(bad), Err(Error::Invalid(_))), "{bad:?} should be refused");
         }
+        // Past the last representable date: refused, not an overflow panic.
+        let end = chrono::DateTime::<chrono::Utc>::MAX_UTC;
+        assert!(matches!(parse_erasure_due("30d", end), Err(Error::Invalid(_))));
     }
 
     #[test]

@@ -74,10 +74,15 @@ pub struct Passport {
 pub struct Email(String);
 
 impl Email {
-    /// Errors: [`Error::Invalid`] for a malformed address.
+    /// Errors: [`Error::Invalid`] for a malformed address, or one with a control character
+    /// anywhere (a trailing newline included), which no `<user>` argument may hold
+    /// ([`super::UserRef::parse`]): an address is found by the text that created it.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let value = text.trim().to_lowercase();
         let bad = || Error::Invalid(format!("invalid email address {}", super::shown(text)));
+        if text.chars().any(char::is_control) {
+            return Err(bad());
+        }
         if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
@@ -124,16 +129,19 @@ impl fmt::Display for Email {
 pub struct Phone(String);
 
 impl Phone {
-    /// Errors: [`Error::Invalid`] when the number is not `+` and 7–15 digits.
+    /// The separators accepted between the digits (and before the `+`) and dropped.
+    pub const SEPARATORS: &'static [char] = &[' ', '-', '.', '(', ')'];
+
+    /// Errors: [`Error::Invalid`] when the number is not `+` and 7–15 digits (after the
+    /// [`Phone::SEPARATORS`] and surrounding spaces are dropped; a control character, a
+    /// trailing newline included, is refused as in any `<user>` argument).
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let compact: String = text
-            .trim()
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-            .collect();
+        let compact: String = text.trim().chars().filter(|c| !Self::SEPARATORS.contains(c)).collect();
         let digits = compact.strip_prefix('+').unwrap_or("");
-        let ok =
-            (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');
+        let ok = (7..=15).contains(&digits.len())
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && !digits.starts_with('0')
+            && !text.chars().any(char::is_control);
         if !ok {
             return Err(Error::Invalid(format!(
                 "invalid phone number {}: use E.164 form, e.g. +4915112345678",
@@ -211,5 +219,10 @@ mod tests {
         assert!(Phone::parse("015112345678").is_err());
         assert!(Phone::parse("+12").is_err());
         assert!(Phone::parse("+49abc1234567").is_err());
+        // A control character, even where trimming would drop it, is refused (a `<user>`
+        // argument holding it is, so the number would not be found by that text).
+        assert!(Phone::parse("+4915112345678\n").is_err());
+        assert!(Email::parse("alice@example.com\n").is_err());
+        assert!(Email::parse("\talice@example.com").is_err());
     }
 }

@@ -19,10 +19,12 @@ pub enum UserRef {
 }
 
 impl UserRef {
-    /// A uuid is an id, text with `@` an email, text starting with `+` a phone number, and
-    /// anything else a username. Errors: [`crate::Error::Invalid`] for a malformed email/phone,
-    /// or for control characters, which no form can contain (and PostgreSQL cannot even
-    /// compare: a NUL is an encoding error there, so it is refused here on both backends).
+    /// A uuid is an id, text with `@` an email, text starting with `+` a phone number (after
+    /// the separators [`Phone::parse`] drops, so `(+49) 151…` is a phone as it is when a
+    /// user is created with it), and anything else a username. Errors:
+    /// [`crate::Error::Invalid`] for a malformed email/phone, or for control characters,
+    /// which no form can contain (and PostgreSQL cannot even compare: a NUL is an encoding
+    /// error there, so it is refused here on both backends).
     pub fn parse(text: &str) -> Result<Self> {
         if text.chars().any(char::is_control) {
             return Err(crate::Error::Invalid(format!(
@@ -35,7 +37,7 @@ impl UserRef {
             Ok(Self::Id(id))
         } else if text.contains('@') {
             Ok(Self::Email(Email::parse(text)?))
-        } else if text.starts_with('+') {
+        } else if text.trim_start_matches(Phone::SEPARATORS).starts_with('+') {
             Ok(Self::Phone(Phone::parse(text)?))
         } else {
             Ok(Self::Username(text.to_owned()))
@@ -90,5 +92,27 @@ impl Default for UserFilter {
             limit: Self::DEFAULT_LIMIT,
             after: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phone_is_read_as_a_phone_whatever_separator_comes_first() {
+        for text in [
+            "+4915112345678",
+            "(+49) 151 1234 5678",
+            "-+4915112345678",
+            " .+49 151 12345678",
+        ] {
+            assert_eq!(
+                UserRef::parse(text).ok(),
+                Phone::parse(text).ok().map(UserRef::Phone),
+                "{text:?}"
+            );
+        }
+        assert_eq!(UserRef::parse("-alice").ok(), Some(UserRef::Username("-alice".into())));
     }
 }

@@ -168,8 +168,8 @@ fn memberships<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
     match Option::<M>::deserialize(d)? {
         None => Ok(Vec::new()),
         Some(M::List(pairs)) => Ok(pairs.into_iter().map(|p| (p.workspace, p.role)).collect()),
-        Some(M::Text(text)) => text
-            .split(';')
+        Some(M::Text(text)) => membership_pairs(&text)
+            .into_iter()
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .map(|p| {
@@ -179,6 +179,26 @@ fn memberships<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
             })
             .collect(),
     }
+}
+
+/// The `WORKSPACE:ROLE` pairs of a memberships cell, split at the `;` that end a pair: a
+/// `;` right after `:` and a role name (letters, digits, `.`, `_`, `-`; spaces around
+/// either allowed). A workspace name may thus hold `;` and `:` (`R&D; Europe:member` is one
+/// pair), unless it holds `:`, a role-like word and `;` in that order, which reads as two.
+fn membership_pairs(text: &str) -> Vec<&str> {
+    let role_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let mut pairs = Vec::new();
+    let mut start = 0;
+    for (at, _) in text.match_indices(';') {
+        let before = text[start..at].trim_end();
+        let without_role = before.trim_end_matches(role_char);
+        if without_role.len() < before.len() && without_role.trim_end().ends_with(':') {
+            pairs.push(&text[start..at]);
+            start = at + 1;
+        }
+    }
+    pairs.push(&text[start..]);
+    pairs
 }
 
 /// Whether a spreadsheet would run `text` as a formula once any `'` in front of it is taken
@@ -208,7 +228,8 @@ pub fn formula_leading(text: &str) -> bool {
 /// dropped from a cell that is [`formula_leading`] (OWASP's neutralisation, which `user
 /// export` and `-o csv` apply by adding one). `'=SUM(A1)` reads as `=SUM(A1)`, `''=SUM(A1)`
 /// (the export of a value that starts with `'=`) as `'=SUM(A1)`; `'hello` and `'-5` stay as
-/// they are.
+/// they are. The `password` column is never passed through this: no export writes it,
+/// and a `'` is part of a password.
 pub fn unneutralise_formula(cell: &str) -> &str {
     match cell.strip_prefix('\'') {
         Some(rest) if formula_leading(cell) => rest,
@@ -469,11 +490,17 @@ impl<R: BufRead> Iterator for Rows<R> {
                             ));
                         }
                         // A cell a spreadsheet-safe export neutralised (`'=…`, `'-…`) reads
-                        // back as it was written.
+                        // back as it was written. Not the password: no export writes one, and
+                        // its `'` is part of it.
                         if record.iter().any(|f| f.starts_with('\'')) {
+                            let password = headers.iter().position(|h| h == "password");
                             let mut restored = csv::StringRecord::with_capacity(record.as_slice().len(), record.len());
-                            for field in record.iter() {
-                                restored.push_field(unneutralise_formula(field));
+                            for (i, field) in record.iter().enumerate() {
+                                if Some(i) == password {
+                                    restored.push_field(field);
+                                } else {
+                                    restored.push_field(unneutralise_formula(field));
+                                }
                             }
                             restored.set_position(record.position().cloned());
                             *record = restored;
@@ -1766,5 +1793,40 @@ impl Directory {
             out.push((ws, role_id));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_csv_password_keeps_its_leading_quote_and_other_cells_lose_a_neutralising_one() {
+        let csv = "username,given_name,password\nalice,'=Alice,'=secret pass\nbob,''=Bob,'-another one\n";
+        let rows = parse(std::io::Cursor::new(csv), Format::Csv).expect("rows");
+        let rows: Vec<ImportRow> = rows.into_iter().map(|(_, r)| r.expect("row")).collect();
+        assert_eq!(rows[0].given_name.as_deref(), Some("=Alice"));
+        assert_eq!(rows[0].password.as_deref(), Some("'=secret pass"));
+        assert_eq!(
+            rows[1].given_name.as_deref(),
+            Some("'=Bob"),
+            "the export's '' reads back as one"
+        );
+        assert_eq!(rows[1].password.as_deref(), Some("'-another one"));
+    }
+
+    #[test]
+    fn a_workspace_name_with_a_semicolon_is_one_membership() {
+        fn pairs(text: &str) -> Vec<&str> {
+            membership_pairs(text).into_iter().map(str::trim).collect()
+        }
+        assert_eq!(pairs("Acme:member;Beta:admin"), ["Acme:member", "Beta:admin"]);
+        assert_eq!(
+            pairs(" Acme : member ; Beta:admin ;"),
+            ["Acme : member", "Beta:admin", ""]
+        );
+        assert_eq!(pairs("R&D; Europe:member;Acme:x.y"), ["R&D; Europe:member", "Acme:x.y"]);
+        assert_eq!(pairs("a:b:c;d:e"), ["a:b:c", "d:e"]);
+        assert_eq!(pairs("nothing"), ["nothing"]);
     }
 }

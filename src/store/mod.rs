@@ -127,17 +127,24 @@ impl DatabaseUrl {
         let text = self.0.as_str();
         let mut found: Vec<String> = Vec::new();
         let mut add = |value: &str| {
-            let whole = value.trim_matches(|c| c == '\'' || c == '"');
-            if whole.is_empty() {
-                return;
-            }
-            found.push(whole.to_owned());
-            if let Some(decoded) = percent_decode(whole) {
-                found.push(decoded);
-            }
-            for piece in whole.split([':', '/', ',', '?', '#', '@', '&', '=', ';']) {
-                if !piece.is_empty() {
-                    found.push(piece.to_owned());
+            // As given, and without the quotes of a libpq `password='…'` (a password may
+            // start or end with a quote of its own).
+            let unquoted = value.trim_matches(|c| c == '\'' || c == '"');
+            for whole in [value, unquoted] {
+                if whole.is_empty() {
+                    continue;
+                }
+                found.push(whole.to_owned());
+                // As a driver decodes it: percent escapes, and in a query `+` as a space too.
+                for plus_is_space in [false, true] {
+                    if let Some(decoded) = percent_decode(whole, plus_is_space) {
+                        found.push(decoded);
+                    }
+                }
+                for piece in whole.split([':', '/', ',', '?', '#', '@', '&', '=', ';']) {
+                    if !piece.is_empty() {
+                        found.push(piece.to_owned());
+                    }
                 }
             }
         };
@@ -181,18 +188,22 @@ impl DatabaseUrl {
 
     /// `message` with every secret of this URL replaced by `***`: pieces of three or more
     /// characters wherever they appear, shorter ones where they appear quoted (as a parser
-    /// quotes the value it refuses). Every error that may carry text from the URL goes
-    /// through it.
+    /// quotes the value it refuses). Where secrets overlap (two readings of a malformed URL)
+    /// everything either covers is replaced. Every error that may carry text from the URL
+    /// goes through it.
     pub fn scrub(&self, message: &str) -> String {
-        let mut out = message.to_owned();
+        let mut found: Vec<(usize, usize)> = Vec::new();
         for secret in self.secrets() {
-            if secret.chars().count() >= 3 {
-                out = out.replace(&secret, "***");
+            let (needle, quote) = if secret.chars().count() >= 3 {
+                (secret, 0)
             } else {
-                out = out.replace(&format!("\"{secret}\""), "\"***\"");
+                (format!("\"{secret}\""), 1)
+            };
+            for (at, _) in message.match_indices(&needle) {
+                found.push((at + quote, at + needle.len() - quote));
             }
         }
-        out
+        hide(message, found)
     }
 
     /// [`DatabaseUrl::scrub`] applied to an error's message, keeping its kind (and exit code).
@@ -231,64 +242,103 @@ impl DatabaseUrl {
     /// The URL with every secret replaced by `***`: the password of `user:pass@`, and the
     /// query parameters that carry one (`password`, `sslpassword`, and any other whose name
     /// contains "password", "secret" or "token"), which libpq and sqlx accept as well.
+    ///
+    /// Whatever the text's shape, no secret [`DatabaseUrl::secrets`] finds in it is shown: a
+    /// malformed URL (a password with an unescaped `?`, `#` or `/`, which a URL parser reads
+    /// as the end of the host) is redacted by hand, and every secret left in the result is
+    /// replaced last.
     fn redacted(&self) -> String {
+        self.scrub(&self.redacted_by_shape())
+    }
+
+    /// [`DatabaseUrl::redacted`] before its last pass.
+    fn redacted_by_shape(&self) -> String {
         fn secret_key(key: &str) -> bool {
             let key = key.to_ascii_lowercase();
             ["password", "secret", "token"].iter().any(|s| key.contains(s))
         }
-        match url::Url::parse(&self.0) {
-            Ok(mut u) => {
-                if u.password().is_some() {
-                    let _ = u.set_password(Some("***"));
-                }
-                if u.query_pairs().any(|(k, _)| secret_key(&k)) {
-                    let pairs: Vec<(String, String)> = u
-                        .query_pairs()
-                        .map(|(k, v)| {
-                            let v = if secret_key(&k) {
-                                "***".to_owned()
-                            } else {
-                                v.into_owned()
-                            };
-                            (k.into_owned(), v)
-                        })
-                        .collect();
-                    u.query_pairs_mut().clear().extend_pairs(pairs);
-                }
-                u.to_string()
+        // An `@` after the host (in the path, query or fragment, as the `url` crate reads the
+        // text) means the user part may reach further than the crate thinks: an unescaped
+        // `?`, `#` or `/` in a password ends its host early (`app:12?x@db` is host `app`, port
+        // 12). Such text is redacted by hand, up to its last `@`.
+        let parsed = url::Url::parse(&self.0).ok().filter(|u| {
+            ![
+                u.path(),
+                u.query().unwrap_or_default(),
+                u.fragment().unwrap_or_default(),
+            ]
+            .iter()
+            .any(|part| part.contains('@'))
+        });
+        if let Some(mut u) = parsed {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
             }
-            // A libpq multi-host URL (`host1:5432,host2:5432`), which the `url` crate cannot
-            // parse: redacted by hand (everything between `://` and the last `@` but the user
-            // name, and the secret query parameters). Any other unparseable text may be
-            // anything, a password or a libpq `key=value` string included: never shown.
-            Err(_) => {
-                let (base, query) = self.0.split_once('?').unwrap_or((&self.0, ""));
-                let Some((scheme, rest)) = base.split_once("://") else {
-                    return "<unparseable database URL>".to_owned();
-                };
-                let rest = match rest.rsplit_once('@') {
-                    Some((userinfo, hosts)) => match userinfo.split_once(':') {
-                        Some((user, _)) => format!("{user}:***@{hosts}"),
-                        None => format!("{userinfo}@{hosts}"),
-                    },
-                    None => rest.to_owned(),
-                };
-                let mut shown = format!("{scheme}://{rest}");
-                if !query.is_empty() {
-                    let pairs: Vec<String> = query
-                        .split('&')
-                        .map(|pair| match pair.split_once('=') {
-                            Some((k, _)) if secret_key(k) => format!("{k}=***"),
-                            _ => pair.to_owned(),
-                        })
-                        .collect();
-                    shown.push('?');
-                    shown.push_str(&pairs.join("&"));
+            if u.query_pairs().any(|(k, _)| secret_key(&k)) {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if secret_key(&k) {
+                            "***".to_owned()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            return u.to_string();
+        }
+        // A libpq multi-host URL (`host1:5432,host2:5433`), which the `url` crate cannot
+        // parse, or a malformed one: redacted by hand. Its reading is ambiguous (is a `?`
+        // part of the password or the start of the query? is an `@` the end of the user part
+        // or part of a query value?), so what either reading calls a secret is hidden: the
+        // password of a user part that reaches to the last `@`, and the values of secret
+        // query parameters after the first `?`. Any other unparseable text may be anything, a
+        // password or a libpq `key=value` string included: never shown.
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "<unparseable database URL>".to_owned();
+        };
+        let mut hidden: Vec<(usize, usize)> = Vec::new();
+        if let Some(at) = rest.rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            hidden.push((colon + 1, at));
+        }
+        if let Some(question) = rest.find('?') {
+            let mut start = question + 1;
+            for pair in rest[question + 1..].split('&') {
+                if let Some(equals) = pair.find('=')
+                    && secret_key(&pair[..equals])
+                {
+                    hidden.push((start + equals + 1, start + pair.len()));
                 }
-                shown
+                start += pair.len() + 1;
             }
         }
+        format!("{scheme}://{}", hide(rest, hidden))
     }
+}
+
+/// `text` with each of the byte ranges `hidden` (on character boundaries) replaced by `***`;
+/// overlapping or adjacent ranges become one.
+fn hide(text: &str, mut hidden: Vec<(usize, usize)>) -> String {
+    hidden.sort_unstable();
+    let mut shown = String::with_capacity(text.len());
+    let mut at = 0;
+    for (from, to) in hidden {
+        if to < at {
+            continue;
+        }
+        if from >= at {
+            shown.push_str(&text[at..from]);
+            shown.push_str("***");
+        }
+        at = to;
+    }
+    shown.push_str(&text[at..]);
+    shown
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -303,9 +353,17 @@ impl fmt::Display for DatabaseUrl {
     }
 }
 
-/// Percent-decodes `text` (`%41` is `A`; invalid sequences are kept as they are).
-fn percent_decode(text: &str) -> Option<String> {
-    url::form_urlencoded::parse(format!("k={}", text.replace('+', "%2B")).as_bytes())
+/// Percent-decodes `text` (`%41` is `A`; invalid sequences are kept as they are; `&` is
+/// itself, not a separator as in a form; `+` a space when `plus_is_space`, as in a query
+/// string, else itself).
+fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
+    let escaped = text.replace('&', "%26");
+    let escaped = if plus_is_space {
+        escaped
+    } else {
+        escaped.replace('+', "%2B")
+    };
+    url::form_urlencoded::parse(format!("k={escaped}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
 }
@@ -1330,6 +1388,39 @@ mod tests {
             shown,
             "postgres://app:***@db1:5432,db2:5433/accounts?password=***&target_session_attrs=read-write"
         );
+    }
+
+    #[test]
+    fn a_password_that_ends_the_host_early_is_not_shown() {
+        for (text, password) in [
+            ("postgres://app:12?x9@db.example/accounts", "12?x9"),
+            ("postgres://app:ab?cd@db.example/accounts", "ab?cd"),
+            ("postgres://app:12#x9@db.example/accounts", "12#x9"),
+            ("postgres://app:12/x9@db.example/accounts", "12/x9"),
+            ("postgres://app:p@ss:12/x@db.example/accounts", "p@ss:12/x"),
+            ("postgres://app@db.example/accounts?password=a1@b2", "a1@b2"),
+            ("postgres://app@db.example:1/a?password=a@A0/", "A0/"),
+        ] {
+            let url = DatabaseUrl::parse(text).expect("valid");
+            let shown = format!("{url} {url:?}");
+            assert!(!shown.contains(password), "{text} shown as {shown}");
+            assert!(shown.contains("db.example"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_password_is_scrubbed_from_messages_however_it_is_written() {
+        let url = DatabaseUrl::parse("postgres://app:&%20Ab@db.example/accounts").expect("valid");
+        let scrubbed = url.scrub("password authentication failed for \"& Ab\"");
+        assert!(!scrubbed.contains("& Ab"), "{scrubbed}");
+        // A password that starts with a quote is scrubbed with its quote.
+        let url = DatabaseUrl::parse("postgres://app:'a @db.example/accounts").expect("valid");
+        let scrubbed = url.scrub("near postgres://app:'a @db.example/accounts");
+        assert!(!scrubbed.contains("'a "), "{scrubbed}");
+        // In a query, `+` is a space to the driver: the password is "  Ab".
+        let url = DatabaseUrl::parse("postgres://app@db.example/accounts?password=++Ab").expect("valid");
+        let scrubbed = url.scrub("password authentication failed for \"  Ab\"");
+        assert!(!scrubbed.contains("  Ab"), "{scrubbed}");
     }
 
     #[test]
