@@ -106,6 +106,10 @@ fn ok(out: &Output, what: &str) {
 }
 
 /// One number from the primary, through the CLI-independent driver.
+/// Users the drill's import brings (100 per transaction): enough that the import is still
+/// running when the switch comes, on a fast machine too.
+const IMPORTED: i64 = 40_000;
+
 fn count(url: &str, sql: &str) -> i64 {
     let out = Command::new("psql")
         .arg(url)
@@ -178,10 +182,10 @@ fn a_failover_during_a_sweep_and_an_import_loses_nothing_and_the_cli_exits_6_the
         .expect("psql");
     assert!(marked.status.success(), "{}", String::from_utf8_lossy(&marked.stderr));
 
-    // The import of 3,000 new users, 100 per transaction, and the sweeper, both running
+    // The import of IMPORTED new users, 100 per transaction, and the sweeper, both running
     // while the formation fails over.
     let mut rows = String::new();
-    for i in 0..3000 {
+    for i in 0..IMPORTED {
         rows.push_str(&format!(
             "{{\"username\": \"new{i:05}\", \"email\": \"new{i:05}@example.com\"}}\n"
         ));
@@ -231,7 +235,13 @@ fn a_failover_during_a_sweep_and_an_import_loses_nothing_and_the_cli_exits_6_the
             codes
         })
     };
-    std::thread::sleep(Duration::from_millis(1500));
+    // Fail over once the import is under way (its first batches committed), so the switch
+    // meets it however fast the machine is: it has hundreds of batches still to go.
+    let under_way = Instant::now() + Duration::from_secs(60);
+    while count(&url, "SELECT COUNT(*) FROM users WHERE username LIKE 'new%'") == 0 {
+        assert!(Instant::now() < under_way, "the import never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let switch_started = Instant::now();
     let failover = formation.failover();
     let switched = Instant::now();
@@ -297,14 +307,14 @@ fn a_failover_during_a_sweep_and_an_import_loses_nothing_and_the_cli_exits_6_the
     ok(&cli(&url, dir.path(), &["gdpr", "purge", "-q"], ""), "sweep again");
     assert_eq!(
         count(&url, "SELECT COUNT(*) FROM users WHERE username LIKE 'new%'"),
-        3000
+        IMPORTED
     );
     assert_eq!(
         count(
             &url,
             "SELECT COUNT(*) FROM passports WHERE value LIKE 'new%@example.com'"
         ),
-        3000,
+        IMPORTED,
         "every imported user has its passport"
     );
     assert_eq!(
