@@ -12,7 +12,19 @@
 #
 # HA_DIR (default /tmp/accountctl-ha) holds the data directories; HA_PORT (default 5460) is
 # the monitor's port, the nodes take the next two. HA_DB (default accountctl) is the database.
-set -euo pipefail
+set -Eeuo pipefail
+
+# A step that fails says which one and shows the formation's logs (the create and run logs
+# are files in HA_DIR, which `down` deletes): a caller sees why, not an empty stderr.
+fail_with_logs() {
+  echo "ha-formation.sh: \`$BASH_COMMAND\` failed; the formation's logs:" >&2
+  for f in "$HA_DIR"/*.log; do
+    [ -f "$f" ] || continue
+    echo "== $f" >&2
+    tail -n 40 "$f" >&2
+  done
+}
+trap fail_with_logs ERR
 
 HA_DIR="${HA_DIR:-/tmp/accountctl-ha}"
 HA_PORT="${HA_PORT:-5460}"
@@ -82,9 +94,15 @@ up() {
         --dbname "$HA_DB" >>"$HA_DIR/create.log" 2>&1
     fi
     run_node "$node"
-    # The secondary clones the primary: start it once the primary is up.
+    # The secondary clones the primary: create it once the monitor has the first node as
+    # its single primary (on a loaded machine that takes a while after it accepts
+    # connections).
     if [ "$node" = node1 ]; then
       for _ in $(seq 1 120); do "$PGBIN/pg_isready" -h 127.0.0.1 -p "$port" -q && break; sleep 1; done
+      for _ in $(seq 1 120); do
+        state 2>/dev/null | grep -qE '\|\s+single\s+\|\s+single\s*$' && break
+        sleep 1
+      done
     fi
   done
   wait_healthy
