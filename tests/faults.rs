@@ -934,6 +934,9 @@ on_both_backends! {
         // Without a lock in the way the same run works.
         ctx.cli().args(["--lock-timeout", "1s", "user", "disable", "bob", "--yes"]).assert().success();
         ctx.cli().args(["--lock-timeout", "0s", "user", "list"]).assert().code(2);
+        ctx.cli().args(["--lock-timeout", "30d", "user", "list"]).assert().code(2).stderr(
+            predicates::str::contains("\"30d\": it must be longer than zero and at most 24 days"),
+        );
     }
 
     async fn a_dry_sweep_records_no_run(ctx) {

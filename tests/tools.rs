@@ -175,7 +175,7 @@ on_both_backends! {
         assert!(!csv.contains("$argon2id$"), "no hashes without --with-password-hashes: {csv}");
         // An existing file is never overwritten.
         let file = ctx.dir.path().join("users.csv");
-        ctx.cli().args(["user", "export", file.to_str().expect("path")]).assert().code(2);
+        ctx.cli().args(["user", "export", file.to_str().expect("path")]).assert().code(2).stderr(predicate::str::contains("never overwrites"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -468,6 +468,7 @@ mod hints {
                 .stderr(predicate::str::contains("did you mean `editor`?"));
             ctx.cli().args(["role", "assign", "dave", "editor"]).assert().code(2).stderr(predicate::str::contains("--workspace"));
             ctx.cli().args(["user", "show", "01a2b3"]).assert().code(3).stderr(predicate::str::contains("at least 8 characters"));
+            ctx.cli().args(["session", "revoke", "01a2"]).assert().code(3).stderr(predicate::str::contains("at least 8 characters"));
             ctx.cli()
                 .args(["user", "show", "dave\u{1b}"])
                 .assert()

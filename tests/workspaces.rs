@@ -213,8 +213,17 @@ on_both_backends! {
         let out = ctx.cli().args(["workspace", "show", "Acme", "-o", "json"]).assert().success().get_output().stdout.clone();
         let shown: serde_json::Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(shown["member_list"][0]["username"], "alice");
+        // A generated password is printed once, with the result, and it is the password.
+        let out = ctx.cli().args(["invite", "create", "--workspace", "Acme", "--role", "editor", "--email", "bob@example.com", "-o", "json"]).assert().success().get_output().stdout.clone();
+        let token = serde_json::from_slice::<serde_json::Value>(&out).expect("json")["token"].as_str().expect("token").to_owned();
+        let out = ctx.cli().args(["invite", "accept", &token, "--new-username", "bob", "--random-password", "-o", "json"]).assert().success().get_output().stdout.clone();
+        let accepted: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        let password = accepted["password"].as_str().expect("the generated password is shown").to_owned();
+        assert_eq!(password.chars().count(), 24, "{accepted}");
+        assert_eq!(accepted["username"], "bob");
+        ctx.cli().args(["auth", "check", "bob", "--password-stdin"]).write_stdin(format!("{password}\n")).assert().success();
         ctx.cli().args(["role", "revoke", "admin", "admin"]).arg("--yes").assert().code(4);
         ctx.cli().args(["workspace", "delete", "root", "--yes"]).assert().code(4);
-        assert_eq!(ctx.count("SELECT COUNT(*) FROM audit_events WHERE event = 'invite.created' AND actor = 'tester'").await, 1);
+        assert_eq!(ctx.count("SELECT COUNT(*) FROM audit_events WHERE event = 'invite.created' AND actor = 'tester'").await, 2, "one row per invite created");
     }
 }

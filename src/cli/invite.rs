@@ -310,17 +310,26 @@ pub async fn exec(ctx: &Ctx, cmd: InviteCmd) -> Result<(), Error> {
                 }
                 (None, None) => return Err(Error::Invalid("give the token, `-` (stdin) or --token-file".into())),
             };
+            // A generated password is shown once, with the result, as `user create` shows it.
+            let mut generated = None;
             let acceptor = match (user, new_username) {
                 (Some(user), _) => Acceptor::User(ctx.user(&user).await?),
                 (None, Some(username)) => {
-                    let password = password.resolve(false, true)?.map(|c| c.secret);
-                    Acceptor::NewUser { username, password }
+                    let chosen = password.resolve(false, true)?;
+                    generated = chosen
+                        .as_ref()
+                        .filter(|c| c.generated)
+                        .map(|c| c.secret.expose().to_owned());
+                    Acceptor::NewUser {
+                        username,
+                        password: chosen.map(|c| c.secret),
+                    }
                 }
                 (None, None) => return Err(Error::Invalid("give --user or --new-username".into())),
             };
             let accepted = invites.accept(&token, acceptor).await?;
             super::warn_hook_failures(&accepted.hook_failures);
-            ctx.out.record(&accepted, "user_id");
+            super::user::print_with_password(ctx, &accepted, "user_id", generated);
         }
         InviteCmd::Prune => {
             let expired = invites.prune().await?;

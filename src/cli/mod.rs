@@ -58,20 +58,26 @@ use output::{Format, Printer};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  internal error (including a lifecycle hook that failed)
-  2  usage error or invalid value (malformed email, username, duration...);
-     also a destructive command without --yes when stdin is not a terminal
+  1  internal error (including a lifecycle hook or merge handler that failed:
+     nothing changed)
+  2  usage error or invalid value (malformed email, username, duration...); a
+     destructive command without --yes when stdin is not a terminal; a password
+     given on the command line (refused, never echoed)
   3  not found
   4  conflict or refused by an invariant (already exists, last admin, external admin,
-     expired invite, wrong password, a hook's veto, aborted at the prompt, a conflict
-     with a concurrent transaction that persisted through retries)
+     expired invite, wrong password, aborted at the prompt) or by a hook's veto
+     (nothing changed); a conflict with concurrent transactions that persisted
+     through the retries
   5  partial failure of a batch
-  6  database unavailable or read-only (a standby), a connection pooler that cannot
-     carry the command, no SQLite database at the path (only `migrate` and `bootstrap`
-     create one), schema behind (run `migrate`), or this binary lacks a lifecycle hook
-     the database records (use the application's admin binary)
+  6  database unavailable, read-only (a standby), shutting down or in recovery, a
+     connection pooler that cannot carry the command, a lock not released within
+     --lock-timeout, no SQLite database at the path (only `migrate` and `bootstrap`
+     create one), schema behind (run `migrate`), an SMTP relay that cannot be
+     reached or refuses the mail (\"mail not delivered\"), or this binary lacks a
+     lifecycle hook or merge handler the database records (use the application's
+     admin binary); the message says what to do
 130  interrupted (Ctrl-C): at a prompt nothing changed; during a command the
-     transaction in progress was rolled back
+     statement in flight was canceled and its transaction rolled back
 
 Results go to stdout; logs and prompts go to stderr.";
 
@@ -538,9 +544,19 @@ async fn execute(
         _ => {}
     }
     if let Some(text) = &cli.global.lock_timeout {
+        // Named as typed (and whether it came from the flag or the variable): "30d", not
+        // the library's "30days".
+        let out_of_range = || {
+            Error::Invalid(format!(
+                "--lock-timeout (or ACCOUNTCTL_LOCK_TIMEOUT) {text:?}: it must be longer than zero and at most 24 days (PostgreSQL's lock_timeout limit), e.g. 30s or 5m"
+            ))
+        };
         let timeout = crate::domain::parse_duration(text)?
             .to_std()
-            .map_err(|_| Error::Invalid(format!("invalid --lock-timeout {text:?}")))?;
+            .map_err(|_| out_of_range())?;
+        if timeout.is_zero() || timeout > std::time::Duration::from_secs(24 * 24 * 3600) {
+            return Err(out_of_range());
+        }
         builder = builder.lock_timeout(timeout);
     }
     let notice_after = lock_notice_after()?;
@@ -700,7 +716,7 @@ async fn with_hint(ctx: &Ctx, err: Error) -> Error {
     let Error::NotFound { what, key } = &err else {
         return err;
     };
-    let hint = match *what {
+    let close = match *what {
         "workspace" | "role" => match ctx.app.reports().close_names(what, key).await {
             Ok(names) if !names.is_empty() => {
                 let names: Vec<String> = names
@@ -711,18 +727,20 @@ async fn with_hint(ctx: &Ctx, err: Error) -> Error {
             }
             _ => None,
         },
-        "user"
-            if key.len() < crate::domain::MIN_ID_PREFIX
-                && key.len() >= 4
-                && key.chars().all(|c| c.is_ascii_hexdigit() || c == '-') =>
-        {
-            Some(format!(
-                "an id prefix needs at least {} characters",
-                crate::domain::MIN_ID_PREFIX
-            ))
-        }
         _ => None,
     };
+    // Anything found by id (users, sessions, invites, workspaces, roles): a short run of hex
+    // digits was most likely an id prefix cut too short.
+    let short_prefix = (key.len() < crate::domain::MIN_ID_PREFIX
+        && key.len() >= 4
+        && key.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+    .then(|| {
+        format!(
+            "an id prefix needs at least {} characters",
+            crate::domain::MIN_ID_PREFIX
+        )
+    });
+    let hint = close.or(short_prefix);
     match hint {
         Some(hint) => Error::NotFound {
             what,

@@ -336,7 +336,7 @@ pub async fn exec(ctx: &Ctx, cmd: UserCmd) -> Result<(), Error> {
                 .ok_or_else(|| Error::Invalid("no password given".into()))?;
             let shown = chosen.generated.then(|| chosen.secret.expose().to_owned());
             let changed = accounts.set_password(&user_ref, chosen.secret).await?;
-            print_with_password(ctx, &changed, shown);
+            print_with_password(ctx, &changed, "id", shown);
             Ok(())
         }
         UserCmd::Convert {
@@ -405,13 +405,19 @@ async fn create(ctx: &Ctx, accounts: &Accounts, args: CreateArgs) -> Result<(), 
             ctx.bin
         );
     }
-    print_with_password(ctx, &created, shown);
+    print_with_password(ctx, &created, "id", shown);
     Ok(())
 }
 
 /// Prints a result that may carry a generated password, shown exactly once: a `password`
-/// field in JSON and tables, and a second line after the id with `-q`.
-fn print_with_password<T: serde::Serialize>(ctx: &Ctx, result: &T, password: Option<String>) {
+/// field in JSON and tables, and a second line after the id with `-q`. `id` names the
+/// result's id field (what `-q` prints first).
+pub(super) fn print_with_password<T: serde::Serialize>(
+    ctx: &Ctx,
+    result: &T,
+    id: &'static str,
+    password: Option<String>,
+) {
     #[derive(serde::Serialize)]
     struct WithPassword<'a, T> {
         #[serde(flatten)]
@@ -420,11 +426,11 @@ fn print_with_password<T: serde::Serialize>(ctx: &Ctx, result: &T, password: Opt
     }
     match password {
         Some(password) if ctx.out.quiet => {
-            ctx.out.record(result, "id");
+            ctx.out.record(result, id);
             ctx.out.record(&serde_json::json!({ "password": password }), "password");
         }
-        Some(password) => ctx.out.record(&WithPassword { result, password }, "id"),
-        None => ctx.out.record(result, "id"),
+        Some(password) => ctx.out.record(&WithPassword { result, password }, id),
+        None => ctx.out.record(result, id),
     }
 }
 
@@ -532,9 +538,14 @@ async fn export(ctx: &Ctx, args: ExportArgs) -> Result<(), Error> {
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let f = options
-            .open(&args.file)
-            .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", crate::domain::shown(&args.file))))?;
+        let f = options.open(&args.file).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                ": an export never overwrites a file; remove it or give another name (or `-` for stdout)"
+            } else {
+                ""
+            };
+            Error::Invalid(format!("cannot create {}: {e}{hint}", crate::domain::shown(&args.file)))
+        })?;
         Some(std::io::BufWriter::new(f))
     };
     let mut write = |bytes: &[u8]| -> Result<(), Error> {

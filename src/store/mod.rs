@@ -539,7 +539,7 @@ const MAX_LOCK_TIMEOUT: Duration = Duration::from_secs(24 * 24 * 3600);
 fn check_lock_timeout(timeout: Duration) -> Result<()> {
     if timeout.is_zero() || timeout > MAX_LOCK_TIMEOUT {
         return Err(Error::Invalid(format!(
-            "invalid lock timeout {}: longer than zero and at most 24 days",
+            "invalid lock timeout {}: it must be longer than zero and at most 24 days",
             humantime::format_duration(timeout)
         )));
     }
