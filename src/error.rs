@@ -69,6 +69,12 @@ pub enum Error {
     /// carry what the command needs. The message says what to do. Exit code 6.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The command gave up waiting for a lock another session holds, at the limit the
+    /// operator set (`--lock-timeout`, [`crate::AppBuilder::lock_timeout`]). The message
+    /// names the command, the limit and, where it was seen, the lock and its holder. Nothing
+    /// was changed. Exit code 6.
+    #[error("{0}")]
+    LockTimeout(String),
     /// A mail could not be handed to the SMTP relay (refused connection, TLS or AUTH failure,
     /// a rejected recipient). The message names the relay's answer and, where it helps, the
     /// setting to check (e.g. `tls = "none"` for a local relay). Nothing in the database
@@ -110,7 +116,11 @@ impl Error {
             | Self::Vetoed { .. }
             | Self::Serialization(_) => 4,
             Self::Partial { .. } => 5,
-            Self::Unavailable(_) | Self::MailUnavailable(_) | Self::Schema(_) | Self::MissingHooks(_) => 6,
+            Self::Unavailable(_)
+            | Self::LockTimeout(_)
+            | Self::MailUnavailable(_)
+            | Self::Schema(_)
+            | Self::MissingHooks(_) => 6,
             Self::Hook { .. } | Self::Database(_) | Self::Internal(_) => 1,
             Self::Interrupted => 130,
         }
@@ -153,7 +163,10 @@ impl Error {
     /// carry the command. Bulk commands stop at the first such error instead of failing
     /// every remaining row.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Schema(_) | Self::MissingHooks(_))
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::LockTimeout(_) | Self::Schema(_) | Self::MissingHooks(_)
+        )
     }
 
     /// Whether a bulk command (import, the sweeper) stops at this error instead of going on
@@ -165,9 +178,11 @@ impl Error {
 
     /// Whether this is a lock wait that timed out: PostgreSQL's `lock_timeout` (SQLSTATE
     /// 55P03), or SQLite's busy timeout (another writer held the write lock). Both are
-    /// [`Error::Unavailable`] (exit 6), with nothing changed.
+    /// [`Error::Unavailable`] (exit 6), with nothing changed; so is [`Error::LockTimeout`],
+    /// the CLI's report of its own `--lock-timeout`.
     pub fn is_lock_timeout(&self) -> bool {
-        matches!(self, Self::Unavailable(m) if m.starts_with(LOCK_TIMEOUT_ADVICE) || m.starts_with(SQLITE_BUSY_ADVICE))
+        matches!(self, Self::LockTimeout(_))
+            || matches!(self, Self::Unavailable(m) if m.starts_with(LOCK_TIMEOUT_ADVICE) || m.starts_with(SQLITE_BUSY_ADVICE))
     }
 
     /// Whether this error means "the database gave up on this transaction because of a

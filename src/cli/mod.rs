@@ -412,7 +412,7 @@ fn lock_timeout_error(run: &RunInfo, shown: &str, seen: Option<&crate::db::LockW
             .unwrap_or_default(),
         (None, _) => String::new(),
     };
-    Error::Unavailable(format!(
+    Error::LockTimeout(format!(
         "`{}` gave up waiting for a lock another session holds ({shown}){what}: nothing was changed; run it again once that session is done, or allow a longer wait",
         run.command
     ))

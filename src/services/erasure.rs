@@ -170,6 +170,7 @@ pub fn stored_reason(err: &Error) -> String {
         Error::Partial { .. } => "partial".into(),
         Error::Unavailable(_) => "database unavailable".into(),
         Error::MailUnavailable(_) => "mail not delivered".into(),
+        Error::LockTimeout(_) => "lock timeout".into(),
         Error::Serialization(_) => "serialization conflict".into(),
         Error::Schema(_) => "schema mismatch".into(),
         Error::Database(_) => "database error".into(),
