@@ -12,10 +12,11 @@
 //! | list | `user list --search` first page on 1M users (library call) | the same indexed SELECT run directly | ms |
 //! | show | `accountctl user show` process start to exit | `sqlite3` / `psql` running the same query | — |
 //! | auth | `accountctl auth check` of an unknown user and of a password-less one, interleaved with a wrong password's (median of 21 process runs each) | the wrong password's | ≤ 1.1× |
+//! | load | the example server at `ACCOUNTCTL_BENCH_LOAD_USERS` users (default 1M) under 64 concurrent HTTP clients (`/me`, capabilities), then 100 `user disable` and 100 `role revoke` processes under that load (see `benches/support/load.rs`) | `examples/load_baseline.rs`: a bare axum server running the same SELECTs on a pool of the same size, in alternating windows of the same run | throughput ≥ 0.9×, p99 ≤ 1.5×, change → visible ≤ 200 ms p99 |
 //! | request | a warm server's per-request work: session validation by access token + capabilities in a workspace (cached) | the bare indexed SELECT of the same session and user rows on a pool | ≤ 1.5×, < 1 ms |
 //!
 //! `ACCOUNTCTL_BENCH_SCALE` (default 1) scales the row counts down for a quick run;
-//! `ACCOUNTCTL_BENCH_ONLY=merge,purge,import,import-analyze,hashing,list,show,auth,request` picks
+//! `ACCOUNTCTL_BENCH_ONLY=merge,purge,import,import-analyze,hashing,list,show,auth,request,load` picks
 //! scenarios;
 //! `ACCOUNTCTL_BENCH_BACKEND=sqlite|postgres` runs one backend only (in both modes).
 //!
@@ -35,6 +36,9 @@
 //! `ACCOUNTCTL_BENCH_ONLY=import` stops after the import and its baseline. On PostgreSQL the
 //! database is vacuumed and analyzed before the measures that follow the import, and the purge
 //! and its baseline run in turns, 1,000 users at a time.
+
+#[path = "support/load.rs"]
+mod load;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -1424,6 +1428,7 @@ async fn run() {
         scenario!("show", bench_show);
         scenario!("auth", bench_auth);
         scenario!("request", bench_request);
+        scenario!("load", load::bench_load);
     }
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::ASCII_MARKDOWN);

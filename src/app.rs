@@ -722,6 +722,11 @@ impl App {
 
     /// Resolves a workspace by id or case-insensitive name. Errors: [`crate::Error::NotFound`].
     pub async fn workspace_id(&self, key: &str) -> crate::Result<uuid::Uuid> {
+        // A key that cannot be an id prefix is a name or a full id: one statement, no
+        // transaction (the server resolves one per capabilities request).
+        if crate::domain::IdPrefix::parse(key).is_none() {
+            return self.db.workspace_id_exact(key).await;
+        }
         let mut tx = self.db.begin_read_tx().await?;
         let id = tx.workspace_id(key).await?;
         tx.end().await?;

@@ -2,6 +2,7 @@
 //! table in `accountctl --help`); [`Error::exit_code`] is the single mapping.
 
 /// Everything that can go wrong in a library call.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A malformed value: username, email, duration, capability… Exit code 2.

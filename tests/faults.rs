@@ -823,18 +823,7 @@ async fn the_example_server_ends_every_connection_cleanly_on_sigterm() {
 
 /// Creates `name` through the CLI (password from stdin).
 fn create_user(ctx: &Ctx, name: &str) {
-    ctx.cli()
-        .args([
-            "user",
-            "create",
-            name,
-            "--email",
-            &format!("{name}@example.com"),
-            "--password-stdin",
-        ])
-        .write_stdin("long enough password\n")
-        .assert()
-        .success();
+    ctx.cli_create(name, "long enough password");
 }
 
 /// A lock held by another session of the test's own until released: on PostgreSQL the row
@@ -1129,6 +1118,15 @@ impl StandbyPair {
         out
     }
 
+    /// Starts a node (`primary` or `standby`), its log in `NODE.log`; waits up to 60 s.
+    fn start_node(&self, node: &str) {
+        let log = self.path(&format!("{node}.log"));
+        self.as_postgres(
+            "pg_ctl",
+            &["-D", &self.path(node), "-l", &log, "-w", "-t", "60", "start"],
+        );
+    }
+
     fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
@@ -1189,19 +1187,7 @@ impl StandbyPair {
         text.push_str(&settings);
         text.push_str(&format!("port = {PRIMARY_PORT}\n"));
         std::fs::write(&conf, text).expect("postgresql.conf");
-        pair.as_postgres(
-            "pg_ctl",
-            &[
-                "-D",
-                &pair.path("primary"),
-                "-l",
-                &pair.path("primary.log"),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
+        pair.start_node("primary");
         pair.as_postgres(
             "pg_basebackup",
             &[
@@ -1224,19 +1210,7 @@ impl StandbyPair {
         let mut text = std::fs::read_to_string(&conf).expect("standby postgresql.conf");
         text.push_str(&format!("port = {STANDBY_PORT}\nhot_standby = on\n"));
         std::fs::write(&conf, text).expect("standby postgresql.conf");
-        pair.as_postgres(
-            "pg_ctl",
-            &[
-                "-D",
-                &pair.path("standby"),
-                "-l",
-                &pair.path("standby.log"),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
+        pair.start_node("standby");
         Some(pair)
     }
 
@@ -1343,19 +1317,7 @@ async fn dry_runs_run_on_a_streaming_standby_and_the_real_ones_exit_6() {
         out
     };
     ok(
-        cli_in(
-            dir,
-            &primary,
-            &[
-                "bootstrap",
-                "--admin-username",
-                "admin",
-                "--admin-email",
-                "admin@example.com",
-                "--password-stdin",
-            ],
-            "long enough password\n",
-        ),
+        cli_in(dir, &primary, &common::BOOTSTRAP_ARGS, "long enough password\n"),
         "bootstrap",
     );
     for name in ["keep", "dup", "gone"] {

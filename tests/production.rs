@@ -40,19 +40,7 @@ async fn read_only_twin(ctx: &Ctx) -> (String, String) {
     let name = format!("{}_ro", ctx.pg_name);
     admin_exec(&admin, &format!("CREATE DATABASE {name}")).await;
     let url = pg_url_for(&name);
-    let out = cli_at(
-        ctx,
-        &url,
-        &[
-            "bootstrap",
-            "--admin-username",
-            "admin",
-            "--admin-email",
-            "admin@example.com",
-            "--password-stdin",
-        ],
-        "admin password\n",
-    );
+    let out = cli_at(ctx, &url, &common::BOOTSTRAP_ARGS, "admin password\n");
     assert!(out.status.success(), "{}", stderr(&out));
     admin_exec(
         &admin,

@@ -174,18 +174,7 @@ where
 }
 
 fn cli_user(ctx: &common::Ctx, name: &str) {
-    ctx.cli()
-        .args([
-            "user",
-            "create",
-            name,
-            "--email",
-            &format!("{name}@example.com"),
-            "--password-stdin",
-        ])
-        .write_stdin(format!("{PASSWORD}\n"))
-        .assert()
-        .success();
+    ctx.cli_create(name, PASSWORD);
 }
 
 on_both_backends! {

@@ -376,7 +376,7 @@ on_both_backends! {
 
     async fn a_vetoed_purge_is_reported_once(ctx) {
         ctx.app_admin()
-            .args(["bootstrap", "--admin-username", "admin", "--admin-email", "admin@example.com", "--password-stdin"])
+            .args(common::BOOTSTRAP_ARGS)
             .write_stdin(format!("{}\n", common::ADMIN_PASSWORD))
             .assert()
             .success();

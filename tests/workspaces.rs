@@ -201,7 +201,7 @@ on_both_backends! {
     }
 
     async fn the_cli_drives_the_invite_flow_with_exit_codes(ctx) {
-        ctx.cli().args(["bootstrap", "--admin-username", "admin", "--admin-email", "admin@example.com", "--password-stdin"]).write_stdin("admin password\n").assert().success();
+        ctx.cli().args(common::BOOTSTRAP_ARGS).write_stdin("admin password\n").assert().success();
         ctx.cli().args(["workspace-type", "create", "team", "--title", "Team", "--capabilities", "docs.*"]).assert().success();
         ctx.cli().args(["workspace", "create", "Acme", "--type", "team"]).assert().success();
         ctx.cli().args(["role", "create", "editor", "--workspace", "Acme", "--capabilities", "Docs..x"]).assert().code(2);

@@ -10,6 +10,7 @@ use crate::error::Error;
 /// Why a user's session ended: the six reasons of the OxiCloud user-lifecycle hook design,
 /// kept exactly. Stored in `sessions.revoke_reason` as the snake_case name and passed to
 /// `on_user_logout`.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogoutReason {
@@ -66,6 +67,10 @@ impl fmt::Display for LogoutReason {
 /// How a user is being deleted: the two modes of the OxiCloud user-lifecycle hook design, plus
 /// `Merged` for the account merge (after Serverpod's account merge). Passed to
 /// `on_user_deleted`; every hook handles each mode explicitly.
+///
+/// Deliberately exhaustive (no `#[non_exhaustive]`, unlike the crate's other growing
+/// enums): a hook that must act on every deletion should fail to compile, not fall into a
+/// wildcard arm, when a mode is added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case", tag = "mode")]
 pub enum DeletionMode {

@@ -21,7 +21,8 @@ pub use paging::{IdPrefix, MIN_ID_PREFIX, Page};
 pub(crate) use paging::{ambiguous, name_or_id};
 pub use passport::{Email, Passport, PassportKind, Phone};
 pub use status::{
-    AdminOutcome, ErasureRequestStatus, ImportRowStatus, InviteStatus, SweepOutcome, SweepStatus, SweepStop,
+    AdminOutcome, DeletedMode, ErasureRequestStatus, ImportRowStatus, InviteStatus, SweepOutcome, SweepStatus,
+    SweepStop,
 };
 pub use text::{
     ECHO_CHARS, MAX_NAME_CHARS, MAX_PROVIDER_CHARS, MAX_SUBJECT_CHARS, clean_identity, clean_text, is_invisible, shown,

@@ -9,6 +9,7 @@ use crate::error::Error;
 
 /// The kind of a login identifier, a "passport" in Fireback's workspace model: a user signs
 /// in with an email address or a phone number.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PassportKind {

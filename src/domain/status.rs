@@ -51,6 +51,7 @@ macro_rules! string_enum {
 
 string_enum! {
     /// Where an invite stands (Fireback's invite lifecycle).
+    #[non_exhaustive]
     pub enum InviteStatus {
         /// Sent and not yet answered; acceptable until it expires.
         Pending => "pending",
@@ -65,6 +66,7 @@ string_enum! {
 
 string_enum! {
     /// Where an erasure request stands.
+    #[non_exhaustive]
     pub enum ErasureRequestStatus {
         /// Waiting for its due date; the sweeper purges the user then.
         Pending => "pending",
@@ -77,6 +79,7 @@ string_enum! {
 
 string_enum! {
     /// How one sweeper run ended.
+    #[non_exhaustive]
     pub enum SweepStatus {
         /// Still running (or died without finishing: a stale run).
         Running => "running",
@@ -93,6 +96,7 @@ string_enum! {
 
 string_enum! {
     /// What the sweeper did with one due user.
+    #[non_exhaustive]
     pub enum SweepOutcome {
         /// Erased, in its own transaction.
         Purged => "purged",
@@ -107,6 +111,7 @@ string_enum! {
 
 string_enum! {
     /// Why a sweeper run stopped before handling every due user.
+    #[non_exhaustive]
     pub enum SweepStop {
         /// SIGTERM or SIGINT.
         Signal => "signal",
@@ -116,7 +121,32 @@ string_enum! {
 }
 
 string_enum! {
+    /// How a user left, in the words of `user delete --mode` (the JSON of a delete and of a
+    /// tombstone reads as the command was typed).
+    #[non_exhaustive]
+    pub enum DeletedMode {
+        /// To the trash, restorable until its purge date.
+        Admin => "admin",
+        /// Erased (GDPR Art. 17): a tombstone with the id is all that remains.
+        Gdpr => "gdpr",
+        /// Merged into another account, which the tombstone names.
+        Merged => "merged",
+    }
+}
+
+impl From<crate::domain::DeletionMode> for DeletedMode {
+    fn from(mode: crate::domain::DeletionMode) -> Self {
+        match mode {
+            crate::domain::DeletionMode::AdminDelete => Self::Admin,
+            crate::domain::DeletionMode::GdprPurge => Self::Gdpr,
+            crate::domain::DeletionMode::Merged { .. } => Self::Merged,
+        }
+    }
+}
+
+string_enum! {
     /// What bootstrap did about the first admin.
+    #[non_exhaustive]
     pub enum AdminOutcome {
         /// The first admin was created by this run.
         Created => "created",

@@ -69,6 +69,7 @@ impl fmt::Display for Username {
 /// `user` is everyone else. Workspace roles are separate (memberships). An external user is
 /// never `admin` (the database's `CHECK (NOT (is_external AND role = 'admin'))`), and the
 /// instance always keeps one active admin.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceRole {

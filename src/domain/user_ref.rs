@@ -6,6 +6,7 @@ use super::{Email, InstanceRole, Phone};
 use crate::error::Result;
 
 /// How a `<user>` argument names a user: by id, username, email passport or phone passport.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserRef {
     /// The user's id.

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::app::PersonalData;
 use crate::domain::{
-    DeletionMode, Email, InstanceRole, LogoutReason, MAX_NAME_CHARS, PassportKind, Person, Phone, Timestamp, User,
-    UserView, Username, clean_identity, clean_text, now,
+    DeletedMode, DeletionMode, Email, InstanceRole, LogoutReason, MAX_NAME_CHARS, PassportKind, Person, Phone,
+    Timestamp, User, UserView, Username, clean_identity, clean_text, now,
 };
 use crate::error::{Error, Result};
 use crate::lifecycle::UserLifecycleService;
@@ -119,9 +119,8 @@ pub struct Deleted {
     pub id: Uuid,
     /// The username it had.
     pub username: String,
-    /// The words of `user delete --mode`: `admin` (to the trash) or `gdpr` (erased);
-    /// `merged` when a merge removed the user.
-    pub mode: &'static str,
+    /// `admin` (to the trash) or `gdpr` (erased); `merged` when a merge removed the user.
+    pub mode: DeletedMode,
     /// For the trash: when the user becomes due for purging.
     pub purge_after: Option<Timestamp>,
 }
@@ -134,21 +133,12 @@ pub struct Tombstone {
     pub id: Uuid,
     /// When it ended.
     pub deleted_at: Timestamp,
-    /// `gdpr` (erased) or `merged`.
-    pub mode: &'static str,
+    /// [`DeletedMode::Gdpr`] (erased) or [`DeletedMode::Merged`].
+    pub mode: DeletedMode,
     /// For a merge: the account it was merged into.
     pub merged_into: Option<Uuid>,
     /// That account's username, while it exists.
     pub merged_into_username: Option<String>,
-}
-
-/// `mode` of [`Deleted`]: the CLI flag's words, so the JSON reads as the command was typed.
-fn delete_mode_word(mode: DeletionMode) -> &'static str {
-    match mode {
-        DeletionMode::AdminDelete => "admin",
-        DeletionMode::GdprPurge => "gdpr",
-        DeletionMode::Merged { .. } => "merged",
-    }
 }
 
 /// The result of enable/disable/convert/restore/role changes: the user after the change and
@@ -532,7 +522,7 @@ impl Accounts {
                 Ok(Deleted {
                     id: user.id,
                     username: user.username.clone(),
-                    mode: delete_mode_word(mode),
+                    mode: mode.into(),
                     purge_after: Some(purge_after),
                 })
             }
@@ -555,7 +545,7 @@ impl Accounts {
                 Ok(Deleted {
                     id: user.id,
                     username: user.username.clone(),
-                    mode: delete_mode_word(mode),
+                    mode: mode.into(),
                     purge_after: None,
                 })
             }
@@ -588,16 +578,8 @@ impl Accounts {
             }
         }
         if mode == DeletionMode::GdprPurge {
-            let root = tx
-                .fetch_one(
-                    "SELECT (SELECT COUNT(*) FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
-                       WHERE w.is_root AND m.user_id = $1) AS mine, \
-                     (SELECT COUNT(*) FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
-                       WHERE w.is_root AND m.user_id <> $1) AS others",
-                    &[user.id.into()],
-                )
-                .await?;
-            if root.get::<i64>("mine")? > 0 && root.get::<i64>("others")? == 0 {
+            let (mine, others) = tx.root_membership_counts(user.id).await?;
+            if mine > 0 && others == 0 {
                 return Err(Error::Refused(
                     "the root workspace must keep at least one member: add another member first".into(),
                 ));
@@ -611,25 +593,22 @@ impl Accounts {
     /// Personal data is gone with the user: the id is all the tombstone knows about it.
     pub async fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
         let mut tx = self.db.begin_read_tx().await?;
-        let row = tx
-            .fetch_optional(
-                "SELECT t.deleted_at, t.mode, t.merged_into, u.username AS merged_into_username \
-                 FROM user_tombstones t LEFT JOIN users u ON u.id = t.merged_into WHERE t.user_id = $1",
-                &[id.into()],
-            )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mode: String = row.get("mode")?;
+        let row = tx.tombstone(id).await?;
+        tx.end().await?;
+        let Some((deleted_at, mode, merged_into, merged_into_username)) = row else {
+            return Ok(None);
+        };
         Ok(Some(Tombstone {
             id,
-            deleted_at: row.get("deleted_at")?,
+            deleted_at,
+            // As stored: the `DeletionMode` words (`gdpr_purge`, `merged`).
             mode: match mode.as_str() {
-                "merged" => "merged",
-                "gdpr_purge" => "gdpr",
-                _ => "admin",
+                "merged" => DeletedMode::Merged,
+                "gdpr_purge" => DeletedMode::Gdpr,
+                _ => DeletedMode::Admin,
             },
-            merged_into: row.get("merged_into")?,
-            merged_into_username: row.get("merged_into_username")?,
+            merged_into,
+            merged_into_username,
         }))
     }
 

@@ -63,9 +63,7 @@ impl AuthzCache {
         if let Some(hit) = self.cached(user_id, workspace_id) {
             return Ok(hit);
         }
-        let mut tx = db.begin_read_tx().await?;
-        let lists = tx.role_capabilities_in(user_id, workspace_id).await?;
-        tx.end().await?;
+        let lists = db.role_capabilities_in(user_id, workspace_id).await?;
         let mut caps: Vec<Capability> = Vec::new();
         for list in lists {
             let parsed: Vec<Capability> = serde_json::from_str(&list)?;
@@ -181,6 +179,7 @@ pub struct Invalidation {
 }
 
 /// What an [`InvalidationListener`] hears.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenerEvent {
     /// Drop what is cached about this user.

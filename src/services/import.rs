@@ -35,6 +35,7 @@ use seen::Seen;
 use spill::{Spill, SpilledResult, SpilledUser, StagedIn, StagedRow};
 
 /// What to do when a row's username already exists.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnConflict {
     /// The row is an error (exit 5).
@@ -47,6 +48,7 @@ pub enum OnConflict {
 }
 
 /// The input format.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// A header row naming the columns (see [`ImportRow`]); `memberships` as
@@ -1585,6 +1587,27 @@ fn in_root(memberships: &[(Uuid, Uuid)], root: Option<Uuid>) -> bool {
     root.is_some_and(|root| memberships.iter().any(|(ws, _)| *ws == root))
 }
 
+/// The user a conflicting row updates (locked for the update when `lock`), or the row's
+/// refusal: what [`update_refusal`] refuses, and a password for an external user. Shared
+/// by the dry run ([`check_update`]) and the import ([`update_existing`]).
+async fn update_preflight(
+    tx: &mut Tx,
+    p: &Prepared,
+    id: Uuid,
+    lock: bool,
+) -> Result<std::result::Result<User, String>> {
+    let user = tx.require_user(&UserRef::Id(id), lock).await?;
+    if let Some(refusal) = update_refusal(tx, p, &user).await? {
+        return Ok(Err(refusal));
+    }
+    if p.password_hash.is_some()
+        && let Err(e) = crate::services::accounts::refuse_password_for_external(&user)
+    {
+        return Ok(Err(e.to_string()));
+    }
+    Ok(Ok(user))
+}
+
 /// The rules of [`update_existing`] without its writes, for a dry run (reads only, no lock
 /// taken): `Ok(Err(refusal))` for a row the real import would refuse.
 async fn check_update(
@@ -1594,16 +1617,11 @@ async fn check_update(
     memberships: &[(Uuid, Uuid)],
     root: Option<Uuid>,
 ) -> Result<std::result::Result<Option<User>, String>> {
-    use crate::services::accounts::{check_instance_role_change, refuse_password_for_external};
-    let user = tx.require_user(&UserRef::Id(id), false).await?;
-    if let Some(refusal) = update_refusal(tx, p, &user).await? {
-        return Ok(Err(refusal));
-    }
-    if p.password_hash.is_some()
-        && let Err(e) = refuse_password_for_external(&user)
-    {
-        return Ok(Err(e.to_string()));
-    }
+    use crate::services::accounts::check_instance_role_change;
+    let user = match update_preflight(tx, p, id, false).await? {
+        Ok(user) => user,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     if let Some(role) = p.role {
         match check_instance_role_change(tx, &user, role).await {
             Ok(_) => {}
@@ -1672,16 +1690,11 @@ async fn update_existing(
     memberships: &[(Uuid, Uuid)],
     at: crate::domain::Timestamp,
 ) -> Result<std::result::Result<Option<User>, String>> {
-    use crate::services::accounts::{change_instance_role_in, change_password_in, refuse_password_for_external};
-    let user = tx.require_user(&UserRef::Id(id), true).await?;
-    if let Some(refusal) = update_refusal(tx, p, &user).await? {
-        return Ok(Err(refusal));
-    }
-    if p.password_hash.is_some()
-        && let Err(e) = refuse_password_for_external(&user)
-    {
-        return Ok(Err(e.to_string()));
-    }
+    use crate::services::accounts::{change_instance_role_in, change_password_in};
+    let user = match update_preflight(tx, p, id, true).await? {
+        Ok(user) => user,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     if let Some(role) = p.role {
         match change_instance_role_in(tx, &user, role).await {
             Ok(_) => {}

@@ -59,6 +59,7 @@ pub struct IssuedInvite {
 }
 
 /// How the invitee accepts.
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub enum Acceptor {
     /// An existing user.
@@ -265,7 +266,7 @@ impl Invites {
     async fn revoke_once(&self, id: Uuid) -> Result<Invite> {
         let mut tx = self.db.begin().await?;
         let invite = tx.invite(id).await?;
-        if !tx.close_invite(id, "revoked").await? {
+        if !tx.close_invite(id, crate::domain::InviteStatus::Revoked).await? {
             return Err(Error::Refused(format!("invite {id} is {}, not pending", invite.status)));
         }
         audit::record(

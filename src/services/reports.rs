@@ -69,18 +69,15 @@ impl Reports {
     /// case, or within two edits (Levenshtein), closest first: what a not-found error
     /// suggests. Reads at most 10,000 names; other kinds have no suggestions.
     pub async fn close_names(&self, kind: &str, key: &str) -> Result<Vec<String>> {
-        let sql = match kind {
-            "workspace" => "SELECT name FROM workspaces ORDER BY name LIMIT 10000",
-            "role" => "SELECT DISTINCT name FROM roles ORDER BY name LIMIT 10000",
-            _ => return Ok(Vec::new()),
-        };
+        if !matches!(kind, "workspace" | "role") {
+            return Ok(Vec::new());
+        }
         let mut tx = self.db.begin_read_tx().await?;
-        let rows = tx.fetch_all(sql, &[]).await?;
+        let names = tx.some_names(kind == "workspace", 10_000).await?;
         tx.end().await?;
         let key = key.to_lowercase();
-        let mut close: Vec<(usize, String)> = rows
-            .iter()
-            .filter_map(|r| r.get::<String>("name").ok())
+        let mut close: Vec<(usize, String)> = names
+            .into_iter()
             .map(|name| (edit_distance(&key, &name.to_lowercase()), name))
             .filter(|(d, _)| *d <= 2)
             .collect();

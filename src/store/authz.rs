@@ -12,6 +12,29 @@ use crate::error::Result;
 /// object `{"user_id": "<uuid>", "reason": "<text>"}`.
 pub const AUTHZ_CHANNEL: &str = "accountctl_authz_invalidation";
 
+impl super::Database {
+    /// The capability lists (JSON arrays) of the roles an active, untrashed user holds in
+    /// the workspace or in the root workspace. The root workspace's system role (`root`)
+    /// grants every capability in every workspace (`["*"]`): the root workspace carries
+    /// every feature of the instance. One statement on the pool, outside any transaction
+    /// (a capability-cache miss on a server's request path).
+    pub(crate) async fn role_capabilities_in(&self, user_id: Uuid, workspace_id: Uuid) -> Result<Vec<String>> {
+        let rows: Vec<String> = on_pool!(self, |p| sqlx::query_scalar(
+            "SELECT CASE WHEN w.is_root AND r.is_system THEN '[\"*\"]' ELSE r.capabilities END FROM memberships m \
+             JOIN roles r ON r.id = m.role_id \
+             JOIN users u ON u.id = m.user_id \
+             JOIN workspaces w ON w.id = m.workspace_id \
+             WHERE m.user_id = $1 AND (m.workspace_id = $2 OR w.is_root) \
+               AND u.active AND u.deleted_at IS NULL"
+        )
+        .bind(DbId(user_id))
+        .bind(DbId(workspace_id))
+        .fetch_all(p)
+        .await?);
+        Ok(rows)
+    }
+}
+
 impl Tx {
     /// Publishes "drop what you cached about this user" to every process. On PostgreSQL this
     /// is `pg_notify` inside the transaction, so listeners hear it only if the transaction
@@ -85,26 +108,6 @@ impl Tx {
             .fetch_one(&mut *c)
             .await?);
         Ok(id.unwrap_or(0))
-    }
-
-    /// The capability lists (JSON arrays) of the roles an active, untrashed user holds in
-    /// the workspace or in the root workspace. The root workspace's system role (`root`)
-    /// grants every capability in every workspace (`["*"]`): the root workspace carries
-    /// every feature of the instance.
-    pub(crate) async fn role_capabilities_in(&mut self, user_id: Uuid, workspace_id: Uuid) -> Result<Vec<String>> {
-        let rows: Vec<String> = on_conn!(self, |c| sqlx::query_scalar(
-            "SELECT CASE WHEN w.is_root AND r.is_system THEN '[\"*\"]' ELSE r.capabilities END FROM memberships m \
-             JOIN roles r ON r.id = m.role_id \
-             JOIN users u ON u.id = m.user_id \
-             JOIN workspaces w ON w.id = m.workspace_id \
-             WHERE m.user_id = $1 AND (m.workspace_id = $2 OR w.is_root) \
-               AND u.active AND u.deleted_at IS NULL"
-        )
-        .bind(DbId(user_id))
-        .bind(DbId(workspace_id))
-        .fetch_all(&mut *c)
-        .await?);
-        Ok(rows)
     }
 
     /// The users holding a role (their capabilities change with it).

@@ -76,6 +76,7 @@ from_row!(SweeperRun, |r| SweeperRun {
 });
 
 /// Why a user is due for purging.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PurgeReason {

@@ -156,12 +156,12 @@ impl Tx {
     }
 
     /// Sets a pending invite's status (`revoked` or `expired`); returns whether it was pending.
-    pub(crate) async fn close_invite(&mut self, id: Uuid, status: &str) -> Result<bool> {
+    pub(crate) async fn close_invite(&mut self, id: Uuid, status: crate::domain::InviteStatus) -> Result<bool> {
         let n = on_conn!(self, |c| sqlx::query(
             "UPDATE invites SET status = $2 WHERE id = $1 AND status = 'pending'"
         )
         .bind(DbId(id))
-        .bind(status)
+        .bind(status.as_str())
         .execute(&mut *c)
         .await?
         .rows_affected());

@@ -38,6 +38,7 @@ pub(super) const MIGRATION_LOCK_KEY: i64 = 0x6163_746c_6d69_6772;
 
 /// Where a database's schema stands relative to this build's migrations (accountctl's and,
 /// when the application registered some, the application's).
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemaStatus {
     /// Every migration this build knows is applied, and no other.

@@ -46,6 +46,25 @@ macro_rules! on_conn {
     }};
 }
 
+/// Runs `$body` with `$p` bound to the pool of either backend (`&SqlitePool` /
+/// `&PgPool`): one statement on its own, outside any transaction, which is atomic by itself.
+/// For the hot single-statement reads of a server's request path (a `BEGIN`/`ROLLBACK`
+/// pair would triple their round trips).
+macro_rules! on_pool {
+    ($db:expr, |$p:ident| $body:expr) => {{
+        match &$db.pool {
+            $crate::store::Pool::Sqlite(pool) => {
+                let $p: &sqlx::SqlitePool = pool;
+                $body
+            }
+            $crate::store::Pool::Postgres(pool) => {
+                let $p: &sqlx::PgPool = pool;
+                $body
+            }
+        }
+    }};
+}
+
 pub(crate) mod audit;
 pub mod authz;
 pub mod batch;
@@ -75,7 +94,9 @@ pub(crate) use registry::RegistrySet;
 pub use registry::{MissingHook, RegistryKind};
 pub(crate) use users::NewUserRecord;
 
-/// Which database engine a [`Database`] talks to.
+/// Which database engine a [`Database`] talks to. Deliberately exhaustive: code that
+/// switches SQL dialects on it should fail to compile, not fall into a wildcard arm, when an
+/// engine is added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// SQLite (`sqlite:` URLs): the embedded default, one file, WAL mode.
@@ -376,6 +397,7 @@ fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
 /// and a process that asks for another ([`Database::with_invalidation_channel`],
 /// `ACCOUNTCTL_INVALIDATIONS`) is refused ([`Database::check_invalidation_channel`]), since
 /// its publications would reach no listener and revoked capabilities would stay cached.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InvalidationChannel {

@@ -34,6 +34,7 @@ use crate::error::{Error, Result};
 ///
 /// Build parameters with `.into()` from `bool`, `i32`, `i64`, `f64`, `&str`, `String`,
 /// `Uuid`, [`Timestamp`], `Vec<u8>` or an `Option` of any of them (`None` is SQL `NULL`).
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// SQL `NULL`. On PostgreSQL its type is left for the server to infer from the statement.

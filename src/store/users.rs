@@ -90,6 +90,31 @@ from_row!(Passport, |r| Passport {
 });
 
 impl Tx {
+    /// The tombstone of a user id that no longer exists: when it ended, its mode as stored
+    /// (`gdpr_purge`, `merged`), and for a merge the surviving account's id and username
+    /// (while it exists). `None` when the id never had one.
+    pub(crate) async fn tombstone(
+        &mut self,
+        id: Uuid,
+    ) -> Result<Option<(Timestamp, String, Option<Uuid>, Option<String>)>> {
+        let Some(row) = self
+            .fetch_optional(
+                "SELECT t.deleted_at, t.mode, t.merged_into, u.username AS merged_into_username \
+                 FROM user_tombstones t LEFT JOIN users u ON u.id = t.merged_into WHERE t.user_id = $1",
+                &[id.into()],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            row.get("deleted_at")?,
+            row.get("mode")?,
+            row.get("merged_into")?,
+            row.get("merged_into_username")?,
+        )))
+    }
+
     /// Inserts a person (the human behind a user, or an invited person-to-be).
     pub(crate) async fn insert_person(&mut self, person: &Person, at: Timestamp) -> Result<()> {
         on_conn!(self, |c| sqlx::query(

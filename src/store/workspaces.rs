@@ -31,6 +31,63 @@ pub(crate) fn fold_name(name: &str) -> String {
     name.to_lowercase()
 }
 
+/// A workspace by id.
+const WORKSPACE_BY_ID: &str = "SELECT id FROM workspaces WHERE id = $1";
+/// A workspace by case-insensitive name (`$1` folded, `$2` as given). `lower(name)` finds
+/// SQLite rows folded (ASCII-only) before `name_folded` existed.
+const WORKSPACE_BY_NAME: &str = "SELECT id FROM workspaces WHERE name_folded = $1 OR lower(name) = lower($2) \
+     ORDER BY CASE WHEN name_folded = $1 THEN 0 ELSE 1 END LIMIT 1";
+
+impl super::Database {
+    /// Resolves a workspace by its full id or case-insensitive name, in one statement on the
+    /// pool (no transaction): a server's request path naming a workspace. Callers check
+    /// first that `key` cannot be an id prefix (`IdPrefix::parse`), which needs the full
+    /// resolution of [`Tx::workspace_id`]. Errors: [`Error::NotFound`].
+    pub(crate) async fn workspace_id_exact(&self, key: &str) -> Result<Uuid> {
+        let found: Option<DbId> = match Uuid::parse_str(key) {
+            Ok(id) => on_pool!(self, |p| sqlx::query_scalar(WORKSPACE_BY_ID)
+                .bind(DbId(id))
+                .fetch_optional(p)
+                .await?),
+            Err(_) => on_pool!(self, |p| sqlx::query_scalar(WORKSPACE_BY_NAME)
+                .bind(fold_name(key))
+                .bind(key)
+                .fetch_optional(p)
+                .await?),
+        };
+        found.map(|d| d.0).ok_or_else(|| Error::not_found("workspace", key))
+    }
+}
+
+impl Tx {
+    /// How many root-workspace memberships `user_id` holds, and how many other users hold:
+    /// the root workspace keeps a member (a rule the database enforces too).
+    pub(crate) async fn root_membership_counts(&mut self, user_id: Uuid) -> Result<(i64, i64)> {
+        let row = self
+            .fetch_one(
+                "SELECT (SELECT COUNT(*) FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+                   WHERE w.is_root AND m.user_id = $1) AS mine, \
+                 (SELECT COUNT(*) FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+                   WHERE w.is_root AND m.user_id <> $1) AS others",
+                &[user_id.into()],
+            )
+            .await?;
+        Ok((row.get("mine")?, row.get("others")?))
+    }
+
+    /// Up to `limit` workspace names (`workspaces`) or distinct role names, by name: the
+    /// candidates of a did-you-mean.
+    pub(crate) async fn some_names(&mut self, workspaces: bool, limit: i64) -> Result<Vec<String>> {
+        let sql = if workspaces {
+            "SELECT name FROM workspaces ORDER BY name LIMIT $1"
+        } else {
+            "SELECT DISTINCT name FROM roles ORDER BY name LIMIT $1"
+        };
+        let rows = self.fetch_all(sql, &[limit.into()]).await?;
+        rows.iter().map(|r| r.get::<String>("name")).collect()
+    }
+}
+
 impl Tx {
     /// The root workspace, if bootstrap created it.
     pub(crate) async fn root_workspace(&mut self) -> Result<Option<RootWorkspace>> {
@@ -178,19 +235,15 @@ impl Tx {
     /// Resolves a workspace by id or case-insensitive name. Errors: [`Error::NotFound`].
     async fn workspace_id_exact(&mut self, key: &str) -> Result<Uuid> {
         let found: Option<DbId> = match Uuid::parse_str(key) {
-            Ok(id) => on_conn!(self, |c| sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
+            Ok(id) => on_conn!(self, |c| sqlx::query_scalar(WORKSPACE_BY_ID)
                 .bind(DbId(id))
                 .fetch_optional(&mut *c)
                 .await?),
-            // `lower(name)` finds SQLite rows folded (ASCII-only) before `name_folded` existed.
-            Err(_) => on_conn!(self, |c| sqlx::query_scalar(
-                "SELECT id FROM workspaces WHERE name_folded = $1 OR lower(name) = lower($2) \
-                 ORDER BY CASE WHEN name_folded = $1 THEN 0 ELSE 1 END LIMIT 1"
-            )
-            .bind(fold_name(key))
-            .bind(key)
-            .fetch_optional(&mut *c)
-            .await?),
+            Err(_) => on_conn!(self, |c| sqlx::query_scalar(WORKSPACE_BY_NAME)
+                .bind(fold_name(key))
+                .bind(key)
+                .fetch_optional(&mut *c)
+                .await?),
         };
         found.map(|d| d.0).ok_or_else(|| Error::not_found("workspace", key))
     }

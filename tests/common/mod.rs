@@ -66,14 +66,7 @@ impl Ctx {
     /// [`ADMIN_PASSWORD`].
     pub fn bootstrap_cli(&self) {
         self.cli()
-            .args([
-                "bootstrap",
-                "--admin-username",
-                "admin",
-                "--admin-email",
-                "admin@example.com",
-                "--password-stdin",
-            ])
+            .args(BOOTSTRAP_ARGS)
             .write_stdin(format!("{ADMIN_PASSWORD}\n"))
             .assert()
             .success();
@@ -83,15 +76,24 @@ impl Ctx {
     /// registry is recorded, the first admin is `admin` ([`ADMIN_PASSWORD`]).
     pub fn app_admin_bootstrap(&self) {
         self.app_admin()
+            .args(BOOTSTRAP_ARGS)
+            .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+            .assert()
+            .success();
+    }
+
+    /// Creates `username` (email `USERNAME@example.com`, `password` on stdin) through the CLI.
+    pub fn cli_create(&self, username: &str, password: &str) {
+        self.cli()
             .args([
-                "bootstrap",
-                "--admin-username",
-                "admin",
-                "--admin-email",
-                "admin@example.com",
+                "user",
+                "create",
+                username,
+                "--email",
+                &format!("{username}@example.com"),
                 "--password-stdin",
             ])
-            .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+            .write_stdin(format!("{password}\n"))
             .assert()
             .success();
     }
@@ -374,6 +376,16 @@ pub fn example_bin(name: &str) -> std::path::PathBuf {
 
 /// The first admin's password in [`Ctx::bootstrap_cli`] and [`bootstrap_admin`].
 pub const ADMIN_PASSWORD: &str = "admin password";
+
+/// `bootstrap` of the first admin `admin` (`admin@example.com`), its password on stdin.
+pub const BOOTSTRAP_ARGS: [&str; 6] = [
+    "bootstrap",
+    "--admin-username",
+    "admin",
+    "--admin-email",
+    "admin@example.com",
+    "--password-stdin",
+];
 
 /// Bootstraps through the library: root workspace and the first admin `admin`.
 pub async fn bootstrap_admin(app: &App) {
