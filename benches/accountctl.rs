@@ -39,6 +39,7 @@
 
 #[path = "support/load.rs"]
 mod load;
+use load::bench_load;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -1428,7 +1429,7 @@ async fn run() {
         scenario!("show", bench_show);
         scenario!("auth", bench_auth);
         scenario!("request", bench_request);
-        scenario!("load", load::bench_load);
+        scenario!("load", bench_load);
     }
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::ASCII_MARKDOWN);

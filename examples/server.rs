@@ -311,7 +311,9 @@ async fn listen_for_invalidations(
         };
         match event {
             Ok(ListenerEvent::Invalidated(inv)) => app.authz().invalidate_user(inv.user_id),
-            Ok(ListenerEvent::Resync) => app.authz().invalidate_all(),
+            // A resync (the listener reconnected and may have missed some), or an event
+            // this server does not know: drop the whole cache, the safe answer to both.
+            Ok(_) => app.authz().invalidate_all(),
             Err(err) => {
                 tracing::warn!(error = %err, "invalidation listener stopped; restarting");
                 app.authz().invalidate_all();

@@ -105,6 +105,66 @@ fn ok(out: &Output, what: &str) {
     );
 }
 
+/// The example server's binary (`cargo test` builds the examples next to `deps`).
+fn server_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    profile.join("examples").join("server")
+}
+
+/// `POST /login` on the example server at `port` (HTTP/1.1, one connection per request):
+/// the answer's status, or `None` when the server did not answer within 10 s.
+fn sign_in(port: u16, username: &str, password: &str) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let body = format!(r#"{{"username":"{username}","password":"{password}"}}"#);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        stream,
+        "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The example server on the formation's multi-host URL, stopped (SIGTERM) when dropped.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(url: &str, dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::fs::File::create(dir.join("server.log")).expect("server log");
+        let child = Command::new(server_bin())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the example server");
+        Self { child, port }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
 /// One number from the primary, through the CLI-independent driver.
 /// Users the drill's import brings (100 per transaction): enough that the import is still
 /// running when the switch comes, on a fast machine too.
@@ -214,6 +274,36 @@ fn a_failover_during_a_sweep_and_an_import_loses_nothing_and_the_cli_exits_6_the
         let (url, dir) = (url.clone(), dir.path().to_path_buf());
         std::thread::spawn(move || cli(&url, &dir, &["gdpr", "purge", "-q"], ""))
     };
+    // The example server on the multi-host URL, signing a user in (a write: the session)
+    // every 100 ms through the switch; its pool must follow the primary to the new host.
+    ok(
+        &cli(
+            &url,
+            dir.path(),
+            &["user", "create", "web", "--password-stdin"],
+            "web password long\n",
+        ),
+        "create web",
+    );
+    let server = Server::start(&url, dir.path());
+    let serving_by = Instant::now() + Duration::from_secs(30);
+    while sign_in(server.port, "web", "web password long") != Some(200) {
+        assert!(Instant::now() < serving_by, "the example server never signed web in");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let web = {
+        let port = server.port;
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            let until = Instant::now() + Duration::from_secs(40);
+            while Instant::now() < until {
+                let status = sign_in(port, "web", "web password long");
+                answers.push((Instant::now(), status));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            answers
+        })
+    };
     // CLI traffic through the switch: a write every 100 ms, its exit code recorded.
     let traffic = {
         let (url, dir) = (url.clone(), dir.path().to_path_buf());
@@ -272,6 +362,33 @@ fn a_failover_during_a_sweep_and_an_import_loses_nothing_and_the_cli_exits_6_the
         *during.entry(*code).or_insert(0) += 1;
     }
     eprintln!("CLI writes through the switch, by exit code: {during:?}");
+    // The server: never a 500; some sign-in failed during the switch or not, but every one
+    // from the end of the switch plus the failover's own duration on is 200, and the first
+    // 200 after the switch ended is reported.
+    let answers = web.join().expect("web thread");
+    let failover_time = switched - switch_started;
+    let mut web_by_status = std::collections::BTreeMap::new();
+    for (at, status) in &answers {
+        *web_by_status.entry(*status).or_insert(0) += 1;
+        assert_ne!(*status, Some(500), "the server answered 500 during the drill");
+        if *at > switched + failover_time.max(Duration::from_secs(3)) {
+            assert_eq!(
+                *status,
+                Some(200),
+                "the server serves again within the failover's time after it ({failover_time:?}): log {}",
+                std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+            );
+        }
+    }
+    let back = answers
+        .iter()
+        .find(|(at, status)| *at >= switched && *status == Some(200))
+        .map(|(at, _)| at.saturating_duration_since(switched));
+    eprintln!(
+        "server sign-ins through the switch, by status: {web_by_status:?}; first 200 after the switch ended: {back:?}"
+    );
+    assert!(back.is_some(), "the server never signed in after the switch");
+    drop(server);
     // The switch must have cut something, or the drill showed nothing: the import, the sweep
     // or one of the writes met it and exited 6. Which one depends on the machine's speed (a
     // write that starts during the switch may wait for the new primary and exit 0).

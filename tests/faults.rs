@@ -759,7 +759,7 @@ async fn the_table_channel_delivers_an_invalidation_that_commits_after_a_higher_
             match event.expect("event") {
                 ListenerEvent::Invalidated(inv) if inv.user_id == ids[0] => late += 1,
                 ListenerEvent::Invalidated(inv) => assert_eq!(inv.user_id, ids[1]),
-                ListenerEvent::Resync => panic!("no resync on the table channel"),
+                other => panic!("no {other:?} on the table channel"),
             }
         }
         assert_eq!(late, 1, "the late commit is delivered, once");

@@ -394,7 +394,7 @@ on_both_backends! {
         ctx.cli().args(["user", "delete", "gone", "--mode", "gdpr", "--yes"]).assert().success();
         let got = match tokio::time::timeout(Duration::from_secs(10), listener.recv()).await.expect("in time").expect("invalidation") {
             ListenerEvent::Invalidated(got) => got,
-            ListenerEvent::Resync => panic!("no reconnect expected"),
+            other => panic!("no reconnect expected: {other:?}"),
         };
         assert_eq!(got.user_id, gone, "the first invalidation heard is the committed delete, not the rolled-back one");
         assert_eq!(got.reason, "gdpr_purge");

@@ -160,7 +160,7 @@ async fn client_loop(client: reqwest::Client, base: String, token: String, stop:
     let started = Instant::now();
     let mut k = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let url = if k % 2 == 0 { &me } else { &caps };
+        let url = if k.is_multiple_of(2) { &me } else { &caps };
         k += 1;
         let t = Instant::now();
         let answer = client.get(url).bearer_auth(&token).send().await.expect("request");
@@ -303,7 +303,7 @@ pub(super) async fn bench_load(f: &Fresh, rows: &mut Vec<Row>, label: &'static s
     let mut tokens = Vec::with_capacity(measured);
     for i in 0..measured {
         let name = format!("load{i}");
-        if i < CLIENTS || i >= CLIENTS + TRIALS {
+        if !(CLIENTS..CLIENTS + TRIALS).contains(&i) {
             app.memberships()
                 .assign(&UserRef::Username(name.clone()), "Acme", "editor")
                 .await

@@ -522,6 +522,9 @@ pub struct Database {
     /// (`SET LOCAL`, sent with the `BEGIN`); `None` leaves the server's setting alone.
     /// SQLite's counterpart, the busy timeout, is set on the connections when they open.
     lock_timeout: Option<Duration>,
+    /// PostgreSQL, long-running pools on a multi-host URL: what keeps the pool on the
+    /// primary across failovers (told of failed `BEGIN`s here).
+    follower: Option<Arc<multihost::PrimaryFollower>>,
 }
 
 /// The backend process ids of a pool's connections (see [`Database::interrupt`]).
@@ -807,6 +810,7 @@ impl Database {
         lock_timeout: Option<Duration>,
     ) -> Result<Self> {
         let backends: Backends = Arc::default();
+        let mut follower = None;
         let invalid = |e: sqlx::Error| Error::Invalid(format!("invalid database URL {url}: {e}"));
         let pool = match url.backend() {
             Backend::Sqlite => {
@@ -864,10 +868,54 @@ impl Database {
                     });
                 }
                 let timeout = targets.connect_timeout.unwrap_or(multihost::HOST_TIMEOUT);
-                Pool::Postgres(connect_pg(url, pool_options, options, timeout).await?)
+                // A long-running pool on several hosts follows the primary: every connection
+                // is checked to accept writes when it opens and before each reuse (the check
+                // replaces the pool's ping: still one round trip).
+                if test_before_acquire && targets.follows_primary() {
+                    let f = Arc::new(multihost::PrimaryFollower::new(url.clone(), targets));
+                    let (on_connect, on_acquire) = (f.clone(), f.clone());
+                    pool_options = pool_options
+                        .test_before_acquire(false)
+                        .after_connect(move |conn, _| {
+                            let f = on_connect.clone();
+                            Box::pin(async move {
+                                if multihost::PrimaryFollower::read_only(conn).await? {
+                                    // The pool retries the connection, with the new host.
+                                    f.follow().await;
+                                    return Err(sqlx::Error::Io(std::io::Error::other(
+                                        "the host no longer accepts writes (a failover?): looking for the primary",
+                                    )));
+                                }
+                                Ok(())
+                            })
+                        })
+                        .before_acquire(move |conn, _| {
+                            let f = on_acquire.clone();
+                            Box::pin(async move {
+                                match multihost::PrimaryFollower::read_only(conn).await {
+                                    Ok(false) => Ok(true),
+                                    Ok(true) => {
+                                        f.follow_later();
+                                        Ok(false)
+                                    }
+                                    Err(err) => {
+                                        f.follow_later();
+                                        Err(err)
+                                    }
+                                }
+                            })
+                        });
+                    follower = Some(f);
+                }
+                let pool = connect_pg(url, pool_options, options, timeout).await?;
+                if let Some(f) = &follower {
+                    f.attach(pool.clone());
+                }
+                Pool::Postgres(pool)
             }
         };
         let mut db = Self::with_pool(pool, url.clone());
+        db.follower = follower;
         db.backends = backends;
         db.lock_timeout = lock_timeout;
         Ok(db)
@@ -973,6 +1021,7 @@ impl Database {
             guard: Arc::default(),
             backends: Arc::default(),
             lock_timeout: None,
+            follower: None,
         }
     }
 
@@ -1123,6 +1172,18 @@ impl Database {
     /// in the same simple query (one round trip, nothing a transaction-mode pooler could
     /// separate) by `SET LOCAL lock_timeout` when this handle has one.
     async fn pg_begin(&self, pool: &PgPool, begin: &'static str) -> Result<sqlx::Transaction<'static, Postgres>> {
+        let begun = self.pg_begin_once(pool, begin).await;
+        // A pool that follows the primary looks for it again when a transaction cannot
+        // begin for the connection's sake (the host went away or is read-only now).
+        if let (Err(err), Some(f)) = (&begun, &self.follower)
+            && matches!(err, Error::Unavailable(_))
+        {
+            f.follow_later();
+        }
+        begun
+    }
+
+    async fn pg_begin_once(&self, pool: &PgPool, begin: &'static str) -> Result<sqlx::Transaction<'static, Postgres>> {
         Ok(match self.lock_timeout {
             None if begin == "BEGIN" => pool.begin().await?,
             None => pool.begin_with(begin).await?,
@@ -1154,6 +1215,9 @@ impl Database {
     /// then, left the server a lost client (`connection to client lost`). The check stays as
     /// a guard; it costs nothing when the pool is empty.
     pub async fn close(&self) {
+        if let Some(f) = &self.follower {
+            f.detach();
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         if let Pool::Postgres(p) = &self.pool {
             // A transaction dropped after an error (a refused statement, a canceled one)

@@ -67,6 +67,12 @@ impl Targets {
         self.hosts.first().and_then(|(_, o)| o.get_application_name())
     }
 
+    /// Whether a long-running pool should follow the primary ([`PrimaryFollower`]): several
+    /// hosts, of which the caller wants the writable one.
+    pub(super) fn follows_primary(&self) -> bool {
+        self.hosts.len() > 1 && matches!(self.attrs, SessionAttrs::ReadWrite | SessionAttrs::Primary)
+    }
+
     /// Sets `application_name` on every host's options, so the probes of [`choose`] carry
     /// the same name as the connections that follow.
     pub(super) fn set_application_name(&mut self, name: &str) {
@@ -258,6 +264,95 @@ pub(super) async fn choose(url: &DatabaseUrl, targets: &Targets) -> Result<PgCon
         _ => "no listed host could be used",
     };
     Err(Error::Unavailable(format!("{url}: {advice} ({})", problems.join("; "))))
+}
+
+/// Keeps a long-running pool (an application server's) on the primary of a multi-host URL
+/// across failovers. libpq applies `target_session_attrs` at every connection attempt; a
+/// pool chooses its host once, so after a failover its new connections would go to the old
+/// primary, now a standby (or down), and every write would fail until a restart. The
+/// follower is told when a pooled connection turns out read-only or broken (the pool's
+/// acquire and connect checks, and failed `BEGIN`s), then runs [`choose`] again and points
+/// the pool's future connections at the host that now accepts writes. One choice runs at a
+/// time; a report while one runs is dropped (the running one answers it).
+pub(crate) struct PrimaryFollower {
+    url: DatabaseUrl,
+    targets: Targets,
+    pool: std::sync::Mutex<Option<sqlx::PgPool>>,
+    choosing: tokio::sync::Mutex<()>,
+}
+
+impl PrimaryFollower {
+    pub(super) fn new(url: DatabaseUrl, targets: Targets) -> Self {
+        Self {
+            url,
+            targets,
+            pool: std::sync::Mutex::new(None),
+            choosing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The pool to steer (set once it exists; [`PrimaryFollower::detach`] at close).
+    pub(super) fn attach(&self, pool: sqlx::PgPool) {
+        *self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(pool);
+    }
+
+    /// Forgets the pool (which holds this follower in its hooks: the cycle ends here).
+    pub(super) fn detach(&self) {
+        self.pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+
+    /// Whether the server behind `conn` refuses writes (`SHOW transaction_read_only`, as
+    /// libpq asks). One round trip: it replaces the pool's ping before reuse.
+    pub(super) async fn read_only(conn: &mut PgConnection) -> std::result::Result<bool, sqlx::Error> {
+        let row = sqlx::Executor::fetch_one(&mut *conn, sqlx::raw_sql("SHOW transaction_read_only")).await?;
+        let value: String = sqlx::Row::try_get(&row, 0)?;
+        Ok(value == "on")
+    }
+
+    /// Chooses the host again and points the pool's new connections at it. Does nothing
+    /// while another choice runs. Never fails: a formation with no writable host yet (mid
+    /// failover) is logged, and the next report tries again.
+    pub(super) async fn follow(&self) {
+        let Ok(_choosing) = self.choosing.try_lock() else {
+            return;
+        };
+        let Some(pool) = self
+            .pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        else {
+            return;
+        };
+        let current = pool.connect_options();
+        match choose(&self.url, &self.targets).await {
+            Ok(options) => {
+                let moved = (options.get_host(), options.get_port()) != (current.get_host(), current.get_port());
+                if moved {
+                    tracing::warn!(
+                        from = %format!("{}:{}", current.get_host(), current.get_port()),
+                        to = %format!("{}:{}", options.get_host(), options.get_port()),
+                        "the primary moved (a failover): new connections go to the new primary"
+                    );
+                    pool.set_connect_options(sqlx::ConnectOptions::log_slow_statements(
+                        options,
+                        log::LevelFilter::Debug,
+                        super::SLOW_STATEMENT,
+                    ));
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "looking for the primary after a failed connection"),
+        }
+    }
+
+    /// [`PrimaryFollower::follow`] in the background.
+    pub(super) fn follow_later(self: &std::sync::Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.follow().await });
+    }
 }
 
 /// Connects to one host and tells whether it has the attributes; the connection is ended
