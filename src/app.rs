@@ -727,9 +727,7 @@ impl App {
         if crate::domain::IdPrefix::parse(key).is_none() {
             return self.db.workspace_id_exact(key).await;
         }
-        let mut tx = self.db.begin_read_tx().await?;
-        let id = tx.workspace_id(key).await?;
-        tx.end().await?;
+        let id = self.db.read(async |tx| tx.workspace_id(key).await).await?;
         Ok(id)
     }
 }

@@ -392,7 +392,10 @@ fn a_failover_during_a_sweep_and_an_import_loses_nothing_and_the_cli_exits_6_the
     // It got there by following the primary to its new host (the old one is a standby now,
     // where every sign-in would fail).
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-    assert!(log.contains("the primary moved"), "the server's pool followed the primary: {log}");
+    assert!(
+        log.contains("the primary moved"),
+        "the server's pool followed the primary: {log}"
+    );
     // The switch must have cut something, or the drill showed nothing: the import, the sweep
     // or one of the writes met it and exited 6. Which one depends on the machine's speed (a
     // write that starts during the switch may wait for the new primary and exit 0).

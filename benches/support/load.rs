@@ -35,12 +35,21 @@ const CLIENTS: usize = 64;
 const TRIALS: usize = 100;
 const PASSWORD: &str = "bench password";
 
+/// A count from the environment: digits (`_` allowed), or with a `k` / `m` suffix (`10m`).
 fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().map(|v| {
-        v.trim()
-            .replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}: not a number: {v:?}"))
+        let text = v.trim().to_ascii_lowercase().replace('_', "");
+        let (digits, factor) = match text.strip_suffix('m') {
+            Some(d) => (d, 1_000_000),
+            None => match text.strip_suffix('k') {
+                Some(d) => (d, 1000),
+                None => (text.as_str(), 1),
+            },
+        };
+        digits
+            .parse::<usize>()
+            .map(|n| n * factor)
+            .unwrap_or_else(|_| panic!("{name}: not a count: {v:?}"))
     })
 }
 
@@ -49,7 +58,19 @@ fn env_usize(name: &str) -> Option<usize> {
 /// own binary.
 fn example_binaries() -> (PathBuf, PathBuf) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    // Not the variables cargo set for this bench (`CARGO_PKG_*`, `CARGO_MANIFEST_DIR`…):
+    // build scripts that watch them would see a change and rebuild half the tree.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR")
+            || key == "OUT_DIR"
+            || key == "RUSTC"
+        {
+            build.env_remove(&key);
+        }
+    }
+    let status = build
         .args([
             "build",
             "--release",

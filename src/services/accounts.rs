@@ -163,6 +163,7 @@ pub struct Accounts {
 }
 
 /// A user's validated creation input, ready for the transaction.
+#[derive(Clone)]
 struct Validated {
     username: Username,
     email: Option<Email>,
@@ -239,12 +240,15 @@ impl Accounts {
     /// [`Error::Conflict`]/[`Error::Refused`] (exit 4) for taken names and invariants,
     /// [`Error::NotFound`] for an unknown workspace or role.
     pub async fn create(&self, new: NewUser, if_not_exists: bool) -> Result<Created> {
-        self.db.retrying(|| self.create_once(new.clone(), if_not_exists)).await
+        // Validated (the password hashed) once, not on every attempt.
+        let valid = Self::validate(&new).await?;
+        self.db
+            .retrying(|| self.create_once(new.clone(), valid.clone(), if_not_exists))
+            .await
     }
 
     /// One attempt of [`Self::create`], which runs it again when the database asks.
-    async fn create_once(&self, new: NewUser, if_not_exists: bool) -> Result<Created> {
-        let valid = Self::validate(&new).await?;
+    async fn create_once(&self, new: NewUser, valid: Validated, if_not_exists: bool) -> Result<Created> {
         let mut tx = self.db.begin().await?;
         if if_not_exists && let Some(existing) = tx.find_user(&UserRef::Username(new.username.clone()), false).await? {
             let view = tx.user_view(existing.id).await?;
@@ -419,9 +423,7 @@ impl Accounts {
                 clean_text(field, value, 254)?;
             }
         }
-        let mut tx = self.db.begin_read_tx().await?;
-        let users = tx.list_users(filter).await?;
-        tx.end().await?;
+        let users = self.db.read(async |tx| tx.list_users(filter).await).await?;
         Ok(users)
     }
 
@@ -432,9 +434,7 @@ impl Accounts {
     /// [`UserRef::parse`]; [`Error::Invalid`] (exit 2) naming the candidates when the prefix
     /// fits several users.
     pub async fn resolve(&self, text: &str) -> Result<UserRef> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let user = tx.resolve_user_arg(text).await?;
-        tx.end().await?;
+        let user = self.db.read(async |tx| tx.resolve_user_arg(text).await).await?;
         Ok(user)
     }
 
@@ -592,9 +592,7 @@ impl Accounts {
     /// The tombstone of a user id that no longer exists, if it ever did (erased or merged).
     /// Personal data is gone with the user: the id is all the tombstone knows about it.
     pub async fn tombstone(&self, id: Uuid) -> Result<Option<Tombstone>> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let row = tx.tombstone(id).await?;
-        tx.end().await?;
+        let row = self.db.read(async |tx| tx.tombstone(id).await).await?;
         let Some((deleted_at, mode, merged_into, merged_into_username)) = row else {
             return Ok(None);
         };
@@ -715,19 +713,18 @@ impl Accounts {
     /// ([`LogoutReason::PasswordChanged`], one spawned logout). Errors: [`Error::Invalid`] for
     /// a password against policy; [`Error::Refused`] for external or trashed users.
     pub async fn set_password(&self, user: &UserRef, password: Secret) -> Result<Changed> {
-        self.db
-            .retrying(|| self.set_password_once(user, password.clone()))
-            .await
+        // Hashed once, not on every attempt.
+        password.validate_new()?;
+        let phc = password::hash_async(password).await?;
+        self.db.retrying(|| self.set_password_once(user, &phc)).await
     }
 
     /// One attempt of [`Self::set_password`], which runs it again when the database asks.
-    async fn set_password_once(&self, user: &UserRef, password: Secret) -> Result<Changed> {
-        password.validate_new()?;
-        let phc = password::hash_async(password).await?;
+    async fn set_password_once(&self, user: &UserRef, phc: &str) -> Result<Changed> {
         let mut tx = self.db.begin().await?;
         let user = tx.require_user(user, true).await?;
         refuse_if_trashed(&user)?;
-        change_password_in(&mut tx, &user, &phc).await?;
+        change_password_in(&mut tx, &user, phc).await?;
         let view = tx.user_view(user.id).await?;
         tx.commit().await?;
         self.lifecycle.dispatch_logout(&user, LogoutReason::PasswordChanged);

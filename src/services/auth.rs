@@ -255,11 +255,12 @@ impl AuthService {
     }
 
     async fn identity_owner(&self, provider: &str, subject: &str) -> Result<Option<User>> {
-        let mut tx = self.db.begin_read_tx().await?;
-        match tx.user_id_by_external_identity(provider, subject).await? {
-            Some(id) => tx.user_by_id(id).await,
-            None => Ok(None),
-        }
+        self.db
+            .read(async |tx| match tx.user_id_by_external_identity(provider, subject).await? {
+                Some(id) => tx.user_by_id(id).await,
+                None => Ok(None),
+            })
+            .await
     }
 
     /// Creates the external user of a new identity in one transaction.

@@ -89,9 +89,7 @@ impl Bootstrap {
 
     /// Whether an active admin exists (then no first admin will be created).
     pub async fn has_admin(&self) -> Result<bool> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let admins = tx.active_admin_ids().await?;
-        tx.end().await?;
+        let admins = self.db.read(async |tx| tx.active_admin_ids().await).await?;
         Ok(!admins.is_empty())
     }
 
@@ -99,15 +97,22 @@ impl Bootstrap {
     /// role, unless an active admin exists (then returns `None`): bootstrap never creates a
     /// second first admin nor resets a password. Fires `on_user_created` after commit.
     pub async fn create_first_admin(&self, admin: NewUser) -> Result<Option<uuid::Uuid>> {
-        self.db.retrying(|| self.create_first_admin_once(admin.clone())).await
+        // Hashed once, not on every attempt.
+        let password_hash = Accounts::hash_new_password(admin.password.as_ref()).await?;
+        self.db
+            .retrying(|| self.create_first_admin_once(admin.clone(), password_hash.clone()))
+            .await
     }
 
     /// One attempt of [`Self::create_first_admin`], which runs it again when the database asks.
-    async fn create_first_admin_once(&self, mut admin: NewUser) -> Result<Option<uuid::Uuid>> {
+    async fn create_first_admin_once(
+        &self,
+        mut admin: NewUser,
+        password_hash: Option<String>,
+    ) -> Result<Option<uuid::Uuid>> {
         admin.admin = true;
         admin.external = false;
         admin.membership = Some((ROOT_WORKSPACE_NAME.to_owned(), ROOT_ROLE_NAME.to_owned()));
-        let password_hash = Accounts::hash_new_password(admin.password.as_ref()).await?;
         let mut tx = self.db.begin().await?;
         // Checked under the instance-admins lock (an advisory lock on PostgreSQL, where
         // there is no admin row yet to lock; the write lock on SQLite), so concurrent

@@ -435,9 +435,7 @@ impl Erasure {
     /// an owner that started more than [`ABANDONED_AFTER`] ago. A run of another host is
     /// left alone unless that old: its process cannot be checked from here.
     async fn abandon_dead_runs(&self) -> Result<()> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let running = tx.running_sweeper_runs().await?;
-        tx.end().await?;
+        let running = self.db.read(async |tx| tx.running_sweeper_runs().await).await?;
         let this = RunOwner::this_process();
         for run in running {
             let owner: Option<RunOwner> = run

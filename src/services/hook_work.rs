@@ -135,10 +135,8 @@ impl HookWork {
 
     /// The work still owed, oldest first.
     pub async fn owed(&self) -> Result<Vec<OwedHookWork>> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let rows = tx.owed_work().await;
-        tx.end().await?;
-        Ok(rows?.into_iter().map(|(w, _, _)| w).collect())
+        let rows = self.db.read(async |tx| tx.owed_work().await).await?;
+        Ok(rows.into_iter().map(|(w, _, _)| w).collect())
     }
 
     /// Completes the owed work that no running process owns: the records of a process that
@@ -161,12 +159,7 @@ impl HookWork {
     async fn replay_where(&self, interrupted_only: bool) -> Result<ReplayReport> {
         let mut report = ReplayReport::default();
         let me = this_process();
-        let rows = {
-            let mut tx = self.db.begin_read_tx().await?;
-            let rows = tx.owed_work().await;
-            tx.end().await?;
-            rows?
-        };
+        let rows = self.db.read(async |tx| tx.owed_work().await).await?;
         for (work, owner, lease_until) in rows {
             if interrupted_only && work.hook.is_some() {
                 report.left += 1;

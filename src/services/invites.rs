@@ -228,31 +228,28 @@ impl Invites {
         page: &Page,
     ) -> Result<Vec<Invite>> {
         let status = status.map(InviteStatus::as_str);
-        let mut tx = self.db.begin_read_tx().await?;
-        let workspace_id = match workspace {
-            Some(w) => Some(tx.workspace_id(w).await?),
-            None => None,
-        };
-        let invites = tx.invites_page(workspace_id, status, page).await?;
-        tx.end().await?;
-        Ok(invites)
+        self.db
+            .read(async |tx| {
+                let workspace_id = match workspace {
+                    Some(w) => Some(tx.workspace_id(w).await?),
+                    None => None,
+                };
+                tx.invites_page(workspace_id, status, page).await
+            })
+            .await
     }
 
     /// The invite id `text` names: a whole id, or a unique prefix of at least 8 characters
     /// (as tables show ids). Errors: [`Error::NotFound`]; [`Error::Invalid`] naming the
     /// candidates when the prefix fits several invites.
     pub async fn resolve_id(&self, text: &str) -> Result<Uuid> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let id = tx.resolve_id("invites", "invite", text, None).await?;
-        tx.end().await?;
+        let id = self.db.read(async |tx| tx.resolve_id("invites", "invite", text, None).await).await?;
         Ok(id)
     }
 
     /// One invite. Errors: [`Error::NotFound`].
     pub async fn show(&self, id: Uuid) -> Result<Invite> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let invite = tx.invite(id).await?;
-        tx.end().await?;
+        let invite = self.db.read(async |tx| tx.invite(id).await).await?;
         Ok(invite)
     }
 
@@ -336,17 +333,19 @@ impl Invites {
     ///
     /// Errors: [`Error::Refused`] (exit 4) for every refusal above and an unknown token.
     pub async fn accept(&self, token: &str, acceptor: Acceptor) -> Result<Accepted> {
-        self.db.retrying(|| self.accept_once(token, acceptor.clone())).await
-    }
-
-    /// One attempt of [`Self::accept`], which runs it again when the database asks.
-    async fn accept_once(&self, token: &str, acceptor: Acceptor) -> Result<Accepted> {
-        let hash = tokens::hash_token(token);
-        // A new user's password is hashed before the write transaction begins.
+        // A new user's password is hashed once, before any attempt's transaction begins.
         let password_hash = match &acceptor {
             Acceptor::NewUser { password, .. } => Accounts::hash_new_password(password.as_ref()).await?,
             Acceptor::User(_) => None,
         };
+        self.db
+            .retrying(|| self.accept_once(token, acceptor.clone(), password_hash.clone()))
+            .await
+    }
+
+    /// One attempt of [`Self::accept`], which runs it again when the database asks.
+    async fn accept_once(&self, token: &str, acceptor: Acceptor, password_hash: Option<String>) -> Result<Accepted> {
+        let hash = tokens::hash_token(token);
         let mut tx = self.db.begin().await?;
         let invite = tx
             .invite_by_token_hash_locked(&hash)

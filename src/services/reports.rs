@@ -30,26 +30,20 @@ impl Reports {
                     .map_err(|_| Error::Invalid(format!("audit cursor {} is not an event id", crate::domain::shown(a))))
             })
             .transpose()?;
-        let mut tx = self.db.begin_read_tx().await?;
-        let rows = tx.audit_page(filter, after, page.limit).await?;
-        tx.end().await?;
+        let rows = self.db.read(async |tx| tx.audit_page(filter, after, page.limit).await).await?;
         Ok(rows)
     }
 
     /// One audit event. Errors: [`Error::NotFound`].
     pub async fn audit_event(&self, id: i64) -> Result<AuditEvent> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let row = tx.audit_event(id).await?;
-        tx.end().await?;
+        let row = self.db.read(async |tx| tx.audit_event(id).await).await?;
         row.ok_or_else(|| Error::not_found("audit event", id.to_string()))
     }
 
     /// One page of live users (the trash excluded) by username, as an import row holds
     /// them; the cursor is the previous page's last username.
     pub async fn export(&self, page: &Page) -> Result<Vec<ExportedUser>> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let rows = tx.export_page(page.after.as_deref(), page.limit).await?;
-        tx.end().await?;
+        let rows = self.db.read(async |tx| tx.export_page(page.after.as_deref(), page.limit).await).await?;
         Ok(rows)
     }
 
@@ -59,9 +53,7 @@ impl Reports {
         workspace_id: uuid::Uuid,
         users: &[uuid::Uuid],
     ) -> Result<Vec<(uuid::Uuid, String)>> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let rows = tx.workspace_roles(workspace_id, users).await?;
-        tx.end().await?;
+        let rows = self.db.read(async |tx| tx.workspace_roles(workspace_id, users).await).await?;
         Ok(rows)
     }
 
@@ -72,9 +64,7 @@ impl Reports {
         if !matches!(kind, "workspace" | "role") {
             return Ok(Vec::new());
         }
-        let mut tx = self.db.begin_read_tx().await?;
-        let names = tx.some_names(kind == "workspace", 10_000).await?;
-        tx.end().await?;
+        let names = self.db.read(async |tx| tx.some_names(kind == "workspace", 10_000).await).await?;
         let key = key.to_lowercase();
         let mut close: Vec<(usize, String)> = names
             .into_iter()

@@ -313,20 +313,19 @@ impl SessionService {
     /// session id of the previous page. Errors: [`Error::NotFound`] for an unknown user or
     /// cursor.
     pub async fn list(&self, user: &UserRef, page: &Page) -> Result<Vec<Session>> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let user = tx.require_user(user, false).await?;
-        let sessions = tx.sessions_page(user.id, page).await?;
-        tx.end().await?;
-        Ok(sessions)
+        self.db
+            .read(async |tx| {
+                let user = tx.require_user(user, false).await?;
+                tx.sessions_page(user.id, page).await
+            })
+            .await
     }
 
     /// The session id `text` names: a whole id, or a unique prefix of at least 8 characters
     /// (as tables show ids). Errors: [`Error::NotFound`]; [`Error::Invalid`] naming the
     /// candidates when the prefix fits several sessions.
     pub async fn resolve_id(&self, text: &str) -> Result<Uuid> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let id = tx.resolve_id("sessions", "session", text, None).await?;
-        tx.end().await?;
+        let id = self.db.read(async |tx| tx.resolve_id("sessions", "session", text, None).await).await?;
         Ok(id)
     }
 

@@ -118,9 +118,7 @@ impl Workspaces {
     /// One page of workspace types, by slug; the cursor ([`Page::after`]) is the last slug
     /// of the previous page.
     pub async fn types(&self, page: &Page) -> Result<Vec<WorkspaceType>> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let types = tx.workspace_types_page(page).await?;
-        tx.end().await?;
+        let types = self.db.read(async |tx| tx.workspace_types_page(page).await).await?;
         Ok(types)
     }
 
@@ -185,9 +183,7 @@ impl Workspaces {
     /// One page of workspaces, by case-insensitive name; the cursor ([`Page::after`]) is the
     /// last name of the previous page.
     pub async fn list(&self, page: &Page) -> Result<Vec<Workspace>> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let workspaces = tx.workspaces_page(page).await?;
-        tx.end().await?;
+        let workspaces = self.db.read(async |tx| tx.workspaces_page(page).await).await?;
         Ok(workspaces)
     }
 
@@ -195,11 +191,12 @@ impl Workspaces {
     /// username then role name. The cursor ([`Page::after`]) is `USERNAME/ROLE` of the
     /// previous page's last row ([`Member::cursor`]). Errors: [`Error::NotFound`].
     pub async fn members(&self, workspace: &str, page: &Page) -> Result<Vec<Member>> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let id = tx.workspace_id(workspace).await?;
-        let members = tx.members_page(id, page).await?;
-        tx.end().await?;
-        Ok(members)
+        self.db
+            .read(async |tx| {
+                let id = tx.workspace_id(workspace).await?;
+                tx.members_page(id, page).await
+            })
+            .await
     }
 
     /// A workspace with its roles and the first `members` of its memberships (by username;
@@ -381,24 +378,26 @@ impl Workspaces {
     /// name. The cursor ([`Page::after`]) is the last role id of the previous page. Errors:
     /// [`Error::NotFound`] for an unknown workspace or cursor.
     pub async fn roles(&self, workspace: Option<&str>, page: &Page) -> Result<Vec<Role>> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let id = match workspace {
-            Some(w) => Some(tx.workspace_id(w).await?),
-            None => None,
-        };
-        let roles = tx.roles_page(id, page).await?;
-        tx.end().await?;
-        Ok(roles)
+        self.db
+            .read(async |tx| {
+                let id = match workspace {
+                    Some(w) => Some(tx.workspace_id(w).await?),
+                    None => None,
+                };
+                tx.roles_page(id, page).await
+            })
+            .await
     }
 
     /// The role as it stands (for confirmation prompts that say what goes).
     pub async fn role(&self, workspace: &str, name: &str) -> Result<Role> {
-        let mut tx = self.db.begin_read_tx().await?;
-        let workspace_id = tx.workspace_id(workspace).await?;
-        let id = tx.role_id(workspace_id, name).await?;
-        let role = tx.role(id).await?;
-        tx.end().await?;
-        Ok(role)
+        self.db
+            .read(async |tx| {
+                let workspace_id = tx.workspace_id(workspace).await?;
+                let id = tx.role_id(workspace_id, name).await?;
+                tx.role(id).await
+            })
+            .await
     }
 
     /// Deletes a role with its memberships and invites, publishing an invalidation for each

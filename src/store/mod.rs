@@ -1137,6 +1137,18 @@ impl Database {
         self.begin_read_unguarded().await
     }
 
+    /// Runs `read` in a read transaction ([`Database::begin_read_tx`]) and ends it whatever
+    /// `read` returned, so an early `?` inside cannot skip the end. Errors: `read`'s first,
+    /// else the end's.
+    pub(crate) async fn read<T>(&self, read: impl AsyncFnOnce(&mut Tx) -> Result<T>) -> Result<T> {
+        let mut tx = self.begin_read_tx().await?;
+        let out = read(&mut tx).await;
+        let ended = tx.end().await;
+        let out = out?;
+        ended?;
+        Ok(out)
+    }
+
     pub(crate) async fn begin_read_unguarded(&self) -> Result<Tx> {
         let inner = match &self.pool {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
