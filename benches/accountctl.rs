@@ -830,7 +830,7 @@ async fn big_directory(f: &Fresh, n: usize) {
         f.exec(&sql).await;
     }
     if f.backend == Backend::Postgres {
-        f.exec("ANALYZE").await;
+        pg_admin(&f.url, "ANALYZE").await;
     }
 }
 

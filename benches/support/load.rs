@@ -29,7 +29,7 @@ use accountctl::db::Backend;
 use accountctl::domain::UserRef;
 use accountctl::password::{self, Secret};
 
-use super::{Fresh, Row, bench_workspace, engine_bulk_load, scale, secs};
+use super::{Fresh, Row, bench_workspace, engine_bulk_load, pg_admin, scale, secs};
 
 const CLIENTS: usize = 64;
 const TRIALS: usize = 100;
@@ -303,7 +303,7 @@ pub(super) async fn bench_load(f: &Fresh, rows: &mut Vec<Row>, label: &'static s
     let phc = password::hash_blocking(&Secret::new(PASSWORD.into())).expect("hash");
     let built = engine_bulk_load(f, "load", 0x500, users, &phc, ws, role).await;
     if f.backend == Backend::Postgres {
-        f.exec("ANALYZE").await;
+        pg_admin(&f.url, "ANALYZE").await;
     }
     eprintln!("{label}: load: {users} users bulk-loaded in {}", secs(built));
 
@@ -386,7 +386,7 @@ pub(super) async fn bench_load(f: &Fresh, rows: &mut Vec<Row>, label: &'static s
     for i in 0..TRIALS {
         let token = &disable_tokens[i];
         let name = format!("load{}", CLIENTS + i);
-        let exited = tokio::task::block_in_place(|| cli(&f.url, &["-y", "user", "disable", &name]));
+        let exited = tokio::task::block_in_place(|| cli(&f.url, &["--yes", "user", "disable", &name]));
         disabled.push(
             until_seen(&client, &me_url, token, exited, |s, _| {
                 s == reqwest::StatusCode::UNAUTHORIZED
@@ -403,7 +403,7 @@ pub(super) async fn bench_load(f: &Fresh, rows: &mut Vec<Row>, label: &'static s
         let exited = tokio::task::block_in_place(|| {
             cli(
                 &f.url,
-                &["-y", "role", "revoke", &name, "editor", "--workspace", "Acme"],
+                &["--yes", "role", "revoke", &name, "editor", "--workspace", "Acme"],
             )
         });
         revoked.push(

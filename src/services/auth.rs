@@ -256,10 +256,12 @@ impl AuthService {
 
     async fn identity_owner(&self, provider: &str, subject: &str) -> Result<Option<User>> {
         self.db
-            .read(async |tx| match tx.user_id_by_external_identity(provider, subject).await? {
-                Some(id) => tx.user_by_id(id).await,
-                None => Ok(None),
-            })
+            .read(
+                async |tx| match tx.user_id_by_external_identity(provider, subject).await? {
+                    Some(id) => tx.user_by_id(id).await,
+                    None => Ok(None),
+                },
+            )
             .await
     }
 

@@ -243,7 +243,10 @@ impl Invites {
     /// (as tables show ids). Errors: [`Error::NotFound`]; [`Error::Invalid`] naming the
     /// candidates when the prefix fits several invites.
     pub async fn resolve_id(&self, text: &str) -> Result<Uuid> {
-        let id = self.db.read(async |tx| tx.resolve_id("invites", "invite", text, None).await).await?;
+        let id = self
+            .db
+            .read(async |tx| tx.resolve_id("invites", "invite", text, None).await)
+            .await?;
         Ok(id)
     }
 

@@ -30,7 +30,10 @@ impl Reports {
                     .map_err(|_| Error::Invalid(format!("audit cursor {} is not an event id", crate::domain::shown(a))))
             })
             .transpose()?;
-        let rows = self.db.read(async |tx| tx.audit_page(filter, after, page.limit).await).await?;
+        let rows = self
+            .db
+            .read(async |tx| tx.audit_page(filter, after, page.limit).await)
+            .await?;
         Ok(rows)
     }
 
@@ -43,7 +46,10 @@ impl Reports {
     /// One page of live users (the trash excluded) by username, as an import row holds
     /// them; the cursor is the previous page's last username.
     pub async fn export(&self, page: &Page) -> Result<Vec<ExportedUser>> {
-        let rows = self.db.read(async |tx| tx.export_page(page.after.as_deref(), page.limit).await).await?;
+        let rows = self
+            .db
+            .read(async |tx| tx.export_page(page.after.as_deref(), page.limit).await)
+            .await?;
         Ok(rows)
     }
 
@@ -53,7 +59,10 @@ impl Reports {
         workspace_id: uuid::Uuid,
         users: &[uuid::Uuid],
     ) -> Result<Vec<(uuid::Uuid, String)>> {
-        let rows = self.db.read(async |tx| tx.workspace_roles(workspace_id, users).await).await?;
+        let rows = self
+            .db
+            .read(async |tx| tx.workspace_roles(workspace_id, users).await)
+            .await?;
         Ok(rows)
     }
 
@@ -64,7 +73,10 @@ impl Reports {
         if !matches!(kind, "workspace" | "role") {
             return Ok(Vec::new());
         }
-        let names = self.db.read(async |tx| tx.some_names(kind == "workspace", 10_000).await).await?;
+        let names = self
+            .db
+            .read(async |tx| tx.some_names(kind == "workspace", 10_000).await)
+            .await?;
         let key = key.to_lowercase();
         let mut close: Vec<(usize, String)> = names
             .into_iter()

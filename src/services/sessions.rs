@@ -325,7 +325,10 @@ impl SessionService {
     /// (as tables show ids). Errors: [`Error::NotFound`]; [`Error::Invalid`] naming the
     /// candidates when the prefix fits several sessions.
     pub async fn resolve_id(&self, text: &str) -> Result<Uuid> {
-        let id = self.db.read(async |tx| tx.resolve_id("sessions", "session", text, None).await).await?;
+        let id = self
+            .db
+            .read(async |tx| tx.resolve_id("sessions", "session", text, None).await)
+            .await?;
         Ok(id)
     }
 
