@@ -109,7 +109,13 @@ struct Global {
     database_url: Option<String>,
     /// Config file (TOML). Default: $XDG_CONFIG_HOME/accountctl/config.toml, else
     /// /etc/accountctl/config.toml, when present. See `config show`.
-    #[arg(long, env = "ACCOUNTCTL_CONFIG", global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        env = "ACCOUNTCTL_CONFIG",
+        global = true,
+        value_name = "PATH",
+        hide_env_values = true
+    )]
     config: Option<std::path::PathBuf>,
     /// Output format of results.
     #[arg(short, long, value_enum, default_value = "table", global = true)]
@@ -137,7 +143,13 @@ struct Global {
     /// run's transactions (default: the server's, usually no limit); SQLite: the busy timeout
     /// (default 10s). Whatever the limit, a run that has waited 3 s says on stderr what it
     /// waits for and who holds it (PostgreSQL).
-    #[arg(long, env = "ACCOUNTCTL_LOCK_TIMEOUT", global = true, value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "ACCOUNTCTL_LOCK_TIMEOUT",
+        global = true,
+        value_name = "DURATION",
+        hide_env_values = true
+    )]
     lock_timeout: Option<String>,
     /// Who is acting, as recorded in the audit trail. Default: the config file's actor,
     /// else the OS user.
