@@ -6,6 +6,8 @@
 //! Skipped when `pg_autoctl` is not installed, except with `CI` set (`.ci/run` installs it),
 //! where it fails. The formation is the test's own and is taken down at the end.
 
+mod common;
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -189,19 +191,7 @@ fn a_failover_during_a_sweep_and_an_import_loses_nothing_and_the_cli_exits_6_the
     let url = formation.url.clone();
     let dir = tempfile::tempdir().expect("temp dir");
     ok(
-        &cli(
-            &url,
-            dir.path(),
-            &[
-                "bootstrap",
-                "--admin-username",
-                "admin",
-                "--admin-email",
-                "admin@example.com",
-                "--password-stdin",
-            ],
-            "admin password long\n",
-        ),
+        &cli(&url, dir.path(), &common::BOOTSTRAP_ARGS, "admin password long\n"),
         "bootstrap",
     );
     // 300 users due for erasure, for a sweeper run that lasts through the switch.
